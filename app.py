@@ -1,0 +1,69 @@
+import os
+from pathlib import Path
+
+import flask_swagger_ui
+from flask import Flask, send_from_directory
+from flask_migrate import Migrate
+from werkzeug.routing import IntegerConverter
+
+from db import db
+from errors import Api
+from resources.item import blp as item_blueprint
+from resources.store import blp as store_blueprint
+from resources.tag import blp as tag_blueprint
+from schemas import MAX_ID
+
+SWAGGER_UI_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """An id the database can hold: an id outside 1..2^31-1 is simply not found (404)."""
+
+    def __init__(self, map, *args, **kwargs) -> None:
+        super().__init__(map, min=1, max=MAX_ID)
+
+
+def database_url(url: str | None) -> str:
+    url = url or os.environ.get("DATABASE_URL") or ""
+    # Some hosts hand out the scheme SQLAlchemy dropped in 1.4.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    return url
+
+
+def create_app(db_url: str | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=database_url(db_url)
+        or f"sqlite:///{Path(app.instance_path) / 'data.db'}",
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        API_TITLE="Stores REST API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/swagger-ui",
+        OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
+    )
+    Path(app.instance_path).mkdir(exist_ok=True)
+
+    # Every integer in our URLs is a database id.
+    app.url_map.converters["int"] = DatabaseIdConverter
+    db.init_app(app)
+    # Batch mode: SQLite can only alter a table by copying it.
+    Migrate(app, db, render_as_batch=True)
+
+    api = Api(app)
+    api.register_converter(
+        DatabaseIdConverter,
+        lambda _converter: {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    )
+    for blueprint in (store_blueprint, item_blueprint, tag_blueprint):
+        api.register_blueprint(blueprint)
+
+    @app.get("/swagger-ui-assets/<path:filename>")
+    def swagger_ui_assets(filename: str):
+        # Served by us so that Swagger UI works offline, with no CDN.
+        return send_from_directory(SWAGGER_UI_ASSETS, filename)
+
+    return app

@@ -1,0 +1,35 @@
+from typing import TYPE_CHECKING
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
+
+from db import db
+
+if TYPE_CHECKING:
+    from models.item import ItemModel
+    from models.tag import TagModel
+
+
+class StoreModel(db.Model):
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+
+    # Deleting a store deletes its children, but the database does the deleting
+    # (ON DELETE CASCADE): the ORM never loads a store's items or tags to delete them.
+    items: WriteOnlyMapped["ItemModel"] = relationship(
+        back_populates="store", cascade="all, delete-orphan", passive_deletes=True
+    )
+    tags: WriteOnlyMapped["TagModel"] = relationship(
+        back_populates="store", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    # Read-only views of the same rows, for representations: loaded only when a
+    # query asks for them (selectinload), so a forgotten eager load fails loudly.
+    item_list: Mapped[list["ItemModel"]] = relationship(
+        viewonly=True, lazy="raise", order_by="ItemModel.id"
+    )
+    tag_list: Mapped[list["TagModel"]] = relationship(
+        viewonly=True, lazy="raise", order_by="TagModel.id"
+    )

@@ -1,0 +1,82 @@
+from typing import Any, ClassVar, NoReturn, TypeVar
+
+import flask_smorest
+from flask_smorest import abort
+from flask_smorest.pagination import PaginationParameters
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+
+from db import db
+from schemas import MAX_ID
+
+Model = TypeVar("Model")
+
+
+class Blueprint(flask_smorest.Blueprint):
+    DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
+        "page": 1,
+        "page_size": 20,
+        "max_page_size": 100,
+    }
+
+
+def get_or_404(model: type[Model], ident: int, **get_options: Any) -> Model:
+    instance = db.session.get(model, ident, **get_options)
+    if instance is None:
+        abort(404, message=f"{model.__name__.removesuffix('Model')} {ident} not found.")
+    return instance
+
+
+def paginate(statement: Select, pagination: PaginationParameters) -> list:
+    """Run one page of `statement`, counting all its rows in the same query."""
+    # No table holds more rows than the largest id, so a larger offset selects
+    # nothing: clamping keeps absurd page numbers from overflowing OFFSET.
+    offset = min(pagination.first_item, MAX_ID)
+    rows = db.session.execute(
+        statement.add_columns(func.count().over()).offset(offset).limit(pagination.page_size)
+    ).all()
+    if rows:
+        pagination.item_count = rows[0][1]
+    else:
+        pagination.item_count = db.session.scalar(
+            select(func.count()).select_from(statement.order_by(None).subquery())
+        )
+    return [row[0] for row in rows]
+
+
+# An answer for a client whose write broke a constraint: status code and abort() fields.
+Refusal = tuple[int, dict[str, Any]]
+
+
+def violated_constraint(error: IntegrityError) -> str | None:
+    # PostgreSQL reports a SQLSTATE; SQLite only says it in words.
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return {"23505": "unique", "23503": "foreign key"}.get(sqlstate)
+    message = str(error.orig)
+    return next((kind for kind in ("unique", "foreign key") if kind.upper() in message), None)
+
+
+def commit_or_abort(
+    *, on_unique: Refusal | None = None, on_foreign_key: Refusal | None = None
+) -> None:
+    """Commit; a constraint the commit broke becomes the refusal given for it.
+
+    Constraints, not look-ups beforehand, decide: they also hold against
+    concurrent requests.
+    """
+    try:
+        db.session.commit()
+    except IntegrityError as error:
+        db.session.rollback()
+        refusal = {"unique": on_unique, "foreign key": on_foreign_key}.get(
+            violated_constraint(error)
+        )
+        if refusal is None:
+            raise
+        refuse(refusal)
+
+
+def refuse(refusal: Refusal) -> NoReturn:
+    status, fields = refusal
+    abort(status, **fields)

@@ -1,0 +1,86 @@
+from flask.views import MethodView
+from flask_smorest.pagination import PaginationParameters
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from db import db
+from models import ItemModel, StoreModel
+from resources.common import (
+    Blueprint,
+    Refusal,
+    commit_or_abort,
+    get_or_404,
+    paginate,
+    refuse,
+)
+from schemas import (
+    ItemCreateSchema,
+    ItemQuerySchema,
+    ItemSchema,
+    ItemUpdateSchema,
+    MessageSchema,
+)
+
+blp = Blueprint("items", __name__, description="Items, each in one store")
+
+WITH_RELATIONS = (joinedload(ItemModel.store), selectinload(ItemModel.tags))
+
+
+def missing_store(store_id: int) -> Refusal:
+    return 422, {"errors": {"json": {"store_id": [f"Store {store_id} does not exist."]}}}
+
+
+@blp.route("/item/<int:item_id>")
+class Item(MethodView):
+    @blp.response(200, ItemSchema)
+    @blp.alt_response(404, description="No item with this id")
+    def get(self, item_id: int) -> ItemModel:
+        return get_or_404(ItemModel, item_id, options=WITH_RELATIONS)
+
+    @blp.arguments(ItemUpdateSchema)
+    @blp.response(200, ItemSchema)
+    @blp.alt_response(404, description="No item with this id")
+    def put(self, item_data: dict, item_id: int) -> ItemModel:
+        """Change an item's name, price or description"""
+        item = get_or_404(ItemModel, item_id, options=WITH_RELATIONS)
+        for field, value in item_data.items():
+            setattr(item, field, value)
+        db.session.commit()
+        return item
+
+    @blp.response(200, MessageSchema)
+    @blp.alt_response(404, description="No item with this id")
+    def delete(self, item_id: int) -> dict:
+        """Delete an item and its links to tags"""
+        db.session.delete(get_or_404(ItemModel, item_id))
+        db.session.commit()
+        return {"message": f"Item {item_id} deleted."}
+
+
+@blp.route("/item")
+class ItemList(MethodView):
+    @blp.arguments(ItemQuerySchema, location="query", as_kwargs=True)
+    @blp.response(200, ItemSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters: PaginationParameters, store_id: int | None = None):
+        """List items, optionally those of one store"""
+        statement = select(ItemModel).options(*WITH_RELATIONS).order_by(ItemModel.id)
+        if store_id is not None:
+            statement = statement.where(ItemModel.store_id == store_id)
+        return paginate(statement, pagination_parameters)
+
+    @blp.arguments(ItemCreateSchema)
+    @blp.response(201, ItemSchema)
+    @blp.alt_response(422, description="Invalid fields, or no store with this store_id")
+    def post(self, item_data: dict) -> ItemModel:
+        store = db.session.get(StoreModel, item_data["store_id"])
+        if store is None:
+            refuse(missing_store(item_data["store_id"]))
+        item = ItemModel(**item_data)
+        db.session.add(item)
+        # The store can still vanish before the insert commits: the foreign key tells.
+        commit_or_abort(on_foreign_key=missing_store(store.id))
+        set_committed_value(item, "store", store)
+        set_committed_value(item, "tags", [])
+        return item

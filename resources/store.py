@@ -1,0 +1,82 @@
+from flask.views import MethodView
+from flask_smorest.pagination import PaginationParameters
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from db import db
+from models import ItemModel, StoreModel, TagModel
+from resources.common import Blueprint, commit_or_abort, get_or_404, paginate
+from schemas import PlainStoreSchema, StoreDeletedSchema, StoreSchema
+
+blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
+
+WITH_CHILDREN = (selectinload(StoreModel.item_list), selectinload(StoreModel.tag_list))
+
+
+def save_store(store: StoreModel) -> StoreModel:
+    db.session.add(store)
+    commit_or_abort(
+        on_unique=(
+            409,
+            {"message": f"A store named {store.name!r} exists: pick another name."},
+        )
+    )
+    return store
+
+
+@blp.route("/store/<int:store_id>")
+class Store(MethodView):
+    @blp.response(200, StoreSchema)
+    @blp.alt_response(404, description="No store with this id")
+    def get(self, store_id: int) -> StoreModel:
+        return get_or_404(StoreModel, store_id, options=WITH_CHILDREN)
+
+    @blp.arguments(PlainStoreSchema)
+    @blp.response(200, StoreSchema)
+    @blp.alt_response(404, description="No store with this id")
+    @blp.alt_response(409, description="Another store has this name")
+    def put(self, store_data: dict, store_id: int) -> StoreModel:
+        """Rename a store"""
+        store = get_or_404(StoreModel, store_id, options=WITH_CHILDREN)
+        store.name = store_data["name"]
+        return save_store(store)
+
+    @blp.response(200, StoreDeletedSchema)
+    @blp.alt_response(404, description="No store with this id")
+    def delete(self, store_id: int) -> dict:
+        """Delete a store with all its items, tags and their links"""
+        # Locking the store row first makes the counts exact: a concurrent insert of
+        # an item or tag needs a share lock on it and waits until we commit.
+        store = get_or_404(StoreModel, store_id, with_for_update=True)
+        items, tags = db.session.execute(
+            select(
+                select(func.count()).where(ItemModel.store_id == store_id).scalar_subquery(),
+                select(func.count()).where(TagModel.store_id == store_id).scalar_subquery(),
+            )
+        ).one()
+        db.session.delete(store)
+        db.session.commit()
+        return {
+            "message": f"Store {store_id} deleted.",
+            "deleted": {"items": items, "tags": tags},
+        }
+
+
+@blp.route("/store")
+class StoreList(MethodView):
+    @blp.response(200, StoreSchema(many=True))
+    @blp.paginate()
+    def get(self, pagination_parameters: PaginationParameters) -> list[StoreModel]:
+        statement = select(StoreModel).options(*WITH_CHILDREN).order_by(StoreModel.id)
+        return paginate(statement, pagination_parameters)
+
+    @blp.arguments(PlainStoreSchema)
+    @blp.response(201, StoreSchema)
+    @blp.alt_response(409, description="Another store has this name")
+    def post(self, store_data: dict) -> StoreModel:
+        store = save_store(StoreModel(**store_data))
+        # A new store has no children: no need to ask the database.
+        set_committed_value(store, "item_list", [])
+        set_committed_value(store, "tag_list", [])
+        return store

@@ -1,0 +1,129 @@
+from flask.views import MethodView
+from flask_smorest import abort
+from flask_smorest.pagination import PaginationParameters
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from db import db
+from models import ItemModel, ItemTagModel, StoreModel, TagModel
+from resources.common import Blueprint, commit_or_abort, get_or_404, paginate
+from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
+
+blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
+
+
+@blp.route("/store/<int:store_id>/tag")
+class TagsInStore(MethodView):
+    @blp.response(200, TagSchema(many=True))
+    @blp.alt_response(404, description="No store with this id")
+    @blp.paginate()
+    def get(self, store_id: int, pagination_parameters: PaginationParameters) -> list[TagModel]:
+        get_or_404(StoreModel, store_id)
+        statement = (
+            select(TagModel)
+            .where(TagModel.store_id == store_id)
+            .options(joinedload(TagModel.store), selectinload(TagModel.items))
+            .order_by(TagModel.id)
+        )
+        return paginate(statement, pagination_parameters)
+
+    @blp.arguments(PlainTagSchema)
+    @blp.response(201, TagSchema)
+    @blp.alt_response(404, description="No store with this id")
+    @blp.alt_response(409, description="The store has a tag with this name")
+    def post(self, tag_data: dict, store_id: int) -> TagModel:
+        store = get_or_404(StoreModel, store_id)
+        tag = TagModel(**tag_data, store_id=store_id)
+        db.session.add(tag)
+        commit_or_abort(
+            on_unique=(
+                409,
+                {"message": f"Store {store_id} has a tag named {tag.name!r}: pick another name."},
+            ),
+            on_foreign_key=(404, {"message": f"Store {store_id} not found."}),
+        )
+        set_committed_value(tag, "store", store)
+        set_committed_value(tag, "items", [])
+        return tag
+
+
+@blp.route("/tag/<int:tag_id>")
+class Tag(MethodView):
+    @blp.response(200, TagSchema)
+    @blp.alt_response(404, description="No tag with this id")
+    def get(self, tag_id: int) -> TagModel:
+        return get_or_404(
+            TagModel,
+            tag_id,
+            options=(joinedload(TagModel.store), selectinload(TagModel.items)),
+        )
+
+    @blp.response(200, MessageSchema)
+    @blp.alt_response(404, description="No tag with this id")
+    @blp.alt_response(409, description="The tag is still linked to items")
+    def delete(self, tag_id: int) -> dict:
+        """Delete a tag that no item uses"""
+        # The lock keeps a concurrent link from slipping in between check and delete.
+        tag = get_or_404(TagModel, tag_id, with_for_update=True)
+        links = db.session.scalar(select(func.count()).where(ItemTagModel.tag_id == tag_id))
+        if links:
+            abort(
+                409,
+                message=f"Tag {tag_id} is still linked to {links} item(s): unlink them first "
+                f"with DELETE /item/<item_id>/tag/{tag_id}.",
+            )
+        db.session.delete(tag)
+        db.session.commit()
+        return {"message": f"Tag {tag_id} deleted."}
+
+
+@blp.route("/item/<int:item_id>/tag/<int:tag_id>")
+class LinkTagsToItem(MethodView):
+    @blp.response(201, LinkSchema)
+    @blp.alt_response(404, description="No item or no tag with this id")
+    @blp.alt_response(409, description="Already linked, or the tag belongs to another store")
+    def post(self, item_id: int, tag_id: int) -> dict:
+        """Link a tag to an item of the same store"""
+        item, tag = get_or_404(ItemModel, item_id), get_or_404(TagModel, tag_id)
+        if item.store_id != tag.store_id:
+            abort(
+                409,
+                message=f"Tag {tag_id} belongs to store {tag.store_id} and item {item_id} "
+                f"to store {item.store_id}: link a tag of the item's own store.",
+            )
+        db.session.add(ItemTagModel(item_id=item_id, tag_id=tag_id))
+        commit_or_abort(
+            on_unique=(
+                409,
+                {"message": f"Item {item_id} and tag {tag_id} are linked already."},
+            ),
+            on_foreign_key=(
+                404,
+                {"message": "The item or the tag was deleted meanwhile."},
+            ),
+        )
+        return {
+            "message": f"Tag {tag_id} linked to item {item_id}.",
+            "item": item,
+            "tag": tag,
+        }
+
+    @blp.response(200, LinkSchema)
+    @blp.alt_response(404, description="No such item, tag or link")
+    def delete(self, item_id: int, tag_id: int) -> dict:
+        """Unlink a tag from an item"""
+        item, tag = get_or_404(ItemModel, item_id), get_or_404(TagModel, tag_id)
+        unlinked = db.session.execute(
+            delete(ItemTagModel).where(
+                ItemTagModel.item_id == item_id, ItemTagModel.tag_id == tag_id
+            )
+        )
+        if unlinked.rowcount == 0:
+            abort(404, message=f"Item {item_id} and tag {tag_id} are not linked.")
+        db.session.commit()
+        return {
+            "message": f"Tag {tag_id} unlinked from item {item_id}.",
+            "item": item,
+            "tag": tag,
+        }

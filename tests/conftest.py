@@ -1,0 +1,151 @@
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import flask_migrate
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import Connection, event, text
+
+from app import create_app
+from db import db
+from tools.throwaway_postgres import free_port, throwaway_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield url
+    else:
+        with throwaway_postgres() as url:
+            yield url
+
+
+def migrated_app(url: str) -> Flask:
+    app = create_app(url)
+    app.config["TESTING"] = True
+    with app.app_context():
+        flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+    return app
+
+
+@pytest.fixture(scope="session")
+def postgres_app(postgres_url: str) -> Flask:
+    return migrated_app(postgres_url)
+
+
+@pytest.fixture(scope="session")
+def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    return migrated_app(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database" in metafunc.fixturenames:
+        backends = ["postgres"]
+        if metafunc.definition.get_closest_marker("sqlite_too"):
+            backends.append("sqlite")
+        metafunc.parametrize("database", backends, indirect=True)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def reset_data(connection: Connection) -> None:
+    tables = db.metadata.sorted_tables
+    if connection.dialect.name == "postgresql":
+        names = ", ".join(table.name for table in tables)
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        for table in reversed(tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def app(database: str, request: pytest.FixtureRequest) -> Iterator[Flask]:
+    """The app on an empty database, ids starting from 1 again."""
+    app = request.getfixturevalue(f"{database}_app")
+    with app.app_context():
+        with db.engine.begin() as connection:
+            reset_data(connection)
+        yield app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def sql(app: Flask):
+    """Rows of a raw SQL query, straight from the database: `sql("SELECT ...")`."""
+
+    def query(statement: str, **params) -> list[tuple]:
+        with db.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(statement), params)]
+
+    return query
+
+
+@pytest.fixture
+def statements(app: Flask):
+    """Count the SQL statements sent while a block runs: `with statements() as sent:`."""
+
+    @contextmanager
+    def count() -> Iterator[list[str]]:
+        sent: list[str] = []
+
+        def record(_conn, _cursor, statement, *_args) -> None:
+            sent.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", record)
+        try:
+            yield sent
+        finally:
+            event.remove(db.engine, "before_cursor_execute", record)
+
+    return count
+
+
+@pytest.fixture(scope="session")
+def live_server(postgres_app: Flask, postgres_url: str) -> Iterator[str]:
+    """The real app under gunicorn on PostgreSQL; yields its base URL."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "--no-control-socket",
+            "--bind", f"127.0.0.1:{port}", "--workers", "2", "app:create_app()",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": postgres_url},
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(base_url, server)
+        yield base_url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wait_until_serving(base_url: str, server: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}")
+        try:
+            requests.get(f"{base_url}/openapi.json", timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise TimeoutError(f"no answer from {base_url} within {timeout} s")

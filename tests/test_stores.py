@@ -1,0 +1,78 @@
+import json
+
+import pytest
+from helpers import assert_error, link, new_item, new_store, new_tag
+
+
+def test_create_and_get_store(client):
+    store = new_store(client, "Books")
+    assert store == {"id": 1, "name": "Books", "items": [], "tags": []}
+    assert client.get(f"/store/{store['id']}").get_json() == store
+
+
+def test_store_nests_its_items_and_tags(client):
+    store = new_store(client)
+    item = new_item(client, store["id"], "Novel", 12.5, description="Long")
+    tag = new_tag(client, store["id"], "fiction")
+    link(client, item["id"], tag["id"])
+
+    body = client.get(f"/store/{store['id']}").get_json()
+
+    assert body["items"] == [
+        {"id": item["id"], "name": "Novel", "price": 12.5, "description": "Long", "store_id": 1}
+    ]
+    assert body["tags"] == [{"id": tag["id"], "name": "fiction", "store_id": 1}]
+
+
+@pytest.mark.sqlite_too
+def test_duplicate_store_name_is_a_conflict(client):
+    new_store(client, "Books")
+    assert_error(client.post("/store", json={"name": "Books"}), 409, "pick another name")
+
+
+def test_rename_store(client):
+    store = new_store(client, "Books")
+    response = client.put(f"/store/{store['id']}", json={"name": "Comics"})
+    assert response.status_code == 200
+    assert response.get_json()["name"] == "Comics"
+    assert client.get(f"/store/{store['id']}").get_json()["name"] == "Comics"
+
+
+def test_rename_to_a_taken_name_is_a_conflict(client):
+    new_store(client, "Books")
+    comics = new_store(client, "Comics")
+    assert_error(client.put(f"/store/{comics['id']}", json={"name": "Books"}), 409)
+    assert client.get(f"/store/{comics['id']}").get_json()["name"] == "Comics"
+
+
+def test_missing_store_is_404(client):
+    for method in ("get", "delete"):
+        assert_error(getattr(client, method)("/store/7"), 404, "Store 7 not found")
+    assert_error(client.put("/store/7", json={"name": "X"}), 404)
+
+
+def test_store_list_is_paginated_in_id_order(client):
+    for number in range(25):
+        new_store(client, f"Store {number:02}")
+
+    first = client.get("/store")
+    second = client.get("/store?page=2&page_size=20")
+
+    assert [s["name"] for s in first.get_json()] == [f"Store {n:02}" for n in range(20)]
+    assert [s["name"] for s in second.get_json()] == [f"Store {n:02}" for n in range(20, 25)]
+    assert json.loads(first.headers["X-Pagination"]) == {
+        "total": 25, "total_pages": 2, "first_page": 1, "last_page": 2, "page": 1, "next_page": 2,
+    }  # fmt: skip
+
+
+def test_pages_past_the_end_are_empty_but_counted(client):
+    new_store(client)
+    for page in (2, 10**30):
+        response = client.get(f"/store?page={page}")
+        assert response.get_json() == []
+        assert json.loads(response.headers["X-Pagination"])["total"] == 1
+
+
+@pytest.mark.parametrize("query", ["page=0", "page_size=0", "page_size=101", "page=x"])
+def test_bad_pagination_is_422(client, query):
+    assert_error(client.get(f"/store?{query}"), 422)
