@@ -48,8 +48,9 @@ class Price(fields.Decimal):
         return None if value is None else float(value)
 
 
-def Id(**kwargs) -> fields.Integer:  # noqa: N802 - used like a field class
-    return fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+def Id(strict: bool = True, **kwargs) -> fields.Integer:  # noqa: N802 - used like a field class
+    # Query strings are text, so only JSON bodies can insist on a real number.
+    return fields.Integer(strict=strict, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
 
 
 class PlainStoreSchema(Schema):
@@ -107,7 +108,7 @@ class TagSchema(PlainTagSchema):
 
 
 class ItemQuerySchema(Schema):
-    store_id = Id()
+    store_id = Id(strict=False)
 
 
 class DeletedCountsSchema(Schema):

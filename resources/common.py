@@ -13,6 +13,15 @@ Model = TypeVar("Model")
 
 
 class Blueprint(flask_smorest.Blueprint):
+    def arguments(self, schema, *, location: str = "json", **kwargs):
+        """Parse arguments; a JSON body may also be malformed, which is a 400 to document."""
+        parse = super().arguments(schema, location=location, **kwargs)
+        if location != "json":
+            return parse
+        return lambda view: self.alt_response(400, description="The body is not valid JSON")(
+            parse(view)
+        )
+
     DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
         "page": 1,
         "page_size": 20,

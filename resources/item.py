@@ -36,6 +36,7 @@ class Item(MethodView):
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, description="No item with this id")
     def get(self, item_id: int) -> ItemModel:
+        """Get an item with its store and tags"""
         return get_or_404(ItemModel, item_id, options=WITH_RELATIONS)
 
     @blp.arguments(ItemUpdateSchema)
@@ -74,6 +75,7 @@ class ItemList(MethodView):
     @blp.response(201, ItemSchema)
     @blp.alt_response(422, description="Invalid fields, or no store with this store_id")
     def post(self, item_data: dict) -> ItemModel:
+        """Create an item in a store"""
         store = db.session.get(StoreModel, item_data["store_id"])
         if store is None:
             refuse(missing_store(item_data["store_id"]))

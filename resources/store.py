@@ -30,6 +30,7 @@ class Store(MethodView):
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No store with this id")
     def get(self, store_id: int) -> StoreModel:
+        """Get a store with its items and tags"""
         return get_or_404(StoreModel, store_id, options=WITH_CHILDREN)
 
     @blp.arguments(PlainStoreSchema)
@@ -68,6 +69,7 @@ class StoreList(MethodView):
     @blp.response(200, StoreSchema(many=True))
     @blp.paginate()
     def get(self, pagination_parameters: PaginationParameters) -> list[StoreModel]:
+        """List stores with their items and tags"""
         statement = select(StoreModel).options(*WITH_CHILDREN).order_by(StoreModel.id)
         return paginate(statement, pagination_parameters)
 
@@ -75,6 +77,7 @@ class StoreList(MethodView):
     @blp.response(201, StoreSchema)
     @blp.alt_response(409, description="Another store has this name")
     def post(self, store_data: dict) -> StoreModel:
+        """Create a store"""
         store = save_store(StoreModel(**store_data))
         # A new store has no children: no need to ask the database.
         set_committed_value(store, "item_list", [])

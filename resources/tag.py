@@ -19,6 +19,7 @@ class TagsInStore(MethodView):
     @blp.alt_response(404, description="No store with this id")
     @blp.paginate()
     def get(self, store_id: int, pagination_parameters: PaginationParameters) -> list[TagModel]:
+        """List the tags of a store"""
         get_or_404(StoreModel, store_id)
         statement = (
             select(TagModel)
@@ -33,6 +34,7 @@ class TagsInStore(MethodView):
     @blp.alt_response(404, description="No store with this id")
     @blp.alt_response(409, description="The store has a tag with this name")
     def post(self, tag_data: dict, store_id: int) -> TagModel:
+        """Create a tag in a store"""
         store = get_or_404(StoreModel, store_id)
         tag = TagModel(**tag_data, store_id=store_id)
         db.session.add(tag)
@@ -53,6 +55,7 @@ class Tag(MethodView):
     @blp.response(200, TagSchema)
     @blp.alt_response(404, description="No tag with this id")
     def get(self, tag_id: int) -> TagModel:
+        """Get a tag with its store and items"""
         return get_or_404(
             TagModel,
             tag_id,

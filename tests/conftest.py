@@ -11,7 +11,7 @@ import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, event, text
 
 from app import create_app
 from db import db
@@ -71,14 +71,19 @@ def reset_data(connection: Connection) -> None:
 
 
 @pytest.fixture
-def app(database: str, request: pytest.FixtureRequest) -> Iterator[Flask]:
+def app(database: str, request: pytest.FixtureRequest) -> Flask:
     """The app on an empty database, ids starting from 1 again."""
     app = request.getfixturevalue(f"{database}_app")
+    with app.app_context(), db.engine.begin() as connection:
+        reset_data(connection)
+    # No app context stays pushed: each request gets its own, as on a server.
+    return app
+
+
+@pytest.fixture
+def engine(app: Flask) -> Engine:
     with app.app_context():
-        with db.engine.begin() as connection:
-            reset_data(connection)
-        yield app
-        db.session.remove()
+        return db.engine
 
 
 @pytest.fixture
@@ -87,18 +92,18 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def sql(app: Flask):
+def sql(engine: Engine):
     """Rows of a raw SQL query, straight from the database: `sql("SELECT ...")`."""
 
     def query(statement: str, **params) -> list[tuple]:
-        with db.engine.connect() as connection:
+        with engine.connect() as connection:
             return [tuple(row) for row in connection.execute(text(statement), params)]
 
     return query
 
 
 @pytest.fixture
-def statements(app: Flask):
+def statements(engine: Engine):
     """Count the SQL statements sent while a block runs: `with statements() as sent:`."""
 
     @contextmanager
@@ -108,11 +113,11 @@ def statements(app: Flask):
         def record(_conn, _cursor, statement, *_args) -> None:
             sent.append(statement)
 
-        event.listen(db.engine, "before_cursor_execute", record)
+        event.listen(engine, "before_cursor_execute", record)
         try:
             yield sent
         finally:
-            event.remove(db.engine, "before_cursor_execute", record)
+            event.remove(engine, "before_cursor_execute", record)
 
     return count
 

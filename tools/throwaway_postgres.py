@@ -50,7 +50,14 @@ def throwaway_postgres(*settings: str) -> Iterator[str]:
         check=True,
         capture_output=True,
     )
-    pg_ctl("-l", str(root / "server.log"), "-w", "-o", " ".join(f"-c {o}" for o in server_options), "start")
+    pg_ctl(
+        "-l",
+        str(root / "server.log"),
+        "-w",
+        "-o",
+        " ".join(f"-c {o}" for o in server_options),
+        "start",
+    )
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:

@@ -1,0 +1,26 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each sets up .venv itself.
+VENV := .venv
+BIN := $(VENV)/bin
+export FLASK_APP := app:create_app
+
+.PHONY: run test lint format
+
+$(VENV)/installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+## Start the API on the SQLite default: http://127.0.0.1:5000/swagger-ui
+run: $(VENV)/installed
+	$(BIN)/flask db upgrade
+	$(BIN)/flask run --port 5000
+
+## Run the whole suite against a throwaway PostgreSQL (or $$TEST_DATABASE_URL) and SQLite.
+test: $(VENV)/installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+format: $(VENV)/installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

@@ -1,0 +1,111 @@
+"""DELETE /store/<id> removes the store, its items, tags and links, and nothing else."""
+
+import pytest
+from helpers import assert_error, link, new_item, new_store, new_tag
+from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
+
+
+def fill_store(client, name: str, items: int, tags: int) -> dict:
+    store = new_store(client, name)
+    item_ids = [new_item(client, store["id"], f"{name} item {n}")["id"] for n in range(items)]
+    tag_ids = [new_tag(client, store["id"], f"{name} tag {n}")["id"] for n in range(tags)]
+    for item_id in item_ids:
+        for tag_id in tag_ids:
+            link(client, item_id, tag_id)
+    return store
+
+
+def rows_of_store(sql, store_id: int) -> dict[str, int]:
+    counts = sql(
+        """
+        SELECT (SELECT count(*) FROM stores WHERE id = :store),
+               (SELECT count(*) FROM items WHERE store_id = :store),
+               (SELECT count(*) FROM tags WHERE store_id = :store),
+               (SELECT count(*) FROM items_tags
+                 WHERE item_id IN (SELECT id FROM items WHERE store_id = :store)
+                    OR tag_id IN (SELECT id FROM tags WHERE store_id = :store))
+        """,
+        store=store_id,
+    )[0]
+    return dict(zip(["stores", "items", "tags", "links"], counts, strict=True))
+
+
+def orphans(sql) -> int:
+    return sql(
+        """
+        SELECT (SELECT count(*) FROM items WHERE store_id NOT IN (SELECT id FROM stores))
+             + (SELECT count(*) FROM tags WHERE store_id NOT IN (SELECT id FROM stores))
+             + (SELECT count(*) FROM items_tags WHERE item_id NOT IN (SELECT id FROM items)
+                                                   OR tag_id NOT IN (SELECT id FROM tags))
+        """
+    )[0][0]
+
+
+@pytest.mark.sqlite_too
+def test_delete_store_removes_its_items_tags_and_links(client, sql):
+    doomed = fill_store(client, "Doomed", items=3, tags=2)
+    kept = fill_store(client, "Kept", items=2, tags=2)
+    assert rows_of_store(sql, doomed["id"]) == {"stores": 1, "items": 3, "tags": 2, "links": 6}
+
+    response = client.delete(f"/store/{doomed['id']}")
+
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "message": f"Store {doomed['id']} deleted.",
+        "deleted": {"items": 3, "tags": 2},
+    }
+    assert rows_of_store(sql, doomed["id"]) == {"stores": 0, "items": 0, "tags": 0, "links": 0}
+    assert rows_of_store(sql, kept["id"]) == {"stores": 1, "items": 2, "tags": 2, "links": 4}
+    assert orphans(sql) == 0
+    assert_error(client.get(f"/store/{doomed['id']}"), 404)
+    assert_error(client.delete(f"/store/{doomed['id']}"), 404)
+
+
+@pytest.mark.sqlite_too
+def test_delete_empty_store(client):
+    store = new_store(client)
+    response = client.delete(f"/store/{store['id']}")
+    assert response.get_json()["deleted"] == {"items": 0, "tags": 0}
+
+
+@pytest.mark.sqlite_too
+def test_database_itself_cascades_a_raw_delete(client, sql, engine):
+    """The database, not the ORM, is the last line of defence."""
+    store = fill_store(client, "Raw", items=2, tags=1)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DELETE FROM stores WHERE id = {store['id']}")
+    assert rows_of_store(sql, store["id"]) == {"stores": 0, "items": 0, "tags": 0, "links": 0}
+
+
+@pytest.mark.sqlite_too
+def test_database_refuses_children_of_missing_parents(engine):
+    with pytest.raises(IntegrityError, match=r"(?i)foreign key"), engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO items (name, price, store_id) VALUES ('x', 1, 42)")
+
+
+@pytest.mark.sqlite_too
+def test_store_delete_loads_no_children(client, statements):
+    store = fill_store(client, "Big", items=30, tags=3)
+    with statements() as sent:
+        client.delete(f"/store/{store['id']}")
+    # Lock the store, count its children, delete it: whatever the number of children.
+    selects_and_deletes = [s for s in sent if s.lstrip().upper().startswith(("SELECT", "DELETE"))]
+    assert len(selects_and_deletes) == 3
+    assert not any("FROM items_tags" in s for s in sent)
+
+
+@pytest.mark.sqlite_too
+def test_migrations_declare_on_delete_cascade(engine):
+    inspector = inspect(engine)
+    foreign_keys = {
+        (table, key["constrained_columns"][0]): key["options"].get("ondelete")
+        for table in ("items", "tags", "items_tags")
+        for key in inspector.get_foreign_keys(table)
+    }
+    assert foreign_keys == {
+        ("items", "store_id"): "CASCADE",
+        ("tags", "store_id"): "CASCADE",
+        ("items_tags", "item_id"): "CASCADE",
+        ("items_tags", "tag_id"): "CASCADE",
+    }

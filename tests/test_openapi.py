@@ -1,0 +1,46 @@
+"""The spec is the contract users read in Swagger UI: it must say every answer."""
+
+import pytest
+
+
+@pytest.fixture
+def spec(client) -> dict:
+    return client.get("/openapi.json").get_json()
+
+
+def operations(spec: dict):
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield f"{method.upper()} {path}", operation
+
+
+def test_every_operation_has_a_summary_and_a_default_error(spec):
+    for name, operation in operations(spec):
+        assert operation.get("summary"), name
+        assert "default" in operation["responses"], name
+
+
+def test_error_responses_are_documented(spec):
+    documented = {name: set(op["responses"]) for name, op in operations(spec)}
+    assert {"404", "409", "422", "400"} <= documented["PUT /store/{store_id}"]
+    assert {"409", "422", "400"} <= documented["POST /store"]
+    assert {"422", "400"} <= documented["POST /item"]
+    assert {"404", "409"} <= documented["DELETE /tag/{tag_id}"]
+    assert {"404", "409"} <= documented["POST /item/{item_id}/tag/{tag_id}"]
+    assert "404" in documented["DELETE /item/{item_id}/tag/{tag_id}"]
+    for name, responses in documented.items():
+        if "{" in name:
+            assert "404" in responses, name
+
+
+def test_path_ids_are_bounded_like_the_database(spec):
+    parameter = spec["paths"]["/store/{store_id}"]["parameters"][0]
+    assert parameter["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+
+
+def test_lists_declare_their_pagination(spec):
+    for path in ("/store", "/item", "/store/{store_id}/tag"):
+        parameters = {p["name"] for p in spec["paths"][path]["get"]["parameters"]}
+        assert {"page", "page_size"} <= parameters, path
+        assert "X-Pagination" in spec["paths"][path]["get"]["responses"]["200"]["headers"]

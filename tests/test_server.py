@@ -1,0 +1,38 @@
+"""The real server: gunicorn, several workers, PostgreSQL, over HTTP."""
+
+import requests
+
+
+def test_cascading_delete_through_gunicorn(live_server, sql):
+    http = requests.Session()
+    store = http.post(f"{live_server}/store", json={"name": "Live"}).json()
+    item = http.post(
+        f"{live_server}/item", json={"name": "Lamp", "price": 20, "store_id": store["id"]}
+    ).json()
+    tag = http.post(f"{live_server}/store/{store['id']}/tag", json={"name": "light"}).json()
+    assert http.post(f"{live_server}/item/{item['id']}/tag/{tag['id']}").status_code == 201
+
+    response = http.delete(f"{live_server}/store/{store['id']}")
+
+    assert response.status_code == 200
+    assert response.json()["deleted"] == {"items": 1, "tags": 1}
+    assert http.get(f"{live_server}/item/{item['id']}").status_code == 404
+    assert sql("SELECT (SELECT count(*) FROM items) + (SELECT count(*) FROM items_tags)") == [(0,)]
+
+
+def test_errors_over_http_are_json(live_server, app):
+    not_found = requests.get(f"{live_server}/no/such/page")
+    wrong_method = requests.patch(f"{live_server}/store")
+    assert (not_found.status_code, not_found.headers["Content-Type"]) == (404, "application/json")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["Allow"] == "GET, HEAD, OPTIONS, POST"
+    assert wrong_method.json()["code"] == 405
+
+
+def test_swagger_ui_is_served_with_its_own_assets(live_server, app):
+    page = requests.get(f"{live_server}/swagger-ui")
+    assert page.status_code == 200
+    assert "/swagger-ui-assets/swagger-ui-bundle.js" in page.text
+    assert "http" not in page.text.replace("http-equiv", "")  # nothing from another host
+    for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
+        assert requests.get(f"{live_server}/swagger-ui-assets/{asset}").status_code == 200
