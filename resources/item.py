@@ -25,6 +25,7 @@ from schemas import (
 blp = Blueprint("items", __name__, description="Items, each in one store")
 
 WITH_RELATIONS = (joinedload(ItemModel.store), selectinload(ItemModel.tags))
+ITEMS_BY_ID = select(ItemModel).options(*WITH_RELATIONS).order_by(ItemModel.id)
 
 
 def missing_store(store_id: int) -> Refusal:
@@ -66,7 +67,7 @@ class ItemList(MethodView):
     @blp.paginate()
     def get(self, pagination_parameters: PaginationParameters, store_id: int | None = None):
         """List items, optionally those of one store"""
-        statement = select(ItemModel).options(*WITH_RELATIONS).order_by(ItemModel.id)
+        statement = ITEMS_BY_ID
         if store_id is not None:
             statement = statement.where(ItemModel.store_id == store_id)
         return paginate(statement, pagination_parameters)
@@ -86,3 +87,14 @@ class ItemList(MethodView):
         set_committed_value(item, "store", store)
         set_committed_value(item, "tags", [])
         return item
+
+
+@blp.route("/store/<int:store_id>/item")
+class ItemsInStore(MethodView):
+    @blp.response(200, ItemSchema(many=True))
+    @blp.alt_response(404, description="No store with this id")
+    @blp.paginate()
+    def get(self, store_id: int, pagination_parameters: PaginationParameters) -> list[ItemModel]:
+        """List the items of a store, page by page"""
+        get_or_404(StoreModel, store_id)
+        return paginate(ITEMS_BY_ID.where(ItemModel.store_id == store_id), pagination_parameters)
