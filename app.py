@@ -6,7 +6,7 @@ from flask import Flask, send_from_directory
 from flask_migrate import Migrate
 from werkzeug.routing import IntegerConverter
 
-from db import db
+from db import autocommit_reads, db
 from errors import Api
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
@@ -50,6 +50,7 @@ def create_app(db_url: str | None = None) -> Flask:
     # Every integer in our URLs is a database id.
     app.url_map.converters["int"] = DatabaseIdConverter
     db.init_app(app)
+    app.before_request(autocommit_reads)
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
 

@@ -1,0 +1,196 @@
+"""Performance checks: the cascading delete against raw SQL, and reads against raw psycopg.
+
+Run after the README's set-up: `.venv/bin/python bench/run.py` (needs `wrk` for the
+throughput part). It starts its own PostgreSQL and prints medians and ratios.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import flask_migrate
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app import create_app  # noqa: E402
+from tools.throwaway_postgres import free_port, throwaway_postgres  # noqa: E402
+
+API = "app:create_app()"
+BASELINE = "bench.raw_app:app"
+
+
+def seed_store(connection: psycopg.Connection, name: str, items: int, tags: int) -> int:
+    """A store with `items` items and `tags` tags, each item linked to one tag."""
+    store_id = connection.execute(
+        "INSERT INTO stores (name) VALUES (%s) RETURNING id", (name,)
+    ).fetchone()[0]
+    connection.execute(
+        "INSERT INTO items (name, price, store_id)"
+        " SELECT 'item ' || n, n %% 1000 + 0.99, %s FROM generate_series(1, %s) n",
+        (store_id, items),
+    )
+    connection.execute(
+        "INSERT INTO tags (name, store_id) SELECT 'tag ' || n, %s FROM generate_series(1, %s) n",
+        (store_id, tags),
+    )
+    connection.execute(
+        """
+        INSERT INTO items_tags (item_id, tag_id)
+        SELECT item.id, tag.id
+          FROM (SELECT id, row_number() OVER (ORDER BY id) %% %(tags)s AS slot
+                  FROM items WHERE store_id = %(store)s) item
+          JOIN (SELECT id, row_number() OVER (ORDER BY id) - 1 AS slot
+                  FROM tags WHERE store_id = %(store)s) tag USING (slot)
+        """,
+        {"store": store_id, "tags": tags},
+    )
+    connection.execute("ANALYZE")
+    return store_id
+
+
+@contextmanager
+def gunicorn(app: str, database_url: str, *options: str) -> Iterator[tuple[str, int]]:
+    """Serve `app` with the project's gunicorn.conf.py; yield its URL and master pid."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "BENCH_DSN": dsn(database_url)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--bind",
+         f"127.0.0.1:{port}", *options, app],
+        cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                requests.get(f"{base_url}/store/1", timeout=5)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        yield base_url, server.pid
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def dsn(database_url: str) -> str:
+    return database_url.replace("+psycopg", "")
+
+
+def worker_pid(master_pid: int) -> int:
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    (worker,) = children
+    return int(worker)
+
+
+def peak_memory_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024
+
+
+def bench_delete(database_url: str, sizes: list[int], repeats: int) -> list[dict]:
+    results = []
+    with (
+        psycopg.connect(dsn(database_url), autocommit=True) as connection,
+        gunicorn(API, database_url, "--workers", "1") as (base_url, master),
+    ):
+        worker = worker_pid(master)
+        warm_up = seed_store(connection, "warm-up", 1000, 10)
+        requests.delete(f"{base_url}/store/{warm_up}").raise_for_status()
+        for size in sizes:
+            raw, api, growth = [], [], []
+            for repeat in range(repeats):
+                by_api = seed_store(connection, f"api {size} {repeat}", size, 100)
+                by_sql = seed_store(connection, f"sql {size} {repeat}", size, 100)
+                memory_before = peak_memory_mb(worker)
+                start = time.perf_counter()
+                response = requests.delete(f"{base_url}/store/{by_api}")
+                api.append(time.perf_counter() - start)
+                assert response.json()["deleted"] == {"items": size, "tags": 100}, response.text
+                growth.append(peak_memory_mb(worker) - memory_before)
+                start = time.perf_counter()
+                connection.execute("DELETE FROM stores WHERE id = %s", (by_sql,))
+                raw.append(time.perf_counter() - start)
+            results.append(
+                {
+                    "items": size,
+                    "raw_s": statistics.median(raw),
+                    "api_s": statistics.median(api),
+                    "ratio": statistics.median(api) / statistics.median(raw),
+                    "memory_growth_mb": max(growth),
+                }
+            )
+            print(
+                f"  {size:>7,} items: raw DELETE {results[-1]['raw_s'] * 1000:7.1f} ms, "
+                f"API {results[-1]['api_s'] * 1000:7.1f} ms, ratio {results[-1]['ratio']:.2f}, "
+                f"worker peak memory growth {results[-1]['memory_growth_mb']:.1f} MB",
+                flush=True,
+            )
+    return results
+
+
+def requests_per_second(base_url: str, path: str, seconds: int) -> float:
+    report = subprocess.run(
+        ["wrk", "-t2", "-c16", f"-d{seconds}s", f"{base_url}{path}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in report:
+        raise RuntimeError(report)
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", report)[1])
+
+
+def bench_throughput(database_url: str, runs: int, seconds: int) -> dict:
+    with psycopg.connect(dsn(database_url), autocommit=True) as connection:
+        store_id = seed_store(connection, "throughput", 10, 3)
+    rates = {API: [], BASELINE: []}
+    for _ in range(runs):
+        for app in rates:
+            with gunicorn(app, database_url) as (base_url, _master):
+                rates[app].append(requests_per_second(base_url, f"/store/{store_id}", seconds))
+    api, baseline = statistics.median(rates[API]), statistics.median(rates[BASELINE])
+    print(
+        f"  GET /store/<id> (10 items, 3 tags): API {api:.0f} req/s, raw psycopg {baseline:.0f} "
+        f"req/s, ratio {api / baseline:.2f}   (runs: API {rates[API]}, raw {rates[BASELINE]})"
+    )
+    return {"api_rps": api, "baseline_rps": baseline, "ratio": api / baseline}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5, help="deletes per size")
+    parser.add_argument("--runs", type=int, default=3, help="wrk runs per app")
+    parser.add_argument("--seconds", type=int, default=10, help="length of one wrk run")
+    arguments = parser.parse_args()
+
+    with throwaway_postgres() as database_url:
+        with create_app(database_url).app_context():
+            flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        print("DELETE /store/<id> through gunicorn vs raw DELETE (medians):")
+        deletes = bench_delete(database_url, [1_000, 10_000, 100_000], arguments.repeats)
+        print("Throughput (medians):")
+        reads = bench_throughput(database_url, arguments.runs, arguments.seconds)
+
+    largest, smallest = deletes[-1], deletes[0]
+    goals = {
+        "delete of 100,000 items <= 1.3 x raw DELETE": largest["ratio"] <= 1.3,
+        "worker memory growth < 20 MB at 100,000 items": largest["memory_growth_mb"] < 20,
+        "delete grows no faster than raw SQL (1k -> 100k)": largest["api_s"] / smallest["api_s"]
+        <= 1.1 * largest["raw_s"] / smallest["raw_s"],
+        "GET /store/<id> >= 0.5 x raw psycopg req/s": reads["ratio"] >= 0.5,
+    }
+    print("Goals:")
+    for goal, met in goals.items():
+        print(f"  [{'met' if met else 'NOT MET'}] {goal}")
+
+
+if __name__ == "__main__":
+    main()

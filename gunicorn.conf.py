@@ -1,0 +1,14 @@
+# Gunicorn settings, picked with bench/run.py on the 2-core machines this project runs on
+# (GET /store/<id> under wrk, PostgreSQL on the same machine; requests per second):
+#   sync, 2 workers: 818    sync, 4 workers: 695
+#   gthread, 2 workers x 4 threads: 612    gthread, 3 workers x 2 threads: 691
+# Requests are CPU-bound Python plus short queries, so threads only add GIL contention
+# and extra workers only add context switches: one sync worker per core wins.
+# A sync worker serves one request at a time, so it holds at most one pooled connection:
+# SQLAlchemy's default pool (opened lazily) needs no tuning.
+import multiprocessing
+
+worker_class = "sync"
+workers = multiprocessing.cpu_count()
+# Long enough for a cascading delete of a very large store.
+timeout = 120
