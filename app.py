@@ -4,10 +4,12 @@ from pathlib import Path
 import flask_swagger_ui
 from flask import Flask, send_from_directory
 from flask_migrate import Migrate
+from sqlalchemy.exc import OperationalError
 from werkzeug.routing import IntegerConverter
 
 from db import autocommit_reads, db
-from errors import Api
+from errors import Api, database_unavailable
+from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
@@ -31,12 +33,28 @@ def database_url(url: str | None) -> str:
     return url
 
 
+def engine_options(url: str) -> dict:
+    # Checking a pooled connection before use lets a worker reconnect by itself after
+    # the database restarts, instead of failing until it is restarted too.
+    options: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        # A database that is down or stuck answers 503 in seconds instead of hanging workers.
+        connect_timeout = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3"))
+        statement_timeout = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "30000"))
+        options["connect_args"] = {
+            "connect_timeout": connect_timeout,
+            "options": f"-c statement_timeout={statement_timeout}",
+        }
+    return options
+
+
 def create_app(db_url: str | None = None) -> Flask:
     app = Flask(__name__)
+    url = database_url(db_url) or f"sqlite:///{Path(app.instance_path) / 'data.db'}"
     app.config.update(
-        SQLALCHEMY_DATABASE_URI=database_url(db_url)
-        or f"sqlite:///{Path(app.instance_path) / 'data.db'}",
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_DATABASE_URI=url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(url),
+        MAX_CONTENT_LENGTH=int(os.environ.get("MAX_CONTENT_LENGTH", 1024 * 1024)),
         API_TITLE="Stores REST API",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -55,11 +73,12 @@ def create_app(db_url: str | None = None) -> Flask:
     Migrate(app, db, render_as_batch=True)
 
     api = Api(app)
+    app.register_error_handler(OperationalError, database_unavailable)
     api.register_converter(
         DatabaseIdConverter,
         lambda _converter: {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     )
-    for blueprint in (store_blueprint, item_blueprint, tag_blueprint):
+    for blueprint in (store_blueprint, item_blueprint, tag_blueprint, health_blueprint):
         api.register_blueprint(blueprint)
 
     @app.get("/swagger-ui-assets/<path:filename>")

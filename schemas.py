@@ -128,3 +128,8 @@ class MessageSchema(Schema):
 class LinkSchema(MessageSchema):
     item = fields.Nested(PlainItemSchema, required=True)
     tag = fields.Nested(PlainTagSchema, required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+    database = fields.String(required=True, metadata={"example": "reachable"})

@@ -1,10 +1,12 @@
 from typing import Any, ClassVar, NoReturn, TypeVar
 
 import flask_smorest
+from flask import Request
 from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
+from webargs.flaskparser import FlaskParser
 
 from db import db
 from schemas import MAX_ID
@@ -12,7 +14,19 @@ from schemas import MAX_ID
 Model = TypeVar("Model")
 
 
+class ArgumentsParser(FlaskParser):
+    def _raw_load_json(self, request: Request) -> Any:
+        # A body nested deeper than Python's recursion limit is malformed JSON for
+        # the client (400), not a crash of ours.
+        try:
+            return super()._raw_load_json(request)
+        except RecursionError:
+            abort(400, errors={"json": ["JSON nested too deeply."]})
+
+
 class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = ArgumentsParser()
+
     def arguments(self, schema, *, location: str = "json", **kwargs):
         """Parse arguments; a JSON body may also be malformed, which is a 400 to document."""
         parse = super().arguments(schema, location=location, **kwargs)

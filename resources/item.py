@@ -24,7 +24,7 @@ from schemas import (
 
 blp = Blueprint("items", __name__, description="Items, each in one store")
 
-WITH_RELATIONS = (joinedload(ItemModel.store), selectinload(ItemModel.tags))
+WITH_RELATIONS = (joinedload(ItemModel.store, innerjoin=True), selectinload(ItemModel.tags))
 ITEMS_BY_ID = select(ItemModel).options(*WITH_RELATIONS).order_by(ItemModel.id)
 
 
@@ -45,7 +45,10 @@ class Item(MethodView):
     @blp.alt_response(404, description="No item with this id")
     def put(self, item_data: dict, item_id: int) -> ItemModel:
         """Change an item's name, price or description"""
-        item = get_or_404(ItemModel, item_id, options=WITH_RELATIONS)
+        # Locked, so that a concurrent delete waits for us, or we for it (then: 404).
+        item = get_or_404(
+            ItemModel, item_id, options=WITH_RELATIONS, with_for_update={"of": ItemModel}
+        )
         for field, value in item_data.items():
             setattr(item, field, value)
         db.session.commit()
@@ -55,7 +58,8 @@ class Item(MethodView):
     @blp.alt_response(404, description="No item with this id")
     def delete(self, item_id: int) -> dict:
         """Delete an item and its links to tags"""
-        db.session.delete(get_or_404(ItemModel, item_id))
+        # Locked, so that of two concurrent deletes the second one finds nothing: 404.
+        db.session.delete(get_or_404(ItemModel, item_id, with_for_update=True))
         db.session.commit()
         return {"message": f"Item {item_id} deleted."}
 

@@ -39,7 +39,7 @@ class Store(MethodView):
     @blp.alt_response(409, description="Another store has this name")
     def put(self, store_data: dict, store_id: int) -> StoreModel:
         """Rename a store"""
-        store = get_or_404(StoreModel, store_id, options=WITH_CHILDREN)
+        store = get_or_404(StoreModel, store_id, options=WITH_CHILDREN, with_for_update=True)
         store.name = store_data["name"]
         return save_store(store)
 

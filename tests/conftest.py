@@ -129,7 +129,7 @@ def live_server(postgres_app: Flask, postgres_url: str) -> Iterator[str]:
     server = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn", "--no-control-socket",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "app:create_app()",
+            "--bind", f"127.0.0.1:{port}", "--workers", "4", "app:create_app()",
         ],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": postgres_url},
@@ -151,6 +151,6 @@ def wait_until_serving(base_url: str, server: subprocess.Popen, timeout: float =
         try:
             requests.get(f"{base_url}/openapi.json", timeout=1)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.1)
     raise TimeoutError(f"no answer from {base_url} within {timeout} s")

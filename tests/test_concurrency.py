@@ -1,0 +1,105 @@
+"""Concurrent clients against gunicorn with several workers; invariants checked in SQL."""
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+ORPHANS = """
+    SELECT (SELECT count(*) FROM items WHERE store_id NOT IN (SELECT id FROM stores))
+         + (SELECT count(*) FROM tags WHERE store_id NOT IN (SELECT id FROM stores))
+         + (SELECT count(*) FROM items_tags WHERE item_id NOT IN (SELECT id FROM items)
+                                               OR tag_id NOT IN (SELECT id FROM tags))
+"""
+
+
+def run_together(clients: int, work) -> list:
+    """Run `work(client_number)` in as many threads, started at the same moment."""
+    start = threading.Barrier(clients)
+
+    def client(number: int):
+        start.wait()
+        return work(number)
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(client, range(clients)))
+
+
+def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, sql):
+    http = requests.Session()
+    store = http.post(f"{live_server}/store", json={"name": "Doomed"}).json()
+    kept = http.post(f"{live_server}/store", json={"name": "Kept"}).json()
+    statuses: list[int] = []
+
+    def writer(number: int) -> None:
+        session = requests.Session()
+        for round_number in range(4):
+            item = session.post(
+                f"{live_server}/item",
+                json={"name": f"item {number}.{round_number}", "price": 1, "store_id": store["id"]},
+            )
+            tag = session.post(
+                f"{live_server}/store/{store['id']}/tag",
+                json={"name": f"tag {number}.{round_number}"},
+            )
+            statuses.extend([item.status_code, tag.status_code])
+            if item.status_code == tag.status_code == 201:
+                statuses.append(
+                    session.post(
+                        f"{live_server}/item/{item.json()['id']}/tag/{tag.json()['id']}"
+                    ).status_code
+                )
+
+    def deleter(_number: int) -> None:
+        statuses.append(requests.delete(f"{live_server}/store/{store['id']}").status_code)
+
+    run_together(33, lambda number: deleter(number) if number == 16 else writer(number))
+
+    counts = Counter(statuses)
+    assert not [status for status in counts if status >= 500], counts
+    # A POST /item for a store that is gone names store_id in a 422 (see the items API).
+    assert set(counts) <= {200, 201, 404, 409, 422}, counts
+    assert counts[200] == 1  # the delete
+    assert counts[201] > 0  # writes did race it
+    leftovers = sql(
+        "SELECT (SELECT count(*) FROM items WHERE store_id = :s)"
+        " + (SELECT count(*) FROM tags WHERE store_id = :s)",
+        s=store["id"],
+    )
+    assert leftovers == [(0,)]
+    assert sql(ORPHANS) == [(0,)]
+    assert http.get(f"{live_server}/store/{kept['id']}").status_code == 200
+
+
+def test_one_store_name_sixteen_creators_one_winner(live_server, app):
+    responses = run_together(
+        16, lambda _n: requests.post(f"{live_server}/store", json={"name": "Same"})
+    )
+    counts = Counter(response.status_code for response in responses)
+    assert counts == {201: 1, 409: 15}
+
+
+def test_racing_link_unlink_and_deletes_of_one_item(live_server, sql):
+    http = requests.Session()
+    store = http.post(f"{live_server}/store", json={"name": "Race"}).json()
+    item = http.post(
+        f"{live_server}/item", json={"name": "Lamp", "price": 5, "store_id": store["id"]}
+    ).json()
+    tag = http.post(f"{live_server}/store/{store['id']}/tag", json={"name": "light"}).json()
+    pair = f"{live_server}/item/{item['id']}/tag/{tag['id']}"
+
+    def link_or_unlink(number: int) -> list[int]:
+        session = requests.Session()
+        method = session.post if number % 2 else session.delete
+        return [method(pair).status_code for _ in range(10)]
+
+    link_statuses = Counter(s for batch in run_together(16, link_or_unlink) for s in batch)
+    assert set(link_statuses) <= {200, 201, 404, 409}, link_statuses
+    assert sql("SELECT count(*) FROM items_tags") in ([(0,)], [(1,)])
+
+    deletes = run_together(16, lambda _n: requests.delete(f"{live_server}/item/{item['id']}"))
+    assert Counter(r.status_code for r in deletes) == {200: 1, 404: 15}
+    assert sql("SELECT count(*) FROM items") == [(0,)]
+    assert sql(ORPHANS) == [(0,)]
+    assert sql("SELECT count(*) FROM tags") == [(1,)]

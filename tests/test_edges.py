@@ -1,0 +1,75 @@
+"""Bad input at the edges is a 4xx in the one JSON shape, never a 5xx."""
+
+import pytest
+from helpers import assert_error, new_item, new_store
+
+
+def test_health_reports_the_database(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "reachable"}
+
+
+def test_body_over_the_limit_is_413(app, client):
+    too_big = "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    response = client.post(
+        "/store", data=f'{{"name": "{too_big}"}}', content_type="application/json"
+    )
+    assert_error(response, 413)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_wrong_content_type_is_422(client, sql, content_type):
+    response = client.post("/store", data='{"name": "Books"}', content_type=content_type)
+    assert "name" in assert_error(response, 422)["errors"]["json"]
+    assert sql("SELECT count(*) FROM stores") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"name": ' + b'{"a": ' * 50_000 + b"1" + b"}" * 50_001,
+        b'{"name": "\xff\xfe"}',
+        b"\x00\x01",
+        b"",
+    ],
+    ids=["deep-array", "deep-object", "invalid-utf8", "binary", "empty"],
+)
+def test_unparseable_or_hostile_json_is_4xx(client, body):
+    response = client.post("/store", data=body, content_type="application/json")
+    assert 400 <= response.status_code < 500
+    assert_error(response, response.status_code)
+
+
+def test_json_that_is_not_an_object_is_422(client):
+    for body in ("[]", '"Books"', "42", "null"):
+        response = client.post("/store", data=body, content_type="application/json")
+        assert_error(response, 422)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["page=%ff", "page=1e9", "page=-1", "page_size=99999999999999999999", "store_id=%00",
+     "store_id=1&store_id=2", "page=1&page=x", "%zz=1", "page=" + "9" * 5000],
+)  # fmt: skip
+def test_garbage_query_strings_are_4xx(client, query):
+    response = client.get(f"/item?{query}")
+    assert response.status_code in (200, 422), response.get_data(as_text=True)
+    if response.status_code == 422:
+        assert_error(response, 422)
+
+
+def test_huge_description_within_the_body_limit_is_422(client):
+    store = new_store(client)
+    response = client.post(
+        "/item",
+        json={"name": "x", "price": 1, "store_id": store["id"], "description": "x" * 20_000},
+    )
+    assert "description" in assert_error(response, 422)["errors"]["json"]
+
+
+def test_update_with_no_usable_body_is_422(client):
+    item = new_item(client, new_store(client)["id"])
+    response = client.put(f"/item/{item['id']}", data="name=x", content_type="text/plain")
+    assert_error(response, 422)
