@@ -5,14 +5,11 @@ throughput part). It starts its own PostgreSQL and prints medians and ratios.
 """
 
 import argparse
-import os
 import re
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import flask_migrate
@@ -23,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-from tools.throwaway_postgres import free_port, throwaway_postgres  # noqa: E402
+from tools.gunicorn_server import gunicorn  # noqa: E402
+from tools.throwaway_postgres import throwaway_postgres  # noqa: E402
 
 API = "app:create_app()"
 BASELINE = "bench.raw_app:app"
@@ -58,28 +56,8 @@ def seed_store(connection: psycopg.Connection, name: str, items: int, tags: int)
     return store_id
 
 
-@contextmanager
-def gunicorn(app: str, database_url: str, *options: str) -> Iterator[tuple[str, int]]:
-    """Serve `app` with the project's gunicorn.conf.py; yield its URL and master pid."""
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "BENCH_DSN": dsn(database_url)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--no-control-socket", "--bind",
-         f"127.0.0.1:{port}", *options, app],
-        cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                requests.get(f"{base_url}/store/1", timeout=5)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        yield base_url, server.pid
-    finally:
-        server.terminate()
-        server.wait()
+def serve(app: str, database_url: str, *options: str):
+    return gunicorn(app, {"DATABASE_URL": database_url, "BENCH_DSN": dsn(database_url)}, *options)
 
 
 def dsn(database_url: str) -> str:
@@ -101,7 +79,7 @@ def bench_delete(database_url: str, sizes: list[int], repeats: int) -> list[dict
     results = []
     with (
         psycopg.connect(dsn(database_url), autocommit=True) as connection,
-        gunicorn(API, database_url, "--workers", "1") as (base_url, master),
+        serve(API, database_url, "--workers", "1") as (base_url, master),
     ):
         worker = worker_pid(master)
         warm_up = seed_store(connection, "warm-up", 1000, 10)
@@ -154,7 +132,7 @@ def bench_throughput(database_url: str, runs: int, seconds: int) -> dict:
     rates = {API: [], BASELINE: []}
     for _ in range(runs):
         for app in rates:
-            with gunicorn(app, database_url) as (base_url, _master):
+            with serve(app, database_url) as (base_url, _master):
                 rates[app].append(requests_per_second(base_url, f"/store/{store_id}", seconds))
     api, baseline = statistics.median(rates[API]), statistics.median(rates[BASELINE])
     print(
@@ -171,7 +149,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of one wrk run")
     arguments = parser.parse_args()
 
-    with throwaway_postgres() as database_url:
+    with throwaway_postgres() as cluster:
+        database_url = cluster.url
         with create_app(database_url).app_context():
             flask_migrate.upgrade(directory=str(ROOT / "migrations"))
         print("DELETE /store/<id> through gunicorn vs raw DELETE (medians):")

@@ -1,23 +1,21 @@
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import flask_migrate
 import pytest
-import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Connection, Engine, event, text
 
 from app import create_app
 from db import db
-from tools.throwaway_postgres import free_port, throwaway_postgres
+from tools.gunicorn_server import gunicorn
+from tools.throwaway_postgres import throwaway_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
+API = "app:create_app()"
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +23,8 @@ def postgres_url() -> Iterator[str]:
     if url := os.environ.get("TEST_DATABASE_URL"):
         yield url
     else:
-        with throwaway_postgres() as url:
-            yield url
+        with throwaway_postgres() as cluster:
+            yield cluster.url
 
 
 def migrated_app(url: str) -> Flask:
@@ -124,33 +122,6 @@ def statements(engine: Engine):
 
 @pytest.fixture(scope="session")
 def live_server(postgres_app: Flask, postgres_url: str) -> Iterator[str]:
-    """The real app under gunicorn on PostgreSQL; yields its base URL."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "gunicorn", "--no-control-socket",
-            "--bind", f"127.0.0.1:{port}", "--workers", "4", "app:create_app()",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": postgres_url},
-    )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base_url, server)
-        yield base_url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def wait_until_serving(base_url: str, server: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}")
-        try:
-            requests.get(f"{base_url}/openapi.json", timeout=1)
-            return
-        except requests.RequestException:
-            time.sleep(0.1)
-    raise TimeoutError(f"no answer from {base_url} within {timeout} s")
+    """The real app under gunicorn, several workers, on PostgreSQL; yields its base URL."""
+    with gunicorn(API, {"DATABASE_URL": postgres_url}, "--workers", "4") as server:
+        yield server.url

@@ -16,50 +16,61 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextmanager
-def throwaway_postgres(*settings: str) -> Iterator[str]:
-    """Start a cluster from the installed binaries and yield its SQLAlchemy URL.
+class ThrowawayPostgres:
+    """A cluster in a temporary directory, from the installed binaries (`pg_config --bindir`).
 
     `settings` are extra `name=value` server settings.
     """
-    bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
-    root = Path(tempfile.mkdtemp(prefix="throwaway-postgres-"))
-    # PostgreSQL refuses to run as root.
-    as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_owner:
-        shutil.chown(root, "postgres", "postgres")
-    data, port = root / "data", free_port()
-    server_options = [
-        "listen_addresses=127.0.0.1",
-        f"port={port}",
-        f"unix_socket_directories={root}",
-        # Nothing here outlives the run: durability only costs time.
-        "fsync=off",
-        "synchronous_commit=off",
-        "full_page_writes=off",
-        *settings,
-    ]
 
-    def pg_ctl(*args: str) -> None:
+    def __init__(self, *settings: str) -> None:
+        self.bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
+        self.root = Path(tempfile.mkdtemp(prefix="throwaway-postgres-"))
+        # PostgreSQL refuses to run as root.
+        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.as_owner:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self.server_options = [
+            "listen_addresses=127.0.0.1",
+            f"port={self.port}",
+            f"unix_socket_directories={self.root}",
+            # Nothing here outlives the run: durability only costs time.
+            "fsync=off",
+            "synchronous_commit=off",
+            "full_page_writes=off",
+            *settings,
+        ]
+        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8")
+
+    def _run(self, program: str, *args) -> None:
         subprocess.run(
-            [*as_owner, bindir / "pg_ctl", "-D", data, *args], check=True, capture_output=True
+            [*self.as_owner, self.bindir / program, *args], check=True, capture_output=True
         )
 
-    subprocess.run(
-        [*as_owner, bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    pg_ctl(
-        "-l",
-        str(root / "server.log"),
-        "-w",
-        "-o",
-        " ".join(f"-c {o}" for o in server_options),
-        "start",
-    )
+    def start(self) -> None:
+        options = " ".join(f"-c {option}" for option in self.server_options)
+        self._run(
+            "pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-w", "-o", options, "start"
+        )
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+
+    def remove(self) -> None:
+        subprocess.run(
+            [*self.as_owner, self.bindir / "pg_ctl", "-D", self.data, "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_postgres(*settings: str) -> Iterator[ThrowawayPostgres]:
+    cluster = ThrowawayPostgres(*settings)
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        cluster.start()
+        yield cluster
     finally:
-        pg_ctl("-m", "immediate", "-w", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()

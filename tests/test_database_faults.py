@@ -1,0 +1,76 @@
+"""The database goes away or fails mid-way: clients get a quick JSON 503, and nothing is lost."""
+
+import time
+
+import flask_migrate
+import pytest
+import requests
+
+from app import create_app
+from tools.gunicorn_server import gunicorn
+from tools.throwaway_postgres import throwaway_postgres
+
+API = "app:create_app()"
+
+
+@pytest.fixture
+def own_cluster(request):
+    """A cluster this test may stop and start, migrated; the suite's other tests keep theirs."""
+    with throwaway_postgres() as cluster:
+        with create_app(cluster.url).app_context():
+            flask_migrate.upgrade(directory=str(request.config.rootpath / "migrations"))
+        yield cluster
+
+
+def assert_quick_503(method: str, url: str, **kwargs) -> None:
+    start = time.monotonic()
+    response = requests.request(method, url, timeout=30, **kwargs)
+    elapsed = time.monotonic() - start
+    assert response.status_code == 503, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["code"] == 503
+    assert "Retry-After" in response.headers
+    assert elapsed < 10, f"{method} {url} took {elapsed:.1f} s"
+
+
+def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster):
+    with gunicorn(API, {"DATABASE_URL": own_cluster.url}, "--workers", "2") as server:
+        store = requests.post(f"{server.url}/store", json={"name": "Survivor"}).json()
+        assert requests.get(f"{server.url}/health").status_code == 200
+
+        own_cluster.stop()
+        try:
+            assert_quick_503("GET", f"{server.url}/store/{store['id']}")
+            assert_quick_503("POST", f"{server.url}/store", json={"name": "Lost"})
+            assert_quick_503("GET", f"{server.url}/health")
+        finally:
+            own_cluster.start()
+
+        # The same server process, not restarted, serves again.
+        for _ in range(4):  # reaching both workers and their stale pools
+            assert requests.get(f"{server.url}/store/{store['id']}").json()["name"] == "Survivor"
+        assert requests.get(f"{server.url}/health").status_code == 200
+        assert requests.get(f"{server.url}/store").json()[0]["name"] == "Survivor"
+
+
+def test_interrupted_cascade_leaves_the_store_whole(postgres_url, engine, sql):
+    sql_setup = """
+        INSERT INTO stores (name) VALUES ('Big');
+        INSERT INTO items (name, price, store_id)
+            SELECT 'item ' || n, 1, 1 FROM generate_series(1, 50000) n;
+        INSERT INTO tags (name, store_id) SELECT 'tag ' || n, 1 FROM generate_series(1, 10) n;
+        INSERT INTO items_tags (item_id, tag_id) SELECT id, 1 + id %% 10 FROM items;
+    """
+    with engine.begin() as connection:
+        connection.exec_driver_sql(sql_setup)
+    before = sql("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM items_tags)")
+
+    # A statement timeout far below the time the cascade needs cuts it off mid-way.
+    env = {"DATABASE_URL": postgres_url, "DATABASE_STATEMENT_TIMEOUT_MS": "20"}
+    with gunicorn(API, env, "--workers", "1") as server:
+        assert_quick_503("DELETE", f"{server.url}/store/1")
+
+    assert before == [(50000, 50000)]
+    assert sql("SELECT count(*) FROM stores WHERE id = 1") == [(1,)]
+    assert sql("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM items_tags)") == before
+    assert sql("SELECT count(*) FROM tags") == [(10,)]
