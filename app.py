@@ -7,8 +7,9 @@ from flask_migrate import Migrate
 from sqlalchemy.exc import OperationalError
 from werkzeug.routing import IntegerConverter
 
+from api import Api
 from db import autocommit_reads, db
-from errors import Api, database_unavailable
+from errors import database_unavailable
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint

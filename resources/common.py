@@ -6,7 +6,7 @@ from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from db import db
 from schemas import MAX_ID
@@ -16,6 +16,11 @@ Model = TypeVar("Model")
 
 class ArgumentsParser(FlaskParser):
     def _raw_load_json(self, request: Request) -> Any:
+        # Webargs would read a missing body, or one of another type, as an empty one.
+        if not request.get_data(cache=True):
+            abort(422, errors={"json": ["Send a JSON object in the body."]})
+        if not is_json_request(request):
+            abort(415, message="Send the body as JSON, with Content-Type: application/json.")
         # A body nested deeper than Python's recursion limit is malformed JSON for
         # the client (400), not a crash of ours.
         try:
@@ -28,12 +33,12 @@ class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ArgumentsParser()
 
     def arguments(self, schema, *, location: str = "json", **kwargs):
-        """Parse arguments; a JSON body may also be malformed, which is a 400 to document."""
+        """Parse arguments; a JSON body may also be malformed (400) or of another type (415)."""
         parse = super().arguments(schema, location=location, **kwargs)
         if location != "json":
             return parse
         return lambda view: self.alt_response(400, description="The body is not valid JSON")(
-            parse(view)
+            self.alt_response(415, description="The body is not JSON")(parse(view))
         )
 
     DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
@@ -103,3 +108,17 @@ def commit_or_abort(
 def refuse(refusal: Refusal) -> NoReturn:
     status, fields = refusal
     abort(status, **fields)
+
+
+def created_links(**links: dict) -> dict:
+    """`blp.doc` arguments giving a 201 response OpenAPI links, for clients and fuzzers."""
+    return {"responses": {201: {"links": links}}}
+
+
+def link(method: str, path: str, **parameters: str) -> dict:
+    """A link to `method path`, each parameter taken from the named field of the response."""
+    reference = path.replace("~", "~0").replace("/", "~1")
+    return {
+        "operationRef": f"#/paths/{reference}/{method}",
+        "parameters": {name: f"$response.body#/{field}" for name, field in parameters.items()},
+    }

@@ -10,7 +10,9 @@ from resources.common import (
     Blueprint,
     Refusal,
     commit_or_abort,
+    created_links,
     get_or_404,
+    link,
     paginate,
     refuse,
 )
@@ -79,6 +81,15 @@ class ItemList(MethodView):
     @blp.arguments(ItemCreateSchema)
     @blp.response(201, ItemSchema)
     @blp.alt_response(422, description="Invalid fields, or no store with this store_id")
+    @blp.doc(
+        **created_links(
+            GetItem=link("get", "/item/{item_id}", item_id="id"),
+            UpdateItem=link("put", "/item/{item_id}", item_id="id"),
+            DeleteItem=link("delete", "/item/{item_id}", item_id="id"),
+            LinkTag=link("post", "/item/{item_id}/tag/{tag_id}", item_id="id"),
+            GetStore=link("get", "/store/{store_id}", store_id="store_id"),
+        )
+    )
     def post(self, item_data: dict) -> ItemModel:
         """Create an item in a store"""
         store = db.session.get(StoreModel, item_data["store_id"])

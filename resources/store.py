@@ -6,7 +6,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
 from models import ItemModel, StoreModel, TagModel
-from resources.common import Blueprint, commit_or_abort, get_or_404, paginate
+from resources.common import Blueprint, commit_or_abort, created_links, get_or_404, link, paginate
 from schemas import PlainStoreSchema, StoreDeletedSchema, StoreSchema
 
 blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
@@ -76,6 +76,16 @@ class StoreList(MethodView):
     @blp.arguments(PlainStoreSchema)
     @blp.response(201, StoreSchema)
     @blp.alt_response(409, description="Another store has this name")
+    @blp.doc(
+        **created_links(
+            GetStore=link("get", "/store/{store_id}", store_id="id"),
+            RenameStore=link("put", "/store/{store_id}", store_id="id"),
+            DeleteStore=link("delete", "/store/{store_id}", store_id="id"),
+            CreateTag=link("post", "/store/{store_id}/tag", store_id="id"),
+            ListTags=link("get", "/store/{store_id}/tag", store_id="id"),
+            ListItems=link("get", "/store/{store_id}/item", store_id="id"),
+        )
+    )
     def post(self, store_data: dict) -> StoreModel:
         """Create a store"""
         store = save_store(StoreModel(**store_data))

@@ -7,7 +7,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
-from resources.common import Blueprint, commit_or_abort, get_or_404, paginate
+from resources.common import Blueprint, commit_or_abort, created_links, get_or_404, link, paginate
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
@@ -33,6 +33,13 @@ class TagsInStore(MethodView):
     @blp.response(201, TagSchema)
     @blp.alt_response(404, description="No store with this id")
     @blp.alt_response(409, description="The store has a tag with this name")
+    @blp.doc(
+        **created_links(
+            GetTag=link("get", "/tag/{tag_id}", tag_id="id"),
+            DeleteTag=link("delete", "/tag/{tag_id}", tag_id="id"),
+            LinkItem=link("post", "/item/{item_id}/tag/{tag_id}", tag_id="id"),
+        )
+    )
     def post(self, tag_data: dict, store_id: int) -> TagModel:
         """Create a tag in a store"""
         store = get_or_404(StoreModel, store_id)
@@ -86,6 +93,15 @@ class LinkTagsToItem(MethodView):
     @blp.response(201, LinkSchema)
     @blp.alt_response(404, description="No item or no tag with this id")
     @blp.alt_response(409, description="Already linked, or the tag belongs to another store")
+    @blp.doc(
+        **created_links(
+            Unlink=link(
+                "delete", "/item/{item_id}/tag/{tag_id}", item_id="item/id", tag_id="tag/id"
+            ),
+            GetItem=link("get", "/item/{item_id}", item_id="item/id"),
+            GetTag=link("get", "/tag/{tag_id}", tag_id="tag/id"),
+        )
+    )
     def post(self, item_id: int, tag_id: int) -> dict:
         """Link a tag to an item of the same store"""
         item, tag = get_or_404(ItemModel, item_id), get_or_404(TagModel, tag_id)

@@ -19,10 +19,17 @@ def test_body_over_the_limit_is_413(app, client):
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
-def test_wrong_content_type_is_422(client, sql, content_type):
+def test_body_of_another_type_is_415(client, sql, content_type):
     response = client.post("/store", data='{"name": "Books"}', content_type=content_type)
-    assert "name" in assert_error(response, 422)["errors"]["json"]
+    assert_error(response, 415, "Content-Type: application/json")
     assert sql("SELECT count(*) FROM stores") == [(0,)]
+
+
+def test_no_body_at_all_is_422(client):
+    for response in (client.post("/store"), client.put("/item/1"), client.put("/store/1")):
+        assert assert_error(response, 422)["errors"] == {
+            "json": ["Send a JSON object in the body."]
+        }
 
 
 @pytest.mark.parametrize(
@@ -69,7 +76,7 @@ def test_huge_description_within_the_body_limit_is_422(client):
     assert "description" in assert_error(response, 422)["errors"]["json"]
 
 
-def test_update_with_no_usable_body_is_422(client):
+def test_update_with_a_body_of_another_type_is_415(client):
     item = new_item(client, new_store(client)["id"])
     response = client.put(f"/item/{item['id']}", data="name=x", content_type="text/plain")
-    assert_error(response, 422)
+    assert_error(response, 415)

@@ -38,6 +38,14 @@ def test_price_keeps_two_decimals_and_is_a_number(client):
     assert new_item(client, store["id"], price=0)["price"] == 0
 
 
+@pytest.mark.sqlite_too
+@pytest.mark.parametrize(("sent", "stored"), [(1.005, 1.01), (2.004, 2.0), (1.5e-109, 0)])
+def test_price_is_rounded_to_cents(client, sql, sent, stored):
+    item = new_item(client, new_store(client)["id"], price=sent)
+    assert item["price"] == stored
+    assert [float(price) for (price,) in sql("SELECT price FROM items")] == [stored]
+
+
 def test_update_item_changes_only_the_given_fields(client):
     store = new_store(client)
     item = new_item(client, store["id"], "Novel", 10, description="Old")
@@ -50,9 +58,11 @@ def test_update_item_changes_only_the_given_fields(client):
     assert response.get_json() == body
 
 
-def test_update_item_needs_a_field(client):
+def test_update_with_no_fields_changes_nothing(client):
     item = new_item(client, new_store(client)["id"])
-    assert_error(client.put(f"/item/{item['id']}", json={}), 422)
+    response = client.put(f"/item/{item['id']}", json={})
+    assert response.status_code == 200
+    assert response.get_json() == item
 
 
 def test_update_cannot_move_an_item_to_another_store(client):
