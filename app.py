@@ -2,8 +2,9 @@ import os
 from pathlib import Path
 
 import flask_swagger_ui
-from flask import Flask, send_from_directory
+from flask import Flask, request, send_from_directory
 from flask_migrate import Migrate
+from flask_smorest import abort
 from sqlalchemy.exc import OperationalError
 from werkzeug.routing import IntegerConverter
 
@@ -16,6 +17,7 @@ from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
 from schemas import MAX_ID
 
+MAX_URL_LENGTH = 8192
 SWAGGER_UI_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
 
 
@@ -65,6 +67,11 @@ def create_app(db_url: str | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
     )
     Path(app.instance_path).mkdir(exist_ok=True)
+
+    @app.before_request
+    def refuse_overlong_urls() -> None:
+        if len(request.full_path) > MAX_URL_LENGTH:
+            abort(414, message=f"Keep the URL under {MAX_URL_LENGTH} characters.")
 
     # Every integer in our URLs is a database id.
     app.url_map.converters["int"] = DatabaseIdConverter

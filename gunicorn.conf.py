@@ -12,3 +12,6 @@ worker_class = "sync"
 workers = multiprocessing.cpu_count()
 # Long enough for a cascading delete of a very large store.
 timeout = 120
+# Gunicorn answers an over-long request line with an HTML page of its own; let it through
+# so that the app answers 414 in its JSON error shape (app.py, MAX_URL_LENGTH).
+limit_request_line = 0
