@@ -36,3 +36,13 @@ def assert_error(response, status: int, message_part: str | None = None) -> dict
     if message_part is not None:
         assert message_part in body["message"]
     return body
+
+
+def store_item_and_tag_over_http(http, base_url: str, store_name: str) -> tuple[dict, dict, dict]:
+    """A store with one item and one tag, made through a real server with a requests session."""
+    store = http.post(f"{base_url}/store", json={"name": store_name}).json()
+    item = http.post(
+        f"{base_url}/item", json={"name": "Lamp", "price": 20, "store_id": store["id"]}
+    ).json()
+    tag = http.post(f"{base_url}/store/{store['id']}/tag", json={"name": "light"}).json()
+    return store, item, tag

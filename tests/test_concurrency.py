@@ -5,6 +5,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from helpers import store_item_and_tag_over_http
 
 ORPHANS = """
     SELECT (SELECT count(*) FROM items WHERE store_id NOT IN (SELECT id FROM stores))
@@ -82,11 +83,7 @@ def test_one_store_name_sixteen_creators_one_winner(live_server, app):
 
 def test_racing_link_unlink_and_deletes_of_one_item(live_server, sql):
     http = requests.Session()
-    store = http.post(f"{live_server}/store", json={"name": "Race"}).json()
-    item = http.post(
-        f"{live_server}/item", json={"name": "Lamp", "price": 5, "store_id": store["id"]}
-    ).json()
-    tag = http.post(f"{live_server}/store/{store['id']}/tag", json={"name": "light"}).json()
+    _store, item, tag = store_item_and_tag_over_http(http, live_server, "Race")
     pair = f"{live_server}/item/{item['id']}/tag/{tag['id']}"
 
     def link_or_unlink(number: int) -> list[int]:

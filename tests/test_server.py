@@ -1,15 +1,12 @@
 """The real server: gunicorn, several workers, PostgreSQL, over HTTP."""
 
 import requests
+from helpers import store_item_and_tag_over_http
 
 
 def test_cascading_delete_through_gunicorn(live_server, sql):
     http = requests.Session()
-    store = http.post(f"{live_server}/store", json={"name": "Live"}).json()
-    item = http.post(
-        f"{live_server}/item", json={"name": "Lamp", "price": 20, "store_id": store["id"]}
-    ).json()
-    tag = http.post(f"{live_server}/store/{store['id']}/tag", json={"name": "light"}).json()
+    store, item, tag = store_item_and_tag_over_http(http, live_server, "Live")
     assert http.post(f"{live_server}/item/{item['id']}/tag/{tag['id']}").status_code == 201
 
     response = http.delete(f"{live_server}/store/{store['id']}")
