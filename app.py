@@ -11,6 +11,7 @@ from werkzeug.routing import IntegerConverter
 from api import Api
 from db import autocommit_reads, db
 from errors import database_unavailable
+from request_log import init_request_log
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
@@ -67,6 +68,7 @@ def create_app(db_url: str | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
     )
     Path(app.instance_path).mkdir(exist_ok=True)
+    init_request_log(app)
 
     @app.before_request
     def refuse_overlong_urls() -> None:
