@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app:create_app
 
-.PHONY: run test lint format
+.PHONY: run test format openapi
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -24,3 +24,7 @@ test: $(VENV)/installed
 format: $(VENV)/installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## Write the OpenAPI spec to openapi.json (a test fails while the committed file is stale).
+openapi: $(VENV)/installed
+	DATABASE_URL=sqlite:// $(BIN)/flask openapi write openapi.json
