@@ -13,6 +13,7 @@ $(VENV)/installed: requirements.txt requirements-dev.txt
 ## Start the API on the SQLite default: http://127.0.0.1:5000/swagger-ui
 run: $(VENV)/installed
 	$(BIN)/flask db upgrade
+	$(BIN)/flask seed --stores 3 --items-per-store 10 --tags-per-store 3 --only-if-empty
 	$(BIN)/flask run --port 5000
 
 ## Run the whole suite against a throwaway PostgreSQL (or $$TEST_DATABASE_URL) and SQLite.

@@ -17,6 +17,7 @@ from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
 from schemas import MAX_ID
+from seed import register_seed_command
 
 MAX_URL_LENGTH = 8192
 SWAGGER_UI_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -81,6 +82,7 @@ def create_app(db_url: str | None = None) -> Flask:
     app.before_request(autocommit_reads)
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
+    register_seed_command(app)
 
     api = Api(app)
     app.register_error_handler(OperationalError, database_unavailable)
