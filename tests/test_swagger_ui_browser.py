@@ -1,0 +1,85 @@
+"""Swagger UI in a real browser: it renders offline, and a user can run a cascading delete."""
+
+import json
+import shutil
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture
+def page():
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"],
+        )  # fmt: skip
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
+def operation(page, method: str, path: str):
+    return page.locator(f".opblock-{method}").filter(
+        has=page.locator(f'.opblock-summary-path[data-path="{path}"]')
+    )
+
+
+def try_it_out(
+    page, method: str, path: str, body: dict | None = None, screenshot: str = "", **parameters
+) -> dict:
+    """Open an operation, fill it in like a user, execute it and read the live response."""
+    block = operation(page, method, path)
+    block.locator(".opblock-summary").click()
+    block.locator(".try-out__btn").click()
+    for name, value in parameters.items():
+        block.locator(f'tr[data-param-name="{name}"] input').fill(str(value))
+    if body is not None:
+        block.locator("textarea.body-param__text").fill(json.dumps(body))
+    block.locator(".execute").click()
+    live = block.locator(".live-responses-table .response")
+    live.wait_for()
+    status = int(live.locator(".response-col_status").inner_text().strip())
+    payload = json.loads(live.locator(".response-col_description pre").first.inner_text())
+    if screenshot:
+        ARTIFACTS.mkdir(exist_ok=True)
+        live.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / screenshot))
+    block.locator(".opblock-summary").click()  # fold it again
+    return {"status": status, "body": payload}
+
+
+def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, page):
+    requested_hosts = set()
+    page.on("request", lambda request: requested_hosts.add(urlsplit(request.url).hostname))
+
+    page.goto(f"{live_server}/swagger-ui")
+    page.locator(".opblock-tag-section").first.wait_for()
+    groups = {tag.strip().lower() for tag in page.locator(".opblock-tag span").all_inner_texts()}
+    assert {"stores", "items", "tags", "health"} <= groups
+
+    store = try_it_out(page, "post", "/store", {"name": "From the browser"})
+    assert store["status"] == 201
+    store_id = store["body"]["id"]
+    item = try_it_out(page, "post", "/item", {"name": "Lamp", "price": 20, "store_id": store_id})
+    assert item["status"] == 201
+
+    deleted = try_it_out(
+        page, "delete", "/store/{store_id}", screenshot="swagger-ui.png", store_id=store_id
+    )
+
+    assert deleted == {
+        "status": 200,
+        "body": {"message": f"Store {store_id} deleted.", "deleted": {"items": 1, "tags": 0}},
+    }
+    assert requests.get(f"{live_server}/item/{item['body']['id']}").status_code == 404
+    assert requested_hosts == {"127.0.0.1"}
