@@ -84,7 +84,7 @@ class ItemSchema(PlainItemSchema):
 
 
 class ItemCreateSchema(PlainItemSchema):
-    store_id = Id(required=True)
+    store_id = Id(required=True, metadata={"example": 1})
 
 
 class ItemUpdateSchema(PlainItemSchema):

@@ -15,10 +15,22 @@ def operations(spec: dict):
                 yield f"{method.upper()} {path}", operation
 
 
-def test_every_operation_has_a_summary_and_a_default_error(spec):
+def test_every_operation_has_a_summary_tags_and_a_default_error(spec):
     for name, operation in operations(spec):
         assert operation.get("summary"), name
+        assert operation.get("tags"), name
         assert "default" in operation["responses"], name
+
+
+def test_every_request_body_field_has_an_example_for_swagger_ui(spec):
+    for name, operation in operations(spec):
+        if "requestBody" not in operation:
+            continue
+        reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        schema = spec["components"]["schemas"][reference.rsplit("/", 1)[1]]
+        for field, definition in schema["properties"].items():
+            if not definition.get("readOnly"):
+                assert "example" in definition, f"{name}: {field}"
 
 
 def test_error_responses_are_documented(spec):
