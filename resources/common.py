@@ -31,6 +31,11 @@ class ArgumentsParser(FlaskParser):
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ArgumentsParser()
+    DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
+        "page": 1,
+        "page_size": 20,
+        "max_page_size": 100,
+    }
 
     def arguments(self, schema, *, location: str = "json", **kwargs):
         """Parse arguments; a JSON body may also be malformed (400) or of another type (415)."""
@@ -40,12 +45,6 @@ class Blueprint(flask_smorest.Blueprint):
         return lambda view: self.alt_response(400, description="The body is not valid JSON")(
             self.alt_response(415, description="The body is not JSON")(parse(view))
         )
-
-    DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
-        "page": 1,
-        "page_size": 20,
-        "max_page_size": 100,
-    }
 
 
 def get_or_404(model: type[Model], ident: int, **get_options: Any) -> Model:

@@ -3,6 +3,9 @@
 import pytest
 import requests
 from helpers import assert_error, new_item, new_store
+from sqlalchemy.engine import make_url
+
+from app import database_url
 
 
 def test_health_reports_the_database(client):
@@ -91,3 +94,17 @@ def test_overlong_url_through_gunicorn_is_json_414(live_server, app):
     response = requests.get(f"{live_server}/item?page_size=" + "9" * 20_000)
     assert response.status_code == 414
     assert response.json()["code"] == 414
+
+
+@pytest.mark.parametrize(
+    "given", ["postgres://user:secret@db:5432/stores", "postgresql://user:secret@db:5432/stores"]
+)
+def test_host_style_database_urls_select_psycopg_3(given):
+    url = make_url(database_url(given))
+    assert (url.get_dialect().name, url.get_dialect().driver) == ("postgresql", "psycopg")
+    assert (url.username, url.password, url.host, url.database) == (
+        "user",
+        "secret",
+        "db",
+        "stores",
+    )
