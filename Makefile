@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app:create_app
 
-.PHONY: run test format openapi
+.PHONY: run test format openapi bench
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -29,3 +29,8 @@ format: $(VENV)/installed
 ## Write the OpenAPI spec to openapi.json (a test fails while the committed file is stale).
 openapi: $(VENV)/installed
 	DATABASE_URL=sqlite:// $(BIN)/flask openapi write openapi.json
+
+## Measure the cascading delete and read throughput (bench/run.py); wrk comes from Debian.
+bench: $(VENV)/installed
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python bench/run.py
