@@ -57,7 +57,8 @@ def seed_store(connection: psycopg.Connection, name: str, items: int, tags: int)
 
 
 def serve(app: str, database_url: str, *options: str):
-    return gunicorn(app, {"DATABASE_URL": database_url, "BENCH_DSN": dsn(database_url)}, *options)
+    env = {"DATABASE_URL": database_url, "BENCH_DSN": dsn(database_url)}
+    return gunicorn(app, env, *options, quiet=True)
 
 
 def dsn(database_url: str) -> str:

@@ -22,13 +22,17 @@ class Server(NamedTuple):
 
 
 @contextmanager
-def gunicorn(app: str, env: dict[str, str], *options: str) -> Iterator[Server]:
-    """Serve `app` with the project's gunicorn.conf.py, `options` overriding it."""
+def gunicorn(app: str, env: dict[str, str], *options: str, quiet: bool = False) -> Iterator[Server]:
+    """Serve `app` with the project's gunicorn.conf.py, `options` overriding it.
+
+    `quiet` drops the server's log (one line per request), which a benchmark cannot afford
+    to print.
+    """
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--no-control-socket",
          "--bind", f"127.0.0.1:{port}", *options, app],
-        cwd=ROOT, env={**os.environ, **env},
+        cwd=ROOT, env={**os.environ, **env}, stderr=subprocess.DEVNULL if quiet else None,
     )  # fmt: skip
     server = Server(f"http://127.0.0.1:{port}", process.pid)
     try:
