@@ -20,10 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-from tools.gunicorn_server import gunicorn  # noqa: E402
+from tools.gunicorn_server import API, gunicorn  # noqa: E402
 from tools.throwaway_postgres import throwaway_postgres  # noqa: E402
 
-API = "app:create_app()"
 BASELINE = "bench.raw_app:app"
 
 

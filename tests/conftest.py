@@ -11,11 +11,10 @@ from sqlalchemy import Connection, Engine, event, text
 
 from app import create_app
 from db import db
-from tools.gunicorn_server import gunicorn
+from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import throwaway_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-API = "app:create_app()"
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +117,14 @@ def statements(engine: Engine):
             event.remove(engine, "before_cursor_execute", record)
 
     return count
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where tests leave what a person may want to look at: reports, screenshots."""
+    directory = ROOT / "test-artifacts"
+    directory.mkdir(exist_ok=True)
+    return directory
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,8 @@ import pytest
 import requests
 
 from app import create_app
-from tools.gunicorn_server import gunicorn
+from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import throwaway_postgres
-
-API = "app:create_app()"
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import requests
 playwright = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 @pytest.fixture
@@ -35,7 +34,12 @@ def operation(page, method: str, path: str):
 
 
 def try_it_out(
-    page, method: str, path: str, body: dict | None = None, screenshot: str = "", **parameters
+    page,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    screenshot: Path | None = None,
+    **parameters,
 ) -> dict:
     """Open an operation, fill it in like a user, execute it and read the live response."""
     block = operation(page, method, path)
@@ -51,14 +55,13 @@ def try_it_out(
     status = int(live.locator(".response-col_status").inner_text().strip())
     payload = json.loads(live.locator(".response-col_description pre").first.inner_text())
     if screenshot:
-        ARTIFACTS.mkdir(exist_ok=True)
         live.scroll_into_view_if_needed()
-        page.screenshot(path=str(ARTIFACTS / screenshot))
+        page.screenshot(path=str(screenshot))
     block.locator(".opblock-summary").click()  # fold it again
     return {"status": status, "body": payload}
 
 
-def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, page):
+def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, page, artifacts):
     requested_hosts = set()
     page.on("request", lambda request: requested_hosts.add(urlsplit(request.url).hostname))
 
@@ -74,7 +77,11 @@ def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, page):
     assert item["status"] == 201
 
     deleted = try_it_out(
-        page, "delete", "/store/{store_id}", screenshot="swagger-ui.png", store_id=store_id
+        page,
+        "delete",
+        "/store/{store_id}",
+        screenshot=artifacts / "swagger-ui.png",
+        store_id=store_id,
     )
 
     assert deleted == {

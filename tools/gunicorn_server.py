@@ -14,6 +14,8 @@ import requests
 from tools.throwaway_postgres import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+# The project's WSGI app, as gunicorn names it.
+API = "app:create_app()"
 
 
 class Server(NamedTuple):
