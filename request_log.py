@@ -31,7 +31,8 @@ def start_request() -> None:
 
 
 def log_request(response: Response) -> Response:
-    # A request refused before start_request ran (say, a 404 route) still gets an id.
+    # start_request runs first of the before_request functions, but a request that fails
+    # while Flask sets it up (before any of them) still gets an id and a duration of 0.
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
     duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
