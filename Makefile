@@ -10,11 +10,19 @@ $(VENV)/installed: requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# This checkout's own token-signing secret, made once, so tokens survive restarts of `make run`.
+SECRET := instance/jwt-secret
+WITH_SECRET := JWT_SECRET_KEY="$${JWT_SECRET_KEY:-$$(cat $(SECRET))}"
+
+$(SECRET):
+	mkdir -p instance
+	(umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > $@)
+
 ## Start the API on the SQLite default: http://127.0.0.1:5000/swagger-ui
-run: $(VENV)/installed
-	$(BIN)/flask db upgrade
-	$(BIN)/flask seed --stores 3 --items-per-store 10 --tags-per-store 3 --only-if-empty
-	$(BIN)/flask run --port 5000
+run: $(VENV)/installed $(SECRET)
+	export $(WITH_SECRET) && $(BIN)/flask db upgrade \
+	  && $(BIN)/flask seed --stores 3 --items-per-store 10 --tags-per-store 3 --only-if-empty \
+	  && exec $(BIN)/flask run --port 5000
 
 ## Run the whole suite against a throwaway PostgreSQL (or $$TEST_DATABASE_URL) and SQLite.
 test: $(VENV)/installed
@@ -27,8 +35,8 @@ format: $(VENV)/installed
 	$(BIN)/ruff format .
 
 ## Write the OpenAPI spec to openapi.json (a test fails while the committed file is stale).
-openapi: $(VENV)/installed
-	DATABASE_URL=sqlite:// $(BIN)/flask openapi write openapi.json
+openapi: $(VENV)/installed $(SECRET)
+	$(WITH_SECRET) DATABASE_URL=sqlite:// $(BIN)/flask openapi write openapi.json
 
 ## Measure the cascading delete and read throughput (bench/run.py); wrk comes from Debian.
 bench: $(VENV)/installed

@@ -1,5 +1,6 @@
 import os
 from pathlib import Path
+from typing import Any
 
 import flask_swagger_ui
 from flask import Flask, request, send_from_directory
@@ -9,15 +10,19 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.routing import IntegerConverter
 
 from api import Api
+from auth import init_auth
 from db import autocommit_reads, db
 from errors import database_unavailable
 from request_log import init_request_log
+from resources.common import BEARER_AUTH
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
+from resources.user import blp as user_blueprint
 from schemas import MAX_ID
 from seed import register_seed_command
+from user_commands import register_user_commands
 
 MAX_URL_LENGTH = 8192
 SWAGGER_UI_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
@@ -53,7 +58,8 @@ def engine_options(url: str) -> dict:
     return options
 
 
-def create_app(db_url: str | None = None) -> Flask:
+def create_app(db_url: str | None = None, **config: Any) -> Flask:
+    """The app on `db_url` (else $DATABASE_URL, else SQLite); `config` overrides settings."""
     app = Flask(__name__)
     url = database_url(db_url) or f"sqlite:///{Path(app.instance_path) / 'data.db'}"
     app.config.update(
@@ -67,9 +73,11 @@ def create_app(db_url: str | None = None) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/swagger-ui",
         OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
+        **config,
     )
     Path(app.instance_path).mkdir(exist_ok=True)
     init_request_log(app)
+    init_auth(app)
 
     @app.before_request
     def refuse_overlong_urls() -> None:
@@ -83,6 +91,7 @@ def create_app(db_url: str | None = None) -> Flask:
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
     register_seed_command(app)
+    register_user_commands(app)
 
     api = Api(app)
     app.register_error_handler(OperationalError, database_unavailable)
@@ -90,7 +99,16 @@ def create_app(db_url: str | None = None) -> Flask:
         DatabaseIdConverter,
         lambda _converter: {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     )
-    for blueprint in (store_blueprint, item_blueprint, tag_blueprint, health_blueprint):
+    api.spec.components.security_scheme(
+        BEARER_AUTH, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    )
+    for blueprint in (
+        store_blueprint,
+        item_blueprint,
+        tag_blueprint,
+        user_blueprint,
+        health_blueprint,
+    ):
         api.register_blueprint(blueprint)
 
     @app.get("/swagger-ui-assets/<path:filename>")

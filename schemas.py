@@ -1,9 +1,11 @@
 from decimal import ROUND_HALF_UP, Decimal
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 MAX_ID = 2**31 - 1  # PostgreSQL integer columns
 MAX_PRICE = Decimal("99999999.99")  # Numeric(10, 2)
+# Long enough for any passphrase, short enough that hashing stays cheap.
+MAX_PASSWORD_LENGTH = 1024
 
 
 # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
@@ -125,3 +127,62 @@ class LinkSchema(MessageSchema):
 class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
     database = fields.String(required=True, metadata={"example": "reachable"})
+
+
+def encodable(text: str) -> None:
+    # JSON can carry lone surrogates ("\ud800"), which no UTF-8 encoder accepts.
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        raise ValidationError("Must be valid Unicode text.") from error
+
+
+def Password(min_length: int = 1) -> fields.String:  # noqa: N802 - used like a field class
+    return fields.String(
+        required=True,
+        load_only=True,
+        validate=[validate.Length(min=min_length, max=MAX_PASSWORD_LENGTH), encodable],
+        metadata={"example": "correct horse battery staple"},
+    )
+
+
+class UserSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    username = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=3, max=80),
+            validate.Regexp(r"^[A-Za-z0-9._-]+$", error="Use letters, digits, '.', '_' or '-'."),
+        ],
+        metadata={"example": "alice"},
+    )
+    email = fields.Email(
+        required=True,
+        validate=validate.Length(max=254),
+        metadata={"example": "alice@example.com", "description": "Stored in lower case."},
+    )
+    password = Password(min_length=8)
+    role = fields.String(dump_only=True, metadata={"example": "user"})
+
+    @post_load
+    def lowercase_email(self, data: dict, **_kwargs) -> dict:
+        # One mailbox, one account: Alice@Example.com and alice@example.com are the same.
+        data["email"] = data["email"].lower()
+        return data
+
+
+class LoginSchema(Schema):
+    username = fields.String(required=True, metadata={"example": "alice"})
+    password = Password()
+
+
+class TokensSchema(Schema):
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+
+
+class LogoutQuerySchema(Schema):
+    all = fields.Boolean(
+        load_default=False,
+        metadata={"description": "Revoke every token of the user, not only this one."},
+    )

@@ -1,7 +1,10 @@
-from typing import Any, ClassVar, NoReturn, TypeVar
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 
 import flask_smorest
 from flask import Request
+from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy import Select, func, select
@@ -29,6 +32,11 @@ class ArgumentsParser(FlaskParser):
             abort(400, errors={"json": ["JSON nested too deeply."]})
 
 
+# The security scheme that the Api declares in the spec: a JWT in the Authorization header.
+BEARER_AUTH = "bearerAuth"
+TOKEN_NAMES = {"access": "an access token", "refresh": "a refresh token", "any": "a token"}
+
+
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ArgumentsParser()
     DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
@@ -45,6 +53,40 @@ class Blueprint(flask_smorest.Blueprint):
         return lambda view: self.alt_response(400, description="The body is not valid JSON")(
             self.alt_response(415, description="The body is not JSON")(parse(view))
         )
+
+    def login_required(
+        self,
+        *,
+        token: Literal["access", "refresh", "any"] = "access",
+        fresh: bool = False,
+        admin: bool = False,
+    ) -> Callable:
+        """Require a valid token of this type (fresh, of an admin), and say so in the spec.
+
+        Outermost of a view's decorators: a caller without a valid token learns that
+        first (401), before anything about the request itself.
+        """
+
+        def decorator(view: Callable) -> Callable:
+            @wraps(view)
+            def allowed(*args, **kwargs):
+                if admin and not current_user.is_admin:
+                    abort(403, message="Only an admin may do this.")
+                return view(*args, **kwargs)
+
+            protected = jwt_required(
+                fresh=fresh, refresh=token == "refresh", verify_type=token != "any"
+            )(allowed)
+            needed = "a fresh access token (from POST /login)" if fresh else TOKEN_NAMES[token]
+            protected = self.doc(security=[{BEARER_AUTH: []}])(protected)
+            protected = self.alt_response(
+                401, description=f"Needs {needed}: missing, invalid, expired or revoked"
+            )(protected)
+            if admin:
+                protected = self.alt_response(403, description="Only for admins")(protected)
+            return protected
+
+        return decorator
 
 
 def get_or_404(model: type[Model], ident: int, **get_options: Any) -> Model:

@@ -42,6 +42,7 @@ class Item(MethodView):
         """Get an item with its store and tags"""
         return get_or_404(ItemModel, item_id, options=WITH_RELATIONS)
 
+    @blp.login_required()
     @blp.arguments(ItemUpdateSchema)
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, description="No item with this id")
@@ -56,6 +57,7 @@ class Item(MethodView):
         db.session.commit()
         return item
 
+    @blp.login_required()
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No item with this id")
     def delete(self, item_id: int) -> dict:
@@ -78,6 +80,7 @@ class ItemList(MethodView):
             statement = statement.where(ItemModel.store_id == store_id)
         return paginate(statement, pagination_parameters)
 
+    @blp.login_required()
     @blp.arguments(ItemCreateSchema)
     @blp.response(201, ItemSchema)
     @blp.alt_response(422, description="Invalid fields, or no store with this store_id")

@@ -33,6 +33,7 @@ class Store(MethodView):
         """Get a store with its items and tags"""
         return get_or_404(StoreModel, store_id, options=WITH_CHILDREN)
 
+    @blp.login_required()
     @blp.arguments(PlainStoreSchema)
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No store with this id")
@@ -43,6 +44,7 @@ class Store(MethodView):
         store.name = store_data["name"]
         return save_store(store)
 
+    @blp.login_required(fresh=True, admin=True)
     @blp.response(200, StoreDeletedSchema)
     @blp.alt_response(404, description="No store with this id")
     def delete(self, store_id: int) -> dict:
@@ -73,6 +75,7 @@ class StoreList(MethodView):
         statement = select(StoreModel).options(*WITH_CHILDREN).order_by(StoreModel.id)
         return paginate(statement, pagination_parameters)
 
+    @blp.login_required()
     @blp.arguments(PlainStoreSchema)
     @blp.response(201, StoreSchema)
     @blp.alt_response(409, description="Another store has this name")

@@ -29,6 +29,7 @@ class TagsInStore(MethodView):
         )
         return paginate(statement, pagination_parameters)
 
+    @blp.login_required()
     @blp.arguments(PlainTagSchema)
     @blp.response(201, TagSchema)
     @blp.alt_response(404, description="No store with this id")
@@ -69,6 +70,7 @@ class Tag(MethodView):
             options=(joinedload(TagModel.store), selectinload(TagModel.items)),
         )
 
+    @blp.login_required()
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No tag with this id")
     @blp.alt_response(409, description="The tag is still linked to items")
@@ -90,6 +92,7 @@ class Tag(MethodView):
 
 @blp.route("/item/<int:item_id>/tag/<int:tag_id>")
 class LinkTagsToItem(MethodView):
+    @blp.login_required()
     @blp.response(201, LinkSchema)
     @blp.alt_response(404, description="No item or no tag with this id")
     @blp.alt_response(409, description="Already linked, or the tag belongs to another store")
@@ -128,6 +131,7 @@ class LinkTagsToItem(MethodView):
             "tag": tag,
         }
 
+    @blp.login_required()
     @blp.response(200, LinkSchema)
     @blp.alt_response(404, description="No such item, tag or link")
     def delete(self, item_id: int, tag_id: int) -> dict:

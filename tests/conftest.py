@@ -5,16 +5,23 @@ from pathlib import Path
 
 import flask_migrate
 import pytest
+import requests
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
+from helpers import PASSWORD
 from sqlalchemy import Connection, Engine, event, text
 
 from app import create_app
+from auth import issue_tokens, limiter
 from db import db
+from models import UserModel
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import throwaway_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
+# Shared by the test apps and the gunicorn servers, so tokens made in one work in the other.
+JWT_SECRET = "a-test-secret-of-more-than-32-bytes-for-signing-jwts"
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +34,7 @@ def postgres_url() -> Iterator[str]:
 
 
 def migrated_app(url: str) -> Flask:
-    app = create_app(url)
-    app.config["TESTING"] = True
+    app = create_app(url, TESTING=True, JWT_SECRET_KEY=JWT_SECRET)
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
     return app
@@ -73,6 +79,7 @@ def app(database: str, request: pytest.FixtureRequest) -> Flask:
     app = request.getfixturevalue(f"{database}_app")
     with app.app_context(), db.engine.begin() as connection:
         reset_data(connection)
+    limiter.reset()
     # No app context stays pushed: each request gets its own, as on a server.
     return app
 
@@ -83,8 +90,68 @@ def engine(app: Flask) -> Engine:
         return db.engine
 
 
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """The hash of PASSWORD: users made by tests can log in, without paying for Argon2 each."""
+    return PasswordHasher().hash(PASSWORD)
+
+
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
+def new_user(app: Flask, password_hash: str):
+    """Add a user straight to the database: `new_user("alice", role="admin")`."""
+
+    def add(username: str, role: str = "user") -> UserModel:
+        with app.app_context():
+            user = UserModel(
+                username=username,
+                email=f"{username}@example.com",
+                password_hash=password_hash,
+                role=role,
+            )
+            db.session.add(user)
+            db.session.commit()
+            return user
+
+    return add
+
+
+@pytest.fixture
+def bearer(app: Flask):
+    """Authorization headers for a user, as a client that logged in would send."""
+
+    def headers(user: UserModel, fresh: bool = True) -> dict[str, str]:
+        with app.test_request_context():
+            token = issue_tokens(user, fresh=fresh)["access_token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
+
+
+@pytest.fixture
+def admin_headers(new_user, bearer) -> dict[str, str]:
+    """A fresh access token of an admin: allowed everything."""
+    return bearer(new_user("admin", role="admin"))
+
+
+@pytest.fixture
+def client(app: Flask, admin_headers: dict[str, str]) -> FlaskClient:
+    """A client signed in as an admin, with a fresh token."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = admin_headers["Authorization"]
+    return client
+
+
+@pytest.fixture
+def http(admin_headers: dict[str, str]) -> requests.Session:
+    """An HTTP session signed in as an admin, for a real server on the test database."""
+    session = requests.Session()
+    session.headers.update(admin_headers)
+    return session
+
+
+@pytest.fixture
+def anonymous(app: Flask) -> FlaskClient:
+    """A client that sends no token."""
     return app.test_client()
 
 
@@ -128,7 +195,17 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="session")
-def live_server(postgres_app: Flask, postgres_url: str) -> Iterator[str]:
+def server_env():
+    """The environment a gunicorn server of the suite needs, on the given database."""
+
+    def env(database_url: str, **variables: str) -> dict[str, str]:
+        return {"DATABASE_URL": database_url, "JWT_SECRET_KEY": JWT_SECRET, **variables}
+
+    return env
+
+
+@pytest.fixture(scope="session")
+def live_server(postgres_app: Flask, postgres_url: str, server_env) -> Iterator[str]:
     """The real app under gunicorn, several workers, on PostgreSQL; yields its base URL."""
-    with gunicorn(API, {"DATABASE_URL": postgres_url}, "--workers", "4") as server:
+    with gunicorn(API, server_env(postgres_url), "--workers", "4") as server:
         yield server.url

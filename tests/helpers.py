@@ -1,6 +1,9 @@
 """Arrange through the API, as a client would."""
 
+import requests
 from flask.testing import FlaskClient
+
+PASSWORD = "correct horse battery staple"
 
 
 def created(response) -> dict:
@@ -46,3 +49,14 @@ def store_item_and_tag_over_http(http, base_url: str, store_name: str) -> tuple[
     ).json()
     tag = http.post(f"{base_url}/store/{store['id']}/tag", json={"name": "light"}).json()
     return store, item, tag
+
+
+def sign_up(base_url: str, username: str) -> dict[str, str]:
+    """Register and log in through a real server: headers carrying the fresh access token."""
+    account = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
+    requests.post(f"{base_url}/register", json=account, timeout=30).raise_for_status()
+    login = requests.post(
+        f"{base_url}/login", json={"username": username, "password": PASSWORD}, timeout=30
+    )
+    login.raise_for_status()
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}

@@ -27,14 +27,14 @@ def run_together(clients: int, work) -> list:
         return list(pool.map(client, range(clients)))
 
 
-def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, sql):
-    http = requests.Session()
+def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, http, sql):
     store = http.post(f"{live_server}/store", json={"name": "Doomed"}).json()
     kept = http.post(f"{live_server}/store", json={"name": "Kept"}).json()
     statuses: list[int] = []
 
     def writer(number: int) -> None:
         session = requests.Session()
+        session.headers.update(http.headers)
         for round_number in range(4):
             item = session.post(
                 f"{live_server}/item",
@@ -53,7 +53,7 @@ def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, sql):
                 )
 
     def deleter(_number: int) -> None:
-        statuses.append(requests.delete(f"{live_server}/store/{store['id']}").status_code)
+        statuses.append(http.delete(f"{live_server}/store/{store['id']}").status_code)
 
     run_together(33, lambda number: deleter(number) if number == 16 else writer(number))
 
@@ -73,21 +73,24 @@ def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, sql):
     assert http.get(f"{live_server}/store/{kept['id']}").status_code == 200
 
 
-def test_one_store_name_sixteen_creators_one_winner(live_server, app):
+def test_one_store_name_sixteen_creators_one_winner(live_server, admin_headers):
     responses = run_together(
-        16, lambda _n: requests.post(f"{live_server}/store", json={"name": "Same"})
+        16,
+        lambda _n: requests.post(
+            f"{live_server}/store", json={"name": "Same"}, headers=admin_headers
+        ),
     )
     counts = Counter(response.status_code for response in responses)
     assert counts == {201: 1, 409: 15}
 
 
-def test_racing_link_unlink_and_deletes_of_one_item(live_server, sql):
-    http = requests.Session()
+def test_racing_link_unlink_and_deletes_of_one_item(live_server, http, sql):
     _store, item, tag = store_item_and_tag_over_http(http, live_server, "Race")
     pair = f"{live_server}/item/{item['id']}/tag/{tag['id']}"
 
     def link_or_unlink(number: int) -> list[int]:
         session = requests.Session()
+        session.headers.update(http.headers)
         method = session.post if number % 2 else session.delete
         return [method(pair).status_code for _ in range(10)]
 
@@ -95,7 +98,9 @@ def test_racing_link_unlink_and_deletes_of_one_item(live_server, sql):
     assert set(link_statuses) <= {200, 201, 404, 409}, link_statuses
     assert sql("SELECT count(*) FROM items_tags") in ([(0,)], [(1,)])
 
-    deletes = run_together(16, lambda _n: requests.delete(f"{live_server}/item/{item['id']}"))
+    deletes = run_together(
+        16, lambda _n: requests.delete(f"{live_server}/item/{item['id']}", headers=http.headers)
+    )
     assert Counter(r.status_code for r in deletes) == {200: 1, 404: 15}
     assert sql("SELECT count(*) FROM items") == [(0,)]
     assert sql(ORPHANS) == [(0,)]

@@ -5,6 +5,7 @@ import time
 import flask_migrate
 import pytest
 import requests
+from helpers import sign_up
 
 from app import create_app
 from tools.gunicorn_server import API, gunicorn
@@ -15,7 +16,7 @@ from tools.throwaway_postgres import throwaway_postgres
 def own_cluster(request):
     """A cluster this test may stop and start, migrated; the suite's other tests keep theirs."""
     with throwaway_postgres() as cluster:
-        with create_app(cluster.url).app_context():
+        with create_app(cluster.url, TESTING=True).app_context():
             flask_migrate.upgrade(directory=str(request.config.rootpath / "migrations"))
         yield cluster
 
@@ -31,15 +32,20 @@ def assert_quick_503(method: str, url: str, **kwargs) -> None:
     assert elapsed < 10, f"{method} {url} took {elapsed:.1f} s"
 
 
-def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster):
-    with gunicorn(API, {"DATABASE_URL": own_cluster.url}, "--workers", "2") as server:
-        store = requests.post(f"{server.url}/store", json={"name": "Survivor"}).json()
+def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster, server_env):
+    with gunicorn(API, server_env(own_cluster.url), "--workers", "2") as server:
+        signed_in = sign_up(server.url, "survivor")
+        store = requests.post(
+            f"{server.url}/store", json={"name": "Survivor"}, headers=signed_in
+        ).json()
         assert requests.get(f"{server.url}/health").status_code == 200
 
         own_cluster.stop()
         try:
             assert_quick_503("GET", f"{server.url}/store/{store['id']}")
-            assert_quick_503("POST", f"{server.url}/store", json={"name": "Lost"})
+            assert_quick_503(
+                "POST", f"{server.url}/store", json={"name": "Lost"}, headers=signed_in
+            )
             assert_quick_503("GET", f"{server.url}/health")
         finally:
             own_cluster.start()
@@ -51,7 +57,9 @@ def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster
         assert requests.get(f"{server.url}/store").json()[0]["name"] == "Survivor"
 
 
-def test_interrupted_cascade_leaves_the_store_whole(postgres_url, engine, sql):
+def test_interrupted_cascade_leaves_the_store_whole(
+    postgres_url, server_env, admin_headers, engine, sql
+):
     sql_setup = """
         INSERT INTO stores (name) VALUES ('Big');
         INSERT INTO items (name, price, store_id)
@@ -64,9 +72,9 @@ def test_interrupted_cascade_leaves_the_store_whole(postgres_url, engine, sql):
     before = sql("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM items_tags)")
 
     # A statement timeout far below the time the cascade needs cuts it off mid-way.
-    env = {"DATABASE_URL": postgres_url, "DATABASE_STATEMENT_TIMEOUT_MS": "20"}
+    env = server_env(postgres_url, DATABASE_STATEMENT_TIMEOUT_MS="20")
     with gunicorn(API, env, "--workers", "1") as server:
-        assert_quick_503("DELETE", f"{server.url}/store/1")
+        assert_quick_503("DELETE", f"{server.url}/store/1", headers=admin_headers)
 
     assert before == [(50000, 50000)]
     assert sql("SELECT count(*) FROM stores WHERE id = 1") == [(1,)]

@@ -4,8 +4,7 @@ import requests
 from helpers import store_item_and_tag_over_http
 
 
-def test_cascading_delete_through_gunicorn(live_server, sql):
-    http = requests.Session()
+def test_cascading_delete_through_gunicorn(live_server, http, sql):
     store, item, tag = store_item_and_tag_over_http(http, live_server, "Live")
     assert http.post(f"{live_server}/item/{item['id']}/tag/{tag['id']}").status_code == 201
 

@@ -1,0 +1,128 @@
+from flask import current_app
+from flask.views import MethodView
+from flask_jwt_extended import current_user, get_jwt
+from flask_smorest import abort
+from sqlalchemy import select, update
+
+from auth import BEARER_CHALLENGE, check_password, hash_password, issue_tokens, limiter, revoke
+from db import db
+from models import UserModel
+from resources.common import Blueprint, commit_or_abort, get_or_404
+from schemas import LoginSchema, LogoutQuerySchema, MessageSchema, TokensSchema, UserSchema
+
+blp = Blueprint("users", __name__, description="Users, and the tokens that let them write")
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
+
+
+# Two requests racing with one token: the second one to revoke it loses.
+REVOKED_MEANWHILE = (
+    401,
+    {
+        "message": "The token has been revoked: log in again with POST /login.",
+        "headers": BEARER_CHALLENGE,
+    },
+)
+
+
+@blp.route("/register")
+class Register(MethodView):
+    @blp.arguments(UserSchema)
+    @blp.response(201, UserSchema)
+    @blp.alt_response(409, description="The username or the email is taken")
+    def post(self, user_data: dict) -> UserModel:
+        """Create a user account"""
+        password = user_data.pop("password")
+        user = UserModel(**user_data, password_hash=hash_password(password))
+        db.session.add(user)
+        commit_or_abort(
+            on_unique=(
+                409,
+                {"message": "A user with this username or email exists: pick another, or log in."},
+            )
+        )
+        return user
+
+
+@blp.route("/login")
+class Login(MethodView):
+    @limiter.limit(
+        lambda: current_app.config["LOGIN_RATE_LIMIT"],
+        error_message="Too many login attempts for this username: wait for Retry-After seconds.",
+    )
+    @blp.arguments(LoginSchema)
+    @blp.response(200, TokensSchema)
+    @blp.alt_response(401, description="Wrong username or password")
+    @blp.alt_response(429, description="Too many attempts: wait", headers=RETRY_AFTER)
+    def post(self, credentials: dict) -> dict:
+        """Log in: get a fresh access token and a refresh token"""
+        user = db.session.scalar(
+            select(UserModel).where(UserModel.username == credentials["username"])
+        )
+        if not check_password(user, credentials["password"]):
+            abort(401, message="Wrong username or password.")
+        # Saves the password's new hash, if its hashing parameters changed.
+        db.session.commit()
+        return issue_tokens(user, fresh=True)
+
+
+@blp.route("/refresh")
+class Refresh(MethodView):
+    @blp.login_required(token="refresh")
+    @blp.response(200, TokensSchema)
+    def post(self) -> dict:
+        """Trade a refresh token for a new (not fresh) access token and refresh token
+
+        The refresh token sent is revoked: each one can be used once.
+        """
+        revoke(get_jwt())
+        commit_or_abort(on_unique=REVOKED_MEANWHILE)
+        return issue_tokens(current_user, fresh=False)
+
+
+@blp.route("/logout")
+class Logout(MethodView):
+    @blp.login_required(token="any")
+    @blp.arguments(LogoutQuerySchema, location="query")
+    @blp.response(200, MessageSchema)
+    def post(self, query: dict) -> dict:
+        """Revoke the token sent (an access or a refresh token), or with all=true every token"""
+        if query["all"]:
+            db.session.execute(
+                update(UserModel)
+                .where(UserModel.id == current_user.id)
+                .values(token_version=UserModel.token_version + 1)
+            )
+            message = "Logged out everywhere: every token of yours is revoked."
+        else:
+            revoke(get_jwt())
+            message = "Logged out: this token is revoked."
+        commit_or_abort(on_unique=REVOKED_MEANWHILE)
+        return {"message": message}
+
+
+@blp.route("/user/me")
+class Me(MethodView):
+    @blp.login_required()
+    @blp.response(200, UserSchema)
+    def get(self) -> UserModel:
+        """Get the user the access token belongs to"""
+        return current_user
+
+
+@blp.route("/user/<int:user_id>")
+class User(MethodView):
+    @blp.login_required(admin=True)
+    @blp.response(200, MessageSchema)
+    @blp.alt_response(404, description="No user with this id")
+    def delete(self, user_id: int) -> dict:
+        """Delete a user; their tokens stop working at once"""
+        # Locked, so that of two concurrent deletes the second one finds nothing: 404.
+        db.session.delete(get_or_404(UserModel, user_id, with_for_update=True))
+        db.session.commit()
+        return {"message": f"User {user_id} deleted; their tokens are revoked."}

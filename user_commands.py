@@ -1,0 +1,60 @@
+"""`flask create-admin` and `flask prune-revoked-tokens`."""
+
+from datetime import UTC, datetime
+
+import click
+from flask import Flask
+from marshmallow import ValidationError
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from auth import hash_password
+from db import db
+from models import RevokedTokenModel, UserModel
+from schemas import UserSchema
+
+
+@click.command("create-admin")
+@click.argument("username")
+@click.option("--email", help="The email of a new user (asked when missing).")
+def create_admin(username: str, email: str | None) -> None:
+    """Make USERNAME an admin; a new user is created, asking for a password."""
+    user = db.session.scalar(select(UserModel).where(UserModel.username == username))
+    if user is None:
+        user = new_user(username, email or click.prompt("Email"))
+        db.session.add(user)
+    user.role = "admin"
+    try:
+        db.session.commit()
+    except IntegrityError as error:
+        raise click.ClickException("A user with this email exists already.") from error
+    click.echo(f"{username} is an admin (user {user.id}).")
+
+
+def new_user(username: str, email: str) -> UserModel:
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        fields = UserSchema().load({"username": username, "email": email, "password": password})
+    except ValidationError as error:
+        problems = "; ".join(f"{name}: {' '.join(m)}" for name, m in error.messages.items())
+        raise click.ClickException(problems) from error
+    return UserModel(
+        username=fields["username"],
+        email=fields["email"],
+        password_hash=hash_password(fields["password"]),
+    )
+
+
+@click.command("prune-revoked-tokens")
+def prune_revoked_tokens() -> None:
+    """Forget revoked tokens that have expired anyway."""
+    pruned = db.session.execute(
+        delete(RevokedTokenModel).where(RevokedTokenModel.expires_at < datetime.now(UTC))
+    )
+    db.session.commit()
+    click.echo(f"Pruned {pruned.rowcount} expired revoked token(s).")
+
+
+def register_user_commands(app: Flask) -> None:
+    app.cli.add_command(create_admin)
+    app.cli.add_command(prune_revoked_tokens)
