@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from marshmallow import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +18,7 @@ from schemas import UserSchema
 @click.command("create-admin")
 @click.argument("username")
 @click.option("--email", help="The email of a new user (asked when missing).")
+@with_appcontext
 def create_admin(username: str, email: str | None) -> None:
     """Make USERNAME an admin; a new user is created, asking for a password."""
     user = db.session.scalar(select(UserModel).where(UserModel.username == username))
@@ -46,6 +48,7 @@ def new_user(username: str, email: str) -> UserModel:
 
 
 @click.command("prune-revoked-tokens")
+@with_appcontext
 def prune_revoked_tokens() -> None:
     """Forget revoked tokens that have expired anyway."""
     pruned = db.session.execute(

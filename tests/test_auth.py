@@ -1,0 +1,327 @@
+"""Users and tokens, through HTTP: register, login, refresh, logout, roles, failures."""
+
+from datetime import timedelta
+
+import pytest
+from argon2 import PasswordHasher
+from flask_jwt_extended import create_access_token, decode_token
+from helpers import PASSWORD, assert_error, new_item, new_store, new_tag
+from sqlalchemy import text
+
+from app import create_app
+
+ALICE = {"username": "alice", "email": "Alice@Example.com", "password": PASSWORD}
+
+
+def register(client, **changes) -> dict:
+    response = client.post("/register", json={**ALICE, **changes})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def log_in(client, username: str = "alice", password: str = PASSWORD) -> dict:
+    response = client.post("/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def bearer_of(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def claims(app, token: str) -> dict:
+    with app.app_context():
+        return decode_token(token)
+
+
+def assert_unauthorized(response, message_part: str) -> None:
+    assert_error(response, 401, message_part)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.sqlite_too
+def test_register_returns_the_user_without_any_password(anonymous, sql):
+    user = register(anonymous)
+    assert user == {"id": 1, "username": "alice", "email": "alice@example.com", "role": "user"}
+    stored_hash = sql("SELECT password_hash FROM users")[0][0]
+    assert stored_hash.startswith("$argon2id$")
+    assert PASSWORD not in stored_hash
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("username", "al"),
+        ("username", "a" * 81),
+        ("username", "alice smith"),
+        ("email", "not-an-email"),
+        ("password", "seven77"),
+        ("password", "x" * 1025),
+        ("password", "\ud800 lone surrogate"),
+    ],
+)
+def test_register_validates_each_field(anonymous, field, value):
+    body = assert_error(anonymous.post("/register", json={**ALICE, field: value}), 422)
+    assert list(body["errors"]["json"]) == [field]
+
+
+@pytest.mark.sqlite_too
+def test_a_taken_username_or_email_is_a_conflict(anonymous):
+    register(anonymous)
+    taken_username = anonymous.post("/register", json={**ALICE, "email": "other@example.com"})
+    taken_email = anonymous.post(
+        "/register", json={**ALICE, "username": "alice2", "email": "ALICE@example.COM"}
+    )
+    assert_error(taken_username, 409, "username or email exists")
+    assert_error(taken_email, 409, "username or email exists")
+
+
+@pytest.mark.sqlite_too
+def test_login_gives_a_fresh_access_token_and_a_refresh_token(app, anonymous):
+    user = register(anonymous)
+    tokens = log_in(anonymous)
+    access, refresh = claims(app, tokens["access_token"]), claims(app, tokens["refresh_token"])
+    assert (access["type"], access["fresh"], access["sub"]) == ("access", True, str(user["id"]))
+    assert (refresh["type"], refresh["sub"]) == ("refresh", str(user["id"]))
+    me = anonymous.get("/user/me", headers=bearer_of(tokens["access_token"]))
+    assert me.get_json() == user
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(anonymous):
+    register(anonymous)
+    wrong_password = anonymous.post("/login", json={"username": "alice", "password": "wrong!!!"})
+    unknown_user = anonymous.post("/login", json={"username": "bob", "password": PASSWORD})
+    assert assert_error(wrong_password, 401) == assert_error(unknown_user, 401)
+    assert wrong_password.get_json()["message"] == "Wrong username or password."
+
+
+@pytest.mark.sqlite_too
+def test_refresh_rotates_and_a_replayed_refresh_token_is_refused(app, anonymous):
+    register(anonymous)
+    first = log_in(anonymous)
+    refreshed = anonymous.post("/refresh", headers=bearer_of(first["refresh_token"]))
+    assert refreshed.status_code == 200
+    second = refreshed.get_json()
+    assert claims(app, second["access_token"])["fresh"] is False
+    assert second["refresh_token"] != first["refresh_token"]
+
+    replay = anonymous.post("/refresh", headers=bearer_of(first["refresh_token"]))
+    assert_unauthorized(replay, "revoked")
+    # The new refresh token works, once.
+    assert anonymous.post("/refresh", headers=bearer_of(second["refresh_token"])).status_code == 200
+
+
+def test_each_kind_of_token_only_where_it_belongs(anonymous):
+    register(anonymous)
+    tokens = log_in(anonymous)
+    refresh_as_access = anonymous.get("/user/me", headers=bearer_of(tokens["refresh_token"]))
+    access_as_refresh = anonymous.post("/refresh", headers=bearer_of(tokens["access_token"]))
+    assert_unauthorized(refresh_as_access, "Only non-refresh tokens are allowed")
+    assert_unauthorized(access_as_refresh, "Only refresh tokens are allowed")
+
+
+@pytest.mark.sqlite_too
+def test_logout_revokes_the_token_sent_and_only_it(anonymous):
+    register(anonymous)
+    tokens = log_in(anonymous)
+    access, refresh = bearer_of(tokens["access_token"]), bearer_of(tokens["refresh_token"])
+
+    assert anonymous.post("/logout", headers=access).status_code == 200
+    assert_unauthorized(anonymous.get("/user/me", headers=access), "revoked")
+    assert_unauthorized(anonymous.post("/logout", headers=access), "revoked")
+
+    # The refresh token was not sent, so it still works; logging out with it revokes it.
+    assert anonymous.post("/refresh", headers=refresh).status_code == 200
+    another_refresh = bearer_of(log_in(anonymous)["refresh_token"])
+    assert anonymous.post("/logout", headers=another_refresh).status_code == 200
+    assert_unauthorized(anonymous.post("/refresh", headers=another_refresh), "revoked")
+
+
+@pytest.mark.sqlite_too
+def test_logout_all_revokes_every_token_of_the_user_only(anonymous, new_user, bearer):
+    register(anonymous)
+    first, second = log_in(anonymous), log_in(anonymous)
+    bystander = bearer(new_user("bob"))
+
+    response = anonymous.post("/logout?all=true", headers=bearer_of(first["access_token"]))
+
+    assert response.status_code == 200
+    for token in (first["access_token"], second["access_token"]):
+        assert_unauthorized(anonymous.get("/user/me", headers=bearer_of(token)), "log in again")
+    assert_unauthorized(
+        anonymous.post("/refresh", headers=bearer_of(second["refresh_token"])), "log in again"
+    )
+    assert anonymous.get("/user/me", headers=bystander).status_code == 200
+    # Logging in again works at once.
+    again = bearer_of(log_in(anonymous)["access_token"])
+    assert anonymous.get("/user/me", headers=again).status_code == 200
+
+
+def test_expired_and_forged_tokens_are_refused(app, anonymous, new_user):
+    user = new_user("alice")
+    with app.app_context():
+        expired = create_access_token(
+            str(user.id), additional_claims={"ver": 0}, expires_delta=timedelta(seconds=-1)
+        )
+    with create_app("sqlite://", TESTING=True, JWT_SECRET_KEY="another-" * 8).app_context():
+        forged = create_access_token(str(user.id), fresh=True, additional_claims={"ver": 0})
+
+    assert_unauthorized(anonymous.get("/user/me", headers=bearer_of(expired)), "expired")
+    assert_unauthorized(anonymous.get("/user/me", headers=bearer_of(forged)), "Signature")
+    assert_unauthorized(anonymous.get("/user/me", headers=bearer_of("not.a.jwt")), "Invalid")
+    assert_unauthorized(
+        anonymous.get("/user/me", headers={"Authorization": "Basic YWxpY2U6cHc="}), "Bearer"
+    )
+    assert_unauthorized(anonymous.get("/user/me"), "Missing Authorization Header")
+
+
+@pytest.mark.sqlite_too
+def test_reads_are_public_and_every_write_needs_a_token(client, anonymous):
+    store = new_store(client)
+    item = new_item(client, store["id"])
+    tag = new_tag(client, store["id"])
+    reads = [
+        "/store",
+        f"/store/{store['id']}",
+        "/item",
+        f"/item/{item['id']}",
+        f"/store/{store['id']}/item",
+        f"/store/{store['id']}/tag",
+        f"/tag/{tag['id']}",
+    ]
+    for path in reads:
+        assert anonymous.get(path).status_code == 200, path
+
+    writes = [
+        ("post", "/store", {"name": "Toys"}),
+        ("put", f"/store/{store['id']}", {"name": "Toys"}),
+        ("delete", f"/store/{store['id']}", None),
+        ("post", "/item", {"name": "Ball", "price": 1, "store_id": store["id"]}),
+        ("put", f"/item/{item['id']}", {"price": 2}),
+        ("delete", f"/item/{item['id']}", None),
+        ("post", f"/store/{store['id']}/tag", {"name": "toys"}),
+        ("delete", f"/tag/{tag['id']}", None),
+        ("post", f"/item/{item['id']}/tag/{tag['id']}", None),
+        ("delete", f"/item/{item['id']}/tag/{tag['id']}", None),
+    ]
+    before = client.get(f"/store/{store['id']}").get_json()
+    for method, path, body in writes:
+        response = getattr(anonymous, method)(path, json=body)
+        assert_unauthorized(response, "Missing Authorization Header")
+    assert client.get(f"/store/{store['id']}").get_json() == before
+    assert client.get("/store").get_json() == [before]
+
+
+def test_any_signed_in_user_may_write(client, anonymous, new_user, bearer):
+    headers = bearer(new_user("bob"))
+    store = anonymous.post("/store", json={"name": "Bob's"}, headers=headers)
+    assert store.status_code == 201
+    item = {"name": "Pen", "price": 1, "store_id": store.get_json()["id"]}
+    assert anonymous.post("/item", json=item, headers=headers).status_code == 201
+
+
+@pytest.mark.sqlite_too
+def test_the_cascading_delete_needs_a_fresh_token_of_an_admin(
+    client, anonymous, new_user, bearer, sql
+):
+    store = new_store(client)
+    new_item(client, store["id"])
+    new_tag(client, store["id"])
+    admin = new_user("root", role="admin")
+    not_admin = anonymous.delete(f"/store/{store['id']}", headers=bearer(new_user("bob")))
+    not_fresh = anonymous.delete(f"/store/{store['id']}", headers=bearer(admin, fresh=False))
+
+    assert_error(not_admin, 403, "Only an admin")
+    assert_unauthorized(not_fresh, "fresh token")
+    assert sql("SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items), "
+               "(SELECT count(*) FROM tags)") == [(1, 1, 1)]  # fmt: skip
+
+    deleted = anonymous.delete(f"/store/{store['id']}", headers=bearer(admin))
+    assert deleted.status_code == 200
+    assert deleted.get_json()["deleted"] == {"items": 1, "tags": 1}
+
+
+@pytest.mark.sqlite_too
+def test_an_admin_deletes_a_user_whose_tokens_then_fail(anonymous, new_user, bearer, sql):
+    admin = bearer(new_user("root", role="admin"))
+    bob = new_user("bob")
+    bobs_token = bearer(bob)
+
+    assert_error(anonymous.delete(f"/user/{bob.id}", headers=bobs_token), 403, "Only an admin")
+    response = anonymous.delete(f"/user/{bob.id}", headers=admin)
+
+    assert response.status_code == 200
+    assert sql("SELECT username FROM users") == [("root",)]
+    assert_unauthorized(anonymous.get("/user/me", headers=bobs_token), "deleted")
+    assert_error(anonymous.delete(f"/user/{bob.id}", headers=admin), 404, f"User {bob.id}")
+
+
+def test_a_password_hash_never_leaves_the_server(anonymous, new_user, bearer, sql):
+    register(anonymous)
+    tokens = log_in(anonymous)
+    headers = bearer_of(tokens["access_token"])
+    responses = [
+        anonymous.get("/user/me", headers=headers),
+        anonymous.post("/refresh", headers=bearer_of(tokens["refresh_token"])),
+        anonymous.post("/register", json=ALICE),
+        anonymous.delete("/user/1", headers=bearer(new_user("root", role="admin"))),
+    ]
+    stored_hash = sql("SELECT password_hash FROM users WHERE username = 'root'")[0][0]
+    for response in responses:
+        text = response.get_data(as_text=True)
+        assert "argon2" not in text
+        assert stored_hash not in text
+        assert PASSWORD not in text
+
+
+def test_login_rehashes_a_password_hashed_with_other_parameters(anonymous, engine, sql):
+    register(anonymous)
+    weaker = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE users SET password_hash = :hash"), {"hash": weaker})
+
+    log_in(anonymous)
+
+    rehashed = sql("SELECT password_hash FROM users")[0][0]
+    assert rehashed != weaker
+    assert not PasswordHasher().check_needs_rehash(rehashed)
+    log_in(anonymous)  # the new hash holds the same password
+
+
+def test_login_is_rate_limited_per_client_and_username(anonymous):
+    register(anonymous)
+    limit = 10  # LOGIN_RATE_LIMIT's default: 10 per minute
+    wrong = {"username": "alice", "password": "wrong password"}
+    statuses = [anonymous.post("/login", json=wrong).status_code for _ in range(limit)]
+    assert statuses == [401] * limit
+
+    limited = anonymous.post("/login", json={"username": "alice", "password": PASSWORD})
+
+    assert_error(limited, 429, "Too many login attempts")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    # Another username from the same client, or the same one from elsewhere, is not blocked.
+    other = anonymous.post("/login", json={"username": "bob", "password": PASSWORD})
+    elsewhere = anonymous.post(
+        "/login",
+        json={"username": "alice", "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "192.0.2.7"},
+    )
+    assert other.status_code == 401
+    assert elsewhere.status_code == 200
+    assert "Retry-After" not in elsewhere.headers
+
+
+@pytest.mark.parametrize("secret", [None, "too-short"])
+def test_the_app_refuses_to_start_without_a_strong_secret(monkeypatch, secret):
+    monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    if secret:
+        monkeypatch.setenv("JWT_SECRET_KEY", secret)
+    with pytest.raises(RuntimeError, match="shorter than 32 bytes") as refusal:
+        create_app("sqlite://")
+    assert "secrets.token_hex(32)" in str(refusal.value)
+
+
+def test_debug_and_testing_run_without_a_secret(monkeypatch):
+    monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    for app in (create_app("sqlite://", DEBUG=True), create_app("sqlite://", TESTING=True)):
+        assert len(app.config["JWT_SECRET_KEY"]) >= 32

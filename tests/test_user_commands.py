@@ -1,0 +1,71 @@
+"""`flask create-admin` and `flask prune-revoked-tokens`."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from helpers import PASSWORD
+from sqlalchemy import insert
+
+from models import RevokedTokenModel
+
+
+@pytest.mark.sqlite_too
+def test_create_admin_makes_a_new_user_who_can_log_in_as_admin(app, anonymous, sql):
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "carol", "--email", "carol@example.com"],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "carol is an admin" in result.output
+    assert PASSWORD not in result.output  # the prompt hides it
+    assert sql("SELECT username, email, role FROM users") == [
+        ("carol", "carol@example.com", "admin")
+    ]
+    login = anonymous.post("/login", json={"username": "carol", "password": PASSWORD})
+    assert login.status_code == 200
+
+
+@pytest.mark.sqlite_too
+def test_create_admin_promotes_an_existing_user(app, new_user, sql):
+    new_user("bob")
+    result = app.test_cli_runner().invoke(args=["create-admin", "bob"])
+    assert result.exit_code == 0, result.output
+    assert sql("SELECT username, role FROM users") == [("bob", "admin")]
+
+
+def test_create_admin_refuses_what_register_would(app, new_user, sql):
+    new_user("bob")
+    runner = app.test_cli_runner()
+    weak = runner.invoke(
+        args=["create-admin", "carol", "--email", "carol@example.com"], input="short\nshort\n"
+    )
+    taken_email = runner.invoke(
+        args=["create-admin", "carol", "--email", "bob@example.com"],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+
+    assert weak.exit_code == 1
+    assert "password: Length must be between 8 and 1024." in weak.output
+    assert taken_email.exit_code == 1
+    assert "A user with this email exists" in taken_email.output
+    assert sql("SELECT username, role FROM users") == [("bob", "user")]
+
+
+@pytest.mark.sqlite_too
+def test_prune_drops_only_expired_revoked_tokens(app, engine, sql):
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(RevokedTokenModel),
+            [
+                {"jti": "expired", "expires_at": now - timedelta(minutes=1)},
+                {"jti": "still-valid", "expires_at": now + timedelta(days=1)},
+            ],
+        )
+
+    result = app.test_cli_runner().invoke(args=["prune-revoked-tokens"])
+
+    assert result.exit_code == 0, result.output
+    assert "Pruned 1 expired revoked token(s)." in result.output
+    assert sql("SELECT jti FROM revoked_tokens") == [("still-valid",)]
