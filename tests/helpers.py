@@ -1,5 +1,8 @@
 """Arrange through the API, as a client would."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import requests
 from flask.testing import FlaskClient
 
@@ -60,3 +63,15 @@ def sign_up(base_url: str, username: str) -> dict[str, str]:
     )
     login.raise_for_status()
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+def run_together(clients: int, work) -> list:
+    """Run `work(client_number)` in as many threads, started at the same moment."""
+    start = threading.Barrier(clients)
+
+    def client(number: int):
+        start.wait()
+        return work(number)
+
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(client, range(clients)))

@@ -1,11 +1,9 @@
 """Concurrent clients against gunicorn with several workers; invariants checked in SQL."""
 
-import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from helpers import store_item_and_tag_over_http
+from helpers import run_together, store_item_and_tag_over_http
 
 ORPHANS = """
     SELECT (SELECT count(*) FROM items WHERE store_id NOT IN (SELECT id FROM stores))
@@ -13,18 +11,6 @@ ORPHANS = """
          + (SELECT count(*) FROM items_tags WHERE item_id NOT IN (SELECT id FROM items)
                                                OR tag_id NOT IN (SELECT id FROM tags))
 """
-
-
-def run_together(clients: int, work) -> list:
-    """Run `work(client_number)` in as many threads, started at the same moment."""
-    start = threading.Barrier(clients)
-
-    def client(number: int):
-        start.wait()
-        return work(number)
-
-    with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(client, range(clients)))
 
 
 def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, http, sql):

@@ -1,20 +1,31 @@
 """Contract fuzzing: schemathesis against the real server, every check, a fixed seed."""
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from auth import issue_tokens
+
 ROOT = Path(__file__).resolve().parent.parent
 SEED = "20261124"
 
 
-def test_the_api_keeps_its_openapi_contract(live_server, app, artifacts):
+def test_the_api_keeps_its_openapi_contract(live_server, app, new_user, artifacts):
+    with app.test_request_context():
+        admin = issue_tokens(new_user("admin", role="admin"), fresh=True)
+        user = issue_tokens(new_user("someone"), fresh=True)
+    tokens = {  # read by schemathesis.toml
+        "CONTRACT_ADMIN_TOKEN": admin["access_token"],
+        "CONTRACT_USER_ACCESS_TOKEN": user["access_token"],
+        "CONTRACT_USER_REFRESH_TOKEN": user["refresh_token"],
+    }
     # Stateful phase included: OpenAPI links chain POST -> GET/PUT/DELETE.
     result = subprocess.run(
         [Path(sys.executable).parent / "schemathesis", "run", f"{live_server}/openapi.json",
          "--checks", "all", "--max-examples", "100", "--seed", SEED, "--workers", "2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **tokens},
     )  # fmt: skip
     (artifacts / "schemathesis.txt").write_text(result.stdout + result.stderr)
 
