@@ -6,10 +6,12 @@ throughput part). It starts its own PostgreSQL and prints medians and ratios.
 
 import argparse
 import re
+import secrets
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import flask_migrate
@@ -20,6 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
+from auth import issue_tokens  # noqa: E402
+from db import db  # noqa: E402
+from models import UserModel  # noqa: E402
 from tools.gunicorn_server import API, gunicorn  # noqa: E402
 from tools.throwaway_postgres import throwaway_postgres  # noqa: E402
 
@@ -55,9 +60,35 @@ def seed_store(connection: psycopg.Connection, name: str, items: int, tags: int)
     return store_id
 
 
+# Signs the admin's tokens here and checks them in the server.
+JWT_SECRET = secrets.token_hex(32)
+
+
 def serve(app: str, database_url: str, *options: str):
-    env = {"DATABASE_URL": database_url, "BENCH_DSN": dsn(database_url)}
+    env = {
+        "DATABASE_URL": database_url,
+        "BENCH_DSN": dsn(database_url),
+        "JWT_SECRET_KEY": JWT_SECRET,
+    }
     return gunicorn(app, env, *options, quiet=True)
+
+
+def admin_token_maker(database_url: str) -> Callable[[], dict[str, str]]:
+    """Make an admin; the returned function gives headers with a fresh token of theirs."""
+    app = create_app(database_url, JWT_SECRET_KEY=JWT_SECRET)
+    with app.app_context():
+        flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        admin = UserModel(
+            username="bench", email="bench@example.com", password_hash="!", role="admin"
+        )
+        db.session.add(admin)
+        db.session.commit()
+
+    def headers() -> dict[str, str]:
+        with app.test_request_context():
+            return {"Authorization": f"Bearer {issue_tokens(admin, fresh=True)['access_token']}"}
+
+    return headers
 
 
 def dsn(database_url: str) -> str:
@@ -75,7 +106,9 @@ def peak_memory_mb(pid: int) -> float:
     return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024
 
 
-def bench_delete(database_url: str, sizes: list[int], repeats: int) -> list[dict]:
+def bench_delete(
+    database_url: str, admin_headers: Callable[[], dict[str, str]], sizes: list[int], repeats: int
+) -> list[dict]:
     results = []
     with (
         psycopg.connect(dsn(database_url), autocommit=True) as connection,
@@ -83,15 +116,16 @@ def bench_delete(database_url: str, sizes: list[int], repeats: int) -> list[dict
     ):
         worker = worker_pid(master)
         warm_up = seed_store(connection, "warm-up", 1000, 10)
-        requests.delete(f"{base_url}/store/{warm_up}").raise_for_status()
+        requests.delete(f"{base_url}/store/{warm_up}", headers=admin_headers()).raise_for_status()
         for size in sizes:
             raw, api, growth = [], [], []
             for repeat in range(repeats):
                 by_api = seed_store(connection, f"api {size} {repeat}", size, 100)
                 by_sql = seed_store(connection, f"sql {size} {repeat}", size, 100)
+                headers = admin_headers()
                 memory_before = peak_memory_mb(worker)
                 start = time.perf_counter()
-                response = requests.delete(f"{base_url}/store/{by_api}")
+                response = requests.delete(f"{base_url}/store/{by_api}", headers=headers)
                 api.append(time.perf_counter() - start)
                 assert response.json()["deleted"] == {"items": size, "tags": 100}, response.text
                 growth.append(peak_memory_mb(worker) - memory_before)
@@ -151,10 +185,11 @@ def main() -> None:
 
     with throwaway_postgres() as cluster:
         database_url = cluster.url
-        with create_app(database_url).app_context():
-            flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        admin_headers = admin_token_maker(database_url)
         print("DELETE /store/<id> through gunicorn vs raw DELETE (medians):")
-        deletes = bench_delete(database_url, [1_000, 10_000, 100_000], arguments.repeats)
+        deletes = bench_delete(
+            database_url, admin_headers, [1_000, 10_000, 100_000], arguments.repeats
+        )
         print("Throughput (medians):")
         reads = bench_throughput(database_url, arguments.runs, arguments.seconds)
 

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from helpers import PASSWORD
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -61,14 +62,28 @@ def try_it_out(
     return {"status": status, "body": payload}
 
 
-def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, page, artifacts):
+def authorize(page, access_token: str) -> None:
+    """Paste a token into the Authorize dialog, as a user does after logging in."""
+    page.locator(".auth-wrapper .authorize").click()
+    dialog = page.locator(".dialog-ux .modal-ux")
+    dialog.locator("input").fill(access_token)
+    dialog.locator(".auth-btn-wrapper .authorize").click()
+    dialog.locator(".auth-btn-wrapper .btn-done").click()
+
+
+def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, new_user, page, artifacts):
+    new_user("admin", role="admin")  # as `flask create-admin admin` would make
     requested_hosts = set()
     page.on("request", lambda request: requested_hosts.add(urlsplit(request.url).hostname))
 
     page.goto(f"{live_server}/swagger-ui")
     page.locator(".opblock-tag-section").first.wait_for()
     groups = {tag.strip().lower() for tag in page.locator(".opblock-tag span").all_inner_texts()}
-    assert {"stores", "items", "tags", "health"} <= groups
+    assert {"stores", "items", "tags", "users", "health"} <= groups
+
+    login = try_it_out(page, "post", "/login", {"username": "admin", "password": PASSWORD})
+    assert login["status"] == 200
+    authorize(page, login["body"]["access_token"])
 
     store = try_it_out(page, "post", "/store", {"name": "From the browser"})
     assert store["status"] == 201
