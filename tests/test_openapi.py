@@ -56,3 +56,30 @@ def test_lists_declare_their_pagination(spec):
         parameters = {p["name"] for p in spec["paths"][path]["get"]["parameters"]}
         assert {"page", "page_size"} <= parameters, path
         assert "X-Pagination" in spec["paths"][path]["get"]["responses"]["200"]["headers"]
+
+
+def test_the_spec_says_which_operations_need_which_token(spec):
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+    }
+    public = {"POST /register", "POST /login"}
+    for name, operation in operations(spec):
+        if (name.startswith("GET ") and name != "GET /user/me") or name in public:
+            assert "security" not in operation, name
+        else:
+            assert operation["security"] == [{"bearerAuth": []}], name
+            assert "401" in operation["responses"], name
+    documented = {name: set(op["responses"]) for name, op in operations(spec)}
+    for admin_only in ("DELETE /store/{store_id}", "DELETE /user/{user_id}"):
+        assert "403" in documented[admin_only]
+    assert (
+        "fresh" in spec["paths"]["/store/{store_id}"]["delete"]["responses"]["401"]["description"]
+    )
+
+
+def test_login_documents_its_refusals(spec):
+    responses = spec["paths"]["/login"]["post"]["responses"]
+    assert {"401", "422", "429"} <= set(responses)
+    assert "Retry-After" in responses["429"]["headers"]
