@@ -49,7 +49,7 @@ def init_auth(app: Flask) -> None:
         timedelta(days=int(os.environ.get("JWT_REFRESH_TOKEN_DAYS", "30"))),
     )
     app.config.setdefault("JWT_SECRET_KEY", os.environ.get("JWT_SECRET_KEY", ""))
-    app.config.setdefault("LOGIN_RATE_LIMIT", os.environ.get("LOGIN_RATE_LIMIT", "10 per minute"))
+    app.config.setdefault("LOGIN_RATE_LIMIT", os.environ.get("LOGIN_RATE_LIMIT", "10/minute"))
     app.config.setdefault(
         "RATELIMIT_STORAGE_URI", os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     )

@@ -290,7 +290,7 @@ def test_login_rehashes_a_password_hashed_with_other_parameters(anonymous, engin
 
 def test_login_is_rate_limited_per_client_and_username(anonymous):
     register(anonymous)
-    limit = 10  # LOGIN_RATE_LIMIT's default: 10 per minute
+    limit = 10  # LOGIN_RATE_LIMIT defaults to 10/minute
     wrong = {"username": "alice", "password": "wrong password"}
     statuses = [anonymous.post("/login", json=wrong).status_code for _ in range(limit)]
     assert statuses == [401] * limit
