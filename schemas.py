@@ -1,6 +1,6 @@
 from decimal import ROUND_HALF_UP, Decimal
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, fields, post_load, validate
 
 MAX_ID = 2**31 - 1  # PostgreSQL integer columns
 MAX_PRICE = Decimal("99999999.99")  # Numeric(10, 2)
@@ -129,19 +129,11 @@ class HealthSchema(Schema):
     database = fields.String(required=True, metadata={"example": "reachable"})
 
 
-def encodable(text: str) -> None:
-    # JSON can carry lone surrogates ("\ud800"), which no UTF-8 encoder accepts.
-    try:
-        text.encode()
-    except UnicodeEncodeError as error:
-        raise ValidationError("Must be valid Unicode text.") from error
-
-
 def Password(min_length: int = 1) -> fields.String:  # noqa: N802 - used like a field class
     return fields.String(
         required=True,
         load_only=True,
-        validate=[validate.Length(min=min_length, max=MAX_PASSWORD_LENGTH), encodable],
+        validate=validate.Length(min=min_length, max=MAX_PASSWORD_LENGTH),
         metadata={"example": "correct horse battery staple"},
     )
 
@@ -172,7 +164,7 @@ class UserSchema(Schema):
 
 
 class LoginSchema(Schema):
-    username = fields.String(required=True, metadata={"example": "alice"})
+    username = fields.String(required=True, validate=NO_NUL, metadata={"example": "alice"})
     password = Password()
 
 

@@ -1,3 +1,4 @@
+import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, ClassVar, Literal, NoReturn, TypeVar
@@ -27,9 +28,16 @@ class ArgumentsParser(FlaskParser):
         # A body nested deeper than Python's recursion limit is malformed JSON for
         # the client (400), not a crash of ours.
         try:
-            return super()._raw_load_json(request)
+            body = super()._raw_load_json(request)
         except RecursionError:
             abort(400, errors={"json": ["JSON nested too deeply."]})
+        # JSON escapes can spell lone surrogates ("\ud800"): no Unicode text, and nothing
+        # a database driver can encode.
+        try:
+            json.dumps(body, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            abort(400, errors={"json": ["The JSON holds a lone surrogate, which is not text."]})
+        return body
 
 
 # The security scheme that the Api declares in the spec: a JWT in the Authorization header.

@@ -71,6 +71,8 @@ def reset_data(connection: Connection) -> None:
     else:
         for table in reversed(tables):
             connection.execute(table.delete())
+        # Tables with AUTOINCREMENT (users) keep counting here.
+        connection.execute(text("DELETE FROM sqlite_sequence"))
 
 
 @pytest.fixture

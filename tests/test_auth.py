@@ -57,7 +57,6 @@ def test_register_returns_the_user_without_any_password(anonymous, sql):
         ("email", "not-an-email"),
         ("password", "seven77"),
         ("password", "x" * 1025),
-        ("password", "\ud800 lone surrogate"),
     ],
 )
 def test_register_validates_each_field(anonymous, field, value):

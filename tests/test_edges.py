@@ -53,6 +53,42 @@ def test_unparseable_or_hostile_json_is_4xx(client, body):
     assert_error(response, response.status_code)
 
 
+@pytest.mark.sqlite_too
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/store", r'{"name": "\ud800"}'),
+        ("/store", r'{"name": "tail \udc00"}'),
+        (
+            "/register",
+            r'{"username": "alice", "email": "a@example.com", "password": "\udfff1234567"}',
+        ),
+        ("/login", r'{"\ud83d": 1, "username": "alice", "password": "x"}'),
+    ],
+)
+def test_lone_surrogates_are_400_before_the_database_sees_them(client, sql, path, body):
+    response = client.post(path, data=body, content_type="application/json")
+    assert_error(response, 400)
+    assert response.get_json()["errors"] == {
+        "json": ["The JSON holds a lone surrogate, which is not text."]
+    }
+    assert sql("SELECT count(*) FROM stores") == [(0,)]
+
+
+def test_a_surrogate_pair_is_text(client):
+    response = client.post(
+        "/store", data=r'{"name": "Books \ud83d\udcda"}', content_type="application/json"
+    )
+    assert response.status_code == 201
+    assert response.get_json()["name"] == "Books \N{BOOKS}"
+
+
+@pytest.mark.sqlite_too
+def test_a_nul_in_a_login_username_is_422(client):
+    response = client.post("/login", json={"username": "alice\x00", "password": "x"})
+    assert_error(response, 422)
+
+
 def test_json_that_is_not_an_object_is_422(client):
     for body in ("[]", '"Books"', "42", "null"):
         response = client.post("/store", data=body, content_type="application/json")
