@@ -11,7 +11,7 @@ from werkzeug.routing import IntegerConverter
 
 from api import Api
 from auth import init_auth
-from db import autocommit_reads, db
+from db import autocommit_reads, db, ping_idle_connections
 from errors import database_unavailable
 from request_log import init_request_log
 from resources.common import BEARER_AUTH
@@ -44,18 +44,17 @@ def database_url(url: str | None) -> str:
 
 
 def engine_options(url: str) -> dict:
-    # Checking a pooled connection before use lets a worker reconnect by itself after
-    # the database restarts, instead of failing until it is restarted too.
-    options: dict = {"pool_pre_ping": True}
-    if url.startswith("postgresql"):
-        # A database that is down or stuck answers 503 in seconds instead of hanging workers.
-        connect_timeout = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3"))
-        statement_timeout = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "30000"))
-        options["connect_args"] = {
+    if not url.startswith("postgresql"):
+        return {}
+    # A database that is down or stuck answers 503 in seconds instead of hanging workers.
+    connect_timeout = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3"))
+    statement_timeout = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "30000"))
+    return {
+        "connect_args": {
             "connect_timeout": connect_timeout,
             "options": f"-c statement_timeout={statement_timeout}",
         }
-    return options
+    }
 
 
 def create_app(db_url: str | None = None, **config: Any) -> Flask:
@@ -87,6 +86,8 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
     # Every integer in our URLs is a database id.
     app.url_map.converters["int"] = DatabaseIdConverter
     db.init_app(app)
+    with app.app_context():
+        ping_idle_connections(db.engine)
     app.before_request(autocommit_reads)
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)

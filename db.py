@@ -1,8 +1,10 @@
 import sqlite3
+import time
 
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, MetaData, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -41,3 +43,28 @@ def autocommit_reads() -> None:
     """
     if request.method in ("GET", "HEAD"):
         db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
+def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:
+    """Check a pooled connection before use when it sat idle: after a database restart,
+    a worker reconnects by itself instead of failing requests on a dead connection.
+
+    Unlike `pool_pre_ping`, connections in steady use are not pinged: a ping is a round
+    trip, as costly as the one-statement GET /store/<id> it would precede. A restart
+    takes longer than `idle_seconds`, so every connection it killed was idle for longer.
+    """
+
+    @event.listens_for(engine.pool, "checkin")
+    def note_idle_since(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The pool drops this connection and hands out a fresh one.
+            raise DisconnectionError from error

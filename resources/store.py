@@ -1,6 +1,8 @@
+from flask import Response, current_app
 from flask.views import MethodView
+from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -12,6 +14,36 @@ from schemas import PlainStoreSchema, StoreDeletedSchema, StoreSchema
 blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
 
 WITH_CHILDREN = (selectinload(StoreModel.item_list), selectinload(StoreModel.tag_list))
+
+# GET /store/<id> is the read clients make most. On PostgreSQL the database renders it
+# whole, in one statement: one round trip and no Python objects instead of three queries,
+# ORM rows and a marshmallow dump (2.2 x the requests per second; see the README).
+# StoreSchema stays the contract: tests/test_stores.py holds this document equal to it.
+STORE_DOCUMENT = text("""
+    SELECT json_build_object(
+        'id', store.id,
+        'name', store.name,
+        'items', coalesce((
+            SELECT json_agg(json_build_object(
+                'id', item.id, 'name', item.name, 'price', item.price,
+                'description', item.description, 'store_id', item.store_id
+            ) ORDER BY item.id)
+            FROM items item WHERE item.store_id = store.id), '[]'),
+        'tags', coalesce((
+            SELECT json_agg(json_build_object(
+                'id', tag.id, 'name', tag.name, 'store_id', tag.store_id
+            ) ORDER BY tag.id)
+            FROM tags tag WHERE tag.store_id = store.id), '[]')
+    )::text
+    FROM stores store WHERE store.id = :store_id
+""")  # fmt: skip
+
+
+def rendered_store(store_id: int) -> Response:
+    document = db.session.scalar(STORE_DOCUMENT, {"store_id": store_id})
+    if document is None:
+        abort(404, message=f"Store {store_id} not found.")
+    return current_app.response_class(document, mimetype="application/json")
 
 
 def save_store(store: StoreModel) -> StoreModel:
@@ -29,8 +61,10 @@ def save_store(store: StoreModel) -> StoreModel:
 class Store(MethodView):
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No store with this id")
-    def get(self, store_id: int) -> StoreModel:
+    def get(self, store_id: int) -> StoreModel | Response:
         """Get a store with its items and tags"""
+        if db.session.get_bind().dialect.name == "postgresql":
+            return rendered_store(store_id)
         return get_or_404(StoreModel, store_id, options=WITH_CHILDREN)
 
     @blp.login_required()

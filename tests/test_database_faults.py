@@ -6,8 +6,12 @@ import flask_migrate
 import pytest
 import requests
 from helpers import sign_up
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from app import create_app
+from db import ping_idle_connections
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import throwaway_postgres
 
@@ -80,3 +84,33 @@ def test_interrupted_cascade_leaves_the_store_whole(
     assert sql("SELECT count(*) FROM stores WHERE id = 1") == [(1,)]
     assert sql("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM items_tags)") == before
     assert sql("SELECT count(*) FROM tags") == [(10,)]
+
+
+def backend_pid(engine) -> int:
+    with engine.connect() as connection:
+        return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+
+def terminate(postgres_url: str, pid: int) -> None:
+    with create_engine(postgres_url, poolclass=NullPool).connect() as connection:
+        connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+
+
+def test_an_idle_pooled_connection_the_server_dropped_is_replaced_before_use(postgres_url):
+    engine = create_engine(postgres_url)
+    ping_idle_connections(engine, idle_seconds=0.1)
+    dropped = backend_pid(engine)
+    terminate(postgres_url, dropped)
+    time.sleep(0.2)
+
+    assert backend_pid(engine) != dropped  # pinged, found dead, replaced: no error
+
+
+def test_a_busy_connection_is_not_pinged_and_a_drop_costs_one_error(postgres_url):
+    engine = create_engine(postgres_url)
+    ping_idle_connections(engine, idle_seconds=60)
+    terminate(postgres_url, backend_pid(engine))
+
+    with pytest.raises(OperationalError):
+        backend_pid(engine)
+    backend_pid(engine)  # the pool was invalidated: the next use reconnects

@@ -3,6 +3,11 @@ import json
 import pytest
 from helpers import assert_error, link, new_item, new_store, new_tag
 
+from db import db
+from models import StoreModel
+from resources.store import WITH_CHILDREN
+from schemas import StoreSchema
+
 
 def test_create_and_get_store(client):
     store = new_store(client, "Books")
@@ -76,3 +81,30 @@ def test_pages_past_the_end_are_empty_but_counted(client):
 @pytest.mark.parametrize("query", ["page=0", "page_size=0", "page_size=101", "page=x"])
 def test_bad_pagination_is_422(client, query):
     assert_error(client.get(f"/store?{query}"), 422)
+
+
+@pytest.mark.sqlite_too
+def test_a_store_reads_exactly_as_its_schema_says(app, client, database, statements):
+    # On PostgreSQL the database renders GET /store/<id>; elsewhere StoreSchema does.
+    store = new_store(client, 'Café ☕ "quoted" \\ back')
+    new_item(client, store["id"], "Free", price=0)
+    new_item(client, store["id"], "Dear", price=99999999.99, description="Line\nbreak, ünï")
+    new_item(client, store["id"], "Round", price=10)
+    new_tag(client, store["id"], "b-tag")
+    new_tag(client, store["id"], "a-tag")
+    empty = new_store(client, "Empty")
+
+    rendered = {}
+    for store_id in (store["id"], empty["id"]):
+        with statements() as sent:
+            response = client.get(f"/store/{store_id}")
+        with app.app_context():
+            model = db.session.get(StoreModel, store_id, options=WITH_CHILDREN)
+            assert response.get_json() == StoreSchema().dump(model)
+        assert response.mimetype == "application/json"
+        assert len(sent) == (1 if database == "postgres" else 3)
+        rendered[store_id] = response.get_json()
+
+    assert [item["price"] for item in rendered[store["id"]]["items"]] == [0, 99999999.99, 10]
+    assert [tag["name"] for tag in rendered[store["id"]]["tags"]] == ["b-tag", "a-tag"]
+    assert rendered[empty["id"]] == {**empty, "items": [], "tags": []}
