@@ -2,6 +2,8 @@
 # (GET /store/<id> under wrk, PostgreSQL on the same machine; requests per second):
 #   sync, 2 workers: 818    sync, 4 workers: 695
 #   gthread, 2 workers x 4 threads: 612    gthread, 3 workers x 2 threads: 691
+# and again once PostgreSQL rendered the store in one statement:
+#   sync, 2 workers: 1,847    sync, 3 workers: 1,469
 # Requests are CPU-bound Python plus short queries, so threads only add GIL contention
 # and extra workers only add context switches: one sync worker per core wins.
 # A sync worker serves one request at a time, so it holds at most one pooled connection:

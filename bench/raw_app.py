@@ -1,6 +1,7 @@
-"""The baseline: the smallest WSGI app serving GET /store/<id> as the API does, on raw psycopg.
+"""The baseline: the smallest WSGI app serving GET /store/<id>'s JSON, on raw psycopg.
 
-Same three queries, same JSON, one connection per thread, no framework.
+The three obvious queries (store, items, tags), the same JSON, one connection per thread,
+no framework. (The API has PostgreSQL render that JSON in one statement: see the README.)
 """
 
 import json
