@@ -95,3 +95,18 @@ def test_with_redis_the_login_limit_holds_across_workers_and_instances(
             for server in (first, second, first, second, first, second)
         ]
     assert statuses == [401] * 5 + [429]
+
+
+def test_without_redis_logins_still_work_and_are_still_limited(app, server_env, postgres_url):
+    nobody_listens = f"redis://127.0.0.1:{free_port()}"
+    env = server_env(
+        postgres_url, RATELIMIT_STORAGE_URI=nobody_listens, LOGIN_RATE_LIMIT="3/minute"
+    )
+    wrong = {"username": "alice", "password": "wrong password"}
+    with gunicorn(API, env, "--workers", "1") as server:
+        sign_up(server.url, "alice")  # a login that works: 2 attempts left
+        statuses = [
+            requests.post(f"{server.url}/login", json=wrong, timeout=30).status_code
+            for _ in range(3)
+        ]
+    assert statuses == [401, 401, 429]

@@ -1,5 +1,6 @@
 """Concurrent clients against gunicorn with several workers; invariants checked in SQL."""
 
+import threading
 from collections import Counter
 
 import requests
@@ -17,6 +18,7 @@ def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, http, sq
     store = http.post(f"{live_server}/store", json={"name": "Doomed"}).json()
     kept = http.post(f"{live_server}/store", json={"name": "Kept"}).json()
     statuses: list[int] = []
+    writes_landed = threading.Event()
 
     def writer(number: int) -> None:
         session = requests.Session()
@@ -31,6 +33,8 @@ def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, http, sq
                 json={"name": f"tag {number}.{round_number}"},
             )
             statuses.extend([item.status_code, tag.status_code])
+            if 201 in (item.status_code, tag.status_code):
+                writes_landed.set()
             if item.status_code == tag.status_code == 201:
                 statuses.append(
                     session.post(
@@ -39,6 +43,8 @@ def test_writes_racing_a_store_delete_leave_nothing_behind(live_server, http, sq
                 )
 
     def deleter(_number: int) -> None:
+        # Mid-way through the writes, not before the first one: so that they do race.
+        writes_landed.wait(timeout=30)
         statuses.append(http.delete(f"{live_server}/store/{store['id']}").status_code)
 
     run_together(33, lambda number: deleter(number) if number == 16 else writer(number))
