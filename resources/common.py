@@ -7,6 +7,7 @@ import flask_smorest
 from flask import Request
 from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import abort
+from flask_smorest.error_handler import ErrorSchema
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +53,12 @@ class Blueprint(flask_smorest.Blueprint):
         "page_size": 20,
         "max_page_size": 100,
     }
+
+    def alt_response(self, status_code: int, response=None, **kwargs) -> Callable:
+        """Document another response; an error one has the one error shape, said in the spec."""
+        if response is None and int(status_code) >= 400:
+            kwargs.setdefault("schema", ErrorSchema)
+        return super().alt_response(status_code, response, **kwargs)
 
     def arguments(self, schema, *, location: str = "json", **kwargs):
         """Parse arguments; a JSON body may also be malformed (400) or of another type (415)."""

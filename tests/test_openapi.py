@@ -83,3 +83,14 @@ def test_login_documents_its_refusals(spec):
     responses = spec["paths"]["/login"]["post"]["responses"]
     assert {"401", "422", "429"} <= set(responses)
     assert "Retry-After" in responses["429"]["headers"]
+
+
+def test_every_error_response_declares_the_error_shape(spec):
+    for name, operation in operations(spec):
+        for status, response in operation["responses"].items():
+            if status == "default" or int(status) < 400:
+                continue
+            if "$ref" in response:
+                response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+            schema = response["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/Error"}, f"{name} {status}"
