@@ -86,6 +86,26 @@ def test_login_gives_a_fresh_access_token_and_a_refresh_token(app, anonymous):
     assert me.get_json() == user
 
 
+class CountingHasher(PasswordHasher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.verifications = 0
+
+    def verify(self, hash: str, password: str) -> bool:
+        self.verifications += 1
+        return super().verify(hash, password)
+
+
+def test_an_unknown_username_costs_a_verification_too(app, anonymous, monkeypatch):
+    # So that the time of a refusal does not tell which usernames exist.
+    hasher = CountingHasher()
+    monkeypatch.setitem(app.config, "PASSWORD_HASHER", hasher)
+    register(anonymous)
+    anonymous.post("/login", json={"username": "nobody", "password": PASSWORD})
+    anonymous.post("/login", json={"username": "alice", "password": "wrong password"})
+    assert hasher.verifications == 2
+
+
 def test_wrong_password_and_unknown_user_get_the_same_401(anonymous):
     register(anonymous)
     wrong_password = anonymous.post("/login", json={"username": "alice", "password": "wrong!!!"})
