@@ -24,6 +24,7 @@ from models import RevokedTokenModel, UserModel
 MIN_SECRET_BYTES = 32
 MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
 BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+REVOKED = "The token has been revoked: log in again with POST /login."
 
 jwt = JWTManager()
 
@@ -174,7 +175,7 @@ def token_expired(_header: dict, token: dict):
 
 @jwt.revoked_token_loader
 def token_revoked(_header: dict, _token: dict):
-    return unauthorized("The token has been revoked: log in again with POST /login.")
+    return unauthorized(REVOKED)
 
 
 @jwt.user_lookup_error_loader

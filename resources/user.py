@@ -4,7 +4,15 @@ from flask_jwt_extended import current_user, get_jwt
 from flask_smorest import abort
 from sqlalchemy import select, update
 
-from auth import BEARER_CHALLENGE, check_password, hash_password, issue_tokens, limiter, revoke
+from auth import (
+    BEARER_CHALLENGE,
+    REVOKED,
+    check_password,
+    hash_password,
+    issue_tokens,
+    limiter,
+    revoke,
+)
 from db import db
 from models import UserModel
 from resources.common import Blueprint, commit_or_abort, get_or_404
@@ -21,13 +29,7 @@ RETRY_AFTER = {
 
 
 # Two requests racing with one token: the second one to revoke it loses.
-REVOKED_MEANWHILE = (
-    401,
-    {
-        "message": "The token has been revoked: log in again with POST /login.",
-        "headers": BEARER_CHALLENGE,
-    },
-)
+REVOKED_MEANWHILE = (401, {"message": REVOKED, "headers": BEARER_CHALLENGE})
 
 
 @blp.route("/register")
