@@ -20,17 +20,17 @@ WITH_CHILDREN = (selectinload(StoreModel.item_list), selectinload(StoreModel.tag
 # ORM rows and a marshmallow dump (2.2 x the requests per second; see the README).
 # StoreSchema stays the contract: tests/test_stores.py holds this document equal to it.
 STORE_DOCUMENT = text("""
-    SELECT json_build_object(
+    SELECT jsonb_build_object(
         'id', store.id,
         'name', store.name,
         'items', coalesce((
-            SELECT json_agg(json_build_object(
+            SELECT jsonb_agg(jsonb_build_object(
                 'id', item.id, 'name', item.name, 'price', item.price,
                 'description', item.description, 'store_id', item.store_id
             ) ORDER BY item.id)
             FROM items item WHERE item.store_id = store.id), '[]'),
         'tags', coalesce((
-            SELECT json_agg(json_build_object(
+            SELECT jsonb_agg(jsonb_build_object(
                 'id', tag.id, 'name', tag.name, 'store_id', tag.store_id
             ) ORDER BY tag.id)
             FROM tags tag WHERE tag.store_id = store.id), '[]')
