@@ -122,9 +122,24 @@ class User(MethodView):
     @blp.login_required(admin=True)
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No user with this id")
+    @blp.alt_response(409, description="The last admin cannot be deleted")
     def delete(self, user_id: int) -> dict:
         """Delete a user; their tokens stop working at once"""
-        # Locked, so that of two concurrent deletes the second one finds nothing: 404.
-        db.session.delete(get_or_404(UserModel, user_id, with_for_update=True))
+        # The admins are locked first, in id order, then the user: of two admins deleting
+        # each other at once, the second sees the first one's delete (and no deadlock).
+        admins = db.session.scalars(
+            select(UserModel.id)
+            .where(UserModel.role == "admin")
+            .order_by(UserModel.id)
+            .with_for_update()
+        ).all()
+        user = get_or_404(UserModel, user_id, with_for_update=True)
+        if admins == [user.id]:
+            abort(
+                409,
+                message=f"User {user_id} is the last admin: make another one first "
+                "(flask create-admin USERNAME).",
+            )
+        db.session.delete(user)
         db.session.commit()
         return {"message": f"User {user_id} deleted; their tokens are revoked."}

@@ -275,6 +275,17 @@ def test_an_admin_deletes_a_user_whose_tokens_then_fail(anonymous, new_user, bea
     assert_error(anonymous.delete(f"/user/{bob.id}", headers=admin), 404, f"User {bob.id}")
 
 
+@pytest.mark.sqlite_too
+def test_the_last_admin_cannot_be_deleted(anonymous, new_user, bearer, sql):
+    root = new_user("root", role="admin")
+    refused = anonymous.delete(f"/user/{root.id}", headers=bearer(root))
+    assert_error(refused, 409, "last admin")
+
+    second = new_user("second", role="admin")
+    assert anonymous.delete(f"/user/{root.id}", headers=bearer(second)).status_code == 200
+    assert sql("SELECT username FROM users WHERE role = 'admin'") == [("second",)]
+
+
 def test_a_password_hash_never_leaves_the_server(anonymous, new_user, bearer, sql):
     register(anonymous)
     tokens = log_in(anonymous)

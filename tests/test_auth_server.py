@@ -110,3 +110,20 @@ def test_without_redis_logins_still_work_and_are_still_limited(app, server_env, 
             for _ in range(3)
         ]
     assert statuses == [401, 401, 429]
+
+
+def test_two_admins_deleting_each_other_at_once_leave_one(live_server, new_user, bearer, sql):
+    admins = [new_user("ann", role="admin"), new_user("bea", role="admin")]
+    headers = [bearer(admin) for admin in admins]
+
+    def delete_the_other(number: int) -> int:
+        other = admins[1 - number]
+        url = f"{live_server}/user/{other.id}"
+        return requests.delete(url, headers=headers[number], timeout=30).status_code
+
+    statuses = sorted(run_together(2, delete_the_other))
+
+    # The loser sees the winner's delete: 409 (last admin), or 401 if its token was
+    # checked after its own user was gone.
+    assert statuses in ([200, 401], [200, 409]), statuses
+    assert sql("SELECT count(*) FROM users WHERE role = 'admin'") == [(1,)]
