@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from argon2 import PasswordHasher
 from flask_jwt_extended import create_access_token, decode_token
-from helpers import PASSWORD, assert_error, new_item, new_store, new_tag
+from helpers import PASSWORD, assert_error, link, new_item, new_store, new_tag
 from sqlalchemy import text
 
 from app import create_app
@@ -244,16 +244,16 @@ def test_the_cascading_delete_needs_a_fresh_token_of_an_admin(
     client, anonymous, new_user, bearer, sql
 ):
     store = new_store(client)
-    new_item(client, store["id"])
-    new_tag(client, store["id"])
+    link(client, new_item(client, store["id"])["id"], new_tag(client, store["id"])["id"])
     admin = new_user("root", role="admin")
     not_admin = anonymous.delete(f"/store/{store['id']}", headers=bearer(new_user("bob")))
     not_fresh = anonymous.delete(f"/store/{store['id']}", headers=bearer(admin, fresh=False))
 
     assert_error(not_admin, 403, "Only an admin")
     assert_unauthorized(not_fresh, "fresh token")
-    assert sql("SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items), "
-               "(SELECT count(*) FROM tags)") == [(1, 1, 1)]  # fmt: skip
+    counts = "SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items), "
+    counts += "(SELECT count(*) FROM tags), (SELECT count(*) FROM items_tags)"
+    assert sql(counts) == [(1, 1, 1, 1)]  # nothing deleted
 
     deleted = anonymous.delete(f"/store/{store['id']}", headers=bearer(admin))
     assert deleted.status_code == 200
