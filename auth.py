@@ -135,17 +135,17 @@ def unauthorized(message: str) -> ErrorResponse:
 def is_revoked(_header: dict, token: dict) -> bool:
     # One round trip checks the token and loads its user, for token_user below
     # (Flask-JWT-Extended asks this first).
-    revoked = select(RevokedTokenModel.jti).where(RevokedTokenModel.jti == token["jti"]).exists()
+    listed = select(RevokedTokenModel.jti).where(RevokedTokenModel.jti == token["jti"]).exists()
     found = db.session.execute(
-        select(UserModel, revoked).where(UserModel.id == int(token["sub"]))
+        select(UserModel, listed).where(UserModel.id == int(token["sub"]))
     ).first()
     if found is None:
         g.token_user = None
         return False
-    user, is_revoked = found
+    user, revoked = found
     # A user who logged out everywhere raised token_version past the token's.
     g.token_user = user if user.token_version == token.get("ver") else None
-    return is_revoked
+    return revoked
 
 
 @jwt.user_lookup_loader
