@@ -46,8 +46,13 @@ def postgres_app(postgres_url: str) -> Flask:
 
 
 @pytest.fixture(scope="session")
-def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
-    return migrated_app(f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_app(sqlite_url: str) -> Flask:
+    return migrated_app(sqlite_url)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -210,4 +215,11 @@ def server_env():
 def live_server(postgres_app: Flask, postgres_url: str, server_env) -> Iterator[str]:
     """The real app under gunicorn, several workers, on PostgreSQL; yields its base URL."""
     with gunicorn(API, server_env(postgres_url), "--workers", "4") as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def sqlite_live_server(sqlite_app: Flask, sqlite_url: str, server_env) -> Iterator[str]:
+    """The same on the SQLite default, with one worker: SQLite has one writer at a time."""
+    with gunicorn(API, server_env(sqlite_url), "--workers", "1") as server:
         yield server.url

@@ -6,13 +6,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from auth import issue_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = "20261124"
 
 
-def test_the_api_keeps_its_openapi_contract(live_server, app, new_user, artifacts):
+@pytest.mark.sqlite_too
+def test_the_api_keeps_its_openapi_contract(database, app, new_user, artifacts, request):
+    server = request.getfixturevalue(
+        "live_server" if database == "postgres" else "sqlite_live_server"
+    )
     with app.test_request_context():
         admin = issue_tokens(new_user("admin", role="admin"), fresh=True)
         user = issue_tokens(new_user("someone"), fresh=True)
@@ -21,13 +27,16 @@ def test_the_api_keeps_its_openapi_contract(live_server, app, new_user, artifact
         "CONTRACT_USER_ACCESS_TOKEN": user["access_token"],
         "CONTRACT_USER_REFRESH_TOKEN": user["refresh_token"],
     }
-    # Stateful phase included: OpenAPI links chain POST -> GET/PUT/DELETE.
+    # Stateful phase included: OpenAPI links chain POST -> GET/PUT/DELETE. One schemathesis
+    # worker: with two, one's DELETE /store can cascade away an item that the other's
+    # scenario just created ("created resource not found"), and the seed no longer
+    # reproduces a run.
     result = subprocess.run(
-        [Path(sys.executable).parent / "schemathesis", "run", f"{live_server}/openapi.json",
-         "--checks", "all", "--max-examples", "100", "--seed", SEED, "--workers", "2"],
+        [Path(sys.executable).parent / "schemathesis", "run", f"{server}/openapi.json",
+         "--checks", "all", "--max-examples", "100", "--seed", SEED, "--workers", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **tokens},
     )  # fmt: skip
-    (artifacts / "schemathesis.txt").write_text(result.stdout + result.stderr)
+    (artifacts / f"schemathesis-{database}.txt").write_text(result.stdout + result.stderr)
 
     assert result.returncode == 0, result.stdout[-6000:]
     generated, passed = map(
