@@ -104,10 +104,18 @@ class Blueprint(flask_smorest.Blueprint):
         return decorator
 
 
+# An answer for a client whose request cannot be carried out: status code and abort() fields.
+Refusal = tuple[int, dict[str, Any]]
+
+
+def not_found(model: type, ident: int) -> Refusal:
+    return 404, {"message": f"{model.__name__.removesuffix('Model')} {ident} not found."}
+
+
 def get_or_404(model: type[Model], ident: int, **get_options: Any) -> Model:
     instance = db.session.get(model, ident, **get_options)
     if instance is None:
-        abort(404, message=f"{model.__name__.removesuffix('Model')} {ident} not found.")
+        refuse(not_found(model, ident))
     return instance
 
 
@@ -126,10 +134,6 @@ def paginate(statement: Select, pagination: PaginationParameters) -> list:
             select(func.count()).select_from(statement.order_by(None).subquery())
         )
     return [row[0] for row in rows]
-
-
-# An answer for a client whose write broke a constraint: status code and abort() fields.
-Refusal = tuple[int, dict[str, Any]]
 
 
 def violated_constraint(error: IntegrityError) -> str | None:

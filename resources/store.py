@@ -1,6 +1,5 @@
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import abort
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import selectinload
@@ -8,7 +7,16 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
 from models import ItemModel, StoreModel, TagModel
-from resources.common import Blueprint, commit_or_abort, created_links, get_or_404, link, paginate
+from resources.common import (
+    Blueprint,
+    commit_or_abort,
+    created_links,
+    get_or_404,
+    link,
+    not_found,
+    paginate,
+    refuse,
+)
 from schemas import PlainStoreSchema, StoreDeletedSchema, StoreSchema
 
 blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
@@ -42,7 +50,7 @@ STORE_DOCUMENT = text("""
 def rendered_store(store_id: int) -> Response:
     document = db.session.scalar(STORE_DOCUMENT, {"store_id": store_id})
     if document is None:
-        abort(404, message=f"Store {store_id} not found.")
+        refuse(not_found(StoreModel, store_id))
     return current_app.response_class(document, mimetype="application/json")
 
 

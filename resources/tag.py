@@ -7,7 +7,15 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
-from resources.common import Blueprint, commit_or_abort, created_links, get_or_404, link, paginate
+from resources.common import (
+    Blueprint,
+    commit_or_abort,
+    created_links,
+    get_or_404,
+    link,
+    not_found,
+    paginate,
+)
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
@@ -51,7 +59,7 @@ class TagsInStore(MethodView):
                 409,
                 {"message": f"Store {store_id} has a tag named {tag.name!r}: pick another name."},
             ),
-            on_foreign_key=(404, {"message": f"Store {store_id} not found."}),
+            on_foreign_key=not_found(StoreModel, store_id),
         )
         set_committed_value(tag, "store", store)
         set_committed_value(tag, "items", [])
