@@ -17,7 +17,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
-from db import db
+from db import READ_METHODS, db
 from errors import ErrorResponse, error_response
 from models import RevokedTokenModel, UserModel
 
@@ -43,7 +43,7 @@ limiter = Limiter(login_attempt_key)
 def reads_are_never_limited() -> bool:
     # Only POST /login is limited, yet Flask-Limiter checks every request: skipping the
     # check for GET and HEAD saves a tenth of a read's time in the app (measured in-process).
-    return request.method in ("GET", "HEAD")
+    return request.method in READ_METHODS
 
 
 def init_auth(app: Flask) -> None:
