@@ -9,7 +9,7 @@ import requests
 from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import PASSWORD
+from helpers import PASSWORD, bearer_of
 from sqlalchemy import Connection, Engine, event, text
 
 from app import create_app
@@ -128,8 +128,7 @@ def bearer(app: Flask):
 
     def headers(user: UserModel, fresh: bool = True) -> dict[str, str]:
         with app.test_request_context():
-            token = issue_tokens(user, fresh=fresh)["access_token"]
-        return {"Authorization": f"Bearer {token}"}
+            return bearer_of(issue_tokens(user, fresh=fresh)["access_token"])
 
     return headers
 

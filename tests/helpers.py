@@ -54,6 +54,11 @@ def store_item_and_tag_over_http(http, base_url: str, store_name: str) -> tuple[
     return store, item, tag
 
 
+def bearer_of(token: str) -> dict[str, str]:
+    """The headers that carry a token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def sign_up(base_url: str, username: str) -> dict[str, str]:
     """Register and log in through a real server: headers carrying the fresh access token."""
     account = {"username": username, "email": f"{username}@example.com", "password": PASSWORD}
@@ -62,7 +67,7 @@ def sign_up(base_url: str, username: str) -> dict[str, str]:
         f"{base_url}/login", json={"username": username, "password": PASSWORD}, timeout=30
     )
     login.raise_for_status()
-    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+    return bearer_of(login.json()["access_token"])
 
 
 def run_together(clients: int, work) -> list:

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from argon2 import PasswordHasher
 from flask_jwt_extended import create_access_token, decode_token
-from helpers import PASSWORD, assert_error, link, new_item, new_store, new_tag
+from helpers import PASSWORD, assert_error, bearer_of, link, new_item, new_store, new_tag
 from sqlalchemy import text
 
 from app import create_app
@@ -23,10 +23,6 @@ def log_in(client, username: str = "alice", password: str = PASSWORD) -> dict:
     response = client.post("/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.get_json()
     return response.get_json()
-
-
-def bearer_of(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def claims(app, token: str) -> dict:

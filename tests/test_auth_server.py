@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from helpers import PASSWORD, run_together, sign_up
+from helpers import PASSWORD, bearer_of, run_together, sign_up
 
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import free_port
@@ -53,7 +53,7 @@ def test_a_refresh_token_raced_by_eight_clients_is_used_once(live_server, app):
     login = requests.post(
         f"{live_server}/login", json={"username": "alice", "password": PASSWORD}, timeout=30
     ).json()
-    headers = {"Authorization": f"Bearer {login['refresh_token']}"}
+    headers = bearer_of(login["refresh_token"])
 
     responses = run_together(
         8, lambda _n: requests.post(f"{live_server}/refresh", headers=headers, timeout=30)
