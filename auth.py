@@ -87,8 +87,11 @@ def password_hasher() -> PasswordHasher:
     return current_app.config["PASSWORD_HASHER"]
 
 
-def hash_password(password: str) -> str:
-    return password_hasher().hash(password)
+def new_user(account: dict[str, str]) -> UserModel:
+    """A user from the fields POST /register takes; the password is kept as its hash only."""
+    fields = dict(account)
+    password = fields.pop("password")
+    return UserModel(**fields, password_hash=password_hasher().hash(password))
 
 
 @cache

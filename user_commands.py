@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from auth import hash_password
+from auth import new_user
 from db import db
 from models import RevokedTokenModel, UserModel
 from schemas import UserSchema
@@ -23,7 +23,7 @@ def create_admin(username: str, email: str | None) -> None:
     """Make USERNAME an admin; a new user is created, asking for a password."""
     user = db.session.scalar(select(UserModel).where(UserModel.username == username))
     if user is None:
-        user = new_user(username, email or click.prompt("Email"))
+        user = prompted_user(username, email or click.prompt("Email"))
         db.session.add(user)
     user.role = "admin"
     try:
@@ -33,18 +33,14 @@ def create_admin(username: str, email: str | None) -> None:
     click.echo(f"{username} is an admin (user {user.id}).")
 
 
-def new_user(username: str, email: str) -> UserModel:
+def prompted_user(username: str, email: str) -> UserModel:
     password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         fields = UserSchema().load({"username": username, "email": email, "password": password})
     except ValidationError as error:
         problems = "; ".join(f"{name}: {' '.join(m)}" for name, m in error.messages.items())
         raise click.ClickException(problems) from error
-    return UserModel(
-        username=fields["username"],
-        email=fields["email"],
-        password_hash=hash_password(fields["password"]),
-    )
+    return new_user(fields)
 
 
 @click.command("prune-revoked-tokens")

@@ -8,9 +8,9 @@ from auth import (
     BEARER_CHALLENGE,
     REVOKED,
     check_password,
-    hash_password,
     issue_tokens,
     limiter,
+    new_user,
     revoke,
 )
 from db import db
@@ -39,8 +39,7 @@ class Register(MethodView):
     @blp.alt_response(409, description="The username or the email is taken")
     def post(self, user_data: dict) -> UserModel:
         """Create a user account"""
-        password = user_data.pop("password")
-        user = UserModel(**user_data, password_hash=hash_password(password))
+        user = new_user(user_data)
         db.session.add(user)
         commit_or_abort(
             on_unique=(
