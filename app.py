@@ -6,12 +6,13 @@ import flask_swagger_ui
 from flask import Flask, request, send_from_directory
 from flask_migrate import Migrate
 from flask_smorest import abort
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from werkzeug.routing import IntegerConverter
 
 from api import Api
 from auth import init_auth
-from db import autocommit_reads, db, ping_idle_connections
+from db import autocommit_reads, configure_transactions, db, ping_idle_connections
 from errors import database_unavailable
 from request_log import init_request_log
 from resources.common import BEARER_AUTH
@@ -43,18 +44,26 @@ def database_url(url: str | None) -> str:
     return url
 
 
+def statement_timeout_ms() -> int:
+    return int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "30000"))
+
+
 def engine_options(url: str) -> dict:
+    driver = make_url(url).get_driver_name()
+    if driver == "pysqlite":
+        # A writer waits this long for the database lock, then the request answers 503.
+        return {"connect_args": {"timeout": statement_timeout_ms() / 1000}}
     if not url.startswith("postgresql"):
         return {}
     # A database that is down or stuck answers 503 in seconds instead of hanging workers.
-    connect_timeout = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3"))
-    statement_timeout = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT_MS", "30000"))
-    return {
-        "connect_args": {
-            "connect_timeout": connect_timeout,
-            "options": f"-c statement_timeout={statement_timeout}",
-        }
+    connect_args: dict[str, Any] = {
+        "connect_timeout": int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3"))
     }
+    if driver == "psycopg":
+        # psycopg 3 prepares a statement on the server after 5 runs; behind PgBouncer in
+        # transaction mode that server connection may belong to another client by then.
+        connect_args["prepare_threshold"] = None
+    return {"connect_args": connect_args}
 
 
 def create_app(db_url: str | None = None, **config: Any) -> Flask:
@@ -88,6 +97,7 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
     db.init_app(app)
     with app.app_context():
         ping_idle_connections(db.engine)
+        configure_transactions(db.engine, statement_timeout_ms())
     app.before_request(autocommit_reads)
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)

@@ -3,7 +3,7 @@ import time
 
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Engine, MetaData, event
+from sqlalchemy import Connection, Engine, MetaData, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
@@ -24,15 +24,6 @@ class Base(DeclarativeBase):
 # Responses are built from objects after commit: expiring them would cost a query
 # per object and trip the lazy="raise" guards on eager-loaded collections.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
-
-
-@event.listens_for(Engine, "connect")
-def enforce_sqlite_foreign_keys(dbapi_connection, _connection_record) -> None:
-    # SQLite ignores foreign keys, and so ON DELETE CASCADE, unless asked per connection.
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
 
 
 # Requests that only read: they run in autocommit, and nothing rate-limits them.
@@ -72,3 +63,37 @@ def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:
         except engine.dialect.loaded_dbapi.Error as error:
             # The pool drops this connection and hands out a fresh one.
             raise DisconnectionError from error
+
+
+def configure_transactions(engine: Engine, statement_timeout_ms: int) -> None:
+    """Make transactions behave alike on PostgreSQL and SQLite, with one guarantee each:
+    a request's look-ups and writes are serialized against other writers.
+
+    SQLite: BEGIN IMMEDIATE takes the database's write lock before the first read, as
+    PostgreSQL's row locks would (SQLite has no SELECT ... FOR UPDATE); a second writer
+    waits, up to the busy timeout. PostgreSQL: the statement timeout is set per
+    transaction (SET LOCAL), not per connection, since a pooler in transaction mode
+    (PgBouncer) refuses startup options and hands the server connection to other
+    clients between transactions. Reads in autocommit begin no transaction.
+    """
+
+    @event.listens_for(engine, "connect")
+    def configure_sqlite(dbapi_connection, _connection_record) -> None:
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        # SQLite ignores foreign keys, and so ON DELETE CASCADE, unless asked per connection.
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+        # Readers and the one writer do not block each other.
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        # pysqlite would begin transactions itself, late (at the first write): SQLAlchemy's
+        # documented recipe turns that off and emits BEGIN itself, in `begin` below.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {statement_timeout_ms:d}")

@@ -1,4 +1,5 @@
 import logging
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
@@ -87,9 +88,30 @@ def run_migrations_online():
 
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
+        with sqlite_foreign_keys_off(connection):
+            with context.begin_transaction():
+                context.run_migrations()
 
-        with context.begin_transaction():
-            context.run_migrations()
+
+@contextmanager
+def sqlite_foreign_keys_off(connection):
+    """On SQLite, batch mode alters a table by copying it and dropping the original: with
+    foreign keys on, that drop would cascade and delete every child row. The keys are
+    checked once the migration is done instead."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    # PRAGMA foreign_keys is ignored inside a transaction, and SQLAlchemy would begin one:
+    # the pragmas go to the driver's connection, between transactions.
+    sqlite = connection.connection.driver_connection
+    sqlite.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+        broken = sqlite.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration broke foreign keys: {broken}")
+    finally:
+        sqlite.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 class TagModel(db.Model):
     __tablename__ = "tags"
     # Its index leads with store_id, so it also serves every lookup by store.
-    __table_args__ = (UniqueConstraint("store_id", "name"),)
+    __table_args__ = (UniqueConstraint("store_id", "name"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80))

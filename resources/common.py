@@ -1,4 +1,5 @@
 import json
+import sqlite3
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, ClassVar, Literal, NoReturn, TypeVar
@@ -136,13 +137,25 @@ def paginate(statement: Select, pagination: PaginationParameters) -> list:
     return [row[0] for row in rows]
 
 
+# SQLSTATEs (PostgreSQL, either driver) and SQLite's extended result codes, by kind.
+CONSTRAINT_KINDS = {
+    "23505": "unique",
+    "23503": "foreign key",
+    sqlite3.SQLITE_CONSTRAINT_UNIQUE: "unique",
+    sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY: "unique",
+    sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY: "foreign key",
+}
+
+
 def violated_constraint(error: IntegrityError) -> str | None:
-    # PostgreSQL reports a SQLSTATE; SQLite only says it in words.
-    sqlstate = getattr(error.orig, "sqlstate", None)
-    if sqlstate is not None:
-        return {"23505": "unique", "23503": "foreign key"}.get(sqlstate)
-    message = str(error.orig)
-    return next((kind for kind in ("unique", "foreign key") if kind.upper() in message), None)
+    """Which kind of constraint the statement broke: "unique", "foreign key" or None.
+
+    Told by code, never by message: PostgreSQL's messages are localised, and psycopg2
+    and psycopg 3 name the code differently (pgcode, sqlstate) but share `diag`.
+    """
+    diagnostics = getattr(error.orig, "diag", None)
+    code = diagnostics.sqlstate if diagnostics else getattr(error.orig, "sqlite_errorcode", None)
+    return CONSTRAINT_KINDS.get(code)
 
 
 def commit_or_abort(

@@ -8,13 +8,12 @@ from db import db
 from models import ItemModel, StoreModel
 from resources.common import (
     Blueprint,
-    Refusal,
     commit_or_abort,
     created_links,
     get_or_404,
     link,
+    not_found,
     paginate,
-    refuse,
 )
 from schemas import (
     ItemCreateSchema,
@@ -28,10 +27,6 @@ blp = Blueprint("items", __name__, description="Items, each in one store")
 
 WITH_RELATIONS = (joinedload(ItemModel.store, innerjoin=True), selectinload(ItemModel.tags))
 ITEMS_BY_ID = select(ItemModel).options(*WITH_RELATIONS).order_by(ItemModel.id)
-
-
-def missing_store(store_id: int) -> Refusal:
-    return 422, {"errors": {"json": {"store_id": [f"Store {store_id} does not exist."]}}}
 
 
 @blp.route("/item/<int:item_id>")
@@ -83,7 +78,7 @@ class ItemList(MethodView):
     @blp.login_required()
     @blp.arguments(ItemCreateSchema)
     @blp.response(201, ItemSchema)
-    @blp.alt_response(422, description="Invalid fields, or no store with this store_id")
+    @blp.alt_response(404, description="No store with this store_id")
     @blp.doc(
         **created_links(
             GetItem=link("get", "/item/{item_id}", item_id="id"),
@@ -95,13 +90,12 @@ class ItemList(MethodView):
     )
     def post(self, item_data: dict) -> ItemModel:
         """Create an item in a store"""
-        store = db.session.get(StoreModel, item_data["store_id"])
-        if store is None:
-            refuse(missing_store(item_data["store_id"]))
+        # A related resource that does not exist is a 404, as JSON:API has it.
+        store = get_or_404(StoreModel, item_data["store_id"])
         item = ItemModel(**item_data)
         db.session.add(item)
         # The store can still vanish before the insert commits: the foreign key tells.
-        commit_or_abort(on_foreign_key=missing_store(store.id))
+        commit_or_abort(on_foreign_key=not_found(StoreModel, store.id))
         set_committed_value(item, "store", store)
         set_committed_value(item, "tags", [])
         return item

@@ -1,6 +1,6 @@
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import flask_migrate
@@ -9,28 +9,40 @@ import requests
 from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import PASSWORD, bearer_of
-from sqlalchemy import Connection, Engine, event, text
+from helpers import JWT_SECRET, PASSWORD, bearer_of, server_env
+from sqlalchemy import URL, Connection, Engine, event, make_url, text
 
 from app import create_app
 from auth import issue_tokens, limiter
 from db import db
 from models import UserModel
 from tools.gunicorn_server import API, gunicorn
-from tools.throwaway_postgres import throwaway_postgres
+from tools.throwaway_postgres import throwaway_pgbouncer, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
-# Shared by the test apps and the gunicorn servers, so tokens made in one work in the other.
-JWT_SECRET = "a-test-secret-of-more-than-32-bytes-for-signing-jwts"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    if url := os.environ.get("TEST_DATABASE_URL"):
-        yield url
-    else:
-        with throwaway_postgres() as cluster:
-            yield cluster.url
+# Every test that touches the database runs with each PostgreSQL driver; TEST_POSTGRES_DRIVERS
+# narrows that down for a quicker run by hand, e.g. TEST_POSTGRES_DRIVERS=psycopg.
+POSTGRES_DRIVERS = os.environ.get("TEST_POSTGRES_DRIVERS", "psycopg psycopg2").split()
+THROUGH_PGBOUNCER = "+pgbouncer"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`database` is a driver ("psycopg", "psycopg2"), "sqlite" for tests marked sqlite_too,
+    and a driver behind PgBouncer ("psycopg2+pgbouncer") for tests marked pgbouncer_too."""
+    if "database" in metafunc.fixturenames:
+        databases = list(POSTGRES_DRIVERS)
+        if metafunc.definition.get_closest_marker("sqlite_too"):
+            databases.append("sqlite")
+        if metafunc.definition.get_closest_marker("pgbouncer_too"):
+            databases += [driver + THROUGH_PGBOUNCER for driver in POSTGRES_DRIVERS]
+        metafunc.parametrize("database", databases, indirect=True)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> str:
+    return request.param
 
 
 def migrated_app(url: str) -> Flask:
@@ -40,32 +52,54 @@ def migrated_app(url: str) -> Flask:
     return app
 
 
-@pytest.fixture(scope="session")
-def postgres_app(postgres_url: str) -> Flask:
-    return migrated_app(postgres_url)
+class Backends:
+    """The suite's databases and the servers on them, each made once, when first needed."""
+
+    def __init__(self, postgres: URL, sqlite_file: Path, stack: ExitStack) -> None:
+        self.postgres, self.sqlite_file, self.stack = postgres, sqlite_file, stack
+        self.pgbouncer_port: int | None = None
+        self.apps: dict[str, Flask] = {}
+        self.servers: dict[str, str] = {}
+
+    def url(self, database: str) -> str:
+        """Where the app of `database` connects: through PgBouncer for "driver+pgbouncer"."""
+        if database == "sqlite":
+            return f"sqlite:///{self.sqlite_file}"
+        driver, _, through = database.partition("+")
+        url = self.postgres.set(drivername=f"postgresql+{driver}")
+        if through:
+            url = url.set(host="127.0.0.1", port=self.pgbouncer())
+        return url.render_as_string(hide_password=False)
+
+    def pgbouncer(self) -> int:
+        if self.pgbouncer_port is None:
+            self.pgbouncer_port = self.stack.enter_context(throwaway_pgbouncer(self.postgres))
+        return self.pgbouncer_port
+
+    def app(self, database: str) -> Flask:
+        """The app tests arrange and check with: straight on the database, not through PgBouncer."""
+        direct = database.partition("+")[0]
+        if direct not in self.apps:
+            self.apps[direct] = migrated_app(self.url(direct))
+        return self.apps[direct]
+
+    def live_server(self, database: str) -> str:
+        """The real app under gunicorn, several workers; its base URL."""
+        if database not in self.servers:
+            env = server_env(self.url(database))
+            server = self.stack.enter_context(gunicorn(API, env, "--workers", "4"))
+            self.servers[database] = server.url
+        return self.servers[database]
 
 
 @pytest.fixture(scope="session")
-def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
-
-
-@pytest.fixture(scope="session")
-def sqlite_app(sqlite_url: str) -> Flask:
-    return migrated_app(sqlite_url)
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "database" in metafunc.fixturenames:
-        backends = ["postgres"]
-        if metafunc.definition.get_closest_marker("sqlite_too"):
-            backends.append("sqlite")
-        metafunc.parametrize("database", backends, indirect=True)
-
-
-@pytest.fixture
-def database(request: pytest.FixtureRequest) -> str:
-    return request.param
+def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
+    with ExitStack() as stack:
+        if url := os.environ.get("TEST_DATABASE_URL"):
+            postgres = make_url(url)
+        else:
+            postgres = make_url(stack.enter_context(throwaway_postgres()).url())
+        yield Backends(postgres, tmp_path_factory.mktemp("sqlite") / "test.db", stack)
 
 
 def reset_data(connection: Connection) -> None:
@@ -81,9 +115,9 @@ def reset_data(connection: Connection) -> None:
 
 
 @pytest.fixture
-def app(database: str, request: pytest.FixtureRequest) -> Flask:
+def app(database: str, backends: Backends) -> Flask:
     """The app on an empty database, ids starting from 1 again."""
-    app = request.getfixturevalue(f"{database}_app")
+    app = backends.app(database)
     with app.app_context(), db.engine.begin() as connection:
         reset_data(connection)
     limiter.reset()
@@ -200,25 +234,13 @@ def artifacts() -> Path:
     return directory
 
 
-@pytest.fixture(scope="session")
-def server_env():
-    """The environment a gunicorn server of the suite needs, on the given database."""
-
-    def env(database_url: str, **variables: str) -> dict[str, str]:
-        return {"DATABASE_URL": database_url, "JWT_SECRET_KEY": JWT_SECRET, **variables}
-
-    return env
+@pytest.fixture
+def database_url(app: Flask, database: str, backends: Backends) -> str:
+    """The URL a server of this test's database connects to (through PgBouncer, if so)."""
+    return backends.url(database)
 
 
-@pytest.fixture(scope="session")
-def live_server(postgres_app: Flask, postgres_url: str, server_env) -> Iterator[str]:
-    """The real app under gunicorn, several workers, on PostgreSQL; yields its base URL."""
-    with gunicorn(API, server_env(postgres_url), "--workers", "4") as server:
-        yield server.url
-
-
-@pytest.fixture(scope="session")
-def sqlite_live_server(sqlite_app: Flask, sqlite_url: str, server_env) -> Iterator[str]:
-    """The same on the SQLite default, with one worker: SQLite has one writer at a time."""
-    with gunicorn(API, server_env(sqlite_url), "--workers", "1") as server:
-        yield server.url
+@pytest.fixture
+def live_server(app: Flask, database: str, backends: Backends) -> str:
+    """The app under gunicorn with 4 workers, on this test's (emptied) database; its URL."""
+    return backends.live_server(database)

@@ -7,6 +7,13 @@ import requests
 from flask.testing import FlaskClient
 
 PASSWORD = "correct horse battery staple"
+# Shared by the test apps and the gunicorn servers, so tokens made in one work in the other.
+JWT_SECRET = "a-test-secret-of-more-than-32-bytes-for-signing-jwts"
+
+
+def server_env(database_url: str, **variables: str) -> dict[str, str]:
+    """The environment of a gunicorn server of the suite, on that database."""
+    return {"DATABASE_URL": database_url, "JWT_SECRET_KEY": JWT_SECRET, **variables}
 
 
 def created(response) -> dict:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from helpers import PASSWORD, bearer_of, run_together, sign_up
+from helpers import PASSWORD, bearer_of, run_together, server_env, sign_up
 
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import free_port
@@ -18,7 +18,7 @@ def me(base_url: str, headers: dict[str, str]) -> requests.Response:
 
 
 def test_a_revoked_token_is_refused_by_every_worker_other_instances_and_after_restarts(
-    live_server, app, server_env, postgres_url
+    live_server, database_url
 ):
     revoked, kept = sign_up(live_server, "alice"), sign_up(live_server, "bob")
     assert requests.post(f"{live_server}/logout", headers=revoked).status_code == 200
@@ -26,7 +26,7 @@ def test_a_revoked_token_is_refused_by_every_worker_other_instances_and_after_re
     # New connections spread over the four workers of the server that revoked it.
     assert {me(live_server, revoked).status_code for _ in range(20)} == {401}
     for _start in ("another instance", "the same, restarted"):
-        with gunicorn(API, server_env(postgres_url), "--workers", "2") as other:
+        with gunicorn(API, server_env(database_url), "--workers", "2") as other:
             assert me(other.url, kept).status_code == 200
             refused = me(other.url, revoked)
             assert refused.status_code == 401
@@ -80,10 +80,8 @@ def redis_url() -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def test_with_redis_the_login_limit_holds_across_workers_and_instances(
-    app, server_env, postgres_url, redis_url
-):
-    env = server_env(postgres_url, RATELIMIT_STORAGE_URI=redis_url, LOGIN_RATE_LIMIT="6/minute")
+def test_with_redis_the_login_limit_holds_across_workers_and_instances(database_url, redis_url):
+    env = server_env(database_url, RATELIMIT_STORAGE_URI=redis_url, LOGIN_RATE_LIMIT="6/minute")
     wrong = {"username": "alice", "password": "wrong password"}
     with (
         gunicorn(API, env, "--workers", "3") as first,
@@ -97,10 +95,10 @@ def test_with_redis_the_login_limit_holds_across_workers_and_instances(
     assert statuses == [401] * 5 + [429]
 
 
-def test_without_redis_logins_still_work_and_are_still_limited(app, server_env, postgres_url):
+def test_without_redis_logins_still_work_and_are_still_limited(database_url):
     nobody_listens = f"redis://127.0.0.1:{free_port()}"
     env = server_env(
-        postgres_url, RATELIMIT_STORAGE_URI=nobody_listens, LOGIN_RATE_LIMIT="3/minute"
+        database_url, RATELIMIT_STORAGE_URI=nobody_listens, LOGIN_RATE_LIMIT="3/minute"
     )
     wrong = {"username": "alice", "password": "wrong password"}
     with gunicorn(API, env, "--workers", "1") as server:

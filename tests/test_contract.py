@@ -15,10 +15,7 @@ SEED = "20261124"
 
 
 @pytest.mark.sqlite_too
-def test_the_api_keeps_its_openapi_contract(database, app, new_user, artifacts, request):
-    server = request.getfixturevalue(
-        "live_server" if database == "postgres" else "sqlite_live_server"
-    )
+def test_the_api_keeps_its_openapi_contract(database, app, live_server, new_user, artifacts):
     with app.test_request_context():
         admin = issue_tokens(new_user("admin", role="admin"), fresh=True)
         user = issue_tokens(new_user("someone"), fresh=True)
@@ -32,7 +29,7 @@ def test_the_api_keeps_its_openapi_contract(database, app, new_user, artifacts, 
     # scenario just created ("created resource not found"), and the seed no longer
     # reproduces a run.
     result = subprocess.run(
-        [Path(sys.executable).parent / "schemathesis", "run", f"{server}/openapi.json",
+        [Path(sys.executable).parent / "schemathesis", "run", f"{live_server}/openapi.json",
          "--checks", "all", "--max-examples", "100", "--seed", SEED, "--workers", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **tokens},
     )  # fmt: skip

@@ -5,7 +5,7 @@ import time
 import flask_migrate
 import pytest
 import requests
-from helpers import sign_up
+from helpers import server_env, sign_up
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -20,24 +20,23 @@ from tools.throwaway_postgres import throwaway_postgres
 def own_cluster(request):
     """A cluster this test may stop and start, migrated; the suite's other tests keep theirs."""
     with throwaway_postgres() as cluster:
-        with create_app(cluster.url, TESTING=True).app_context():
+        with create_app(cluster.url(), TESTING=True).app_context():
             flask_migrate.upgrade(directory=str(request.config.rootpath / "migrations"))
         yield cluster
 
 
 def assert_quick_503(method: str, url: str, **kwargs) -> None:
-    start = time.monotonic()
-    response = requests.request(method, url, timeout=30, **kwargs)
-    elapsed = time.monotonic() - start
+    # Quick: within the connect timeout (3 s) and well before a client would give up.
+    response = requests.request(method, url, timeout=10, **kwargs)
     assert response.status_code == 503, response.text
     assert response.headers["Content-Type"] == "application/json"
     assert response.json()["code"] == 503
     assert "Retry-After" in response.headers
-    assert elapsed < 10, f"{method} {url} took {elapsed:.1f} s"
 
 
-def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster, server_env):
-    with gunicorn(API, server_env(own_cluster.url), "--workers", "2") as server:
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster, driver):
+    with gunicorn(API, server_env(own_cluster.url(driver)), "--workers", "2") as server:
         signed_in = sign_up(server.url, "survivor")
         store = requests.post(
             f"{server.url}/store", json={"name": "Survivor"}, headers=signed_in
@@ -61,9 +60,8 @@ def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster
         assert requests.get(f"{server.url}/store").json()[0]["name"] == "Survivor"
 
 
-def test_interrupted_cascade_leaves_the_store_whole(
-    postgres_url, server_env, admin_headers, engine, sql
-):
+@pytest.mark.pgbouncer_too
+def test_interrupted_cascade_leaves_the_store_whole(database_url, admin_headers, engine, sql):
     sql_setup = """
         INSERT INTO stores (name) VALUES ('Big');
         INSERT INTO items (name, price, store_id)
@@ -76,7 +74,8 @@ def test_interrupted_cascade_leaves_the_store_whole(
     before = sql("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM items_tags)")
 
     # A statement timeout far below the time the cascade needs cuts it off mid-way.
-    env = server_env(postgres_url, DATABASE_STATEMENT_TIMEOUT_MS="20")
+    # The timeout is set per transaction: PgBouncer refuses it as a startup parameter.
+    env = server_env(database_url, DATABASE_STATEMENT_TIMEOUT_MS="20")
     with gunicorn(API, env, "--workers", "1") as server:
         assert_quick_503("DELETE", f"{server.url}/store/1", headers=admin_headers)
 
@@ -91,25 +90,32 @@ def backend_pid(engine) -> int:
         return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
 
 
-def terminate(postgres_url: str, pid: int) -> None:
-    with create_engine(postgres_url, poolclass=NullPool).connect() as connection:
+def terminate(engine, pid: int) -> None:
+    """End a server process of the pool's, and wait until PostgreSQL has let it go."""
+    with engine.connect() as connection:
         connection.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        deadline = time.monotonic() + 30
+        while connection.exec_driver_sql(
+            f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+        ).scalar():
+            assert time.monotonic() < deadline, f"backend {pid} still there after 30 s"
+            connection.rollback()  # a new snapshot of pg_stat_activity
+            time.sleep(0.01)
 
 
-def test_an_idle_pooled_connection_the_server_dropped_is_replaced_before_use(postgres_url):
-    engine = create_engine(postgres_url)
-    ping_idle_connections(engine, idle_seconds=0.1)
+def test_an_idle_pooled_connection_the_server_dropped_is_replaced_before_use(database_url):
+    engine = create_engine(database_url)
+    ping_idle_connections(engine, idle_seconds=0)
     dropped = backend_pid(engine)
-    terminate(postgres_url, dropped)
-    time.sleep(0.2)
+    terminate(create_engine(database_url, poolclass=NullPool), dropped)
 
     assert backend_pid(engine) != dropped  # pinged, found dead, replaced: no error
 
 
-def test_a_busy_connection_is_not_pinged_and_a_drop_costs_one_error(postgres_url):
-    engine = create_engine(postgres_url)
+def test_a_busy_connection_is_not_pinged_and_a_drop_costs_one_error(database_url):
+    engine = create_engine(database_url)
     ping_idle_connections(engine, idle_seconds=60)
-    terminate(postgres_url, backend_pid(engine))
+    terminate(create_engine(database_url, poolclass=NullPool), backend_pid(engine))
 
     with pytest.raises(OperationalError):
         backend_pid(engine)

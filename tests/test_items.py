@@ -25,9 +25,9 @@ def test_item_nests_its_tags(client):
 
 
 @pytest.mark.sqlite_too
-def test_item_for_a_missing_store_is_422_naming_store_id(client, sql):
-    body = assert_error(client.post("/item", json={"name": "A", "price": 1, "store_id": 5}), 422)
-    assert body["errors"]["json"]["store_id"] == ["Store 5 does not exist."]
+def test_item_for_a_missing_store_is_404_naming_the_store(client, sql):
+    response = client.post("/item", json={"name": "A", "price": 1, "store_id": 5})
+    assert_error(response, 404, "Store 5 not found.")
     assert sql("SELECT count(*) FROM items") == [(0,)]
 
 

@@ -1,7 +1,10 @@
 """The real server: gunicorn, several workers, PostgreSQL, over HTTP."""
 
+import pytest
 import requests
 from helpers import store_item_and_tag_over_http
+
+pytestmark = [pytest.mark.sqlite_too, pytest.mark.pgbouncer_too]
 
 
 def test_cascading_delete_through_gunicorn(live_server, http, sql):

@@ -1,6 +1,7 @@
-"""Run an app under the real server, gunicorn, on a free loopback port."""
+"""Run an app under the real server, gunicorn, on a loopback port of its own."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -10,8 +11,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import requests
-
-from tools.throwaway_postgres import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The project's WSGI app, as gunicorn names it.
@@ -23,6 +22,15 @@ class Server(NamedTuple):
     pid: int
 
 
+def listening_socket() -> socket.socket:
+    """A loopback socket bound to a port the kernel picked, handed to the server as is:
+    picking a free port, closing it and letting the server bind it would race other
+    processes for it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.set_inheritable(True)
+    return listener
+
+
 @contextmanager
 def gunicorn(app: str, env: dict[str, str], *options: str, quiet: bool = False) -> Iterator[Server]:
     """Serve `app` with the project's gunicorn.conf.py, `options` overriding it.
@@ -30,13 +38,14 @@ def gunicorn(app: str, env: dict[str, str], *options: str, quiet: bool = False) 
     `quiet` drops the server's log (one line per request), which a benchmark cannot afford
     to print.
     """
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--no-control-socket",
-         "--bind", f"127.0.0.1:{port}", *options, app],
-        cwd=ROOT, env={**os.environ, **env}, stderr=subprocess.DEVNULL if quiet else None,
-    )  # fmt: skip
-    server = Server(f"http://127.0.0.1:{port}", process.pid)
+    with listening_socket() as listener:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--no-control-socket",
+             "--bind", f"fd://{listener.fileno()}", *options, app],
+            cwd=ROOT, env={**os.environ, **env}, pass_fds=[listener.fileno()],
+            stderr=subprocess.DEVNULL if quiet else None,
+        )  # fmt: skip
+        server = Server(f"http://127.0.0.1:{listener.getsockname()[1]}", process.pid)
     try:
         wait_until_serving(server.url, process)
         yield server

@@ -1,13 +1,20 @@
-"""A PostgreSQL cluster of its own for tests and benchmarks, gone when they end."""
+"""Servers of their own for tests and benchmarks, gone when they end: a PostgreSQL
+cluster from the installed binaries, and PgBouncer in front of it."""
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy import URL
+
+# PostgreSQL and PgBouncer refuse to run as root.
+AS_POSTGRES = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
 
 def free_port() -> int:
@@ -16,40 +23,67 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def on_a_free_port(start: Callable[[int], None], attempts: int = 5) -> int:
+    """Start a server that binds its port itself, on a free one: the port may be taken
+    between the check and the bind, so a start that fails is retried on another port."""
+    for attempt in range(attempts):
+        port = free_port()
+        try:
+            start(port)
+            return port
+        except subprocess.CalledProcessError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def owned_temp_dir(prefix: str) -> Path:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    if AS_POSTGRES:
+        shutil.chown(root, "postgres", "postgres")
+    return root
+
+
 class ThrowawayPostgres:
     """A cluster in a temporary directory, from the installed binaries (`pg_config --bindir`)."""
 
     def __init__(self) -> None:
         self.bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
-        self.root = Path(tempfile.mkdtemp(prefix="throwaway-postgres-"))
-        # PostgreSQL refuses to run as root.
-        self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        if self.as_owner:
-            shutil.chown(self.root, "postgres", "postgres")
+        self.root = owned_temp_dir("throwaway-postgres-")
         self.data = self.root / "data"
-        self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-        self.server_options = [
+        self.port = 0
+        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8")
+
+    def url(self, driver: str = "psycopg") -> str:
+        """A SQLAlchemy URL of the cluster's database, with that driver."""
+        return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args, check: bool = True) -> None:
+        subprocess.run(
+            [*AS_POSTGRES, self.bindir / program, *args], check=check, capture_output=True
+        )
+
+    def _start_on(self, port: int) -> None:
+        options = [
             "listen_addresses=127.0.0.1",
-            f"port={self.port}",
+            f"port={port}",
             f"unix_socket_directories={self.root}",
             # Nothing here outlives the run: durability only costs time.
             "fsync=off",
             "synchronous_commit=off",
             "full_page_writes=off",
         ]
-        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8")
-
-    def _run(self, program: str, *args, check: bool = True) -> None:
-        subprocess.run(
-            [*self.as_owner, self.bindir / program, *args], check=check, capture_output=True
-        )
+        self._run(
+            "pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-w",
+            "-o", " ".join(f"-c {option}" for option in options), "start",
+        )  # fmt: skip
 
     def start(self) -> None:
-        options = " ".join(f"-c {option}" for option in self.server_options)
-        self._run(
-            "pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-w", "-o", options, "start"
-        )
+        """Start the server: on a free port the first time, on the same port afterwards."""
+        if self.port:
+            self._start_on(self.port)
+        else:
+            self.port = on_a_free_port(self._start_on)
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
@@ -68,3 +102,56 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
         yield cluster
     finally:
         cluster.remove()
+
+
+PGBOUNCER_INI = """\
+[databases]
+* = {server}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {root}/users.txt
+pool_mode = transaction
+default_pool_size = {pool_size}
+max_client_conn = 500
+logfile = {root}/pgbouncer.log
+pidfile = {root}/pgbouncer.pid
+"""
+
+
+@contextmanager
+def throwaway_pgbouncer(server: URL, pool_size: int = 4) -> Iterator[int]:
+    """Debian's PgBouncer in front of `server`, in transaction mode with a small pool and
+    otherwise its stock settings (no startup parameter ignored); yields its port.
+
+    Clients log in as the server URL's user, without a password: PgBouncer logs in to
+    the server with the URL's credentials.
+    """
+    root = owned_temp_dir("throwaway-pgbouncer-")
+    (root / "users.txt").write_text(f'"{server.username}" ""\n')
+    login = {"host": server.host, "port": server.port or 5432, "user": server.username}
+    if server.password:
+        login["password"] = server.password
+
+    def start_on(port: int) -> None:
+        config = root / "pgbouncer.ini"
+        config.write_text(
+            PGBOUNCER_INI.format(
+                server=" ".join(f"{key}={value}" for key, value in login.items()),
+                port=port,
+                root=root,
+                pool_size=pool_size,
+            )
+        )
+        subprocess.run([*AS_POSTGRES, "pgbouncer", "-d", config], check=True, capture_output=True)
+
+    try:
+        yield on_a_free_port(start_on)
+    finally:
+        pid_file = root / "pgbouncer.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        shutil.rmtree(root, ignore_errors=True)
