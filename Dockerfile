@@ -13,5 +13,4 @@ RUN useradd --create-home api && chown api /app
 USER api
 
 EXPOSE 8000
-# Migrate first, then hand the process over to gunicorn so it gets the signals.
-CMD ["sh", "-c", "flask db upgrade && exec gunicorn --bind 0.0.0.0:8000 'app:create_app()'"]
+CMD ["./start.sh"]

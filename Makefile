@@ -24,8 +24,11 @@ run: $(VENV)/installed $(SECRET)
 	  && $(BIN)/flask seed --stores 3 --items-per-store 10 --tags-per-store 3 --only-if-empty \
 	  && exec $(BIN)/flask run --port 5000
 
-## Run the whole suite against a throwaway PostgreSQL (or $$TEST_DATABASE_URL) and SQLite.
+## Run the whole suite: PostgreSQL (a throwaway cluster, or $$TEST_DATABASE_URL) with psycopg 3
+## and psycopg2, directly and through PgBouncer, and SQLite. Installs the Debian packages it
+## drives when they are missing (tools/system-packages).
 test: $(VENV)/installed
+	tools/system-packages
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

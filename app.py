@@ -36,11 +36,18 @@ class DatabaseIdConverter(IntegerConverter):
         super().__init__(map, min=1, max=MAX_ID)
 
 
+# What postgresql:// (and postgres://) URLs use: both drivers work, and psycopg2 measured
+# faster, reads by 4 % and writes by 10 % (bench/run.py, see the README);
+# postgresql+psycopg:// selects psycopg 3.
+DEFAULT_POSTGRES_DRIVER = "psycopg2"
+
+
 def database_url(url: str | None) -> str:
     url = url or os.environ.get("DATABASE_URL") or ""
     # Some hosts hand out the scheme SQLAlchemy dropped in 1.4.
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url.removeprefix("postgres://")
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return f"postgresql+{DEFAULT_POSTGRES_DRIVER}://" + url.removeprefix(scheme)
     return url
 
 

@@ -12,6 +12,7 @@
 # measured 1,650 req/s against 1,878.
 import multiprocessing
 
+bind = "0.0.0.0:8000"
 worker_class = "sync"
 workers = multiprocessing.cpu_count()
 # Long enough for a cascading delete of a very large store.

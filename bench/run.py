@@ -10,6 +10,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,16 +18,19 @@ from pathlib import Path
 import flask_migrate
 import psycopg
 import requests
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import create_app  # noqa: E402
+from app import DEFAULT_POSTGRES_DRIVER, create_app  # noqa: E402
 from auth import issue_tokens  # noqa: E402
 from db import db  # noqa: E402
 from models import UserModel  # noqa: E402
 from tools.gunicorn_server import API, gunicorn  # noqa: E402
-from tools.throwaway_postgres import throwaway_postgres  # noqa: E402
+from tools.throwaway_postgres import ThrowawayPostgres, throwaway_postgres  # noqa: E402
+
+DRIVERS = ("psycopg", "psycopg2")
 
 BASELINE = "bench.raw_app:app"
 
@@ -91,8 +95,9 @@ def admin_token_maker(database_url: str) -> Callable[[], dict[str, str]]:
     return headers
 
 
-def dsn(database_url: str) -> str:
-    return database_url.replace("+psycopg", "")
+def dsn(url: str) -> str:
+    """The libpq connection string of a SQLAlchemy URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def worker_pid(master_pid: int) -> int:
@@ -150,11 +155,23 @@ def bench_delete(
     return results
 
 
-def requests_per_second(base_url: str, path: str, seconds: int) -> float:
-    report = subprocess.run(
-        ["wrk", "-t2", "-c16", f"-d{seconds}s", f"{base_url}{path}"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+# wrk's request, for a write: POST an item with a token.
+POST_ITEM_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '{{"name": "Bench", "price": 1.5, "store_id": {store_id}}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "{authorization}"
+"""
+
+
+def requests_per_second(base_url: str, path: str, seconds: int, script: str = "") -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        report = subprocess.run(
+            ["wrk", "-t2", "-c16", f"-d{seconds}s", "-s", lua.name, f"{base_url}{path}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
     if "Non-2xx" in report:
         raise RuntimeError(report)
     return float(re.search(r"Requests/sec:\s+([\d.]+)", report)[1])
@@ -176,6 +193,36 @@ def bench_throughput(database_url: str, runs: int, seconds: int) -> dict:
     return {"api_rps": api, "baseline_rps": baseline, "ratio": api / baseline}
 
 
+def bench_drivers(
+    cluster: ThrowawayPostgres, admin_headers: Callable[[], dict[str, str]], runs: int, seconds: int
+) -> dict[str, dict[str, float]]:
+    """The API's throughput with each PostgreSQL driver, reads and writes, runs interleaved."""
+    with psycopg.connect(dsn(cluster.url()), autocommit=True) as connection:
+        store_id = seed_store(connection, "drivers", 10, 3)
+        # Writes go to a store of their own: the store read keeps its 10 items.
+        written_store_id = seed_store(connection, "drivers: written", 0, 0)
+    post_item = POST_ITEM_SCRIPT.format(
+        store_id=written_store_id, authorization=admin_headers()["Authorization"]
+    )
+    rates = {driver: {"read": [], "write": []} for driver in DRIVERS}
+    # All reads first: the writes grow the items table, and with it the cost of a read.
+    for kind, path, script in (("read", f"/store/{store_id}", ""), ("write", "/item", post_item)):
+        for _ in range(runs):
+            for driver in DRIVERS:
+                with serve(API, cluster.url(driver)) as (base_url, _master):
+                    rates[driver][kind].append(requests_per_second(base_url, path, seconds, script))
+    medians = {
+        driver: {kind: statistics.median(runs) for kind, runs in kinds.items()}
+        for driver, kinds in rates.items()
+    }
+    for driver, kinds in medians.items():
+        print(
+            f"  {driver:>8}: GET /store/<id> {kinds['read']:.0f} req/s, POST /item "
+            f"{kinds['write']:.0f} req/s   (runs: {rates[driver]})"
+        )
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5, help="deletes per size")
@@ -184,8 +231,10 @@ def main() -> None:
     arguments = parser.parse_args()
 
     with throwaway_postgres() as cluster:
-        database_url = cluster.url
+        database_url = cluster.url()
         admin_headers = admin_token_maker(database_url)
+        print("Drivers (medians):")
+        drivers = bench_drivers(cluster, admin_headers, arguments.runs, arguments.seconds)
         print("DELETE /store/<id> through gunicorn vs raw DELETE (medians):")
         deletes = bench_delete(
             database_url, admin_headers, [1_000, 10_000, 100_000], arguments.repeats
@@ -201,6 +250,8 @@ def main() -> None:
         <= 1.1 * largest["raw_s"] / smallest["raw_s"],
         "GET /store/<id> >= 0.5 x raw psycopg req/s": reads["ratio"] >= 0.5,
     }
+    faster = max(DRIVERS, key=lambda driver: sum(drivers[driver].values()))
+    goals[f"postgresql:// selects the faster driver ({faster})"] = faster == DEFAULT_POSTGRES_DRIVER
     print("Goals:")
     for goal, met in goals.items():
         print(f"  [{'met' if met else 'NOT MET'}] {goal}")

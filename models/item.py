@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 class ItemModel(db.Model):
     __tablename__ = "items"
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80))

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 class StoreModel(db.Model):
     __tablename__ = "stores"
     # On SQLite too, a deleted row's id is never handed out again (migration 0003).
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)

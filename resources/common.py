@@ -10,6 +10,7 @@ from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
 from flask_smorest.pagination import PaginationParameters
+from marshmallow import Schema, fields
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -41,6 +42,19 @@ class ArgumentsParser(FlaskParser):
             abort(400, errors={"json": ["The JSON holds a lone surrogate, which is not text."]})
         return body
 
+    def load_querystring(self, request: Request, schema: Schema) -> Any:
+        # Webargs would quietly take the first of `?page=1&page=x`: a client that sends a
+        # parameter twice has a bug worth telling about.
+        repeated = {
+            name: ["Give this parameter once."]
+            for name, field in schema.fields.items()
+            if not isinstance(field, fields.List)
+            and len(request.args.getlist(field.data_key or name)) > 1
+        }
+        if repeated:
+            abort(422, errors={"query": repeated})
+        return super().load_querystring(request, schema)
+
 
 # The security scheme that the Api declares in the spec: a JWT in the Authorization header.
 BEARER_AUTH = "bearerAuth"
@@ -48,7 +62,7 @@ TOKEN_NAMES = {"access": "an access token", "refresh": "a refresh token", "any":
 
 
 class Blueprint(flask_smorest.Blueprint):
-    ARGUMENTS_PARSER = ArgumentsParser()
+    ARGUMENTS_PARSER = PAGINATION_ARGUMENTS_PARSER = ArgumentsParser()
     DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
         "page": 1,
         "page_size": 20,

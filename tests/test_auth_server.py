@@ -1,6 +1,5 @@
 """Auth under the real server: what one worker or instance decides, all of them know."""
 
-import shutil
 import subprocess
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ def me(base_url: str, headers: dict[str, str]) -> requests.Response:
     return requests.get(f"{base_url}/user/me", headers=headers, timeout=30)
 
 
+@pytest.mark.sqlite_too
+@pytest.mark.pgbouncer_too
 def test_a_revoked_token_is_refused_by_every_worker_other_instances_and_after_restarts(
     live_server, database_url
 ):
@@ -33,6 +34,8 @@ def test_a_revoked_token_is_refused_by_every_worker_other_instances_and_after_re
             assert "revoked" in refused.json()["message"]
 
 
+@pytest.mark.sqlite_too
+@pytest.mark.pgbouncer_too
 def test_concurrent_registrations_of_one_name_or_email_make_one_user(live_server, app, sql):
     def register(number: int) -> int:
         # Even threads race for the username, odd ones for the email.
@@ -48,6 +51,8 @@ def test_concurrent_registrations_of_one_name_or_email_make_one_user(live_server
     assert sql("SELECT count(*) FROM users WHERE email = 'same@example.com'") == [(1,)]
 
 
+@pytest.mark.sqlite_too
+@pytest.mark.pgbouncer_too
 def test_a_refresh_token_raced_by_eight_clients_is_used_once(live_server, app):
     sign_up(live_server, "alice")
     login = requests.post(
@@ -65,8 +70,6 @@ def test_a_refresh_token_raced_by_eight_clients_is_used_once(live_server, app):
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A throwaway Redis server, as docker-compose.yml gives the API for rate limits."""
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (.ci/run installs it)")
     port = free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -110,6 +113,8 @@ def test_without_redis_logins_still_work_and_are_still_limited(database_url):
     assert statuses == [401, 401, 429]
 
 
+@pytest.mark.sqlite_too
+@pytest.mark.pgbouncer_too
 def test_two_admins_deleting_each_other_at_once_leave_one(live_server, new_user, bearer, sql):
     admins = [new_user("ann", role="admin"), new_user("bea", role="admin")]
     headers = [bearer(admin) for admin in admins]

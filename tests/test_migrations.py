@@ -1,0 +1,58 @@
+"""Migrations keep the data, and the schema they make behaves alike on every database."""
+
+import sqlite3
+
+import flask_migrate
+import pytest
+from helpers import new_item, new_store, new_tag
+
+from app import create_app
+
+LINKED_STORE = [
+    "INSERT INTO stores (id, name) VALUES (1, 'Books')",
+    "INSERT INTO items (id, name, price, store_id) VALUES (1, 'Novel', 1, 1)",
+    "INSERT INTO tags (id, name, store_id) VALUES (1, 'fiction', 1)",
+    "INSERT INTO items_tags (item_id, tag_id) VALUES (1, 1)",
+]
+COUNTS = (
+    "SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items),"
+    " (SELECT count(*) FROM tags), (SELECT count(*) FROM items_tags)"
+)
+
+
+@pytest.mark.sqlite_too
+def test_deleted_ids_are_never_handed_out_again(client):
+    store = new_store(client, "Gone")
+    item, tag = new_item(client, store["id"]), new_tag(client, store["id"])
+    assert client.delete(f"/store/{store['id']}").status_code == 200
+
+    again = new_store(client, "New")
+    assert again["id"] > store["id"]
+    assert new_item(client, again["id"])["id"] > item["id"]
+    assert new_tag(client, again["id"])["id"] > tag["id"]
+
+
+def test_migrating_a_filled_sqlite_database_keeps_every_row(tmp_path, request):
+    """Migration 0003 copies SQLite tables to change their keys: no cascade may fire."""
+    path = tmp_path / "old.db"
+    app = create_app(f"sqlite:///{path}", TESTING=True)
+    migrations = str(request.config.rootpath / "migrations")
+    with app.app_context():
+        flask_migrate.upgrade(directory=migrations, revision="0002")
+    with sqlite3.connect(path) as old:
+        for statement in LINKED_STORE:
+            old.execute(statement)
+
+    with app.app_context():
+        flask_migrate.upgrade(directory=migrations)
+
+    with sqlite3.connect(path) as migrated:
+        assert migrated.execute(COUNTS).fetchall() == [(1, 1, 1, 1)]
+        for table in ("stores", "items", "tags"):
+            (schema,) = migrated.execute(
+                "SELECT sql FROM sqlite_master WHERE name = ?", (table,)
+            ).fetchone()
+            assert "AUTOINCREMENT" in schema, table
+        migrated.execute("PRAGMA foreign_keys=ON")
+        migrated.execute("DELETE FROM stores")
+        assert migrated.execute(COUNTS).fetchall() == [(0, 0, 0, 0)]  # still cascading
