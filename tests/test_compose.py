@@ -2,15 +2,17 @@
 command migrates, then becomes gunicorn."""
 
 import os
-import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 from alembic.script import ScriptDirectory
 from helpers import JWT_SECRET
+from sqlalchemy import URL, create_engine, make_url
 
 from tools.gunicorn_server import listening_socket, wait_until_serving
 
@@ -32,14 +34,19 @@ def test_compose_file_validates_and_wires_the_services():
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    database, redis, api = services["db"], services["redis"], services["api"]
+    database, pgbouncer = services["db"], services["pgbouncer"]
+    redis, api = services["redis"], services["api"]
 
     assert "pg_isready" in " ".join(database["healthcheck"]["test"])
     assert "pgdata" in config["volumes"]
+    assert "-p 6432" in " ".join(pgbouncer["healthcheck"]["test"])
+    assert pgbouncer["depends_on"]["db"]["condition"] == "service_healthy"
     assert "ping" in redis["healthcheck"]["test"]
-    assert api["depends_on"]["db"]["condition"] == "service_healthy"
-    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
-    assert api["environment"]["DATABASE_URL"].startswith("postgresql://")
+    for service in ("db", "pgbouncer", "redis"):
+        assert api["depends_on"][service]["condition"] == "service_healthy"
+    # Requests through PgBouncer, migrations straight to PostgreSQL.
+    assert make_url(api["environment"]["DATABASE_URL"]).host == "pgbouncer"
+    assert make_url(api["environment"]["MIGRATIONS_DATABASE_URL"]).host == "db"
     assert api["environment"]["RATELIMIT_STORAGE_URI"] == "redis://redis:6379"
     assert api["environment"]["JWT_SECRET_KEY"] == "x" * 64
     assert "/health" in " ".join(api["healthcheck"]["test"])
@@ -51,16 +58,27 @@ def test_compose_refuses_to_run_without_a_token_secret():
     assert "JWT_SECRET_KEY" in result.stderr
 
 
-def test_the_image_command_migrates_a_new_database_then_execs_gunicorn(tmp_path):
-    database = tmp_path / "new.db"
+@pytest.fixture
+def new_database(backends) -> Iterator[URL]:
+    """An empty database on the suite's PostgreSQL server."""
+    with create_engine(backends.postgres, isolation_level="AUTOCOMMIT").connect() as server:
+        server.exec_driver_sql("DROP DATABASE IF EXISTS image_test")
+        server.exec_driver_sql("CREATE DATABASE image_test")
+        yield backends.postgres.set(database="image_test")
+        server.exec_driver_sql("DROP DATABASE image_test WITH (FORCE)")
+
+
+def test_the_image_command_migrates_directly_then_serves_through_pgbouncer(backends, new_database):
+    through_pgbouncer = new_database.set(host="127.0.0.1", port=backends.pgbouncer())
     with listening_socket() as listener:
         env = {
             **os.environ,
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
             "FLASK_APP": "app:create_app",
-            "DATABASE_URL": f"sqlite:///{database}",
+            "DATABASE_URL": through_pgbouncer.render_as_string(hide_password=False),
+            "MIGRATIONS_DATABASE_URL": new_database.render_as_string(hide_password=False),
             "JWT_SECRET_KEY": JWT_SECRET,
-            "GUNICORN_CMD_ARGS": f"--bind fd://{listener.fileno()} --workers 1 --no-control-socket",
+            "GUNICORN_CMD_ARGS": f"--bind fd://{listener.fileno()} --workers 2 --no-control-socket",
         }
         process = subprocess.Popen(["./start.sh"], cwd=ROOT, env=env, pass_fds=[listener.fileno()])
         url = f"http://127.0.0.1:{listener.getsockname()[1]}"
@@ -72,10 +90,10 @@ def test_the_image_command_migrates_a_new_database_then_execs_gunicorn(tmp_path)
     finally:
         process.terminate()
         process.wait(timeout=30)
-    with sqlite3.connect(database) as migrated:
-        version = migrated.execute("SELECT version_num FROM alembic_version").fetchall()
-    assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]
     assert process.returncode == 0  # a clean shutdown on SIGTERM
+    with create_engine(new_database).connect() as migrated:
+        version = migrated.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]
 
 
 def test_the_image_leaves_secrets_and_local_data_out():

@@ -1,6 +1,7 @@
 """Servers of their own for tests and benchmarks, gone when they end: a PostgreSQL
 cluster from the installed binaries, and PgBouncer in front of it."""
 
+import configparser
 import os
 import shutil
 import signal
@@ -104,28 +105,15 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
         cluster.remove()
 
 
-PGBOUNCER_INI = """\
-[databases]
-* = {server}
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = {port}
-unix_socket_dir =
-auth_type = trust
-auth_file = {root}/users.txt
-pool_mode = transaction
-default_pool_size = {pool_size}
-max_client_conn = 500
-logfile = {root}/pgbouncer.log
-pidfile = {root}/pgbouncer.pid
-"""
+# docker-compose.yml's PgBouncer configuration: the suite runs it, with only its addresses,
+# authentication, files and pool size changed.
+PGBOUNCER_INI = Path(__file__).resolve().parent.parent / "pgbouncer" / "pgbouncer.ini"
 
 
 @contextmanager
 def throwaway_pgbouncer(server: URL, pool_size: int = 4) -> Iterator[int]:
-    """Debian's PgBouncer in front of `server`, in transaction mode with a small pool and
-    otherwise its stock settings (no startup parameter ignored); yields its port.
+    """Debian's PgBouncer in front of `server`, configured as docker-compose.yml runs it
+    (transaction mode, no startup parameter ignored) but with a small pool; yields its port.
 
     Clients log in as the server URL's user, without a password: PgBouncer logs in to
     the server with the URL's credentials.
@@ -137,16 +125,25 @@ def throwaway_pgbouncer(server: URL, pool_size: int = 4) -> Iterator[int]:
         login["password"] = server.password
 
     def start_on(port: int) -> None:
-        config = root / "pgbouncer.ini"
-        config.write_text(
-            PGBOUNCER_INI.format(
-                server=" ".join(f"{key}={value}" for key, value in login.items()),
-                port=port,
-                root=root,
-                pool_size=pool_size,
-            )
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(PGBOUNCER_INI)
+        config["databases"] = {"*": " ".join(f"{key}={value}" for key, value in login.items())}
+        config["pgbouncer"].update(
+            listen_addr="127.0.0.1",
+            listen_port=str(port),
+            auth_type="trust",
+            auth_file=f"{root}/users.txt",
+            default_pool_size=str(pool_size),
+            logfile=f"{root}/pgbouncer.log",
+            pidfile=f"{root}/pgbouncer.pid",
         )
-        subprocess.run([*AS_POSTGRES, "pgbouncer", "-d", config], check=True, capture_output=True)
+        with (root / "pgbouncer.ini").open("w") as ini:
+            config.write(ini)
+        subprocess.run(
+            [*AS_POSTGRES, "pgbouncer", "-d", root / "pgbouncer.ini"],
+            check=True,
+            capture_output=True,
+        )
 
     try:
         yield on_a_free_port(start_on)
