@@ -8,6 +8,7 @@ from flask_migrate import Migrate
 from flask_smorest import abort
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 from api import Api
@@ -88,8 +89,14 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/swagger-ui",
         OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
+        TRUSTED_PROXIES=int(os.environ.get("TRUSTED_PROXIES", "0")),
         **config,
     )
+    if app.config["TRUSTED_PROXIES"]:
+        # The client's address is what the nearest trusted proxy saw. With none (the
+        # default), X-Forwarded-For is ignored: any client could write it.
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     Path(app.instance_path).mkdir(exist_ok=True)
     init_request_log(app)
     init_auth(app)

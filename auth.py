@@ -1,25 +1,22 @@
-"""Who is calling: passwords, JWTs and their revocation, the login rate limit."""
+"""Who is calling: passwords, JWTs and their revocation, the login and sign-up throttles."""
 
-import math
 import os
 import secrets
-import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
-from flask_limiter import Limiter
-from flask_limiter.errors import RateLimitExceeded
-from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 
-from db import READ_METHODS, db
+from db import db, insert_missing
 from errors import ErrorResponse, error_response
-from models import RevokedTokenModel, UserModel
+from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
+from throttle import Limit
 
 MIN_SECRET_BYTES = 32
 MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
@@ -29,21 +26,20 @@ REVOKED = "The token has been revoked: log in again with POST /login."
 jwt = JWTManager()
 
 
-def login_attempt_key() -> str:
-    """Login attempts are counted per client address and username."""
-    body = request.get_json(silent=True)
-    username = body.get("username") if isinstance(body, dict) else None
-    return f"{get_remote_address()}/{username if isinstance(username, str) else ''}"
+def throttle_limits(config: dict) -> dict[str, Limit]:
+    """What is throttled, and how much (see the README, "Security")."""
+    return {
+        # OWASP: the counter belongs to the account. A growing delay, up to 15 minutes.
+        "login-account": Limit("login-account", config["LOGIN_ATTEMPTS_PER_ACCOUNT"], max_wait=900),
+        # Guessing across many accounts from one client: until the hour is over.
+        "login-address": Limit("login-address", config["LOGIN_ATTEMPTS_PER_ADDRESS"]),
+        # Each sign-up costs an Argon2 hash (0.1 s of CPU, 64 MiB).
+        "register-address": Limit("register-address", config["REGISTRATIONS_PER_ADDRESS"]),
+    }
 
 
-limiter = Limiter(login_attempt_key)
-
-
-@limiter.request_filter
-def reads_are_never_limited() -> bool:
-    # Only POST /login is limited, yet Flask-Limiter checks every request: skipping the
-    # check for GET and HEAD saves a tenth of a read's time in the app (measured in-process).
-    return request.method in READ_METHODS
+def limit(name: str) -> Limit:
+    return current_app.extensions["throttle_limits"][name]
 
 
 def init_auth(app: Flask) -> None:
@@ -57,16 +53,15 @@ def init_auth(app: Flask) -> None:
         timedelta(days=int(os.environ.get("JWT_REFRESH_TOKEN_DAYS", "30"))),
     )
     app.config.setdefault("JWT_SECRET_KEY", os.environ.get("JWT_SECRET_KEY", ""))
-    app.config.setdefault("LOGIN_RATE_LIMIT", os.environ.get("LOGIN_RATE_LIMIT", "10/minute"))
-    app.config.setdefault(
-        "RATELIMIT_STORAGE_URI", os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
-    )
-    # An unreachable Redis must not lock everybody out, nor let guessing run unlimited.
-    app.config["RATELIMIT_IN_MEMORY_FALLBACK_ENABLED"] = True
+    for name, default in (
+        ("LOGIN_ATTEMPTS_PER_ACCOUNT", "5"),
+        ("LOGIN_ATTEMPTS_PER_ADDRESS", "30"),
+        ("REGISTRATIONS_PER_ADDRESS", "10"),
+    ):
+        app.config.setdefault(name, int(os.environ.get(name, default)))
+    app.extensions["throttle_limits"] = throttle_limits(app.config)
     require_strong_secret(app)
     jwt.init_app(app)
-    limiter.init_app(app)
-    app.register_error_handler(RateLimitExceeded, too_many_attempts)
 
 
 def require_strong_secret(app: Flask) -> None:
@@ -115,8 +110,10 @@ def check_password(user: UserModel | None, password: str) -> bool:
     return True
 
 
-def issue_tokens(user: UserModel, *, fresh: bool) -> dict[str, str]:
-    claims = {"ver": user.token_version}
+def issue_tokens(user: UserModel, *, fresh: bool, family: str | None = None) -> dict[str, str]:
+    """An access and a refresh token of the user; a login starts a new `family`, each
+    refresh continues its own (and a replayed refresh token revokes it whole)."""
+    claims = {"ver": user.token_version, "fam": family or str(uuid.uuid4())}
     identity = str(user.id)
     return {
         "access_token": create_access_token(identity, fresh=fresh, additional_claims=claims),
@@ -130,11 +127,11 @@ def revoke(token: dict[str, Any]) -> None:
     db.session.add(RevokedTokenModel(jti=token["jti"], expires_at=expires_at))
 
 
-def too_many_attempts(error: RateLimitExceeded) -> ErrorResponse:
-    # Flask-Limiter's own headers would put a Retry-After on every answer, even a 200.
-    limit = limiter.current_limit
-    wait = math.ceil(limit.reset_at - time.time()) if limit else 60
-    return error_response(429, error.description, {"Retry-After": str(max(wait, 1))})
+def revoke_family(token: dict[str, Any]) -> None:
+    """Revoke every token of the token's family, and commit: a used refresh token came back."""
+    expires_at = datetime.now(UTC) + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
+    insert_missing(RevokedTokenFamilyModel, [{"family": token["fam"], "expires_at": expires_at}])
+    db.session.commit()
 
 
 def unauthorized(message: str) -> ErrorResponse:
@@ -146,8 +143,13 @@ def is_revoked(_header: dict, token: dict) -> bool:
     # One round trip checks the token and loads its user, for token_user below
     # (Flask-JWT-Extended asks this first).
     listed = select(RevokedTokenModel.jti).where(RevokedTokenModel.jti == token["jti"]).exists()
+    family_listed = (
+        select(RevokedTokenFamilyModel.family)
+        .where(RevokedTokenFamilyModel.family == token.get("fam"))
+        .exists()
+    )
     found = db.session.execute(
-        select(UserModel, listed).where(UserModel.id == int(token["sub"]))
+        select(UserModel, listed | family_listed).where(UserModel.id == int(token["sub"]))
     ).first()
     if found is None:
         g.token_user = None
@@ -184,7 +186,10 @@ def token_expired(_header: dict, token: dict):
 
 
 @jwt.revoked_token_loader
-def token_revoked(_header: dict, _token: dict):
+def token_revoked(_header: dict, token: dict):
+    if token["type"] == "refresh" and "fam" in token:
+        # Used already (or logged out), and back: whoever holds its family cannot be trusted.
+        revoke_family(token)
     return unauthorized(REVOKED)
 
 

@@ -4,6 +4,7 @@ import time
 from flask import request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Connection, Engine, MetaData, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
@@ -97,3 +98,10 @@ def configure_transactions(engine: Engine, statement_timeout_ms: int) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {statement_timeout_ms:d}")
+
+
+def insert_missing(model: type[Base], rows: list[dict]) -> None:
+    """Insert the rows whose key is not taken; skip the others, even when a concurrent
+    transaction takes a key meanwhile (ON CONFLICT DO NOTHING, PostgreSQL and SQLite)."""
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    db.session.execute(dialect.insert(model).values(rows).on_conflict_do_nothing())

@@ -41,6 +41,7 @@ def log_request(response: Response) -> Response:
             {
                 "method": request.method,
                 "path": request.path,
+                "client": request.remote_addr,
                 "status": response.status_code,
                 "duration_ms": round(duration_ms, 2),
                 "request_id": request_id,

@@ -55,6 +55,11 @@ def Id(strict: bool = True, **kwargs) -> fields.Integer:  # noqa: N802 - used li
 class PlainStoreSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = Name(required=True)
+    owner_id = fields.Integer(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The user who may change it (besides admins); null: admins only."},
+    )
 
 
 class PlainItemSchema(Schema):
@@ -164,7 +169,10 @@ class UserSchema(Schema):
 
 
 class LoginSchema(Schema):
-    username = fields.String(required=True, validate=NO_NUL, metadata={"example": "alice"})
+    # Bounded: the username is a key of the login throttle.
+    username = fields.String(
+        required=True, validate=[validate.Length(max=80), NO_NUL], metadata={"example": "alice"}
+    )
     password = Password()
 
 

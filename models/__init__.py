@@ -1,15 +1,19 @@
 from models.item import ItemModel
 from models.item_tag import ItemTagModel
 from models.revoked_token import RevokedTokenModel
+from models.revoked_token_family import RevokedTokenFamilyModel
 from models.store import StoreModel
 from models.tag import TagModel
+from models.throttle import ThrottleModel
 from models.user import UserModel
 
 __all__ = [
     "ItemModel",
     "ItemTagModel",
+    "RevokedTokenFamilyModel",
     "RevokedTokenModel",
     "StoreModel",
     "TagModel",
+    "ThrottleModel",
     "UserModel",
 ]

@@ -1,6 +1,6 @@
 from typing import TYPE_CHECKING
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, WriteOnlyMapped, mapped_column, relationship
 
 from db import db
@@ -17,6 +17,11 @@ class StoreModel(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80), unique=True)
+    # Who may change the store and what is in it (besides admins). Deleting the user leaves
+    # the store to the admins alone: it is neither deleted nor handed to anyone else.
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
 
     # Deleting a store deletes its children, but the database does the deleting
     # (ON DELETE CASCADE): the ORM never loads a store's items or tags to delete them.

@@ -90,11 +90,14 @@ class Blueprint(flask_smorest.Blueprint):
         token: Literal["access", "refresh", "any"] = "access",
         fresh: bool = False,
         admin: bool = False,
+        owner: bool = False,
     ) -> Callable:
         """Require a valid token of this type (fresh, of an admin), and say so in the spec.
 
         Outermost of a view's decorators: a caller without a valid token learns that
-        first (401), before anything about the request itself.
+        first (401), before anything about the request itself. `owner` documents the 403
+        of a view that changes a store or what is in it (the view calls `require_owner`
+        once it has found the store).
         """
 
         def decorator(view: Callable) -> Callable:
@@ -114,9 +117,23 @@ class Blueprint(flask_smorest.Blueprint):
             )(protected)
             if admin:
                 protected = self.alt_response(403, description="Only for admins")(protected)
+            if owner:
+                protected = self.alt_response(403, description=NOT_THE_OWNER)(protected)
             return protected
 
         return decorator
+
+
+NOT_THE_OWNER = "Only the store's owner or an admin may change the store and what is in it"
+
+
+def require_owner(store_owner_id: int | None) -> None:
+    """Refuse (403) a caller who is neither the store's owner nor an admin.
+
+    Called once the store is found: that a store exists is public, reads are.
+    """
+    if not (current_user.is_admin or store_owner_id == current_user.id):
+        abort(403, message=f"{NOT_THE_OWNER}.")
 
 
 # An answer for a client whose request cannot be carried out: status code and abort() fields.

@@ -14,6 +14,7 @@ from resources.common import (
     link,
     not_found,
     paginate,
+    require_owner,
 )
 from schemas import (
     ItemCreateSchema,
@@ -25,7 +26,8 @@ from schemas import (
 
 blp = Blueprint("items", __name__, description="Items, each in one store")
 
-WITH_RELATIONS = (joinedload(ItemModel.store, innerjoin=True), selectinload(ItemModel.tags))
+WITH_STORE = joinedload(ItemModel.store, innerjoin=True)
+WITH_RELATIONS = (WITH_STORE, selectinload(ItemModel.tags))
 ITEMS_BY_ID = select(ItemModel).options(*WITH_RELATIONS).order_by(ItemModel.id)
 
 
@@ -37,28 +39,33 @@ class Item(MethodView):
         """Get an item with its store and tags"""
         return get_or_404(ItemModel, item_id, options=WITH_RELATIONS)
 
-    @blp.login_required()
+    @blp.login_required(owner=True)
     @blp.arguments(ItemUpdateSchema)
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, description="No item with this id")
     def put(self, item_data: dict, item_id: int) -> ItemModel:
-        """Change an item's name, price or description"""
+        """Change an item's name, price or description (its store's owner or an admin)"""
         # Locked, so that a concurrent delete waits for us, or we for it (then: 404).
         item = get_or_404(
             ItemModel, item_id, options=WITH_RELATIONS, with_for_update={"of": ItemModel}
         )
+        require_owner(item.store.owner_id)
         for field, value in item_data.items():
             setattr(item, field, value)
         db.session.commit()
         return item
 
-    @blp.login_required()
+    @blp.login_required(owner=True)
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No item with this id")
     def delete(self, item_id: int) -> dict:
-        """Delete an item and its links to tags"""
+        """Delete an item and its links to tags (its store's owner or an admin)"""
         # Locked, so that of two concurrent deletes the second one finds nothing: 404.
-        db.session.delete(get_or_404(ItemModel, item_id, with_for_update=True))
+        item = get_or_404(
+            ItemModel, item_id, options=(WITH_STORE,), with_for_update={"of": ItemModel}
+        )
+        require_owner(item.store.owner_id)
+        db.session.delete(item)
         db.session.commit()
         return {"message": f"Item {item_id} deleted."}
 
@@ -75,7 +82,7 @@ class ItemList(MethodView):
             statement = statement.where(ItemModel.store_id == store_id)
         return paginate(statement, pagination_parameters)
 
-    @blp.login_required()
+    @blp.login_required(owner=True)
     @blp.arguments(ItemCreateSchema)
     @blp.response(201, ItemSchema)
     @blp.alt_response(404, description="No store with this store_id")
@@ -89,9 +96,10 @@ class ItemList(MethodView):
         )
     )
     def post(self, item_data: dict) -> ItemModel:
-        """Create an item in a store"""
+        """Create an item in a store (its owner or an admin)"""
         # A related resource that does not exist is a 404, as JSON:API has it.
         store = get_or_404(StoreModel, item_data["store_id"])
+        require_owner(store.owner_id)
         item = ItemModel(**item_data)
         db.session.add(item)
         # The store can still vanish before the insert commits: the foreign key tells.

@@ -1,5 +1,6 @@
 from flask import Response, current_app
 from flask.views import MethodView
+from flask_jwt_extended import current_user
 from flask_smorest.pagination import PaginationParameters
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import selectinload
@@ -16,6 +17,7 @@ from resources.common import (
     not_found,
     paginate,
     refuse,
+    require_owner,
 )
 from schemas import PlainStoreSchema, StoreDeletedSchema, StoreSchema
 
@@ -31,6 +33,7 @@ STORE_DOCUMENT = text("""
     SELECT jsonb_build_object(
         'id', store.id,
         'name', store.name,
+        'owner_id', store.owner_id,
         'items', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
                 'id', item.id, 'name', item.name, 'price', item.price,
@@ -75,25 +78,28 @@ class Store(MethodView):
             return rendered_store(store_id)
         return get_or_404(StoreModel, store_id, options=WITH_CHILDREN)
 
-    @blp.login_required()
+    @blp.login_required(owner=True)
     @blp.arguments(PlainStoreSchema)
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No store with this id")
     @blp.alt_response(409, description="Another store has this name")
     def put(self, store_data: dict, store_id: int) -> StoreModel:
-        """Rename a store"""
+        """Rename a store (its owner or an admin)"""
         store = get_or_404(StoreModel, store_id, options=WITH_CHILDREN, with_for_update=True)
+        require_owner(store.owner_id)
         store.name = store_data["name"]
         return save_store(store)
 
-    @blp.login_required(fresh=True, admin=True)
+    @blp.login_required(fresh=True, owner=True)
     @blp.response(200, StoreDeletedSchema)
     @blp.alt_response(404, description="No store with this id")
     def delete(self, store_id: int) -> dict:
-        """Delete a store with all its items, tags and their links"""
+        """Delete a store with all its items, tags and their links (its owner or an admin,
+        with a fresh token)"""
         # Locking the store row first makes the counts exact: a concurrent insert of
         # an item or tag needs a share lock on it and waits until we commit.
         store = get_or_404(StoreModel, store_id, with_for_update=True)
+        require_owner(store.owner_id)
         items, tags = db.session.execute(
             select(
                 select(func.count()).where(ItemModel.store_id == store_id).scalar_subquery(),
@@ -132,8 +138,8 @@ class StoreList(MethodView):
         )
     )
     def post(self, store_data: dict) -> StoreModel:
-        """Create a store"""
-        store = save_store(StoreModel(**store_data))
+        """Create a store, owned by you"""
+        store = save_store(StoreModel(**store_data, owner_id=current_user.id))
         # A new store has no children: no need to ask the database.
         set_committed_value(store, "item_list", [])
         set_committed_value(store, "tag_list", [])

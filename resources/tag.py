@@ -15,10 +15,13 @@ from resources.common import (
     link,
     not_found,
     paginate,
+    require_owner,
 )
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
+
+ITEM_STORE = (joinedload(ItemModel.store, innerjoin=True),)
 
 
 @blp.route("/store/<int:store_id>/tag")
@@ -37,7 +40,7 @@ class TagsInStore(MethodView):
         )
         return paginate(statement, pagination_parameters)
 
-    @blp.login_required()
+    @blp.login_required(owner=True)
     @blp.arguments(PlainTagSchema)
     @blp.response(201, TagSchema)
     @blp.alt_response(404, description="No store with this id")
@@ -50,8 +53,9 @@ class TagsInStore(MethodView):
         )
     )
     def post(self, tag_data: dict, store_id: int) -> TagModel:
-        """Create a tag in a store"""
+        """Create a tag in a store (its owner or an admin)"""
         store = get_or_404(StoreModel, store_id)
+        require_owner(store.owner_id)
         tag = TagModel(**tag_data, store_id=store_id)
         db.session.add(tag)
         commit_or_abort(
@@ -78,14 +82,20 @@ class Tag(MethodView):
             options=(joinedload(TagModel.store), selectinload(TagModel.items)),
         )
 
-    @blp.login_required()
+    @blp.login_required(owner=True)
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No tag with this id")
     @blp.alt_response(409, description="The tag is still linked to items")
     def delete(self, tag_id: int) -> dict:
-        """Delete a tag that no item uses"""
+        """Delete a tag that no item uses (its store's owner or an admin)"""
         # The lock keeps a concurrent link from slipping in between check and delete.
-        tag = get_or_404(TagModel, tag_id, with_for_update=True)
+        tag = get_or_404(
+            TagModel,
+            tag_id,
+            options=(joinedload(TagModel.store),),
+            with_for_update={"of": TagModel},
+        )
+        require_owner(tag.store.owner_id)
         links = db.session.scalar(select(func.count()).where(ItemTagModel.tag_id == tag_id))
         if links:
             abort(
@@ -100,7 +110,7 @@ class Tag(MethodView):
 
 @blp.route("/item/<int:item_id>/tag/<int:tag_id>")
 class LinkTagsToItem(MethodView):
-    @blp.login_required()
+    @blp.login_required(owner=True)
     @blp.response(201, LinkSchema)
     @blp.alt_response(404, description="No item or no tag with this id")
     @blp.alt_response(409, description="Already linked, or the tag belongs to another store")
@@ -114,8 +124,9 @@ class LinkTagsToItem(MethodView):
         )
     )
     def post(self, item_id: int, tag_id: int) -> dict:
-        """Link a tag to an item of the same store"""
-        item, tag = get_or_404(ItemModel, item_id), get_or_404(TagModel, tag_id)
+        """Link a tag to an item of the same store (its owner or an admin)"""
+        item, tag = get_or_404(ItemModel, item_id, options=ITEM_STORE), get_or_404(TagModel, tag_id)
+        require_owner(item.store.owner_id)
         if item.store_id != tag.store_id:
             abort(
                 409,
@@ -139,12 +150,13 @@ class LinkTagsToItem(MethodView):
             "tag": tag,
         }
 
-    @blp.login_required()
+    @blp.login_required(owner=True)
     @blp.response(200, LinkSchema)
     @blp.alt_response(404, description="No such item, tag or link")
     def delete(self, item_id: int, tag_id: int) -> dict:
-        """Unlink a tag from an item"""
-        item, tag = get_or_404(ItemModel, item_id), get_or_404(TagModel, tag_id)
+        """Unlink a tag from an item (its store's owner or an admin)"""
+        item, tag = get_or_404(ItemModel, item_id, options=ITEM_STORE), get_or_404(TagModel, tag_id)
+        require_owner(item.store.owner_id)
         unlinked = db.session.execute(
             delete(ItemTagModel).where(
                 ItemTagModel.item_id == item_id, ItemTagModel.tag_id == tag_id

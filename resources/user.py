@@ -1,22 +1,25 @@
-from flask import current_app
+from flask import request
 from flask.views import MethodView
 from flask_jwt_extended import current_user, get_jwt
 from flask_smorest import abort
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from auth import (
     BEARER_CHALLENGE,
     REVOKED,
     check_password,
     issue_tokens,
-    limiter,
+    limit,
     new_user,
     revoke,
+    revoke_family,
 )
 from db import db
 from models import UserModel
 from resources.common import Blueprint, commit_or_abort, get_or_404
 from schemas import LoginSchema, LogoutQuerySchema, MessageSchema, TokensSchema, UserSchema
+from throttle import attempt, forgive, take_back
 
 blp = Blueprint("users", __name__, description="Users, and the tokens that let them write")
 
@@ -32,13 +35,24 @@ RETRY_AFTER = {
 REVOKED_MEANWHILE = (401, {"message": REVOKED, "headers": BEARER_CHALLENGE})
 
 
+TOO_MANY = {
+    "description": "Too many attempts: wait for Retry-After seconds",
+    "headers": RETRY_AFTER,
+}
+
+
 @blp.route("/register")
 class Register(MethodView):
     @blp.arguments(UserSchema)
     @blp.response(201, UserSchema)
     @blp.alt_response(409, description="The username or the email is taken")
+    @blp.alt_response(429, **TOO_MANY)
     def post(self, user_data: dict) -> UserModel:
-        """Create a user account"""
+        """Create a user account (a few per client address and hour)"""
+        attempt(
+            (limit("register-address"), request.remote_addr),
+            refusal="Too many sign-ups from your address: wait for Retry-After seconds.",
+        )
         user = new_user(user_data)
         db.session.add(user)
         commit_or_abort(
@@ -52,22 +66,28 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
-    @limiter.limit(
-        lambda: current_app.config["LOGIN_RATE_LIMIT"],
-        error_message="Too many login attempts for this username: wait for Retry-After seconds.",
-    )
     @blp.arguments(LoginSchema)
     @blp.response(200, TokensSchema)
     @blp.alt_response(401, description="Wrong username or password")
-    @blp.alt_response(429, description="Too many attempts: wait", headers=RETRY_AFTER)
+    @blp.alt_response(429, **TOO_MANY)
     def post(self, credentials: dict) -> dict:
-        """Log in: get a fresh access token and a refresh token"""
-        user = db.session.scalar(
-            select(UserModel).where(UserModel.username == credentials["username"])
+        """Log in: get a fresh access token and a refresh token
+
+        Attempts are throttled per account (a growing delay after 5) and per client address.
+        """
+        username, address = credentials["username"], request.remote_addr
+        attempt(
+            (limit("login-account"), username),
+            (limit("login-address"), address),
+            refusal="Too many login attempts for this account or from your address: "
+            "wait for Retry-After seconds.",
         )
+        user = db.session.scalar(select(UserModel).where(UserModel.username == username))
         if not check_password(user, credentials["password"]):
             abort(401, message="Wrong username or password.")
-        # Saves the password's new hash, if its hashing parameters changed.
+        forgive(limit("login-account"), username)
+        take_back(limit("login-address"), address)
+        # Also saves the password's new hash, if its hashing parameters changed.
         db.session.commit()
         return issue_tokens(user, fresh=True)
 
@@ -79,11 +99,19 @@ class Refresh(MethodView):
     def post(self) -> dict:
         """Trade a refresh token for a new (not fresh) access token and refresh token
 
-        The refresh token sent is revoked: each one can be used once.
+        The refresh token sent is revoked: each one can be used once. One used again
+        revokes every token of its login.
         """
-        revoke(get_jwt())
-        commit_or_abort(on_unique=REVOKED_MEANWHILE)
-        return issue_tokens(current_user, fresh=False)
+        token = get_jwt()
+        revoke(token)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            # Another request used this refresh token a moment ago: a replay all the same.
+            db.session.rollback()
+            revoke_family(token)
+            abort(401, message=REVOKED, headers=BEARER_CHALLENGE)
+        return issue_tokens(current_user, fresh=False, family=token.get("fam"))
 
 
 @blp.route("/logout")

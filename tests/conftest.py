@@ -13,7 +13,7 @@ from helpers import JWT_SECRET, PASSWORD, bearer_of, server_env
 from sqlalchemy import URL, Connection, Engine, event, make_url, text
 
 from app import create_app
-from auth import issue_tokens, limiter
+from auth import issue_tokens
 from db import db
 from models import UserModel
 from tools.gunicorn_server import API, gunicorn
@@ -120,7 +120,6 @@ def app(database: str, backends: Backends) -> Flask:
     app = backends.app(database)
     with app.app_context(), db.engine.begin() as connection:
         reset_data(connection)
-    limiter.reset()
     # No app context stays pushed: each request gets its own, as on a server.
     return app
 

@@ -4,6 +4,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+import requests.adapters
 from flask.testing import FlaskClient
 
 PASSWORD = "correct horse battery staple"
@@ -87,3 +88,21 @@ def run_together(clients: int, work) -> list:
 
     with ThreadPoolExecutor(clients) as pool:
         return list(pool.map(client, range(clients)))
+
+
+class FromAddress(requests.adapters.HTTPAdapter):
+    """Connect from another loopback address (127.0.0.2, ...), as another client would."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, source_address=(self.address, 0), **kwargs)
+
+
+def client_at(address: str) -> requests.Session:
+    """A requests session whose connections come from `address` (in 127.0.0.0/8)."""
+    session = requests.Session()
+    session.mount("http://", FromAddress(address))
+    return session

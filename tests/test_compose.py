@@ -35,19 +35,17 @@ def test_compose_file_validates_and_wires_the_services():
     config = yaml.safe_load(result.stdout)
     services = config["services"]
     database, pgbouncer = services["db"], services["pgbouncer"]
-    redis, api = services["redis"], services["api"]
+    api = services["api"]
 
     assert "pg_isready" in " ".join(database["healthcheck"]["test"])
     assert "pgdata" in config["volumes"]
     assert "-p 6432" in " ".join(pgbouncer["healthcheck"]["test"])
     assert pgbouncer["depends_on"]["db"]["condition"] == "service_healthy"
-    assert "ping" in redis["healthcheck"]["test"]
-    for service in ("db", "pgbouncer", "redis"):
+    for service in ("db", "pgbouncer"):
         assert api["depends_on"][service]["condition"] == "service_healthy"
     # Requests through PgBouncer, migrations straight to PostgreSQL.
     assert make_url(api["environment"]["DATABASE_URL"]).host == "pgbouncer"
     assert make_url(api["environment"]["MIGRATIONS_DATABASE_URL"]).host == "db"
-    assert api["environment"]["RATELIMIT_STORAGE_URI"] == "redis://redis:6379"
     assert api["environment"]["JWT_SECRET_KEY"] == "x" * 64
     assert "/health" in " ".join(api["healthcheck"]["test"])
 

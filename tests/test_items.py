@@ -9,7 +9,7 @@ def test_create_item_answers_it_with_its_store_and_tags(client):
     item = new_item(client, store["id"], "Novel", 12.99)
     assert item == {
         "id": 1, "name": "Novel", "price": 12.99, "description": None, "store_id": store["id"],
-        "store": {"id": store["id"], "name": "Books"}, "tags": [],
+        "store": {"id": store["id"], "name": "Books", "owner_id": 1}, "tags": [],
     }  # fmt: skip
     assert client.get("/item/1").get_json() == item
 

@@ -31,7 +31,10 @@ def test_a_client_request_id_is_kept_and_echoed(client, request_lines):
     assert response.headers["X-Request-ID"] == "abc-123"
     (line,) = request_lines()
     assert 0 < line.pop("duration_ms") <= took_ms
-    assert line == {"method": "GET", "path": "/store/9", "status": 404, "request_id": "abc-123"}
+    assert line == {
+        "method": "GET", "path": "/store/9", "client": "127.0.0.1", "status": 404,
+        "request_id": "abc-123",
+    }  # fmt: skip
 
 
 def test_an_unsafe_request_id_is_replaced(client):

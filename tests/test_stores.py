@@ -11,7 +11,8 @@ from schemas import StoreSchema
 
 def test_create_and_get_store(client):
     store = new_store(client, "Books")
-    assert store == {"id": 1, "name": "Books", "items": [], "tags": []}
+    # The client is the admin, user 1: the store is theirs.
+    assert store == {"id": 1, "name": "Books", "owner_id": 1, "items": [], "tags": []}
     assert client.get(f"/store/{store['id']}").get_json() == store
 
 
