@@ -57,12 +57,15 @@ def statement_timeout_ms() -> int:
 
 
 def engine_options(url: str) -> dict:
+    # An unexpected database error is logged with its SQL, not its values: they can be
+    # password hashes and emails.
+    options: dict[str, Any] = {"hide_parameters": True}
     driver = make_url(url).get_driver_name()
     if driver == "pysqlite":
         # A writer waits this long for the database lock, then the request answers 503.
-        return {"connect_args": {"timeout": statement_timeout_ms() / 1000}}
+        return {**options, "connect_args": {"timeout": statement_timeout_ms() / 1000}}
     if not url.startswith("postgresql"):
-        return {}
+        return options
     # A database that is down or stuck answers 503 in seconds instead of hanging workers.
     connect_args: dict[str, Any] = {
         "connect_timeout": int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "3"))
@@ -71,7 +74,7 @@ def engine_options(url: str) -> dict:
         # psycopg 3 prepares a statement on the server after 5 runs; behind PgBouncer in
         # transaction mode that server connection may belong to another client by then.
         connect_args["prepare_threshold"] = None
-    return {"connect_args": connect_args}
+    return {**options, "connect_args": connect_args}
 
 
 def create_app(db_url: str | None = None, **config: Any) -> Flask:

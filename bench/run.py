@@ -74,7 +74,7 @@ def serve(app: str, database_url: str, *options: str):
         "BENCH_DSN": dsn(database_url),
         "JWT_SECRET_KEY": JWT_SECRET,
     }
-    return gunicorn(app, env, *options, quiet=True)
+    return gunicorn(app, env, *options, stderr=subprocess.DEVNULL)
 
 
 def admin_token_maker(database_url: str) -> Callable[[], dict[str, str]]:

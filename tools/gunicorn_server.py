@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import requests
 
@@ -32,18 +32,17 @@ def listening_socket() -> socket.socket:
 
 
 @contextmanager
-def gunicorn(app: str, env: dict[str, str], *options: str, quiet: bool = False) -> Iterator[Server]:
-    """Serve `app` with the project's gunicorn.conf.py, `options` overriding it.
-
-    `quiet` drops the server's log (one line per request), which a benchmark cannot afford
-    to print.
-    """
+def gunicorn(
+    app: str, env: dict[str, str], *options: str, stderr: IO | int | None = None
+) -> Iterator[Server]:
+    """Serve `app` with the project's gunicorn.conf.py, `options` overriding it; the server's
+    log (one line per request, and errors) goes to `stderr`, by default the caller's."""
     with listening_socket() as listener:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--no-control-socket",
              "--bind", f"fd://{listener.fileno()}", *options, app],
             cwd=ROOT, env={**os.environ, **env}, pass_fds=[listener.fileno()],
-            stderr=subprocess.DEVNULL if quiet else None,
+            stderr=stderr,
         )  # fmt: skip
         server = Server(f"http://127.0.0.1:{listener.getsockname()[1]}", process.pid)
     try:
