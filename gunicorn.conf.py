@@ -17,6 +17,9 @@ worker_class = "sync"
 workers = multiprocessing.cpu_count()
 # Long enough for a cascading delete of a very large store.
 timeout = 120
-# Gunicorn answers an over-long request line with an HTML page of its own; let it through
-# so that the app answers 414 in its JSON error shape (app.py, MAX_URL_LENGTH).
-limit_request_line = 0
+# Limits of its own, behind nginx's (nginx/nginx.conf), which refuses longer request lines
+# and headers first, in JSON: a request line of up to 8190 bytes (gunicorn's largest) leaves
+# the app's own 414 (MAX_URL_LENGTH) reachable when gunicorn faces clients itself.
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190

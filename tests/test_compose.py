@@ -48,6 +48,12 @@ def test_compose_file_validates_and_wires_the_services():
     assert make_url(api["environment"]["MIGRATIONS_DATABASE_URL"]).host == "db"
     assert api["environment"]["JWT_SECRET_KEY"] == "x" * 64
     assert "/health" in " ".join(api["healthcheck"]["test"])
+    # Only nginx faces clients; the API trusts it as its one proxy.
+    assert "ports" not in api
+    (published,) = services["nginx"]["ports"]
+    assert (str(published["published"]), published["target"]) == ("8000", 8080)
+    assert services["nginx"]["depends_on"]["api"]["condition"] == "service_healthy"
+    assert api["environment"]["TRUSTED_PROXIES"] == "1"
 
 
 def test_compose_refuses_to_run_without_a_token_secret():

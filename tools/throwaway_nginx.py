@@ -1,0 +1,57 @@
+"""Debian's nginx with docker-compose.yml's configuration (nginx/nginx.conf), in front of
+a server of the tests: only the addresses (and, where asked, other lines) changed."""
+
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tools.throwaway_postgres import on_a_free_port
+
+NGINX_CONF = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf"
+
+
+@contextmanager
+def throwaway_nginx(upstream_port: int, **replacements: str) -> Iterator[str]:
+    """nginx proxying to 127.0.0.1:`upstream_port`; yields its base URL. `replacements`
+    swap whole lines of the configuration, e.g. a shorter timeout."""
+    root = Path(tempfile.mkdtemp(prefix="throwaway-nginx-"))
+    processes: list[subprocess.Popen] = []
+
+    def start_on(port: int) -> None:
+        config = NGINX_CONF.read_text()
+        for old, new in {
+            "server api:8000;": f"server 127.0.0.1:{upstream_port};",
+            "listen 8080;": f"listen 127.0.0.1:{port};",
+            **replacements,
+        }.items():
+            assert old in config, old
+            config = config.replace(old, new)
+        (root / "nginx.conf").write_text(config)
+        process = subprocess.Popen(
+            ["nginx", "-c", root / "nginx.conf", "-e", root / "error.log",
+             "-g", f"daemon off; pid {root / 'nginx.pid'};"],
+            stdout=subprocess.DEVNULL, stderr=(root / "stderr.log").open("w"),
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:  # e.g. the port was taken meanwhile
+                raise subprocess.CalledProcessError(process.returncode, "nginx")
+            try:
+                requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        processes.append(process)
+
+    try:
+        yield f"http://127.0.0.1:{on_a_free_port(start_on)}"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
