@@ -1,4 +1,4 @@
-"""`flask create-admin` and `flask prune-revoked-tokens`."""
+"""`flask create-admin` and `flask prune-expired`."""
 
 from datetime import UTC, datetime
 
@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from auth import new_user
 from db import db
-from models import RevokedTokenModel, UserModel
+from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
 from schemas import UserSchema
+from throttle import prune_expired as prune_expired_throttles
 
 
 @click.command("create-admin")
@@ -43,17 +44,26 @@ def prompted_user(username: str, email: str) -> UserModel:
     return new_user(fields)
 
 
-@click.command("prune-revoked-tokens")
+@click.command("prune-expired")
 @with_appcontext
-def prune_revoked_tokens() -> None:
-    """Forget revoked tokens that have expired anyway."""
-    pruned = db.session.execute(
-        delete(RevokedTokenModel).where(RevokedTokenModel.expires_at < datetime.now(UTC))
-    )
+def prune_expired() -> None:
+    """Forget revoked tokens and token families that have expired anyway, and throttle
+    counts whose window is over: run it daily, from cron."""
+    now = datetime.now(UTC)
+    tokens = db.session.execute(
+        delete(RevokedTokenModel).where(RevokedTokenModel.expires_at < now)
+    ).rowcount
+    families = db.session.execute(
+        delete(RevokedTokenFamilyModel).where(RevokedTokenFamilyModel.expires_at < now)
+    ).rowcount
+    throttles = prune_expired_throttles()
     db.session.commit()
-    click.echo(f"Pruned {pruned.rowcount} expired revoked token(s).")
+    click.echo(
+        f"Pruned {tokens} revoked token(s), {families} revoked token family(ies) "
+        f"and {throttles} throttle count(s), all expired."
+    )
 
 
 def register_user_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
-    app.cli.add_command(prune_revoked_tokens)
+    app.cli.add_command(prune_expired)

@@ -10,7 +10,7 @@ class RevokedTokenModel(db.Model):
     """A token logged out or used up before it expired; checked on every authenticated request.
 
     Kept in the database so that every worker and every instance sees it. Past
-    `expires_at` the token is refused anyway, and `flask prune-revoked-tokens` drops the row.
+    `expires_at` the token is refused anyway, and `flask prune-expired` drops the row.
     """
 
     __tablename__ = "revoked_tokens"

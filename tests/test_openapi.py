@@ -72,16 +72,31 @@ def test_the_spec_says_which_operations_need_which_token(spec):
             assert operation["security"] == [{"bearerAuth": []}], name
             assert "401" in operation["responses"], name
     documented = {name: set(op["responses"]) for name, op in operations(spec)}
-    for admin_only in ("DELETE /store/{store_id}", "DELETE /user/{user_id}"):
-        assert "403" in documented[admin_only]
+    assert "403" in documented["DELETE /user/{user_id}"]
     assert (
         "fresh" in spec["paths"]["/store/{store_id}"]["delete"]["responses"]["401"]["description"]
     )
 
 
-def test_login_documents_its_refusals(spec):
-    responses = spec["paths"]["/login"]["post"]["responses"]
-    assert {"401", "422", "429"} <= set(responses)
+OWNERS_WRITES = [
+    "PUT /store/{store_id}", "DELETE /store/{store_id}", "POST /item", "PUT /item/{item_id}",
+    "DELETE /item/{item_id}", "POST /store/{store_id}/tag", "DELETE /tag/{tag_id}",
+    "POST /item/{item_id}/tag/{tag_id}", "DELETE /item/{item_id}/tag/{tag_id}",
+]  # fmt: skip
+
+
+def test_every_write_in_a_store_documents_the_owner_rule(spec):
+    documented = dict(operations(spec))
+    for name in OWNERS_WRITES:
+        operation = documented[name]
+        assert "owner" in operation["responses"]["403"]["description"], name
+        assert "owner or an admin" in operation["summary"], name  # shown by Swagger UI
+
+
+@pytest.mark.parametrize("path", ["/login", "/register"])
+def test_throttled_operations_document_their_refusals(spec, path):
+    responses = spec["paths"][path]["post"]["responses"]
+    assert {"422", "429"} <= set(responses)
     assert "Retry-After" in responses["429"]["headers"]
 
 

@@ -1,4 +1,4 @@
-"""`flask create-admin` and `flask prune-revoked-tokens`."""
+"""`flask create-admin` and `flask prune-expired`."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -6,7 +6,7 @@ import pytest
 from helpers import PASSWORD
 from sqlalchemy import insert
 
-from models import RevokedTokenModel
+from models import RevokedTokenFamilyModel, RevokedTokenModel, ThrottleModel
 
 
 @pytest.mark.sqlite_too
@@ -53,7 +53,7 @@ def test_create_admin_refuses_what_register_would(app, new_user, sql):
 
 
 @pytest.mark.sqlite_too
-def test_prune_drops_only_expired_revoked_tokens(app, engine, sql):
+def test_prune_drops_only_what_expired(app, engine, sql):
     now = datetime.now(UTC)
     with engine.begin() as connection:
         connection.execute(
@@ -63,9 +63,27 @@ def test_prune_drops_only_expired_revoked_tokens(app, engine, sql):
                 {"jti": "still-valid", "expires_at": now + timedelta(days=1)},
             ],
         )
+        connection.execute(
+            insert(RevokedTokenFamilyModel),
+            [
+                {"family": "expired", "expires_at": now - timedelta(minutes=1)},
+                {"family": "still-valid", "expires_at": now + timedelta(days=1)},
+            ],
+        )
+        later, earlier = now.timestamp() + 60, now.timestamp() - 60
+        connection.execute(
+            insert(ThrottleModel),
+            [
+                {"key": "over", "hits": 3, "window_ends_at": earlier, "blocked_until": earlier},
+                {"key": "counting", "hits": 3, "window_ends_at": later, "blocked_until": 0},
+                {"key": "waiting", "hits": 9, "window_ends_at": earlier, "blocked_until": later},
+            ],
+        )
 
-    result = app.test_cli_runner().invoke(args=["prune-revoked-tokens"])
+    result = app.test_cli_runner().invoke(args=["prune-expired"])
 
     assert result.exit_code == 0, result.output
-    assert "Pruned 1 expired revoked token(s)." in result.output
+    assert "Pruned 1 revoked token(s), 1 revoked token family(ies) and 1 throttle" in result.output
     assert sql("SELECT jti FROM revoked_tokens") == [("still-valid",)]
+    assert sql("SELECT family FROM revoked_token_families") == [("still-valid",)]
+    assert sql("SELECT key FROM throttles ORDER BY key") == [("counting",), ("waiting",)]
