@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from api import Api
 from auth import init_auth
-from db import autocommit_reads, configure_transactions, db, ping_idle_connections
+from db import configure_transactions, db, ping_idle_connections
 from errors import database_unavailable
 from request_log import init_request_log
 from resources.common import BEARER_AUTH
@@ -115,7 +115,6 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
     with app.app_context():
         ping_idle_connections(db.engine)
         configure_transactions(db.engine, statement_timeout_ms())
-    app.before_request(autocommit_reads)
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
     register_seed_command(app)

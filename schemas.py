@@ -1,6 +1,6 @@
 from decimal import ROUND_HALF_UP, Decimal
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 MAX_ID = 2**31 - 1  # PostgreSQL integer columns
 MAX_PRICE = Decimal("99999999.99")  # Numeric(10, 2)
@@ -85,14 +85,49 @@ class PlainTagSchema(Schema):
     store_id = fields.Integer(dump_only=True)
 
 
+# Nested collections hold their first entries only (resources/listing.py): a representation
+# costs the same whatever the size of what it nests.
+NESTED_LIMIT = 10
+# How deep page numbers may go (page x page_size): deeper, OFFSET would read and skip every
+# row before the page. Elasticsearch's max_result_window, and like it we point to keysets.
+MAX_PAGE_DEPTH = 10_000
+
+
+def first_entries(schema: type[Schema], name: str, url: str) -> tuple[fields.Field, ...]:
+    """The fields of a nested collection: its first entries by id, whether it has more, and
+    the URL of the whole list (`url` formatted with the parent's id), as Stripe nests lists."""
+    return (
+        fields.List(
+            fields.Nested(schema),
+            attribute=f"first_{name}",
+            dump_only=True,
+            metadata={"description": f"The first {NESTED_LIMIT} {name}, in id order."},
+        ),
+        fields.Boolean(
+            attribute=f"{name}_has_more",
+            dump_only=True,
+            metadata={"description": f"Whether there are more {name} than those: see {name}_url."},
+        ),
+        fields.Function(
+            lambda parent: url.format(id=parent.id),
+            dump_only=True,
+            metadata={
+                "type": "string",
+                "description": f"All the {name}, page by page.",
+                "example": url.format(id=1),
+            },
+        ),
+    )
+
+
 class StoreSchema(PlainStoreSchema):
-    items = fields.List(fields.Nested(PlainItemSchema), attribute="item_list", dump_only=True)
-    tags = fields.List(fields.Nested(PlainTagSchema), attribute="tag_list", dump_only=True)
+    items, items_has_more, items_url = first_entries(PlainItemSchema, "items", "/store/{id}/item")
+    tags, tags_has_more, tags_url = first_entries(PlainTagSchema, "tags", "/store/{id}/tag")
 
 
 class ItemSchema(PlainItemSchema):
     store = fields.Nested(PlainStoreSchema, dump_only=True)
-    tags = fields.List(fields.Nested(PlainTagSchema), dump_only=True)
+    tags, tags_has_more, tags_url = first_entries(PlainTagSchema, "tags", "/item/{id}/tag")
 
 
 class ItemCreateSchema(PlainItemSchema):
@@ -108,11 +143,37 @@ class ItemUpdateSchema(PlainItemSchema):
 
 class TagSchema(PlainTagSchema):
     store = fields.Nested(PlainStoreSchema, dump_only=True)
-    items = fields.List(fields.Nested(PlainItemSchema), dump_only=True)
+    items, items_has_more, items_url = first_entries(PlainItemSchema, "items", "/tag/{id}/item")
 
 
-class ItemQuerySchema(Schema):
-    store_id = Id(strict=False)
+class PageArgsSchema(Schema):
+    page_size = fields.Integer(
+        load_default=20, validate=validate.Range(min=1, max=100), metadata={"example": 20}
+    )
+    after = fields.Integer(
+        validate=validate.Range(min=0, max=MAX_ID),
+        metadata={
+            "description": "Entries with a larger id than this, in id order: the next page "
+            "starts after the last id of this one (the Link header says so). As cheap at "
+            "the millionth entry as at the first."
+        },
+    )
+    page = fields.Integer(
+        validate=validate.Range(min=1),
+        metadata={
+            "description": f"Page number, from 1, while page x page_size <= {MAX_PAGE_DEPTH:,}"
+            "; deeper, use after."
+        },
+    )
+
+    @validates_schema
+    def page_or_after(self, data: dict, **_kwargs) -> None:
+        if "page" in data and "after" in data:
+            raise ValidationError("Give page or after, not both.", "after")
+
+
+class ItemListArgsSchema(PageArgsSchema):
+    store_id = Id(strict=False, metadata={"description": "Only the items of this store."})
 
 
 class DeletedCountsSchema(Schema):

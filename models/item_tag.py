@@ -1,4 +1,4 @@
-from sqlalchemy import ForeignKey
+from sqlalchemy import ForeignKey, Index
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db import db
@@ -10,8 +10,8 @@ class ItemTagModel(db.Model):
     item_id: Mapped[int] = mapped_column(
         ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
     )
-    # Indexed on its own: the primary key leads with item_id, and cascading a tag
-    # delete looks links up by tag_id.
-    tag_id: Mapped[int] = mapped_column(
-        ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
+    tag_id: Mapped[int] = mapped_column(ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True)
+
+    # The primary key (item_id, tag_id) gives an item's tags in id order; this index a
+    # tag's items in id order, and the links a tag delete cascades to.
+    __table_args__ = (Index("ix_items_tags_tag_id_item_id", "tag_id", "item_id"),)

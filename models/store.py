@@ -31,12 +31,3 @@ class StoreModel(db.Model):
     tags: WriteOnlyMapped["TagModel"] = relationship(
         back_populates="store", cascade="all, delete-orphan", passive_deletes=True
     )
-
-    # Read-only views of the same rows, for representations: loaded only when a
-    # query asks for them (selectinload), so a forgotten eager load fails loudly.
-    item_list: Mapped[list["ItemModel"]] = relationship(
-        viewonly=True, lazy="raise", order_by="ItemModel.id"
-    )
-    tag_list: Mapped[list["TagModel"]] = relationship(
-        viewonly=True, lazy="raise", order_by="TagModel.id"
-    )

@@ -2,21 +2,20 @@ import json
 import sqlite3
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, ClassVar, Literal, NoReturn, TypeVar
+from typing import Any, Literal, NoReturn, TypeVar
 
 import flask_smorest
 from flask import Request
 from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
-from flask_smorest.pagination import PaginationParameters
 from marshmallow import Schema, fields
-from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from db import db
-from schemas import MAX_ID
+from db import autocommit_reads, db
+from resources.listing import LINK_HEADER
+from schemas import MAX_PAGE_DEPTH, PageArgsSchema
 
 Model = TypeVar("Model")
 
@@ -62,12 +61,13 @@ TOKEN_NAMES = {"access": "an access token", "refresh": "a refresh token", "any":
 
 
 class Blueprint(flask_smorest.Blueprint):
-    ARGUMENTS_PARSER = PAGINATION_ARGUMENTS_PARSER = ArgumentsParser()
-    DEFAULT_PAGINATION_PARAMETERS: ClassVar[dict[str, int]] = {
-        "page": 1,
-        "page_size": 20,
-        "max_page_size": 100,
-    }
+    ARGUMENTS_PARSER = ArgumentsParser()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Only the views of our blueprints touch the database: Swagger UI, its assets and
+        # /openapi.json check out no connection, and keep answering while it is down.
+        self.before_request(autocommit_reads)
 
     def alt_response(self, status_code: int, response=None, **kwargs) -> Callable:
         """Document another response; an error one has the one error shape, said in the spec."""
@@ -83,6 +83,19 @@ class Blueprint(flask_smorest.Blueprint):
         return lambda view: self.alt_response(400, description="The body is not valid JSON")(
             self.alt_response(415, description="The body is not JSON")(parse(view))
         )
+
+    def paginated(self, schema: type[Schema], arguments: type[Schema] = PageArgsSchema) -> Callable:
+        """A list view: takes page_size with after or page (and `arguments`' other query
+        parameters, as keyword arguments), answers a page of `schema` and a Link header."""
+
+        def decorator(view: Callable) -> Callable:
+            view = self.alt_response(
+                400, description=f"page x page_size past {MAX_PAGE_DEPTH:,}: use after"
+            )(view)
+            view = self.response(200, schema(many=True), headers=LINK_HEADER)(view)
+            return self.arguments(arguments, location="query", as_kwargs=True)(view)
+
+        return decorator
 
     def login_required(
         self,
@@ -149,23 +162,6 @@ def get_or_404(model: type[Model], ident: int, **get_options: Any) -> Model:
     if instance is None:
         refuse(not_found(model, ident))
     return instance
-
-
-def paginate(statement: Select, pagination: PaginationParameters) -> list:
-    """Run one page of `statement`, counting all its rows in the same query."""
-    # No table holds more rows than the largest id, so a larger offset selects
-    # nothing: clamping keeps absurd page numbers from overflowing OFFSET.
-    offset = min(pagination.first_item, MAX_ID)
-    rows = db.session.execute(
-        statement.add_columns(func.count().over()).offset(offset).limit(pagination.page_size)
-    ).all()
-    if rows:
-        pagination.item_count = rows[0][1]
-    else:
-        pagination.item_count = db.session.scalar(
-            select(func.count()).select_from(statement.order_by(None).subquery())
-        )
-    return [row[0] for row in rows]
 
 
 # SQLSTATEs (PostgreSQL, either driver) and SQLite's extended result codes, by kind.

@@ -1,11 +1,10 @@
 from flask.views import MethodView
-from flask_smorest.pagination import PaginationParameters
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import Select, select
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
-from models import ItemModel, StoreModel
+from models import ItemModel, ItemTagModel, StoreModel, TagModel
 from resources.common import (
     Blueprint,
     commit_or_abort,
@@ -13,12 +12,12 @@ from resources.common import (
     get_or_404,
     link,
     not_found,
-    paginate,
     require_owner,
 )
+from resources.listing import attach_firsts, page_of, set_firsts
 from schemas import (
     ItemCreateSchema,
-    ItemQuerySchema,
+    ItemListArgsSchema,
     ItemSchema,
     ItemUpdateSchema,
     MessageSchema,
@@ -27,8 +26,20 @@ from schemas import (
 blp = Blueprint("items", __name__, description="Items, each in one store")
 
 WITH_STORE = joinedload(ItemModel.store, innerjoin=True)
-WITH_RELATIONS = (WITH_STORE, selectinload(ItemModel.tags))
-ITEMS_BY_ID = select(ItemModel).options(*WITH_RELATIONS).order_by(ItemModel.id)
+ITEMS = select(ItemModel).options(WITH_STORE)
+
+
+def first_tags_of_item() -> Select:
+    return (
+        select(ItemTagModel.tag_id)
+        .where(ItemTagModel.item_id == ItemModel.id)
+        .order_by(ItemTagModel.tag_id)
+    )
+
+
+def with_first_tags(items: list[ItemModel]) -> list[ItemModel]:
+    attach_firsts(items, "tags", TagModel, first_tags_of_item)
+    return items
 
 
 @blp.route("/item/<int:item_id>")
@@ -36,8 +47,8 @@ class Item(MethodView):
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, description="No item with this id")
     def get(self, item_id: int) -> ItemModel:
-        """Get an item with its store and tags"""
-        return get_or_404(ItemModel, item_id, options=WITH_RELATIONS)
+        """Get an item with its store and first tags"""
+        return with_first_tags([get_or_404(ItemModel, item_id, options=(WITH_STORE,))])[0]
 
     @blp.login_required(owner=True)
     @blp.arguments(ItemUpdateSchema)
@@ -47,13 +58,13 @@ class Item(MethodView):
         """Change an item's name, price or description (its store's owner or an admin)"""
         # Locked, so that a concurrent delete waits for us, or we for it (then: 404).
         item = get_or_404(
-            ItemModel, item_id, options=WITH_RELATIONS, with_for_update={"of": ItemModel}
+            ItemModel, item_id, options=(WITH_STORE,), with_for_update={"of": ItemModel}
         )
         require_owner(item.store.owner_id)
         for field, value in item_data.items():
             setattr(item, field, value)
         db.session.commit()
-        return item
+        return with_first_tags([item])[0]
 
     @blp.login_required(owner=True)
     @blp.response(200, MessageSchema)
@@ -72,15 +83,14 @@ class Item(MethodView):
 
 @blp.route("/item")
 class ItemList(MethodView):
-    @blp.arguments(ItemQuerySchema, location="query", as_kwargs=True)
-    @blp.response(200, ItemSchema(many=True))
-    @blp.paginate()
-    def get(self, pagination_parameters: PaginationParameters, store_id: int | None = None):
+    @blp.paginated(ItemSchema, arguments=ItemListArgsSchema)
+    def get(self, store_id: int | None = None, **page: int):
         """List items, optionally those of one store"""
-        statement = ITEMS_BY_ID
+        statement = ITEMS
         if store_id is not None:
             statement = statement.where(ItemModel.store_id == store_id)
-        return paginate(statement, pagination_parameters)
+        items, headers = page_of(statement, ItemModel.id, **page)
+        return with_first_tags(items), headers
 
     @blp.login_required(owner=True)
     @blp.arguments(ItemCreateSchema)
@@ -105,16 +115,30 @@ class ItemList(MethodView):
         # The store can still vanish before the insert commits: the foreign key tells.
         commit_or_abort(on_foreign_key=not_found(StoreModel, store.id))
         set_committed_value(item, "store", store)
-        set_committed_value(item, "tags", [])
+        set_firsts(item, "tags", [])
         return item
 
 
 @blp.route("/store/<int:store_id>/item")
 class ItemsInStore(MethodView):
-    @blp.response(200, ItemSchema(many=True))
+    @blp.paginated(ItemSchema)
     @blp.alt_response(404, description="No store with this id")
-    @blp.paginate()
-    def get(self, store_id: int, pagination_parameters: PaginationParameters) -> list[ItemModel]:
+    def get(self, store_id: int, **page: int):
         """List the items of a store, page by page"""
         get_or_404(StoreModel, store_id)
-        return paginate(ITEMS_BY_ID.where(ItemModel.store_id == store_id), pagination_parameters)
+        items, headers = page_of(ITEMS.where(ItemModel.store_id == store_id), ItemModel.id, **page)
+        return with_first_tags(items), headers
+
+
+@blp.route("/tag/<int:tag_id>/item")
+class ItemsOfTag(MethodView):
+    @blp.paginated(ItemSchema)
+    @blp.alt_response(404, description="No tag with this id")
+    def get(self, tag_id: int, **page: int):
+        """List the items linked to a tag, page by page"""
+        get_or_404(TagModel, tag_id)
+        linked = ITEMS.join(ItemTagModel, ItemTagModel.item_id == ItemModel.id).where(
+            ItemTagModel.tag_id == tag_id
+        )
+        items, headers = page_of(linked, ItemModel.id, **page)
+        return with_first_tags(items), headers

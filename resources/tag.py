@@ -1,8 +1,7 @@
 from flask.views import MethodView
 from flask_smorest import abort
-from flask_smorest.pagination import PaginationParameters
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
@@ -14,31 +13,40 @@ from resources.common import (
     get_or_404,
     link,
     not_found,
-    paginate,
     require_owner,
 )
+from resources.listing import attach_firsts, page_of, set_firsts
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
 
 ITEM_STORE = (joinedload(ItemModel.store, innerjoin=True),)
+TAG_STORE = (joinedload(TagModel.store, innerjoin=True),)
+TAGS = select(TagModel).options(*TAG_STORE)
+
+
+def first_items_of_tag() -> Select:
+    return (
+        select(ItemTagModel.item_id)
+        .where(ItemTagModel.tag_id == TagModel.id)
+        .order_by(ItemTagModel.item_id)
+    )
+
+
+def with_first_items(tags: list[TagModel]) -> list[TagModel]:
+    attach_firsts(tags, "items", ItemModel, first_items_of_tag)
+    return tags
 
 
 @blp.route("/store/<int:store_id>/tag")
 class TagsInStore(MethodView):
-    @blp.response(200, TagSchema(many=True))
+    @blp.paginated(TagSchema)
     @blp.alt_response(404, description="No store with this id")
-    @blp.paginate()
-    def get(self, store_id: int, pagination_parameters: PaginationParameters) -> list[TagModel]:
-        """List the tags of a store"""
+    def get(self, store_id: int, **page: int):
+        """List the tags of a store, page by page"""
         get_or_404(StoreModel, store_id)
-        statement = (
-            select(TagModel)
-            .where(TagModel.store_id == store_id)
-            .options(joinedload(TagModel.store), selectinload(TagModel.items))
-            .order_by(TagModel.id)
-        )
-        return paginate(statement, pagination_parameters)
+        tags, headers = page_of(TAGS.where(TagModel.store_id == store_id), TagModel.id, **page)
+        return with_first_items(tags), headers
 
     @blp.login_required(owner=True)
     @blp.arguments(PlainTagSchema)
@@ -66,7 +74,7 @@ class TagsInStore(MethodView):
             on_foreign_key=not_found(StoreModel, store_id),
         )
         set_committed_value(tag, "store", store)
-        set_committed_value(tag, "items", [])
+        set_firsts(tag, "items", [])
         return tag
 
 
@@ -75,12 +83,8 @@ class Tag(MethodView):
     @blp.response(200, TagSchema)
     @blp.alt_response(404, description="No tag with this id")
     def get(self, tag_id: int) -> TagModel:
-        """Get a tag with its store and items"""
-        return get_or_404(
-            TagModel,
-            tag_id,
-            options=(joinedload(TagModel.store), selectinload(TagModel.items)),
-        )
+        """Get a tag with its store and first items"""
+        return with_first_items([get_or_404(TagModel, tag_id, options=TAG_STORE)])[0]
 
     @blp.login_required(owner=True)
     @blp.response(200, MessageSchema)
@@ -92,7 +96,7 @@ class Tag(MethodView):
         tag = get_or_404(
             TagModel,
             tag_id,
-            options=(joinedload(TagModel.store),),
+            options=TAG_STORE,
             with_for_update={"of": TagModel},
         )
         require_owner(tag.store.owner_id)
@@ -106,6 +110,20 @@ class Tag(MethodView):
         db.session.delete(tag)
         db.session.commit()
         return {"message": f"Tag {tag_id} deleted."}
+
+
+@blp.route("/item/<int:item_id>/tag")
+class TagsOfItem(MethodView):
+    @blp.paginated(TagSchema)
+    @blp.alt_response(404, description="No item with this id")
+    def get(self, item_id: int, **page: int):
+        """List the tags linked to an item, page by page"""
+        get_or_404(ItemModel, item_id)
+        linked = TAGS.join(ItemTagModel, ItemTagModel.tag_id == TagModel.id).where(
+            ItemTagModel.item_id == item_id
+        )
+        tags, headers = page_of(linked, TagModel.id, **page)
+        return with_first_items(tags), headers
 
 
 @blp.route("/item/<int:item_id>/tag/<int:tag_id>")

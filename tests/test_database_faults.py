@@ -13,7 +13,7 @@ from sqlalchemy.pool import NullPool
 from app import create_app
 from db import ping_idle_connections
 from tools.gunicorn_server import API, gunicorn
-from tools.throwaway_postgres import throwaway_postgres
+from tools.throwaway_postgres import free_port, throwaway_postgres
 
 
 @pytest.fixture
@@ -120,3 +120,16 @@ def test_a_busy_connection_is_not_pinged_and_a_drop_costs_one_error(database_url
     with pytest.raises(OperationalError):
         backend_pid(engine)
     backend_pid(engine)  # the pool was invalidated: the next use reconnects
+
+
+def test_the_docs_need_no_database(unused_port_url):
+    client = create_app(unused_port_url, TESTING=True).test_client()
+    for path in ("/openapi.json", "/swagger-ui", "/swagger-ui-assets/swagger-ui-bundle.js"):
+        assert client.get(path).status_code == 200, path
+    assert client.get("/store").status_code == 503  # the data does
+
+
+@pytest.fixture
+def unused_port_url() -> str:
+    """A PostgreSQL URL where nothing listens."""
+    return f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"

@@ -51,11 +51,32 @@ def test_path_ids_are_bounded_like_the_database(spec):
     assert parameter["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
-def test_lists_declare_their_pagination(spec):
-    for path in ("/store", "/item", "/store/{store_id}/tag"):
-        parameters = {p["name"] for p in spec["paths"][path]["get"]["parameters"]}
-        assert {"page", "page_size"} <= parameters, path
-        assert "X-Pagination" in spec["paths"][path]["get"]["responses"]["200"]["headers"]
+LISTS = [
+    "/store", "/item", "/store/{store_id}/item", "/store/{store_id}/tag", "/tag/{tag_id}/item",
+    "/item/{item_id}/tag",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_lists_declare_their_pagination(spec, path):
+    operation = spec["paths"][path]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert {"page", "page_size", "after"} <= set(parameters)
+    assert "after" in parameters["page"]["description"]  # where page numbers end
+    assert "Link" in operation["responses"]["200"]["headers"]
+    assert "after" in operation["responses"]["400"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("schema", "collections"),
+    [("Store", ["items", "tags"]), ("Item", ["tags"]), ("Tag", ["items"])],
+)
+def test_nested_collections_document_their_bound(spec, schema, collections):
+    properties = spec["components"]["schemas"][schema]["properties"]
+    for name in collections:
+        assert "first 10" in properties[name]["description"]
+        assert properties[f"{name}_has_more"]["type"] == "boolean"
+        assert properties[f"{name}_url"]["description"]
 
 
 def test_the_spec_says_which_operations_need_which_token(spec):

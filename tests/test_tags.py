@@ -7,7 +7,8 @@ def test_create_and_get_tag(client):
     tag = new_tag(client, store["id"], "fiction")
     assert tag == {
         "id": 1, "name": "fiction", "store_id": store["id"],
-        "store": {"id": store["id"], "name": "Books", "owner_id": 1}, "items": [],
+        "store": {"id": store["id"], "name": "Books", "owner_id": 1},
+        "items": [], "items_has_more": False, "items_url": "/tag/1/item",
     }  # fmt: skip
     assert client.get("/tag/1").get_json() == tag
 

@@ -1,0 +1,93 @@
+"""Lists that cost what they return: keyset pages with a Link to the next, and the first
+few entries of each nested collection."""
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flask import request, url_for
+from flask_smorest import abort
+from sqlalchemy import Select, any_, func, select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from db import db
+from schemas import MAX_PAGE_DEPTH, NESTED_LIMIT
+
+LINK_HEADER = {
+    "Link": {
+        "description": 'The next page, while there is one: <URL>; rel="next" (RFC 8288)',
+        "schema": {"type": "string"},
+        "example": '<https://api.example.com/item?page_size=20&after=20>; rel="next"',
+    }
+}
+
+
+def page_of(
+    statement: Select, key: InstrumentedAttribute, page_size: int, **position: int
+) -> tuple[list, dict[str, str]]:
+    """One page of `statement` in `key` order, at `after` (a keyset) or `page` (an offset,
+    refused past MAX_PAGE_DEPTH); and the Link header to the next page while there is one.
+
+    One row more than the page is read to know whether there is a next page: no count of
+    every matching row, on any page.
+    """
+    if (page := position.get("page")) is not None:
+        if page * page_size > MAX_PAGE_DEPTH:
+            abort(
+                400,
+                message=f"Pages go {MAX_PAGE_DEPTH:,} entries deep (page x page_size): past "
+                "that, use after=<the last id you have>, as the Link header's next page does.",
+            )
+        statement = statement.offset((page - 1) * page_size)
+    elif (after := position.get("after")) is not None:
+        statement = statement.where(key > after)
+    rows = db.session.scalars(statement.order_by(key).limit(page_size + 1)).unique().all()
+    if len(rows) <= page_size:
+        return rows, {}
+    rows = rows[:page_size]
+    next_page = url_for(
+        request.endpoint,
+        **(request.view_args or {}),
+        **{name: value for name, value in request.args.items() if name not in ("page", "after")},
+        after=getattr(rows[-1], key.key),
+        _external=True,
+    )
+    return rows, {"Link": f'<{next_page}>; rel="next"'}
+
+
+def attach_firsts(
+    parents: Sequence[Any], name: str, child: type, first_ids: Callable[[], Select]
+) -> None:
+    """Give each parent `first_<name>`, its first NESTED_LIMIT children by id, and
+    `<name>_has_more`: in one statement, reading at most NESTED_LIMIT + 1 of each parent's
+    children however many it has.
+
+    `first_ids()` selects the child ids of one parent in id order, correlated to the
+    parent's model (e.g. items whose store_id is StoreModel.id).
+    """
+    if not parents:
+        return
+    parent_model = type(parents[0])
+    firsts = first_ids().limit(NESTED_LIMIT + 1)
+    if db.session.get_bind().dialect.name == "postgresql":
+        # An index scan of each parent's first ids, then of the children by primary key.
+        is_first = child.id == any_(func.array(firsts.scalar_subquery()))
+    else:
+        is_first = child.id.in_(firsts)
+    rows = db.session.execute(
+        select(parent_model.id, child)
+        .join(child, is_first)
+        .where(parent_model.id.in_([parent.id for parent in parents]))
+        .order_by(parent_model.id, child.id)
+    ).all()
+    children = defaultdict(list)
+    for parent_id, entry in rows:
+        children[parent_id].append(entry)
+    for parent in parents:
+        set_firsts(parent, name, children[parent.id])
+
+
+def set_firsts(parent: Any, name: str, children: list) -> None:
+    """What attach_firsts gives a parent, from `children` already in hand."""
+    setattr(parent, f"first_{name}", children[:NESTED_LIMIT])
+    setattr(parent, f"{name}_has_more", len(children) > NESTED_LIMIT)
