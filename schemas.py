@@ -1,6 +1,6 @@
 from decimal import ROUND_HALF_UP, Decimal
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 MAX_ID = 2**31 - 1  # PostgreSQL integer columns
 MAX_PRICE = Decimal("99999999.99")  # Numeric(10, 2)
@@ -162,14 +162,9 @@ class PageArgsSchema(Schema):
         validate=validate.Range(min=1),
         metadata={
             "description": f"Page number, from 1, while page x page_size <= {MAX_PAGE_DEPTH:,}"
-            "; deeper, use after."
+            "; deeper, use after. With after, pages are counted from there."
         },
     )
-
-    @validates_schema
-    def page_or_after(self, data: dict, **_kwargs) -> None:
-        if "page" in data and "after" in data:
-            raise ValidationError("Give page or after, not both.", "after")
 
 
 class ItemListArgsSchema(PageArgsSchema):

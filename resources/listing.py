@@ -25,12 +25,15 @@ LINK_HEADER = {
 def page_of(
     statement: Select, key: InstrumentedAttribute, page_size: int, **position: int
 ) -> tuple[list, dict[str, str]]:
-    """One page of `statement` in `key` order, at `after` (a keyset) or `page` (an offset,
-    refused past MAX_PAGE_DEPTH); and the Link header to the next page while there is one.
+    """One page of `statement` in `key` order: past `after` (a keyset) and at `page` (an
+    offset from there, refused past MAX_PAGE_DEPTH); and the Link header to the next page
+    while there is one.
 
     One row more than the page is read to know whether there is a next page: no count of
     every matching row, on any page.
     """
+    if (after := position.get("after")) is not None:
+        statement = statement.where(key > after)
     if (page := position.get("page")) is not None:
         if page * page_size > MAX_PAGE_DEPTH:
             abort(
@@ -39,8 +42,6 @@ def page_of(
                 "that, use after=<the last id you have>, as the Link header's next page does.",
             )
         statement = statement.offset((page - 1) * page_size)
-    elif (after := position.get("after")) is not None:
-        statement = statement.where(key > after)
     rows = db.session.scalars(statement.order_by(key).limit(page_size + 1)).unique().all()
     if len(rows) <= page_size:
         return rows, {}

@@ -121,9 +121,9 @@ def test_page_numbers_end_at_ten_thousand_entries_deep(client, query, status):
         assert "after=" in assert_error(response, 400)["message"]
 
 
-def test_page_and_after_together_are_422(client):
-    body = assert_error(client.get("/store?page=2&after=5"), 422)
-    assert body["errors"]["query"] == {"after": ["Give page or after, not both."]}
+def test_with_after_pages_count_from_there(client, crowded):
+    second_after_five = client.get(f"/item?after={crowded['items'][4]}&page=2&page_size=3")
+    assert [item["id"] for item in second_after_five.get_json()] == crowded["items"][8:11]
 
 
 def test_lists_of_a_missing_parent_are_404(client):

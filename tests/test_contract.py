@@ -24,13 +24,15 @@ def test_the_api_keeps_its_openapi_contract(database, app, live_server, new_user
         "CONTRACT_USER_ACCESS_TOKEN": user["access_token"],
         "CONTRACT_USER_REFRESH_TOKEN": user["refresh_token"],
     }
-    # Stateful phase included: OpenAPI links chain POST -> GET/PUT/DELETE. One schemathesis
-    # worker: with two, one's DELETE /store can cascade away an item that the other's
-    # scenario just created ("created resource not found"), and the seed no longer
-    # reproduces a run.
+    # Stateful phase included: OpenAPI links chain POST -> GET/PUT/DELETE. Every check but
+    # ensure_resource_availability (ST302, "created resource not found"): a scenario may
+    # delete a store, which cascades to an item it created earlier, then use that item's
+    # link, and a 404 is right (seen on SQLite). tests/test_items.py and the other suites
+    # read back what they create. One schemathesis worker, so that the seed reproduces a run.
     result = subprocess.run(
         [Path(sys.executable).parent / "schemathesis", "run", f"{live_server}/openapi.json",
-         "--checks", "all", "--max-examples", "100", "--seed", SEED, "--workers", "1"],
+         "--checks", "all", "--exclude-checks", "ensure_resource_availability",
+         "--max-examples", "100", "--seed", SEED, "--workers", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **tokens},
     )  # fmt: skip
     (artifacts / f"schemathesis-{database}.txt").write_text(result.stdout + result.stderr)
