@@ -11,7 +11,10 @@ MAX_PASSWORD_LENGTH = 1024
 # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
 # As patterns, the rules also reach the OpenAPI spec, so clients see them.
 NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
-NOT_BLANK_NO_NUL_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+# Blank: the characters str.isspace() calls whitespace, spelt out, since regex engines
+# disagree on what \s means (ECMA 262, which OpenAPI names, leaves out \x1c-\x1f and \x85).
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_NO_NUL_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
 
 
 def not_blank_no_nul(value: str) -> None:

@@ -2,10 +2,14 @@
 without NUL and whitespace, is refused quickly (the name pattern used to take minutes)."""
 
 import json
+import re
 import time
 
 import pytest
 from helpers import PASSWORD, new_store
+from marshmallow import ValidationError
+
+from schemas import NOT_BLANK_NO_NUL_PATTERN, not_blank_no_nul
 
 BODY_LIMIT = 1024 * 1024
 VARIANTS = {
@@ -60,3 +64,16 @@ def test_each_string_field_at_the_body_limit_is_refused_in_well_under_a_second(
     assert field in response.get_json()["errors"]["json"]
     # Asked for by the issue: a refusal must not hold a worker (it took minutes).
     assert took < 1.0, f"{took:.2f} s"
+
+
+def test_the_name_rule_and_its_published_pattern_agree():
+    blank_or_not = [chr(code) for code in range(0x3100)] + ["\ufeff", "\U0001f4da"]
+    for character in blank_or_not:
+        for value in (character, character * 3, "a" + character, character + "\x00"):
+            matches = re.fullmatch(NOT_BLANK_NO_NUL_PATTERN, value) is not None
+            try:
+                not_blank_no_nul(value)
+                accepted = True
+            except ValidationError:
+                accepted = False
+            assert matches == accepted, repr(value)
