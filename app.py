@@ -13,7 +13,7 @@ from werkzeug.routing import IntegerConverter
 
 from api import Api
 from auth import init_auth
-from db import configure_transactions, db, ping_idle_connections
+from db import READS, begin_transactions, configure_sqlite, db, ping_idle_connections
 from errors import database_unavailable
 from request_log import init_request_log
 from resources.common import BEARER_AUTH
@@ -84,6 +84,9 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
     app.config.update(
         SQLALCHEMY_DATABASE_URI=url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(url),
+        SQLALCHEMY_BINDS={
+            READS: {"url": url, "isolation_level": "AUTOCOMMIT", **engine_options(url)}
+        },
         MAX_CONTENT_LENGTH=int(os.environ.get("MAX_CONTENT_LENGTH", 1024 * 1024)),
         API_TITLE="Stores REST API",
         API_VERSION="v1",
@@ -113,8 +116,10 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
     app.url_map.converters["int"] = DatabaseIdConverter
     db.init_app(app)
     with app.app_context():
-        ping_idle_connections(db.engine)
-        configure_transactions(db.engine, statement_timeout_ms())
+        for engine in db.engines.values():
+            ping_idle_connections(engine)
+            configure_sqlite(engine)
+        begin_transactions(db.engine, statement_timeout_ms())
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
     register_seed_command(app)

@@ -13,7 +13,7 @@ from marshmallow import Schema, fields
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from db import autocommit_reads, db
+from db import db
 from resources.listing import LINK_HEADER
 from schemas import MAX_PAGE_DEPTH, PageArgsSchema
 
@@ -62,12 +62,6 @@ TOKEN_NAMES = {"access": "an access token", "refresh": "a refresh token", "any":
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ArgumentsParser()
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        # Only the views of our blueprints touch the database: Swagger UI, its assets and
-        # /openapi.json check out no connection, and keep answering while it is down.
-        self.before_request(autocommit_reads)
 
     def alt_response(self, status_code: int, response=None, **kwargs) -> Callable:
         """Document another response; an error one has the one error shape, said in the spec."""

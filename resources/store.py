@@ -44,13 +44,10 @@ def with_firsts(stores: list[StoreModel]) -> list[StoreModel]:
 # the upkeep of a second renderer. StoreSchema stays the contract: tests/test_stores.py
 # holds this document equal to it. Each nested list reads NESTED_LIMIT + 1 rows at most.
 STORE_DOCUMENT = text(f"""
-    WITH store AS (SELECT * FROM stores WHERE id = :store_id),
-    first_items AS (
-        SELECT item.* FROM items item, store
-        WHERE item.store_id = store.id ORDER BY item.id LIMIT {NESTED_LIMIT + 1}),
+    WITH first_items AS (
+        SELECT * FROM items WHERE store_id = :store_id ORDER BY id LIMIT {NESTED_LIMIT + 1}),
     first_tags AS (
-        SELECT tag.* FROM tags tag, store
-        WHERE tag.store_id = store.id ORDER BY tag.id LIMIT {NESTED_LIMIT + 1})
+        SELECT * FROM tags WHERE store_id = :store_id ORDER BY id LIMIT {NESTED_LIMIT + 1})
     SELECT jsonb_build_object(
         'id', store.id,
         'name', store.name,
@@ -71,7 +68,7 @@ STORE_DOCUMENT = text(f"""
         'tags_has_more', (SELECT count(*) FROM first_tags) > {NESTED_LIMIT},
         'tags_url', '/store/' || store.id || '/tag'
     )::text
-    FROM store
+    FROM stores store WHERE store.id = :store_id
 """)  # fmt: skip
 
 

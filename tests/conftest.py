@@ -206,23 +206,33 @@ def sql(engine: Engine):
 
 
 @pytest.fixture
-def statements(engine: Engine):
-    """Count the SQL statements sent while a block runs: `with statements() as sent:`."""
+def every_engine(app: Flask) -> list[Engine]:
+    """The app's engines: the default one, and the one that GET and HEAD use (db.READS)."""
+    with app.app_context():
+        return list(db.engines.values())
+
+
+@pytest.fixture
+def statements(every_engine: list[Engine]):
+    """The SQL statements sent while a block runs, with their parameters, on any engine:
+    `with statements() as sent:`, then `sent` is a list of (statement, parameters)."""
 
     @contextmanager
-    def count() -> Iterator[list[str]]:
-        sent: list[str] = []
+    def record() -> Iterator[list[tuple[str, object]]]:
+        sent: list[tuple[str, object]] = []
 
-        def record(_conn, _cursor, statement, *_args) -> None:
-            sent.append(statement)
+        def keep(_conn, _cursor, statement, parameters, *_args) -> None:
+            sent.append((statement, parameters))
 
-        event.listen(engine, "before_cursor_execute", record)
+        for engine in every_engine:
+            event.listen(engine, "before_cursor_execute", keep)
         try:
             yield sent
         finally:
-            event.remove(engine, "before_cursor_execute", record)
+            for engine in every_engine:
+                event.remove(engine, "before_cursor_execute", keep)
 
-    return count
+    return record
 
 
 @pytest.fixture(scope="session")

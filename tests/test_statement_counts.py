@@ -12,6 +12,8 @@ READS = [
     "/item?store_id=1",
     "/item/1",
     "/tag/1",
+    "/tag/1/item",
+    "/item/1/tag",
 ]
 
 
