@@ -29,10 +29,10 @@ WITH_STORE = joinedload(ItemModel.store, innerjoin=True)
 ITEMS = select(ItemModel).options(WITH_STORE)
 
 
-def first_tags_of_item() -> Select:
+def first_tags_of_item(item_id) -> Select:
     return (
         select(ItemTagModel.tag_id)
-        .where(ItemTagModel.item_id == ItemModel.id)
+        .where(ItemTagModel.item_id == item_id)
         .order_by(ItemTagModel.tag_id)
     )
 
@@ -140,5 +140,6 @@ class ItemsOfTag(MethodView):
         linked = ITEMS.join(ItemTagModel, ItemTagModel.item_id == ItemModel.id).where(
             ItemTagModel.tag_id == tag_id
         )
-        items, headers = page_of(linked, ItemModel.id, **page)
+        # In the link table's order: its (tag_id, item_id) index walks just this page.
+        items, headers = page_of(linked, ItemTagModel.item_id, **page)
         return with_first_tags(items), headers

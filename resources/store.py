@@ -22,14 +22,14 @@ from schemas import NESTED_LIMIT, PlainStoreSchema, StoreDeletedSchema, StoreSch
 blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
 
 
-def first_items_of_store() -> Select:
+def first_items_of_store(store_id) -> Select:
     first = aliased(ItemModel)
-    return select(first.id).where(first.store_id == StoreModel.id).order_by(first.id)
+    return select(first.id).where(first.store_id == store_id).order_by(first.id)
 
 
-def first_tags_of_store() -> Select:
+def first_tags_of_store(store_id) -> Select:
     first = aliased(TagModel)
-    return select(first.id).where(first.store_id == StoreModel.id).order_by(first.id)
+    return select(first.id).where(first.store_id == store_id).order_by(first.id)
 
 
 def with_firsts(stores: list[StoreModel]) -> list[StoreModel]:

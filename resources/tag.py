@@ -25,10 +25,10 @@ TAG_STORE = (joinedload(TagModel.store, innerjoin=True),)
 TAGS = select(TagModel).options(*TAG_STORE)
 
 
-def first_items_of_tag() -> Select:
+def first_items_of_tag(tag_id) -> Select:
     return (
         select(ItemTagModel.item_id)
-        .where(ItemTagModel.tag_id == TagModel.id)
+        .where(ItemTagModel.tag_id == tag_id)
         .order_by(ItemTagModel.item_id)
     )
 
@@ -122,7 +122,8 @@ class TagsOfItem(MethodView):
         linked = TAGS.join(ItemTagModel, ItemTagModel.tag_id == TagModel.id).where(
             ItemTagModel.item_id == item_id
         )
-        tags, headers = page_of(linked, TagModel.id, **page)
+        # In the link table's order: its (item_id, tag_id) key walks just this page.
+        tags, headers = page_of(linked, ItemTagModel.tag_id, **page)
         return with_first_items(tags), headers
 
 
