@@ -17,7 +17,7 @@ from auth import (
 )
 from db import db
 from models import UserModel
-from resources.common import Blueprint, commit_or_abort, get_or_404
+from resources.common import Blueprint, commit_or_abort, get_or_404, refuse
 from schemas import LoginSchema, LogoutQuerySchema, MessageSchema, TokensSchema, UserSchema
 from throttle import attempt, forgive, take_back
 
@@ -110,7 +110,7 @@ class Refresh(MethodView):
             # Another request used this refresh token a moment ago: a replay all the same.
             db.session.rollback()
             revoke_family(token)
-            abort(401, message=REVOKED, headers=BEARER_CHALLENGE)
+            refuse(REVOKED_MEANWHILE)
         return issue_tokens(current_user, fresh=False, family=token.get("fam"))
 
 
