@@ -15,12 +15,12 @@ from resources.common import (
     not_found,
     require_owner,
 )
+from resources.item import WITH_STORE
 from resources.listing import attach_firsts, page_of, set_firsts
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
 
-ITEM_STORE = (joinedload(ItemModel.store, innerjoin=True),)
 TAG_STORE = (joinedload(TagModel.store, innerjoin=True),)
 TAGS = select(TagModel).options(*TAG_STORE)
 
@@ -144,7 +144,8 @@ class LinkTagsToItem(MethodView):
     )
     def post(self, item_id: int, tag_id: int) -> dict:
         """Link a tag to an item of the same store (its owner or an admin)"""
-        item, tag = get_or_404(ItemModel, item_id, options=ITEM_STORE), get_or_404(TagModel, tag_id)
+        item = get_or_404(ItemModel, item_id, options=(WITH_STORE,))
+        tag = get_or_404(TagModel, tag_id)
         require_owner(item.store.owner_id)
         if item.store_id != tag.store_id:
             abort(
@@ -174,7 +175,8 @@ class LinkTagsToItem(MethodView):
     @blp.alt_response(404, description="No such item, tag or link")
     def delete(self, item_id: int, tag_id: int) -> dict:
         """Unlink a tag from an item (its store's owner or an admin)"""
-        item, tag = get_or_404(ItemModel, item_id, options=ITEM_STORE), get_or_404(TagModel, tag_id)
+        item = get_or_404(ItemModel, item_id, options=(WITH_STORE,))
+        tag = get_or_404(TagModel, tag_id)
         require_owner(item.store.owner_id)
         unlinked = db.session.execute(
             delete(ItemTagModel).where(
