@@ -27,15 +27,16 @@ jwt = JWTManager()
 
 
 def throttle_limits(config: dict) -> dict[str, Limit]:
-    """What is throttled, and how much (see the README, "Security")."""
-    return {
+    """What is throttled, and how much (see the README, "Security"), by name."""
+    limits = (
         # OWASP: the counter belongs to the account. A growing delay, up to 15 minutes.
-        "login-account": Limit("login-account", config["LOGIN_ATTEMPTS_PER_ACCOUNT"], max_wait=900),
+        Limit("login-account", config["LOGIN_ATTEMPTS_PER_ACCOUNT"], max_wait=900),
         # Guessing across many accounts from one client: until the hour is over.
-        "login-address": Limit("login-address", config["LOGIN_ATTEMPTS_PER_ADDRESS"]),
+        Limit("login-address", config["LOGIN_ATTEMPTS_PER_ADDRESS"]),
         # Each sign-up costs an Argon2 hash (0.1 s of CPU, 64 MiB).
-        "register-address": Limit("register-address", config["REGISTRATIONS_PER_ADDRESS"]),
-    }
+        Limit("register-address", config["REGISTRATIONS_PER_ADDRESS"]),
+    )
+    return {each.name: each for each in limits}
 
 
 def limit(name: str) -> Limit:
