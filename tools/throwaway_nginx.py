@@ -1,15 +1,14 @@
 """Debian's nginx with docker-compose.yml's configuration (nginx/nginx.conf), in front of
 a server of the tests: only the addresses (and, where asked, other lines) changed."""
 
+import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
-
+from tools.gunicorn_server import wait_until_serving
 from tools.throwaway_postgres import on_a_free_port
 
 NGINX_CONF = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf"
@@ -37,16 +36,10 @@ def throwaway_nginx(upstream_port: int, **replacements: str) -> Iterator[str]:
              "-g", f"daemon off; pid {root / 'nginx.pid'};"],
             stdout=subprocess.DEVNULL, stderr=(root / "stderr.log").open("w"),
         )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:  # e.g. the port was taken meanwhile
-                raise subprocess.CalledProcessError(process.returncode, "nginx")
-            try:
-                requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "nginx did not start"
-                time.sleep(0.05)
+        try:
+            wait_until_serving(f"http://127.0.0.1:{port}", process)
+        except RuntimeError as exited:  # e.g. the port was taken meanwhile
+            raise subprocess.CalledProcessError(process.returncode, "nginx") from exited
         processes.append(process)
 
     try:
@@ -55,3 +48,4 @@ def throwaway_nginx(upstream_port: int, **replacements: str) -> Iterator[str]:
         for process in processes:
             process.terminate()
             process.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
