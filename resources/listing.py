@@ -43,7 +43,7 @@ def page_of(
                 "that, use after=<the last id you have>, as the Link header's next page does.",
             )
         statement = statement.offset((page - 1) * page_size)
-    rows = db.session.scalars(statement.order_by(key).limit(page_size + 1)).unique().all()
+    rows = db.session.scalars(statement.order_by(key).limit(page_size + 1)).all()
     if len(rows) <= page_size:
         return rows, {}
     rows = rows[:page_size]
