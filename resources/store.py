@@ -89,7 +89,7 @@ class Store(MethodView):
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No store with this id")
     def get(self, store_id: int) -> StoreModel | Response:
-        """Get a store with its items and tags"""
+        """Get a store with its first items and tags"""
         if db.session.get_bind().dialect.name == "postgresql":
             return rendered_store(store_id)
         return with_firsts([get_or_404(StoreModel, store_id)])[0]
