@@ -33,7 +33,9 @@ from tools.throwaway_postgres import ThrowawayPostgres, throwaway_postgres  # no
 
 DRIVERS = ("psycopg", "psycopg2")
 
-BASELINE = "bench.raw_app:app"
+# Raw psycopg apps serving GET /store/<id>: the three obvious queries, and the API's statement.
+THREE_QUERIES = "bench.raw_app:three_queries"
+ONE_STATEMENT = "bench.raw_app:one_statement"
 
 
 def seed_store(connection: psycopg.Connection, name: str, items: int, tags: int) -> int:
@@ -181,17 +183,19 @@ def requests_per_second(base_url: str, path: str, seconds: int, script: str = ""
 def bench_throughput(database_url: str, runs: int, seconds: int) -> dict:
     with psycopg.connect(dsn(database_url), autocommit=True) as connection:
         store_id = seed_store(connection, "throughput", 10, 3)
-    rates = {API: [], BASELINE: []}
+    rates = {API: [], THREE_QUERIES: [], ONE_STATEMENT: []}
+    # Interleaved: the machine's speed drifts, and each app gets its share of every phase.
     for _ in range(runs):
         for app in rates:
             with serve(app, database_url) as (base_url, _master):
                 rates[app].append(requests_per_second(base_url, f"/store/{store_id}", seconds))
-    api, baseline = statistics.median(rates[API]), statistics.median(rates[BASELINE])
+    api, three, one = (statistics.median(rates[app]) for app in rates)
     print(
-        f"  GET /store/<id> (10 items, 3 tags): API {api:.0f} req/s, raw psycopg {baseline:.0f} "
-        f"req/s, ratio {api / baseline:.2f}   (runs: API {rates[API]}, raw {rates[BASELINE]})"
+        f"  GET /store/<id> (10 items, 3 tags): API {api:.0f} req/s; raw psycopg, three queries "
+        f"{three:.0f} req/s (ratio {api / three:.2f}), one statement {one:.0f} req/s (ratio "
+        f"{api / one:.2f})\n  (runs: {rates})"
     )
-    return {"api_rps": api, "baseline_rps": baseline, "ratio": api / baseline}
+    return {"api_rps": api, "ratio": api / three, "ratio_to_one_statement": api / one}
 
 
 def bench_drivers(
@@ -241,7 +245,9 @@ def main() -> None:
             database_url, admin_headers, [1_000, 10_000, 100_000], arguments.repeats
         )
         print("Throughput (medians):")
-        reads = bench_throughput(database_url, arguments.runs, arguments.seconds)
+        reads = bench_throughput(
+            cluster.url(DEFAULT_POSTGRES_DRIVER), arguments.runs, arguments.seconds
+        )
         print("Reads on the small and the big database (medians):")
         scale = bench_reads_at_scale(
             cluster, lambda url: serve(API, url, "--workers", "2"), arguments.repeats * 4
@@ -253,7 +259,7 @@ def main() -> None:
         "worker memory growth < 20 MB at 100,000 items": largest["memory_growth_mb"] < 20,
         "delete grows no faster than raw SQL (1k -> 100k)": largest["api_s"] / smallest["api_s"]
         <= 1.1 * largest["raw_s"] / smallest["raw_s"],
-        "GET /store/<id> >= 0.6 x raw psycopg req/s": reads["ratio"] >= 0.6,
+        "GET /store/<id> >= 0.6 x raw psycopg (three queries) req/s": reads["ratio"] >= 0.6,
         "every read: big <= 2 x small + 10 ms, body < 512 KiB": scale["reads_met"],
         "workers' memory does not grow with the data (< 10 MB)": scale["memory_growth_mb"] < 10,
     }

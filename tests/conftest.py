@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from helpers import JWT_SECRET, PASSWORD, bearer_of, server_env
-from sqlalchemy import URL, Connection, Engine, event, make_url, text
+from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 
 from app import create_app
 from auth import issue_tokens
@@ -112,6 +112,16 @@ def reset_data(connection: Connection) -> None:
             connection.execute(table.delete())
         # Tables with AUTOINCREMENT (users) keep counting here.
         connection.execute(text("DELETE FROM sqlite_sequence"))
+
+
+@pytest.fixture
+def new_database(backends) -> Iterator[URL]:
+    """An empty database on the suite's PostgreSQL server."""
+    with create_engine(backends.postgres, isolation_level="AUTOCOMMIT").connect() as server:
+        server.exec_driver_sql("DROP DATABASE IF EXISTS scratch")
+        server.exec_driver_sql("CREATE DATABASE scratch")
+        yield backends.postgres.set(database="scratch")
+        server.exec_driver_sql("DROP DATABASE scratch WITH (FORCE)")
 
 
 @pytest.fixture

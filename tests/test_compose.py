@@ -4,15 +4,13 @@ command migrates, then becomes gunicorn."""
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 import yaml
 from alembic.script import ScriptDirectory
 from helpers import JWT_SECRET
-from sqlalchemy import URL, create_engine, make_url
+from sqlalchemy import create_engine, make_url
 
 from tools.gunicorn_server import listening_socket, wait_until_serving
 
@@ -60,16 +58,6 @@ def test_compose_refuses_to_run_without_a_token_secret():
     result = compose_config()
     assert result.returncode != 0
     assert "JWT_SECRET_KEY" in result.stderr
-
-
-@pytest.fixture
-def new_database(backends) -> Iterator[URL]:
-    """An empty database on the suite's PostgreSQL server."""
-    with create_engine(backends.postgres, isolation_level="AUTOCOMMIT").connect() as server:
-        server.exec_driver_sql("DROP DATABASE IF EXISTS image_test")
-        server.exec_driver_sql("CREATE DATABASE image_test")
-        yield backends.postgres.set(database="image_test")
-        server.exec_driver_sql("DROP DATABASE image_test WITH (FORCE)")
 
 
 def test_the_image_command_migrates_directly_then_serves_through_pgbouncer(backends, new_database):

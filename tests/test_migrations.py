@@ -5,8 +5,10 @@ import sqlite3
 import flask_migrate
 import pytest
 from helpers import new_item, new_store, new_tag
+from sqlalchemy import inspect
 
 from app import create_app
+from db import db
 
 LINKED_STORE = [
     "INSERT INTO stores (id, name) VALUES (1, 'Books')",
@@ -14,6 +16,7 @@ LINKED_STORE = [
     "INSERT INTO tags (id, name, store_id) VALUES (1, 'fiction', 1)",
     "INSERT INTO items_tags (item_id, tag_id) VALUES (1, 1)",
 ]
+OUR_FUNCTIONS = "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
 COUNTS = (
     "SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items),"
     " (SELECT count(*) FROM tags), (SELECT count(*) FROM items_tags)"
@@ -56,3 +59,29 @@ def test_migrating_a_filled_sqlite_database_keeps_every_row(tmp_path, request):
         migrated.execute("PRAGMA foreign_keys=ON")
         migrated.execute("DELETE FROM stores")
         assert migrated.execute(COUNTS).fetchall() == [(0, 0, 0, 0)]  # still cascading
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'new.db'}"
+    return request.getfixturevalue("new_database").render_as_string(hide_password=False)
+
+
+def test_every_migration_can_be_undone_and_redone(empty_database_url, request):
+    app = create_app(empty_database_url, TESTING=True)
+    migrations = str(request.config.rootpath / "migrations")
+    with app.app_context():
+        flask_migrate.upgrade(directory=migrations)
+        flask_migrate.downgrade(directory=migrations, revision="base")
+        assert inspect(db.engine).get_table_names() == ["alembic_version"]
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect() as connection:
+                assert connection.exec_driver_sql(OUR_FUNCTIONS).all() == []
+        flask_migrate.upgrade(directory=migrations)
+        with db.engine.begin() as connection:
+            for statement in LINKED_STORE:
+                connection.exec_driver_sql(statement)
+
+    store = app.test_client().get("/store/1").get_json()
+    assert (store["name"], [item["name"] for item in store["items"]]) == ("Books", ["Novel"])
