@@ -236,7 +236,8 @@ def main() -> None:
     arguments = parser.parse_args()
 
     with throwaway_postgres() as cluster:
-        database_url = cluster.url()
+        # What users get from a postgresql:// URL.
+        database_url = cluster.url(DEFAULT_POSTGRES_DRIVER)
         admin_headers = admin_token_maker(database_url)
         print("Drivers (medians):")
         drivers = bench_drivers(cluster, admin_headers, arguments.runs, arguments.seconds)
@@ -245,9 +246,7 @@ def main() -> None:
             database_url, admin_headers, [1_000, 10_000, 100_000], arguments.repeats
         )
         print("Throughput (medians):")
-        reads = bench_throughput(
-            cluster.url(DEFAULT_POSTGRES_DRIVER), arguments.runs, arguments.seconds
-        )
+        reads = bench_throughput(database_url, arguments.runs, arguments.seconds)
         print("Reads on the small and the big database (medians):")
         scale = bench_reads_at_scale(
             cluster, lambda url: serve(API, url, "--workers", "2"), arguments.repeats * 4
