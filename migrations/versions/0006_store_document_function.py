@@ -10,7 +10,7 @@ of the schema or of the limit needs a new version of this function.
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-11-26 09:00:00
+Create Date: 2026-11-25 09:00:00
 
 """
 from alembic import op
