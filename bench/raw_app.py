@@ -54,8 +54,9 @@ def firsts(rows: list[tuple], names: tuple[str, ...]) -> list[dict]:
 
 
 def by_three_queries(cur: psycopg.Cursor, store_id: int) -> bytes | None:
-    store = cur.execute("SELECT id, name, owner_id FROM stores WHERE id = %s", (store_id,))
-    store = store.fetchone()
+    store = cur.execute(
+        "SELECT id, name, owner_id FROM stores WHERE id = %s", (store_id,)
+    ).fetchone()
     if not store:
         return None
     items = cur.execute(
