@@ -19,6 +19,23 @@ def test_cascading_delete_through_gunicorn(live_server, http, sql):
     assert sql("SELECT (SELECT count(*) FROM items) + (SELECT count(*) FROM items_tags)") == [(0,)]
 
 
+def test_store_reads_stay_right_once_connections_keep_their_plans(live_server, http):
+    # On PostgreSQL store_document keeps a generic plan after 5 calls on a connection (and
+    # psycopg 3 would prepare the call after 5 runs, which PgBouncer cannot carry): 40 reads
+    # over 4 workers, two stores in turn, each answer its own store.
+    stores = [store_item_and_tag_over_http(http, live_server, name) for name in ("One", "Two")]
+    for _ in range(20):
+        for store, item, tag in stores:
+            shown = requests.get(f"{live_server}/store/{store['id']}").json()
+            assert shown["name"] == store["name"]
+            assert [(entry["id"], entry["store_id"]) for entry in shown["items"]] == [
+                (item["id"], store["id"])
+            ]
+            assert [(entry["id"], entry["store_id"]) for entry in shown["tags"]] == [
+                (tag["id"], store["id"])
+            ]
+
+
 def test_errors_over_http_are_json(live_server, app):
     not_found = requests.get(f"{live_server}/no/such/page")
     wrong_method = requests.patch(f"{live_server}/store")
