@@ -17,10 +17,9 @@ from decimal import Decimal
 
 import psycopg
 
+from schemas import NESTED_LIMIT
+
 STORE_PATH = re.compile(r"/store/(\d+)")
-# A store shows its first 10 items and tags (schemas.NESTED_LIMIT); reading one more tells
-# whether there are more.
-SHOWN = 10
 NOT_FOUND = b'{"code": 404, "status": "Not Found"}'
 connections = threading.local()
 
@@ -50,7 +49,7 @@ def serving(render: Callable[[psycopg.Cursor, int], bytes | None]) -> Callable:
 
 
 def firsts(rows: list[tuple], names: tuple[str, ...]) -> list[dict]:
-    return [dict(zip(names, row, strict=True)) for row in rows[:SHOWN]]
+    return [dict(zip(names, row, strict=True)) for row in rows[:NESTED_LIMIT]]
 
 
 def by_three_queries(cur: psycopg.Cursor, store_id: int) -> bytes | None:
@@ -62,21 +61,21 @@ def by_three_queries(cur: psycopg.Cursor, store_id: int) -> bytes | None:
     items = cur.execute(
         "SELECT id, name, price, description, store_id FROM items"
         " WHERE store_id = %s ORDER BY id LIMIT %s",
-        (store_id, SHOWN + 1),
+        (store_id, NESTED_LIMIT + 1),
     ).fetchall()
     tags = cur.execute(
         "SELECT id, name, store_id FROM tags WHERE store_id = %s ORDER BY id LIMIT %s",
-        (store_id, SHOWN + 1),
+        (store_id, NESTED_LIMIT + 1),
     ).fetchall()
     document = {
         "id": store[0],
         "name": store[1],
         "owner_id": store[2],
         "items": firsts(items, ("id", "name", "price", "description", "store_id")),
-        "items_has_more": len(items) > SHOWN,
+        "items_has_more": len(items) > NESTED_LIMIT,
         "items_url": f"/store/{store_id}/item",
         "tags": firsts(tags, ("id", "name", "store_id")),
-        "tags_has_more": len(tags) > SHOWN,
+        "tags_has_more": len(tags) > NESTED_LIMIT,
         "tags_url": f"/store/{store_id}/tag",
     }
     return json.dumps(

@@ -28,12 +28,9 @@ def test_store_reads_stay_right_once_connections_keep_their_plans(live_server, h
         for store, item, tag in stores:
             shown = requests.get(f"{live_server}/store/{store['id']}").json()
             assert shown["name"] == store["name"]
-            assert [(entry["id"], entry["store_id"]) for entry in shown["items"]] == [
-                (item["id"], store["id"])
-            ]
-            assert [(entry["id"], entry["store_id"]) for entry in shown["tags"]] == [
-                (tag["id"], store["id"])
-            ]
+            for collection, only_entry in (("items", item), ("tags", tag)):
+                entries = [(entry["id"], entry["store_id"]) for entry in shown[collection]]
+                assert entries == [(only_entry["id"], store["id"])], collection
 
 
 def test_errors_over_http_are_json(live_server, app):
