@@ -9,14 +9,15 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from db import db, insert_missing
 from errors import ErrorResponse, error_response
 from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
-from throttle import Limit
+from throttle import Counted, Limit, client_of
 
 MIN_SECRET_BYTES = 32
 MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
@@ -27,16 +28,66 @@ jwt = JWTManager()
 
 
 def throttle_limits(config: dict) -> dict[str, Limit]:
-    """What is throttled, and how much (see the README, "Security"), by name."""
+    """What is throttled, and how much (see the README, "Security"), by name.
+
+    As OWASP's Authentication Cheat Sheet has it: per account *and* client, so that an
+    attacker's guesses slow down the attacker and not the account's owner elsewhere; per
+    account across unknown clients, against guessing from many addresses; and a client
+    that logged in to the account before (its device cookie) has an allowance of its own,
+    which nobody else's guesses use up.
+    """
+    per_client = config["LOGIN_ATTEMPTS_PER_ACCOUNT"]
     limits = (
-        # OWASP: the counter belongs to the account. A growing delay, up to 15 minutes.
-        Limit("login-account", config["LOGIN_ATTEMPTS_PER_ACCOUNT"], max_wait=900),
-        # Guessing across many accounts from one client: until the hour is over.
+        # A growing delay, up to 15 minutes; a right password clears it.
+        Limit("login-account-client", per_client, max_wait=900, forgotten_on_success=True),
+        Limit("login-device", per_client, max_wait=900, forgotten_on_success=True),
+        # Until the hour is over: many clients guessing one account, or one client
+        # guessing many accounts. Right logins are not counted.
+        Limit("login-account", config["LOGIN_ATTEMPTS_PER_ACCOUNT_FROM_NEW_CLIENTS"]),
         Limit("login-address", config["LOGIN_ATTEMPTS_PER_ADDRESS"]),
         # Each sign-up costs an Argon2 hash (0.1 s of CPU, 64 MiB).
         Limit("register-address", config["REGISTRATIONS_PER_ADDRESS"]),
     )
     return {each.name: each for each in limits}
+
+
+def login_counts(username: str, device: str | None) -> list[Counted]:
+    """What a login attempt for `username` counts against: a known device's own allowance,
+    or, from any other client, the account from that client, the account from all unknown
+    clients, and the client's address."""
+    if device is not None:
+        return [(limit("login-device"), device)]
+    client = client_of(request.remote_addr)
+    return [
+        (limit("login-account-client"), f"{username} {client}"),
+        (limit("login-account"), username),
+        (limit("login-address"), client),
+    ]
+
+
+DEVICE_COOKIE = "device"
+DEVICE_COOKIE_DAYS = 365
+
+
+def device_cookies() -> URLSafeTimedSerializer:
+    # Signed, not a JWT: it proves only that this client logged in to one account once.
+    return URLSafeTimedSerializer(current_app.config["JWT_SECRET_KEY"], salt="login-device")
+
+
+def new_device_cookie(username: str) -> str:
+    """A device cookie (OWASP): this client logged in to `username`, as device <random id>."""
+    return device_cookies().dumps([username, secrets.token_hex(16)])
+
+
+def known_device(cookie: str | None, username: str) -> str | None:
+    """The device id of a valid, unexpired device cookie given at a login to `username`."""
+    if not cookie:
+        return None
+    try:
+        owner, device = device_cookies().loads(cookie, max_age=DEVICE_COOKIE_DAYS * 86400)
+    except BadData:
+        return None
+    return device if owner == username else None
 
 
 def limit(name: str) -> Limit:
@@ -56,8 +107,10 @@ def init_auth(app: Flask) -> None:
     app.config.setdefault("JWT_SECRET_KEY", os.environ.get("JWT_SECRET_KEY", ""))
     for name, default in (
         ("LOGIN_ATTEMPTS_PER_ACCOUNT", "5"),
+        ("LOGIN_ATTEMPTS_PER_ACCOUNT_FROM_NEW_CLIENTS", "100"),
         ("LOGIN_ATTEMPTS_PER_ADDRESS", "30"),
         ("REGISTRATIONS_PER_ADDRESS", "10"),
+        ("IPV6_CLIENT_PREFIX", "64"),
     ):
         app.config.setdefault(name, int(os.environ.get(name, default)))
     app.extensions["throttle_limits"] = throttle_limits(app.config)
@@ -96,7 +149,7 @@ def unmatchable_hash(hasher: PasswordHasher) -> str:
 
 
 def check_password(user: UserModel | None, password: str) -> bool:
-    """Whether `password` is the user's; upgrades a hash made with older parameters."""
+    """Whether `password` is the user's. Seconds of CPU: call it holding no transaction."""
     hasher = password_hasher()
     # An unknown username costs a verification too, so that timing does not tell
     # which usernames exist.
@@ -104,11 +157,13 @@ def check_password(user: UserModel | None, password: str) -> bool:
         hasher.verify(user.password_hash if user else unmatchable_hash(hasher), password)
     except (VerificationError, InvalidHashError):
         return False
-    if user is None:
-        return False
-    if hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
-    return True
+    return user is not None
+
+
+def rehashed_password(user: UserModel, password: str) -> str | None:
+    """A new hash of the user's (right) password, if theirs was made with older parameters."""
+    hasher = password_hasher()
+    return hasher.hash(password) if hasher.check_needs_rehash(user.password_hash) else None
 
 
 def issue_tokens(user: UserModel, *, fresh: bool, family: str | None = None) -> dict[str, str]:

@@ -240,6 +240,12 @@ class LoginSchema(Schema):
     password = Password()
 
 
+class DeviceCookieSchema(Schema):
+    device = fields.String(
+        metadata={"description": "The device cookie an earlier login to this account set."}
+    )
+
+
 class TokensSchema(Schema):
     access_token = fields.String(required=True)
     refresh_token = fields.String(required=True)

@@ -1,5 +1,5 @@
-"""Throttles counted in the database: logins per account and per client address, sign-ups
-per client address.
+"""Throttles counted in the database: logins per account and client, per client address and
+per account from unknown clients, sign-ups per client address.
 
 Hand-written rather than Flask-Limiter: its storages are process memory (each worker
 counts alone), Redis, Memcached or MongoDB, none of them the database that every instance
@@ -7,17 +7,23 @@ already shares. As django-axes does, the counts live in a table, so every worker
 instance and a restart see the same numbers, on PostgreSQL, through PgBouncer and on SQLite.
 """
 
+import ipaddress
 import math
 import time
 from dataclasses import dataclass
 
+from flask import current_app
 from flask_smorest import abort
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from db import db, insert_missing
+from db import db, read_scalars
 from models import ThrottleModel
 
 HOUR = 3600.0
+# Expired rows each counted attempt removes: the table stays as small as the counts still
+# running, without cron (a backlog of 100,000 is gone after 200 attempts).
+PRUNE_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,9 @@ class Limit:
     allowed: int
     window: float = HOUR
     max_wait: float | None = None
+    # What an attempt that succeeded does: clear the count (an account's right password),
+    # or only take its own hit back (one of many accounts a client address logs in to).
+    forgotten_on_success: bool = False
 
     def key(self, subject: str) -> str:
         return f"{self.name}:{subject}"
@@ -50,54 +59,93 @@ class Limit:
             row.blocked_until = now + min(2.0 ** (row.hits - self.allowed), self.max_wait)
 
 
-def attempt(*counted: tuple[Limit, str], refusal: str) -> None:
-    """Count one attempt against each (limit, subject), in a transaction of its own; or,
-    while any of them must still wait, count nothing and refuse with 429 and Retry-After.
+def client_of(address: str | None) -> str:
+    """Who an address stands for in the throttles: an IPv4 address alone, an IPv6 address
+    with its whole network (IPV6_CLIENT_PREFIX, /64 by default), since one subscriber
+    gets at least a /64 and picks any address in it."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:  # a Unix socket's peer, say: no address to group
+        return address or ""
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped:  # ::ffff:192.0.2.1, an IPv4 client of a dual-stack socket
+        return str(ip.ipv4_mapped)
+    prefix = current_app.config["IPV6_CLIENT_PREFIX"]
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
-    The rows are locked while they are read and counted, so that concurrent attempts
-    are counted one after the other and none slips past a limit.
+
+Counted = tuple[Limit, str]
+
+
+def attempt(*counted: Counted, refusal: str) -> None:
+    """Count one attempt against each (limit, subject), in a transaction of its own; or,
+    while any of them must still wait, refuse with 429 and Retry-After.
+
+    A refusal writes nothing and locks nothing: the waits are read first, with no
+    transaction. An attempt that may go on locks its rows (inserted if missing, in one
+    statement: a pruning in between cannot leave one out), reads the waits again under
+    the lock, so that concurrent attempts are counted one after the other and none slips
+    past a limit, and counts.
     """
     now = time.time()
     limits = {limit.key(subject): limit for limit, subject in counted}
     keys = sorted(limits)  # one locking order for every request: no deadlocks
-    insert_missing(
-        ThrottleModel,
-        [{"key": key, "hits": 0, "window_ends_at": now, "blocked_until": 0} for key in keys],
-    )
-    rows = db.session.scalars(
-        select(ThrottleModel)
-        .where(ThrottleModel.key.in_(keys))
-        .order_by(ThrottleModel.key)
-        .with_for_update()
-    ).all()
-    wait = max(row.blocked_until - now for row in rows)
-    if wait > 0:
-        db.session.rollback()
-        abort(429, message=refusal, headers={"Retry-After": str(math.ceil(wait))})
+    waits = read_scalars(select(ThrottleModel.blocked_until).where(ThrottleModel.key.in_(keys)))
+    refuse_while_waiting(waits, now, refusal)
+    rows = lock_rows(keys, now)
+    refuse_while_waiting([row.blocked_until for row in rows], now, refusal)
     for row in rows:
         limits[row.key].count(row, now)
+    prune_expired(now, PRUNE_BATCH)
     db.session.commit()
 
 
-def forgive(limit: Limit, subject: str) -> None:
-    """Forget the subject's attempts (an account, after its password was given right)."""
-    db.session.execute(delete(ThrottleModel).where(ThrottleModel.key == limit.key(subject)))
+def refuse_while_waiting(blocked_until, now: float, refusal: str) -> None:
+    wait = max([0.0, *(until - now for until in blocked_until)])
+    if wait > 0:
+        db.session.rollback()
+        abort(429, message=refusal, headers={"Retry-After": str(math.ceil(wait))})
 
 
-def take_back(limit: Limit, subject: str) -> None:
-    """Uncount one attempt (a client address's login that was right)."""
-    db.session.execute(
-        update(ThrottleModel)
-        .where(ThrottleModel.key == limit.key(subject), ThrottleModel.hits > 0)
-        .values(hits=ThrottleModel.hits - 1)
+def lock_rows(keys: list[str], now: float) -> list[ThrottleModel]:
+    """The rows of `keys`, locked, those missing inserted as new counts."""
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(ThrottleModel).values(
+        [{"key": key, "hits": 0, "window_ends_at": now, "blocked_until": 0} for key in keys]
     )
+    # Updating a row that exists locks it, as SELECT ... FOR UPDATE would.
+    upsert = insert.on_conflict_do_update(
+        index_elements=[ThrottleModel.key], set_={"key": insert.excluded.key}
+    ).returning(ThrottleModel)
+    return list(db.session.scalars(upsert, execution_options={"populate_existing": True}))
 
 
-def prune_expired() -> int:
-    """Drop the rows whose window ended and who need not wait: they count nothing."""
-    now = time.time()
-    return db.session.execute(
-        delete(ThrottleModel).where(
-            ThrottleModel.window_ends_at < now, ThrottleModel.blocked_until < now
+def succeeded(*counted: Counted) -> None:
+    """An attempt counted by `attempt` succeeded: each limit forgets its subject or takes
+    back this attempt's hit, and the wait that hit caused (in the current transaction)."""
+    for limit, subject in counted:
+        row = ThrottleModel.key == limit.key(subject)
+        if limit.forgotten_on_success:
+            db.session.execute(delete(ThrottleModel).where(row))
+            continue
+        hits = ThrottleModel.hits - 1
+        waits = case((hits < limit.allowed, 0.0), else_=ThrottleModel.blocked_until)
+        db.session.execute(
+            update(ThrottleModel)
+            .where(row, ThrottleModel.hits > 0)
+            .values(hits=hits, blocked_until=waits)
         )
-    ).rowcount
+
+
+def prune_expired(now: float | None = None, batch: int | None = None) -> int:
+    """Drop rows whose window ended and who need not wait (they count nothing), at most
+    `batch` of them; rows another transaction holds are left for later, not waited for."""
+    now = time.time() if now is None else now
+    expired = select(ThrottleModel.key).where(
+        ThrottleModel.window_ends_at < now, ThrottleModel.blocked_until < now
+    )
+    if batch is not None:
+        expired = expired.limit(batch).with_for_update(skip_locked=True)
+    pruned = delete(ThrottleModel).where(ThrottleModel.key.in_(expired))
+    return db.session.execute(pruned, execution_options={"synchronize_session": False}).rowcount

@@ -2,26 +2,34 @@ import json
 import sqlite3
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, Literal, NoReturn, TypeVar
+from typing import Any, ClassVar, Literal, NoReturn, TypeVar
 
 import flask_smorest
 from flask import Request
 from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
-from marshmallow import Schema, fields
+from marshmallow import RAISE, Schema, fields
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from db import db
-from resources.listing import LINK_HEADER
+from resources.listing import LINK_HEADER, Page, next_page_link
 from schemas import MAX_PAGE_DEPTH, PageArgsSchema
 
 Model = TypeVar("Model")
 
 
 class ArgumentsParser(FlaskParser):
-    def _raw_load_json(self, request: Request) -> Any:
+    # Unknown query parameters are refused, as unknown body fields are: a misspelt
+    # page_size would otherwise be a silent default.
+    DEFAULT_UNKNOWN_BY_LOCATION: ClassVar[dict[str, str | None]] = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": RAISE,
+        "querystring": RAISE,
+    }
+
+    def load_json(self, request: Request, schema: Schema) -> Any:
         # Webargs would read a missing body, or one of another type, as an empty one.
         if not request.get_data(cache=True):
             abort(422, errors={"json": ["Send a JSON object in the body."]})
@@ -30,7 +38,7 @@ class ArgumentsParser(FlaskParser):
         # A body nested deeper than Python's recursion limit is malformed JSON for
         # the client (400), not a crash of ours.
         try:
-            body = super()._raw_load_json(request)
+            body = super().load_json(request, schema)
         except RecursionError:
             abort(400, errors={"json": ["JSON nested too deeply."]})
         # JSON escapes can spell lone surrogates ("\ud800"): no Unicode text, and nothing
@@ -82,12 +90,22 @@ class Blueprint(flask_smorest.Blueprint):
         """A list view: takes page_size with after or page (and `arguments`' other query
         parameters, as keyword arguments), answers a page of `schema` and a Link header."""
 
-        def decorator(view: Callable) -> Callable:
-            view = self.alt_response(
+        query_names = set(arguments().fields)
+
+        def decorator(view: Callable[..., Page]) -> Callable:
+            @wraps(view)
+            def linked(*args, **kwargs) -> tuple[list, dict[str, str]]:
+                entries, after = view(*args, **kwargs)
+                if after is None:
+                    return entries, {}
+                query = {name: kwargs[name] for name in query_names if name in kwargs}
+                return entries, next_page_link(query, after)
+
+            listed = self.alt_response(
                 400, description=f"page x page_size past {MAX_PAGE_DEPTH:,}: use after"
-            )(view)
-            view = self.response(200, schema(many=True), headers=LINK_HEADER)(view)
-            return self.arguments(arguments, location="query", as_kwargs=True)(view)
+            )(linked)
+            listed = self.response(200, schema(many=True), headers=LINK_HEADER)(listed)
+            return self.arguments(arguments, location="query", as_kwargs=True)(listed)
 
         return decorator
 

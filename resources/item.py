@@ -89,8 +89,8 @@ class ItemList(MethodView):
         statement = ITEMS
         if store_id is not None:
             statement = statement.where(ItemModel.store_id == store_id)
-        items, headers = page_of(statement, ItemModel.id, **page)
-        return with_first_tags(items), headers
+        items, after = page_of(statement, ItemModel.id, **page)
+        return with_first_tags(items), after
 
     @blp.login_required(owner=True)
     @blp.arguments(ItemCreateSchema)
@@ -126,8 +126,8 @@ class ItemsInStore(MethodView):
     def get(self, store_id: int, **page: int):
         """List the items of a store, page by page"""
         get_or_404(StoreModel, store_id)
-        items, headers = page_of(ITEMS.where(ItemModel.store_id == store_id), ItemModel.id, **page)
-        return with_first_tags(items), headers
+        items, after = page_of(ITEMS.where(ItemModel.store_id == store_id), ItemModel.id, **page)
+        return with_first_tags(items), after
 
 
 @blp.route("/tag/<int:tag_id>/item")
@@ -141,5 +141,5 @@ class ItemsOfTag(MethodView):
             ItemTagModel.tag_id == tag_id
         )
         # In the link table's order: its (tag_id, item_id) index walks just this page.
-        items, headers = page_of(linked, ItemTagModel.item_id, **page)
-        return with_first_tags(items), headers
+        items, after = page_of(linked, ItemTagModel.item_id, **page)
+        return with_first_tags(items), after

@@ -22,13 +22,15 @@ LINK_HEADER = {
 }
 
 
-def page_of(
-    statement: Select, key: InstrumentedAttribute, page_size: int, **position: int
-) -> tuple[list, dict[str, str]]:
+# A page's entries, and where the next page starts (its `after`; None: this is the last).
+Page = tuple[list, int | None]
+
+
+def page_of(statement: Select, key: InstrumentedAttribute, page_size: int, **position: int) -> Page:
     """One page of `statement` in `key` order: past `after` (a keyset) and at `page` (an
-    offset from there, refused past MAX_PAGE_DEPTH); and the Link header to the next page
-    while there is one. `key` is the entries' id, or a column equal to it that an index
-    orders better (a link table's).
+    offset from there, refused past MAX_PAGE_DEPTH); and the next page's `after` while
+    there is one. `key` is the entries' id, or a column equal to it that an index orders
+    better (a link table's).
 
     One row more than the page is read to know whether there is a next page: no count of
     every matching row, on any page.
@@ -45,16 +47,19 @@ def page_of(
         statement = statement.offset((page - 1) * page_size)
     rows = db.session.scalars(statement.order_by(key).limit(page_size + 1)).all()
     if len(rows) <= page_size:
-        return rows, {}
-    rows = rows[:page_size]
-    next_page = url_for(
-        request.endpoint,
-        **(request.view_args or {}),
-        **{name: value for name, value in request.args.items() if name not in ("page", "after")},
-        after=rows[-1].id,
-        _external=True,
+        return rows, None
+    return rows[:page_size], rows[page_size - 1].id
+
+
+def next_page_link(arguments: dict[str, Any], after: int) -> dict[str, str]:
+    """The Link header to the next page of this list: its path, the validated `arguments`
+    of this request (never the raw query string: url_for would take `_anchor` or
+    `endpoint` from it as its own), and `after`."""
+    kept = {name: value for name, value in arguments.items() if name not in ("page", "after")}
+    url = url_for(
+        request.endpoint, **(request.view_args or {}), **kept, after=after, _external=True
     )
-    return rows, {"Link": f'<{next_page}>; rel="next"'}
+    return {"Link": f'<{url}>; rel="next"'}
 
 
 def attach_firsts(

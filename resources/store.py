@@ -16,7 +16,7 @@ from resources.common import (
     refuse,
     require_owner,
 )
-from resources.listing import attach_firsts, page_of, set_firsts
+from resources.listing import Page, attach_firsts, page_of, set_firsts
 from schemas import PlainStoreSchema, StoreDeletedSchema, StoreSchema
 
 blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
@@ -114,10 +114,10 @@ class Store(MethodView):
 @blp.route("/store")
 class StoreList(MethodView):
     @blp.paginated(StoreSchema)
-    def get(self, **page: int) -> tuple[list[StoreModel], dict[str, str]]:
+    def get(self, **page: int) -> Page:
         """List stores with their first items and tags"""
-        stores, headers = page_of(select(StoreModel), StoreModel.id, **page)
-        return with_firsts(stores), headers
+        stores, after = page_of(select(StoreModel), StoreModel.id, **page)
+        return with_firsts(stores), after
 
     @blp.login_required()
     @blp.arguments(PlainStoreSchema)

@@ -45,8 +45,8 @@ class TagsInStore(MethodView):
     def get(self, store_id: int, **page: int):
         """List the tags of a store, page by page"""
         get_or_404(StoreModel, store_id)
-        tags, headers = page_of(TAGS.where(TagModel.store_id == store_id), TagModel.id, **page)
-        return with_first_items(tags), headers
+        tags, after = page_of(TAGS.where(TagModel.store_id == store_id), TagModel.id, **page)
+        return with_first_items(tags), after
 
     @blp.login_required(owner=True)
     @blp.arguments(PlainTagSchema)
@@ -123,8 +123,8 @@ class TagsOfItem(MethodView):
             ItemTagModel.item_id == item_id
         )
         # In the link table's order: its (item_id, tag_id) key walks just this page.
-        tags, headers = page_of(linked, ItemTagModel.tag_id, **page)
-        return with_first_items(tags), headers
+        tags, after = page_of(linked, ItemTagModel.tag_id, **page)
+        return with_first_items(tags), after
 
 
 @blp.route("/item/<int:item_id>/tag/<int:tag_id>")

@@ -1,4 +1,4 @@
-from flask import request
+from flask import Response, jsonify, request
 from flask.views import MethodView
 from flask_jwt_extended import current_user, get_jwt
 from flask_smorest import abort
@@ -7,19 +7,32 @@ from sqlalchemy.exc import IntegrityError
 
 from auth import (
     BEARER_CHALLENGE,
+    DEVICE_COOKIE,
+    DEVICE_COOKIE_DAYS,
     REVOKED,
     check_password,
     issue_tokens,
+    known_device,
     limit,
+    login_counts,
+    new_device_cookie,
     new_user,
+    rehashed_password,
     revoke,
     revoke_family,
 )
-from db import db
+from db import db, read_scalars
 from models import UserModel
 from resources.common import Blueprint, commit_or_abort, get_or_404, refuse
-from schemas import LoginSchema, LogoutQuerySchema, MessageSchema, TokensSchema, UserSchema
-from throttle import attempt, forgive, take_back
+from schemas import (
+    DeviceCookieSchema,
+    LoginSchema,
+    LogoutQuerySchema,
+    MessageSchema,
+    TokensSchema,
+    UserSchema,
+)
+from throttle import attempt, client_of, succeeded
 
 blp = Blueprint("users", __name__, description="Users, and the tokens that let them write")
 
@@ -34,6 +47,15 @@ RETRY_AFTER = {
 # Two requests racing with one token: the second one to revoke it loses.
 REVOKED_MEANWHILE = (401, {"message": REVOKED, "headers": BEARER_CHALLENGE})
 
+
+DEVICE_COOKIE_HEADER = {
+    "Set-Cookie": {
+        "description": f"{DEVICE_COOKIE}=<a signed token>: this client logged in to this account "
+        "before. Send it back with later logins (browsers and cookie jars do): they get an "
+        "allowance of their own, which other clients' failed attempts do not use up.",
+        "schema": {"type": "string"},
+    }
+}
 
 TOO_MANY = {
     "description": "Too many attempts: wait for Retry-After seconds",
@@ -50,9 +72,10 @@ class Register(MethodView):
     def post(self, user_data: dict) -> UserModel:
         """Create a user account (a few per client address and hour)"""
         attempt(
-            (limit("register-address"), request.remote_addr),
+            (limit("register-address"), client_of(request.remote_addr)),
             refusal="Too many sign-ups from your address: wait for Retry-After seconds.",
         )
+        # Hashed with no transaction open: attempt() committed its own.
         user = new_user(user_data)
         db.session.add(user)
         commit_or_abort(
@@ -67,29 +90,48 @@ class Register(MethodView):
 @blp.route("/login")
 class Login(MethodView):
     @blp.arguments(LoginSchema)
-    @blp.response(200, TokensSchema)
+    @blp.arguments(DeviceCookieSchema, location="cookies")
+    @blp.response(200, TokensSchema, headers=DEVICE_COOKIE_HEADER)
     @blp.alt_response(401, description="Wrong username or password")
     @blp.alt_response(429, **TOO_MANY)
-    def post(self, credentials: dict) -> dict:
+    def post(self, credentials: dict, cookies: dict) -> Response:
         """Log in: get a fresh access token and a refresh token
 
-        Attempts are throttled per account (a growing delay after 5) and per client address.
+        Attempts are throttled per account and client (a growing delay after 5), per account
+        from new clients and per client address. A client that keeps the device cookie of a
+        login has an allowance of its own for that account, which nobody else uses up.
         """
-        username, address = credentials["username"], request.remote_addr
+        username, password = credentials["username"], credentials["password"]
+        counted = login_counts(username, known_device(cookies.get(DEVICE_COOKIE), username))
         attempt(
-            (limit("login-account"), username),
-            (limit("login-address"), address),
+            *counted,
             refusal="Too many login attempts for this account or from your address: "
             "wait for Retry-After seconds.",
         )
-        user = db.session.scalar(select(UserModel).where(UserModel.username == username))
-        if not check_password(user, credentials["password"]):
-            abort(401, message="Wrong username or password.")
-        forgive(limit("login-account"), username)
-        take_back(limit("login-address"), address)
-        # Also saves the password's new hash, if its hashing parameters changed.
+        (user,) = read_scalars(select(UserModel).where(UserModel.username == username)) or [None]
+        # Argon2 takes a tenth of a second: with no transaction open, no lock and no pooled
+        # server connection is held meanwhile.
         db.session.commit()
-        return issue_tokens(user, fresh=True)
+        if not check_password(user, password):
+            abort(401, message="Wrong username or password.")
+        new_hash = rehashed_password(user, password)
+        succeeded(*counted)
+        if new_hash:
+            db.session.execute(
+                update(UserModel).where(UserModel.id == user.id).values(password_hash=new_hash)
+            )
+        db.session.commit()
+        response = jsonify(TokensSchema().dump(issue_tokens(user, fresh=True)))
+        response.set_cookie(
+            DEVICE_COOKIE,
+            new_device_cookie(username),
+            max_age=DEVICE_COOKIE_DAYS * 86400,
+            path="/login",
+            secure=request.is_secure,
+            httponly=True,
+            samesite="Strict",
+        )
+        return response
 
 
 @blp.route("/refresh")

@@ -12,9 +12,9 @@ from flask.testing import FlaskClient
 from helpers import JWT_SECRET, PASSWORD, bearer_of, server_env
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 
-from app import create_app
+from app import create_app, engine_options
 from auth import issue_tokens
-from db import db
+from db import configure_sqlite, db
 from models import UserModel
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import throwaway_pgbouncer, throwaway_postgres
@@ -59,6 +59,7 @@ class Backends:
         self.postgres, self.sqlite_file, self.stack = postgres, sqlite_file, stack
         self.pgbouncer_port: int | None = None
         self.apps: dict[str, Flask] = {}
+        self.engines: dict[str, Engine] = {}
         self.servers: dict[str, str] = {}
 
     def url(self, database: str) -> str:
@@ -82,6 +83,17 @@ class Backends:
         if direct not in self.apps:
             self.apps[direct] = migrated_app(self.url(direct))
         return self.apps[direct]
+
+    def engine(self, database: str) -> Engine:
+        """The engine tests arrange and check with, straight on the database: the app's
+        options and SQLite's foreign keys, but none of the app's statement timeout, which
+        bounds requests, not the seeding of 50,000 rows on a slow machine."""
+        direct = database.partition("+")[0]
+        if direct not in self.engines:
+            url = self.url(direct)
+            self.engines[direct] = create_engine(url, **engine_options(url))
+            configure_sqlite(self.engines[direct])
+        return self.engines[direct]
 
     def live_server(self, database: str) -> str:
         """The real app under gunicorn, several workers; its base URL."""
@@ -135,9 +147,8 @@ def app(database: str, backends: Backends) -> Flask:
 
 
 @pytest.fixture
-def engine(app: Flask) -> Engine:
-    with app.app_context():
-        return db.engine
+def engine(app: Flask, database: str, backends: Backends) -> Engine:
+    return backends.engine(database)
 
 
 @pytest.fixture(scope="session")
