@@ -6,6 +6,7 @@ import flask_swagger_ui
 from flask import Flask, request, send_from_directory
 from flask_migrate import Migrate
 from flask_smorest import abort
+from psycopg import ClientCursor
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -13,7 +14,14 @@ from werkzeug.routing import IntegerConverter
 
 from api import Api
 from auth import init_auth
-from db import READS, begin_transactions, configure_sqlite, db, ping_idle_connections
+from db import (
+    READS,
+    begin_transactions,
+    configure_sqlite,
+    db,
+    ping_idle_connections,
+    time_out_reads,
+)
 from errors import database_unavailable
 from request_log import init_request_log
 from resources.common import BEARER_AUTH
@@ -77,6 +85,15 @@ def engine_options(url: str) -> dict:
     return {**options, "connect_args": connect_args}
 
 
+def read_engine_options(url: str, options: dict) -> dict:
+    """The engine of reads (db.READS): in autocommit; with psycopg 3, binding on the client,
+    so that a read can carry its statement timeout in its query string (db.time_out_reads)."""
+    reads = {"url": url, "isolation_level": "AUTOCOMMIT", **options}
+    if make_url(url).get_driver_name() == "psycopg":
+        reads["connect_args"] = {**options["connect_args"], "cursor_factory": ClientCursor}
+    return reads
+
+
 def create_app(db_url: str | None = None, **config: Any) -> Flask:
     """The app on `db_url` (else $DATABASE_URL, else SQLite); `config` overrides settings."""
     app = Flask(__name__)
@@ -85,7 +102,7 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
     app.config.update(
         SQLALCHEMY_DATABASE_URI=url,
         SQLALCHEMY_ENGINE_OPTIONS=options,
-        SQLALCHEMY_BINDS={READS: {"url": url, "isolation_level": "AUTOCOMMIT", **options}},
+        SQLALCHEMY_BINDS={READS: read_engine_options(url, options)},
         MAX_CONTENT_LENGTH=int(os.environ.get("MAX_CONTENT_LENGTH", 1024 * 1024)),
         API_TITLE="Stores REST API",
         API_VERSION="v1",
@@ -119,6 +136,7 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
             ping_idle_connections(engine)
             configure_sqlite(engine)
         begin_transactions(db.engine, statement_timeout_ms())
+        time_out_reads(db.engines[READS], statement_timeout_ms())
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
     register_seed_command(app)

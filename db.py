@@ -117,6 +117,31 @@ def begin_transactions(engine: Engine, statement_timeout_ms: int) -> None:
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {statement_timeout_ms:d}")
 
 
+def time_out_reads(engine: Engine, statement_timeout_ms: int) -> None:
+    """Give every statement of the engine of reads (autocommit: no transaction to SET LOCAL
+    in) the statement timeout, in the same round trip: PostgreSQL runs a query string of
+    several statements as one implicit transaction, so `SET LOCAL` holds for the statement
+    after it, directly and through PgBouncer in transaction mode alike. A read stuck behind a
+    lock (a migration's) answers 503 instead of holding a worker and a server connection.
+
+    psycopg 3 sends several statements only with client-side binding (ClientCursor: see
+    app.engine_options), and gives the first statement's result first.
+    """
+    if engine.dialect.name != "postgresql":
+        return  # SQLite: readers never wait in WAL mode
+    prefix = f"SET LOCAL statement_timeout = {statement_timeout_ms:d}; "
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def with_timeout(_conn, _cursor, statement, parameters, _context, _executemany):
+        return prefix + statement, parameters
+
+    if engine.dialect.driver == "psycopg":
+
+        @event.listens_for(engine, "after_cursor_execute")
+        def past_the_set(_conn, cursor, *_args) -> None:
+            cursor.nextset()
+
+
 def insert_missing(model: type[Base], rows: list[dict]) -> None:
     """Insert the rows whose key is not taken; skip the others, even when a concurrent
     transaction takes a key meanwhile (ON CONFLICT DO NOTHING, PostgreSQL and SQLite)."""

@@ -89,7 +89,19 @@ def run_migrations_online():
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
         with sqlite_foreign_keys_off(connection), context.begin_transaction():
+            one_migration_at_a_time(connection)
             context.run_migrations()
+
+
+# Any number of instances start at once, each migrating first: on PostgreSQL they take
+# turns, each reading the version its predecessor left (two CREATE TABLE alembic_version at
+# once: one fails). SQLite's BEGIN IMMEDIATE (db.begin_transactions) serializes them already.
+MIGRATIONS_LOCK = 7_0011_5104
+
+
+def one_migration_at_a_time(connection):
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATIONS_LOCK})")
 
 
 @contextmanager

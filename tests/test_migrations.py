@@ -1,11 +1,16 @@
 """Migrations keep the data, and the schema they make behaves alike on every database."""
 
+import os
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import flask_migrate
 import pytest
-from helpers import new_item, new_store, new_tag
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from helpers import new_item, new_store, new_tag, server_env
+from sqlalchemy import create_engine, inspect
 
 from app import create_app
 from db import db
@@ -16,6 +21,7 @@ LINKED_STORE = [
     "INSERT INTO tags (id, name, store_id) VALUES (1, 'fiction', 1)",
     "INSERT INTO items_tags (item_id, tag_id) VALUES (1, 1)",
 ]
+ROOT = Path(__file__).resolve().parent.parent
 OUR_FUNCTIONS = "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
 COUNTS = (
     "SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items),"
@@ -85,3 +91,32 @@ def test_every_migration_can_be_undone_and_redone(empty_database_url, request):
 
     store = app.test_client().get("/store/1").get_json()
     assert (store["name"], [item["name"] for item in store["items"]]) == ("Books", ["Novel"])
+
+
+@pytest.mark.parametrize("starting_from", [None, "0003"])
+def test_instances_starting_at_once_all_migrate(new_database, starting_from):
+    """docker compose up --scale api=3: three `flask db upgrade` at once, each must succeed."""
+    url = new_database.render_as_string(hide_password=False)
+    if starting_from:
+        upgrade(url, starting_from).check_returncode()
+
+    upgrades = [subprocess.Popen(upgrade_command(), **upgrade_options(url)) for _ in range(3)]
+    outcomes = [(process.wait(timeout=120), process.stderr.read()) for process in upgrades]
+
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    with create_engine(new_database).connect() as migrated:
+        version = migrated.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]
+
+
+def upgrade_command(revision: str = "head") -> list[str]:
+    return [sys.executable, "-m", "flask", "db", "upgrade", revision]
+
+
+def upgrade_options(url: str) -> dict:
+    env = {**os.environ, **server_env(url), "FLASK_APP": "app:create_app"}
+    return {"cwd": ROOT, "env": env, "stderr": subprocess.PIPE, "text": True}
+
+
+def upgrade(url: str, revision: str) -> subprocess.CompletedProcess:
+    return subprocess.run(upgrade_command(revision), **upgrade_options(url), timeout=120)

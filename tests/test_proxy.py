@@ -5,13 +5,18 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 import requests
-from helpers import client_at, server_env
+from dnslib import QTYPE, RR, A
+from dnslib.server import BaseResolver, DNSServer
+from helpers import client_at, new_store, server_env
 
 from tools.gunicorn_server import API, Server, gunicorn, listening_socket
 from tools.throwaway_nginx import throwaway_nginx
+from tools.throwaway_postgres import free_port
 
 
 @pytest.fixture
@@ -89,8 +94,7 @@ def test_the_api_sees_the_real_client_address_not_a_forged_one(proxy, api_log):
         f"{proxy}/store/1", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10
     )
     assert response.status_code == 404  # answered by the API, in its shape
-    logged = [json.loads(line) for line in api_log.read_text().splitlines() if '"path"' in line]
-    assert [line["client"] for line in logged if line["path"] == "/store/1"] == ["127.0.0.2"]
+    assert [line["client"] for line in logged_requests(api_log, "/store/1")] == ["127.0.0.2"]
 
 
 def test_an_unreachable_api_is_a_json_502(tmp_path):
@@ -109,3 +113,123 @@ def test_an_api_that_does_not_answer_in_time_is_a_json_504():
         with throwaway_nginx(port, **{"proxy_read_timeout 130s;": "proxy_read_timeout 1s;"}) as url:
             response = requests.get(f"{url}/store", timeout=10)
     assert_json_error(response, 504)
+
+
+def logged_requests(log: Path, path: str) -> list[dict]:
+    lines = [json.loads(line) for line in log.read_text().splitlines() if '"path"' in line]
+    return [line for line in lines if line["path"] == path]
+
+
+# What a TLS load balancer in front of nginx adds, or what a client forges.
+FORWARDED = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+
+
+@pytest.mark.parametrize(
+    ("trusted", "client_address", "scheme"),
+    [
+        (1, "127.0.0.2", "http"),  # nginx alone in front: the headers were forged
+        (2, "203.0.113.9", "https"),  # a load balancer in front of nginx sent them
+    ],
+)
+def test_links_through_nginx_keep_its_port_and_the_chain_of_proxies(
+    database_url, client, api_log, trusted, client_address, scheme
+):
+    for name in ("A", "B", "C"):
+        new_store(client, name)
+    env = server_env(database_url, TRUSTED_PROXIES=str(trusted))
+    with (
+        api_log.open("w") as stderr,
+        gunicorn(API, env, "--workers", "1", stderr=stderr) as api,
+        throwaway_nginx(int(api.url.rsplit(":", 1)[1])) as proxy,
+    ):
+        session = client_at("127.0.0.2")
+        first = session.get(f"{proxy}/store?page_size=2", headers=FORWARDED, timeout=10)
+        next_url = first.links["next"]["url"]
+        followed = session.get(next_url.replace("https://", "http://"), timeout=10)
+
+    host = proxy.removeprefix("http://")  # nginx's own port, not the default one
+    assert next_url == f"{scheme}://{host}/store?page_size=2&after=2"
+    assert [store["name"] for store in followed.json()] == ["C"]
+    (logged, *_) = logged_requests(api_log, "/store")
+    assert logged["client"] == client_address
+
+
+class Names(BaseResolver):
+    """A DNS server's records, changed as the test goes: docker compose's DNS, which
+    answers a service's name with the addresses of its instances."""
+
+    def __init__(self) -> None:
+        self.addresses: dict[str, list[str]] = {}
+
+    def resolve(self, request, handler):
+        reply = request.reply()
+        for address in self.addresses.get(str(request.q.qname).rstrip("."), []):
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(address), ttl=1))
+        return reply
+
+
+@pytest.fixture
+def dns() -> Iterator[tuple[Names, int]]:
+    names = Names()
+    server = DNSServer(names, port=0, address="127.0.0.1")
+    server.start_thread()
+    try:
+        yield names, server.server.server_address[1]
+    finally:
+        server.stop()
+
+
+def test_instances_scaled_or_restarted_later_are_reached_without_restarting_nginx(
+    database_url, dns, tmp_path
+):
+    names, dns_port = dns
+    port = free_port()
+    env = server_env(database_url, TRUSTED_PROXIES="1")
+    logs = {address: tmp_path / f"{address}.log" for address in ("127.0.0.2", "127.0.0.3")}
+    for log in logs.values():
+        log.touch()
+
+    def start_instance(address: str, stack: ExitStack) -> None:
+        log = stack.enter_context(logs[address].open("a"))
+        server = gunicorn(API, env, "--workers", "1", stderr=log, address=(address, port))
+        stack.enter_context(server)
+
+    def served_by_each(requests_sent: int = 30) -> dict[str, int]:
+        before = {address: len(logged_requests(log, "/store")) for address, log in logs.items()}
+        for _ in range(requests_sent):
+            assert requests.get(f"{proxy}/store", timeout=10).status_code == 200
+        return {
+            address: len(logged_requests(log, "/store")) - before[address]
+            for address, log in logs.items()
+        }
+
+    def wait_for_nginx_to_forget() -> None:
+        time.sleep(1.5)  # past the records' valid=1s: the next request resolves again
+
+    with ExitStack() as instances:
+        first = instances.enter_context(ExitStack())
+        start_instance("127.0.0.2", first)
+        names.addresses["api"] = ["127.0.0.2"]
+        proxy = instances.enter_context(
+            throwaway_nginx(
+                port,
+                **{
+                    f"set $api http://127.0.0.1:{port};": f"set $api http://api:{port};",
+                    "resolver 127.0.0.11 valid=5s ipv6=off;":
+                        f"resolver 127.0.0.1:{dns_port} valid=1s ipv6=off;",
+                },
+            )
+        )  # fmt: skip
+        assert served_by_each() == {"127.0.0.2": 30, "127.0.0.3": 0}
+
+        # docker compose up --scale api=2: a second instance, a second address.
+        start_instance("127.0.0.3", instances)
+        names.addresses["api"] = ["127.0.0.2", "127.0.0.3"]
+        wait_for_nginx_to_forget()
+        assert all(served_by_each().values())
+
+        # The first instance goes away; only the second is left.
+        first.close()
+        names.addresses["api"] = ["127.0.0.3"]
+        wait_for_nginx_to_forget()
+        assert served_by_each() == {"127.0.0.2": 0, "127.0.0.3": 30}

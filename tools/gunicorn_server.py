@@ -22,29 +22,35 @@ class Server(NamedTuple):
     pid: int
 
 
-def listening_socket() -> socket.socket:
-    """A loopback socket bound to a port the kernel picked, handed to the server as is:
-    picking a free port, closing it and letting the server bind it would race other
-    processes for it."""
-    listener = socket.create_server(("127.0.0.1", 0))
+def listening_socket(address: tuple[str, int] = ("127.0.0.1", 0)) -> socket.socket:
+    """A loopback socket bound to a port the kernel picked (or `address`), handed to the
+    server as is: picking a free port, closing it and letting the server bind it would race
+    other processes for it."""
+    listener = socket.create_server(address)
     listener.set_inheritable(True)
     return listener
 
 
 @contextmanager
 def gunicorn(
-    app: str, env: dict[str, str], *options: str, stderr: IO | int | None = None
+    app: str,
+    env: dict[str, str],
+    *options: str,
+    stderr: IO | int | None = None,
+    address: tuple[str, int] = ("127.0.0.1", 0),
 ) -> Iterator[Server]:
-    """Serve `app` with the project's gunicorn.conf.py, `options` overriding it; the server's
-    log (one line per request, and errors) goes to `stderr`, by default the caller's."""
-    with listening_socket() as listener:
+    """Serve `app` with the project's gunicorn.conf.py, `options` overriding it, at `address`
+    (by default a free loopback port); the server's log (one line per request, and errors)
+    goes to `stderr`, by default the caller's."""
+    with listening_socket(address) as listener:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--no-control-socket",
              "--bind", f"fd://{listener.fileno()}", *options, app],
             cwd=ROOT, env={**os.environ, **env}, pass_fds=[listener.fileno()],
             stderr=stderr,
         )  # fmt: skip
-        server = Server(f"http://127.0.0.1:{listener.getsockname()[1]}", process.pid)
+        host, port = listener.getsockname()
+        server = Server(f"http://{host}:{port}", process.pid)
     try:
         wait_until_serving(server.url, process)
         yield server

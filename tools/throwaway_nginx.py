@@ -24,7 +24,7 @@ def throwaway_nginx(upstream_port: int, **replacements: str) -> Iterator[str]:
     def start_on(port: int) -> None:
         config = NGINX_CONF.read_text()
         for old, new in {
-            "server api:8000;": f"server 127.0.0.1:{upstream_port};",
+            "set $api http://api:8000;": f"set $api http://127.0.0.1:{upstream_port};",
             "listen 8080;": f"listen 127.0.0.1:{port};",
             **replacements,
         }.items():
