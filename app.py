@@ -8,7 +8,7 @@ from flask_migrate import Migrate
 from flask_smorest import abort
 from psycopg import ClientCursor
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
@@ -22,7 +22,7 @@ from db import (
     ping_idle_connections,
     time_out_reads,
 )
-from errors import database_unavailable
+from errors import database_unavailable, unexpected_database_error
 from request_log import init_request_log
 from resources.common import BEARER_AUTH
 from resources.health import blp as health_blueprint
@@ -144,6 +144,7 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
 
     api = Api(app)
     app.register_error_handler(OperationalError, database_unavailable)
+    app.register_error_handler(DBAPIError, unexpected_database_error)
     api.register_converter(
         DatabaseIdConverter,
         lambda _converter: {"type": "integer", "minimum": 1, "maximum": MAX_ID},

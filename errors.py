@@ -1,7 +1,9 @@
 """Error responses built outside Flask-Smorest's abort(), in its one error shape."""
 
-from flask import current_app
-from sqlalchemy.exc import OperationalError
+import traceback
+
+from flask import current_app, g
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.http import HTTP_STATUS_CODES
 
 from db import db
@@ -15,12 +17,40 @@ def error_response(code: int, message: str, headers: dict[str, str]) -> ErrorRes
     return {"code": code, "status": HTTP_STATUS_CODES[code], "message": message}, code, headers
 
 
+def described(error: DBAPIError) -> str:
+    """What an operator needs to know of a database error, and none of the values in it:
+    PostgreSQL's messages and their DETAIL quote rows ("Key (email)=(...)", "Failing row
+    contains (...)"), and the parameters are left out of the statement (hide_parameters)."""
+    diagnostics = getattr(error.orig, "diag", None)
+    if diagnostics is not None:  # PostgreSQL, either driver
+        code, constraint = diagnostics.sqlstate, diagnostics.constraint_name
+    else:  # SQLite
+        code, constraint = getattr(error.orig, "sqlite_errorname", None), None
+    return (
+        f"{type(error.orig).__name__}, SQLSTATE {code}, constraint {constraint}, "
+        f"request {g.get('request_id')}, statement: {error.statement}"
+    )
+
+
 def database_unavailable(error: OperationalError) -> ErrorResponse:
     """The database is down, unreachable or timed out: a 503 the client can retry."""
-    current_app.logger.warning("database unavailable: %s", error.orig)
+    current_app.logger.warning("database unavailable: %s", described(error))
     db.session.rollback()
     return error_response(
         503,
         "The database is unavailable: try again in a few seconds.",
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def unexpected_database_error(error: DBAPIError) -> ErrorResponse:
+    """A database error nobody planned for: a bug, logged with where it happened."""
+    current_app.logger.error(
+        "unexpected database error: %s\n%s",
+        described(error),
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+    db.session.rollback()
+    return error_response(
+        500, "Something went wrong on our side; it is logged. Please report it.", {}
     )

@@ -2,6 +2,8 @@
 command migrates, then becomes gunicorn."""
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,18 +19,26 @@ from tools.gunicorn_server import listening_socket, wait_until_serving
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def compose_config(**env: str) -> subprocess.CompletedProcess:
+def compose_config(directory: Path, **dotenv: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` of the project's compose file beside a .env made as the
+    README says (.env.example copied, then `dotenv` set), in `directory`, not the checkout:
+    a .env of the developer's own stays out of it."""
+    shutil.copy(ROOT / "docker-compose.yml", directory)
+    for build_context in ("pgbouncer", "nginx"):
+        (directory / build_context).symlink_to(ROOT / build_context)
+    lines = [f"{name}={value}" for name, value in dotenv.items()]
+    (directory / ".env").write_text("\n".join([(ROOT / ".env.example").read_text(), *lines]))
     # Debian's docker-compose validates the file the same way on every machine, whichever
     # docker client (with or without its compose plugin) is installed (`make test` installs it).
     return subprocess.run(
         ["docker-compose", "-f", "docker-compose.yml", "config"],
-        cwd=ROOT, capture_output=True, text=True,
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
+        cwd=directory, capture_output=True, text=True,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
     )  # fmt: skip
 
 
-def test_compose_file_validates_and_wires_the_services():
-    result = compose_config(JWT_SECRET_KEY="x" * 64)
+def test_compose_file_validates_and_wires_the_services(tmp_path):
+    result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
@@ -54,8 +64,39 @@ def test_compose_file_validates_and_wires_the_services():
     assert api["environment"]["TRUSTED_PROXIES"] == "1"
 
 
-def test_compose_refuses_to_run_without_a_token_secret():
-    result = compose_config()
+def test_what_env_sets_reaches_the_api(tmp_path):
+    tunables = {
+        "LOGIN_ATTEMPTS_PER_ACCOUNT": "7",
+        "JWT_ACCESS_TOKEN_MINUTES": "5",
+        "DATABASE_STATEMENT_TIMEOUT_MS": "9000",
+        "WEB_CONCURRENCY": "3",
+    }
+    result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64, **tunables)
+    assert result.returncode == 0, result.stderr
+    environment = yaml.safe_load(result.stdout)["services"]["api"]["environment"]
+    assert tunables.items() <= environment.items()
+    # Every setting .env.example lists reaches the API, not only these.
+    listed = re.findall(r"^([A-Z_0-9]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    assert set(listed) <= set(environment)
+
+
+def test_gunicorn_runs_a_worker_per_cpu_it_may_use_unless_told():
+    def workers(*command: str, **env: str) -> int:
+        script = "import runpy; print(runpy.run_path('gunicorn.conf.py')['workers'])"
+        run = subprocess.run(
+            [*command, sys.executable, "-c", script],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+            env={**os.environ, "WEB_CONCURRENCY": "", **env},
+        )  # fmt: skip
+        return int(run.stdout)
+
+    # taskset: as a container limited to one CPU (cpuset) of a larger host.
+    assert workers("taskset", "-c", "0") == 1
+    assert workers("taskset", "-c", "0", WEB_CONCURRENCY="3") == 3
+
+
+def test_compose_refuses_to_run_without_a_token_secret(tmp_path):
+    result = compose_config(tmp_path)
     assert result.returncode != 0
     assert "JWT_SECRET_KEY" in result.stderr
 
