@@ -15,7 +15,9 @@ class Api(SmorestApi):
             headers = {**headers, "Allow": ", ".join(sorted(error.valid_methods))}
         return payload, status, headers
 
-    def _register_pagination_header(self) -> None:
+    def init_app(self, app, *args, **kwargs) -> None:
+        super().init_app(app, *args, **kwargs)
         # Lists page with keysets and a Link header (resources/listing.py): Flask-Smorest's
-        # X-Pagination, and its PaginationMetadata schema, have no place in the spec.
-        pass
+        # X-Pagination header, and its PaginationMetadata schema, have no place in the spec.
+        self.spec.components.schemas.pop("PaginationMetadata", None)
+        self.spec.components.headers_lazy.pop("PAGINATION", None)

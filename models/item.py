@@ -26,3 +26,8 @@ class ItemModel(db.Model):
     store_id: Mapped[int] = mapped_column(ForeignKey("stores.id", ondelete="CASCADE"))
 
     store: Mapped["StoreModel"] = relationship(back_populates="items", lazy="raise")
+
+    @property
+    def owner_id(self) -> int | None:
+        """Who may change it besides admins: its store's owner (resources.common.owner_only)."""
+        return self.store.owner_id

@@ -2,7 +2,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, ClassVar, Literal, NoReturn, TypeVar
+from typing import Any, ClassVar, Literal, NoReturn, Protocol, TypeVar
 
 import flask_smorest
 from flask import Request
@@ -63,6 +63,12 @@ class ArgumentsParser(FlaskParser):
         return super().load_querystring(request, schema)
 
 
+class Owned(Protocol):
+    """A store, or what is in one: whose store it is tells who may change it."""
+
+    owner_id: int | None
+
+
 # The security scheme that the Api declares in the spec: a JWT in the Authorization header.
 BEARER_AUTH = "bearerAuth"
 TOKEN_NAMES = {"access": "an access token", "refresh": "a refresh token", "any": "a token"}
@@ -115,14 +121,11 @@ class Blueprint(flask_smorest.Blueprint):
         token: Literal["access", "refresh", "any"] = "access",
         fresh: bool = False,
         admin: bool = False,
-        owner: bool = False,
     ) -> Callable:
         """Require a valid token of this type (fresh, of an admin), and say so in the spec.
 
         Outermost of a view's decorators: a caller without a valid token learns that
-        first (401), before anything about the request itself. `owner` documents the 403
-        of a view that changes a store or what is in it (the view calls `require_owner`
-        once it has found the store).
+        first (401), before anything about the request itself.
         """
 
         def decorator(view: Callable) -> Callable:
@@ -142,23 +145,33 @@ class Blueprint(flask_smorest.Blueprint):
             )(protected)
             if admin:
                 protected = self.alt_response(403, description="Only for admins")(protected)
-            if owner:
-                protected = self.alt_response(403, description=NOT_THE_OWNER)(protected)
             return protected
+
+        return decorator
+
+    def owner_only(self, load: Callable[..., Owned]) -> Callable:
+        """The one way a view changes a store or what is in it: `load` finds what it changes
+        from the view's own arguments (404 if it is not there: that it exists is public, as
+        reads are), anyone but the store's owner or an admin is refused (403, documented
+        here), and the view gets it as its first argument.
+
+        Innermost of a view's decorators, below login_required and the arguments.
+        """
+
+        def decorator(view: Callable) -> Callable:
+            @wraps(view)
+            def guarded(view_self, *args, **kwargs):
+                target = load(*args, **kwargs)
+                if not (current_user.is_admin or target.owner_id == current_user.id):
+                    abort(403, message=f"{NOT_THE_OWNER}.")
+                return view(view_self, target, *args, **kwargs)
+
+            return self.alt_response(403, description=NOT_THE_OWNER)(guarded)
 
         return decorator
 
 
 NOT_THE_OWNER = "Only the store's owner or an admin may change the store and what is in it"
-
-
-def require_owner(store_owner_id: int | None) -> None:
-    """Refuse (403) a caller who is neither the store's owner nor an admin.
-
-    Called once the store is found: that a store exists is public, reads are.
-    """
-    if not (current_user.is_admin or store_owner_id == current_user.id):
-        abort(403, message=f"{NOT_THE_OWNER}.")
 
 
 # An answer for a client whose request cannot be carried out: status code and abort() fields.

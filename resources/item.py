@@ -12,7 +12,6 @@ from resources.common import (
     get_or_404,
     link,
     not_found,
-    require_owner,
 )
 from resources.listing import attach_firsts, page_of, set_firsts
 from schemas import (
@@ -42,6 +41,16 @@ def with_first_tags(items: list[ItemModel]) -> list[ItemModel]:
     return items
 
 
+def item_to_change(*_body: dict, item_id: int) -> ItemModel:
+    # Locked, so that a concurrent change or delete waits for us, or we for it (then: 404).
+    return get_or_404(ItemModel, item_id, options=(WITH_STORE,), with_for_update={"of": ItemModel})
+
+
+def store_of_new_item(item_data: dict) -> StoreModel:
+    # A related resource that does not exist is a 404, as JSON:API has it.
+    return get_or_404(StoreModel, item_data["store_id"])
+
+
 @blp.route("/item/<int:item_id>")
 class Item(MethodView):
     @blp.response(200, ItemSchema)
@@ -50,32 +59,24 @@ class Item(MethodView):
         """Get an item with its store and first tags"""
         return with_first_tags([get_or_404(ItemModel, item_id, options=(WITH_STORE,))])[0]
 
-    @blp.login_required(owner=True)
+    @blp.login_required()
     @blp.arguments(ItemUpdateSchema)
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, description="No item with this id")
-    def put(self, item_data: dict, item_id: int) -> ItemModel:
+    @blp.owner_only(item_to_change)
+    def put(self, item: ItemModel, item_data: dict, item_id: int) -> ItemModel:
         """Change an item's name, price or description (its store's owner or an admin)"""
-        # Locked, so that a concurrent delete waits for us, or we for it (then: 404).
-        item = get_or_404(
-            ItemModel, item_id, options=(WITH_STORE,), with_for_update={"of": ItemModel}
-        )
-        require_owner(item.store.owner_id)
         for field, value in item_data.items():
             setattr(item, field, value)
         db.session.commit()
         return with_first_tags([item])[0]
 
-    @blp.login_required(owner=True)
+    @blp.login_required()
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No item with this id")
-    def delete(self, item_id: int) -> dict:
+    @blp.owner_only(item_to_change)
+    def delete(self, item: ItemModel, item_id: int) -> dict:
         """Delete an item and its links to tags (its store's owner or an admin)"""
-        # Locked, so that of two concurrent deletes the second one finds nothing: 404.
-        item = get_or_404(
-            ItemModel, item_id, options=(WITH_STORE,), with_for_update={"of": ItemModel}
-        )
-        require_owner(item.store.owner_id)
         db.session.delete(item)
         db.session.commit()
         return {"message": f"Item {item_id} deleted."}
@@ -92,7 +93,7 @@ class ItemList(MethodView):
         items, after = page_of(statement, ItemModel.id, **page)
         return with_first_tags(items), after
 
-    @blp.login_required(owner=True)
+    @blp.login_required()
     @blp.arguments(ItemCreateSchema)
     @blp.response(201, ItemSchema)
     @blp.alt_response(404, description="No store with this store_id")
@@ -105,11 +106,9 @@ class ItemList(MethodView):
             GetStore=link("get", "/store/{store_id}", store_id="store_id"),
         )
     )
-    def post(self, item_data: dict) -> ItemModel:
+    @blp.owner_only(store_of_new_item)
+    def post(self, store: StoreModel, item_data: dict) -> ItemModel:
         """Create an item in a store (its owner or an admin)"""
-        # A related resource that does not exist is a 404, as JSON:API has it.
-        store = get_or_404(StoreModel, item_data["store_id"])
-        require_owner(store.owner_id)
         item = ItemModel(**item_data)
         db.session.add(item)
         # The store can still vanish before the insert commits: the foreign key tells.

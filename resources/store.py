@@ -14,7 +14,6 @@ from resources.common import (
     link,
     not_found,
     refuse,
-    require_owner,
 )
 from resources.listing import Page, attach_firsts, page_of, set_firsts
 from schemas import PlainStoreSchema, StoreDeletedSchema, StoreSchema
@@ -54,6 +53,16 @@ def rendered_store(store_id: int) -> Response:
     return current_app.response_class(document, mimetype="application/json")
 
 
+def store_to_change(*_body: dict, store_id: int) -> StoreModel:
+    # Locked: a rename or delete waits for writes in the store, and they for it; so a
+    # delete's counts are exact (an insert of an item or tag needs a share lock on it).
+    return get_or_404(StoreModel, store_id, with_for_update=True)
+
+
+def store_of_path(*_body: dict, store_id: int) -> StoreModel:
+    return get_or_404(StoreModel, store_id)
+
+
 def save_store(store: StoreModel) -> StoreModel:
     db.session.add(store)
     commit_or_abort(
@@ -75,28 +84,24 @@ class Store(MethodView):
             return rendered_store(store_id)
         return with_firsts([get_or_404(StoreModel, store_id)])[0]
 
-    @blp.login_required(owner=True)
+    @blp.login_required()
     @blp.arguments(PlainStoreSchema)
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No store with this id")
     @blp.alt_response(409, description="Another store has this name")
-    def put(self, store_data: dict, store_id: int) -> StoreModel:
+    @blp.owner_only(store_to_change)
+    def put(self, store: StoreModel, store_data: dict, store_id: int) -> StoreModel:
         """Rename a store (its owner or an admin)"""
-        store = get_or_404(StoreModel, store_id, with_for_update=True)
-        require_owner(store.owner_id)
         store.name = store_data["name"]
         return with_firsts([save_store(store)])[0]
 
-    @blp.login_required(fresh=True, owner=True)
+    @blp.login_required(fresh=True)
     @blp.response(200, StoreDeletedSchema)
     @blp.alt_response(404, description="No store with this id")
-    def delete(self, store_id: int) -> dict:
+    @blp.owner_only(store_to_change)
+    def delete(self, store: StoreModel, store_id: int) -> dict:
         """Delete a store with all its items, tags and their links (its owner or an admin,
         with a fresh token)"""
-        # Locking the store row first makes the counts exact: a concurrent insert of
-        # an item or tag needs a share lock on it and waits until we commit.
-        store = get_or_404(StoreModel, store_id, with_for_update=True)
-        require_owner(store.owner_id)
         items, tags = db.session.execute(
             select(
                 select(func.count()).where(ItemModel.store_id == store_id).scalar_subquery(),

@@ -13,10 +13,10 @@ from resources.common import (
     get_or_404,
     link,
     not_found,
-    require_owner,
 )
 from resources.item import WITH_STORE
 from resources.listing import attach_firsts, page_of, set_firsts
+from resources.store import store_of_path
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
@@ -38,6 +38,15 @@ def with_first_items(tags: list[TagModel]) -> list[TagModel]:
     return tags
 
 
+def tag_to_delete(*, tag_id: int) -> TagModel:
+    # The lock keeps a concurrent link from slipping in between check and delete.
+    return get_or_404(TagModel, tag_id, options=TAG_STORE, with_for_update={"of": TagModel})
+
+
+def item_of_link(*, item_id: int, tag_id: int) -> ItemModel:
+    return get_or_404(ItemModel, item_id, options=(WITH_STORE,))
+
+
 @blp.route("/store/<int:store_id>/tag")
 class TagsInStore(MethodView):
     @blp.paginated(TagSchema)
@@ -48,7 +57,7 @@ class TagsInStore(MethodView):
         tags, after = page_of(TAGS.where(TagModel.store_id == store_id), TagModel.id, **page)
         return with_first_items(tags), after
 
-    @blp.login_required(owner=True)
+    @blp.login_required()
     @blp.arguments(PlainTagSchema)
     @blp.response(201, TagSchema)
     @blp.alt_response(404, description="No store with this id")
@@ -60,10 +69,9 @@ class TagsInStore(MethodView):
             LinkItem=link("post", "/item/{item_id}/tag/{tag_id}", tag_id="id"),
         )
     )
-    def post(self, tag_data: dict, store_id: int) -> TagModel:
+    @blp.owner_only(store_of_path)
+    def post(self, store: StoreModel, tag_data: dict, store_id: int) -> TagModel:
         """Create a tag in a store (its owner or an admin)"""
-        store = get_or_404(StoreModel, store_id)
-        require_owner(store.owner_id)
         tag = TagModel(**tag_data, store_id=store_id)
         db.session.add(tag)
         commit_or_abort(
@@ -86,20 +94,13 @@ class Tag(MethodView):
         """Get a tag with its store and first items"""
         return with_first_items([get_or_404(TagModel, tag_id, options=TAG_STORE)])[0]
 
-    @blp.login_required(owner=True)
+    @blp.login_required()
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No tag with this id")
     @blp.alt_response(409, description="The tag is still linked to items")
-    def delete(self, tag_id: int) -> dict:
+    @blp.owner_only(tag_to_delete)
+    def delete(self, tag: TagModel, tag_id: int) -> dict:
         """Delete a tag that no item uses (its store's owner or an admin)"""
-        # The lock keeps a concurrent link from slipping in between check and delete.
-        tag = get_or_404(
-            TagModel,
-            tag_id,
-            options=TAG_STORE,
-            with_for_update={"of": TagModel},
-        )
-        require_owner(tag.store.owner_id)
         # Whether any link is left, not how many: a tag of 20,000 items costs one index probe.
         linked = select(ItemTagModel).where(ItemTagModel.tag_id == tag_id).exists()
         if db.session.scalar(select(linked)):
@@ -130,7 +131,7 @@ class TagsOfItem(MethodView):
 
 @blp.route("/item/<int:item_id>/tag/<int:tag_id>")
 class LinkTagsToItem(MethodView):
-    @blp.login_required(owner=True)
+    @blp.login_required()
     @blp.response(201, LinkSchema)
     @blp.alt_response(404, description="No item or no tag with this id")
     @blp.alt_response(409, description="Already linked, or the tag belongs to another store")
@@ -143,11 +144,10 @@ class LinkTagsToItem(MethodView):
             GetTag=link("get", "/tag/{tag_id}", tag_id="tag/id"),
         )
     )
-    def post(self, item_id: int, tag_id: int) -> dict:
+    @blp.owner_only(item_of_link)
+    def post(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
         """Link a tag to an item of the same store (its owner or an admin)"""
-        item = get_or_404(ItemModel, item_id, options=(WITH_STORE,))
         tag = get_or_404(TagModel, tag_id)
-        require_owner(item.store.owner_id)
         if item.store_id != tag.store_id:
             abort(
                 409,
@@ -171,14 +171,13 @@ class LinkTagsToItem(MethodView):
             "tag": tag,
         }
 
-    @blp.login_required(owner=True)
+    @blp.login_required()
     @blp.response(200, LinkSchema)
     @blp.alt_response(404, description="No such item, tag or link")
-    def delete(self, item_id: int, tag_id: int) -> dict:
+    @blp.owner_only(item_of_link)
+    def delete(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
         """Unlink a tag from an item (its store's owner or an admin)"""
-        item = get_or_404(ItemModel, item_id, options=(WITH_STORE,))
         tag = get_or_404(TagModel, tag_id)
-        require_owner(item.store.owner_id)
         unlinked = db.session.execute(
             delete(ItemTagModel).where(
                 ItemTagModel.item_id == item_id, ItemTagModel.tag_id == tag_id
