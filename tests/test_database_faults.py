@@ -5,7 +5,7 @@ import time
 import flask_migrate
 import pytest
 import requests
-from helpers import server_env, sign_up
+from helpers import new_store, server_env, sign_up
 from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -133,3 +133,20 @@ def test_the_docs_need_no_database(unused_port_url):
 def unused_port_url() -> str:
     """A PostgreSQL URL where nothing listens."""
     return f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+
+
+@pytest.mark.pgbouncer_too
+def test_a_read_stuck_behind_a_migrations_lock_answers_503_at_the_statement_timeout(
+    database_url, client, engine
+):
+    store = new_store(client)
+    env = server_env(database_url, DATABASE_STATEMENT_TIMEOUT_MS="500")
+    with gunicorn(API, env, "--workers", "1") as server, engine.connect() as migration:
+        migration.exec_driver_sql("LOCK TABLE stores IN ACCESS EXCLUSIVE MODE")
+        try:
+            for path in (f"/store/{store['id']}", "/store", "/item"):
+                assert_quick_503("GET", f"{server.url}{path}")
+        finally:
+            migration.rollback()
+        # The lock gone, the same worker and its connections serve again.
+        assert requests.get(f"{server.url}/store/{store['id']}", timeout=10).status_code == 200

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 import requests
-from helpers import PASSWORD, assert_error, client_at, run_together, server_env, sign_up
+from helpers import PASSWORD, assert_error, run_together, server_env, sign_up
 
 from auth import known_device, new_device_cookie
 from models import ThrottleModel
