@@ -208,7 +208,21 @@ def Password(min_length: int = 1) -> fields.String:  # noqa: N802 - used like a 
 
 
 class UserSchema(Schema):
-    id = fields.Integer(dump_only=True)
+    """A user as the API shows one: never the password, so every field is always there."""
+
+    id = fields.Integer(required=True)
+    username = fields.String(required=True, metadata={"example": "alice"})
+    email = fields.String(
+        required=True,
+        metadata={"example": "alice@example.com", "description": "Stored in lower case."},
+    )
+    role = fields.String(required=True, metadata={"example": "user"})
+
+
+class UserCreateSchema(Schema):
+    """What POST /register takes. A schema of its own rather than UserSchema with a
+    write-only password: generated clients read `required` as present in responses too."""
+
     username = fields.String(
         required=True,
         validate=[
@@ -223,7 +237,6 @@ class UserSchema(Schema):
         metadata={"example": "alice@example.com", "description": "Stored in lower case."},
     )
     password = Password(min_length=8)
-    role = fields.String(dump_only=True, metadata={"example": "user"})
 
     @post_load
     def lowercase_email(self, data: dict, **_kwargs) -> dict:

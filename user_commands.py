@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from auth import new_user
 from db import db
 from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
-from schemas import UserSchema
+from schemas import UserCreateSchema
 from throttle import prune_expired as prune_expired_throttles
 
 
@@ -37,7 +37,7 @@ def create_admin(username: str, email: str | None) -> None:
 def prompted_user(username: str, email: str) -> UserModel:
     password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        fields = UserSchema().load({"username": username, "email": email, "password": password})
+        fields = UserCreateSchema().load({"username": username, "email": email, "password": password})
     except ValidationError as error:
         problems = "; ".join(f"{name}: {' '.join(m)}" for name, m in error.messages.items())
         raise click.ClickException(problems) from error

@@ -30,6 +30,7 @@ from schemas import (
     LogoutQuerySchema,
     MessageSchema,
     TokensSchema,
+    UserCreateSchema,
     UserSchema,
 )
 from throttle import attempt, client_of, succeeded
@@ -65,7 +66,7 @@ TOO_MANY = {
 
 @blp.route("/register")
 class Register(MethodView):
-    @blp.arguments(UserSchema)
+    @blp.arguments(UserCreateSchema)
     @blp.response(201, UserSchema)
     @blp.alt_response(409, description="The username or the email is taken")
     @blp.alt_response(429, **TOO_MANY)
