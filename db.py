@@ -127,8 +127,8 @@ def time_out_reads(engine: Engine, statement_timeout_ms: int) -> None:
     psycopg 3 sends several statements only with client-side binding (ClientCursor: see
     app.engine_options), and gives the first statement's result first.
     """
-    if engine.dialect.name != "postgresql":
-        return  # SQLite: readers never wait in WAL mode
+    if engine.dialect.name != "postgresql" or not statement_timeout_ms:
+        return  # SQLite: readers never wait in WAL mode; 0: no timeout to set
     prefix = f"SET LOCAL statement_timeout = {statement_timeout_ms:d}; "
 
     @event.listens_for(engine, "before_cursor_execute", retval=True)

@@ -47,16 +47,19 @@ class Limit:
     def key(self, subject: str) -> str:
         return f"{self.name}:{subject}"
 
-    def count(self, row: ThrottleModel, now: float) -> None:
+    def count(self, row: ThrottleModel, now: float) -> float | None:
+        """Count an attempt in `row`; the growing delay it starts, if it starts one."""
         if row.window_ends_at <= now:
             row.hits, row.window_ends_at = 0, now + self.window
         row.hits += 1
         if row.hits < self.allowed:
-            return
+            return None
         if self.max_wait is None:
             row.blocked_until = row.window_ends_at
-        else:
-            row.blocked_until = now + min(2.0 ** (row.hits - self.allowed), self.max_wait)
+            return None
+        delay = min(2.0 ** (row.hits - self.allowed), self.max_wait)
+        row.blocked_until = now + delay
+        return delay
 
 
 def client_of(address: str | None) -> str:
@@ -78,9 +81,10 @@ def client_of(address: str | None) -> str:
 Counted = tuple[Limit, str]
 
 
-def attempt(*counted: Counted, refusal: str) -> None:
+def attempt(*counted: Counted, refusal: str) -> dict[str, float]:
     """Count one attempt against each (limit, subject), in a transaction of its own; or,
-    while any of them must still wait, refuse with 429 and Retry-After.
+    while any of them must still wait, refuse with 429 and Retry-After. Answers the growing
+    delays the attempt started, by key, for `restart_delays`.
 
     A refusal writes nothing and locks nothing: the waits are read first, with no
     transaction. An attempt that may go on locks its rows (inserted if missing, in one
@@ -95,9 +99,25 @@ def attempt(*counted: Counted, refusal: str) -> None:
     refuse_while_waiting(waits, now, refusal)
     rows = lock_rows(keys, now)
     refuse_while_waiting([row.blocked_until for row in rows], now, refusal)
-    for row in rows:
-        limits[row.key].count(row, now)
+    delays = {row.key: limits[row.key].count(row, now) for row in rows}
     prune_expired(now, PRUNE_BATCH)
+    db.session.commit()
+    return {key: delay for key, delay in delays.items() if delay is not None}
+
+
+def restart_delays(delays: dict[str, float]) -> None:
+    """The attempt failed: the delays it started count from now, its answer, rather than
+    from when it was counted (a password check takes a second on a busy machine, which
+    would otherwise shorten the wait by as much)."""
+    if not delays:
+        return
+    now = time.time()
+    for key, delay in delays.items():
+        db.session.execute(
+            update(ThrottleModel)
+            .where(ThrottleModel.key == key, ThrottleModel.blocked_until < now + delay)
+            .values(blocked_until=now + delay)
+        )
     db.session.commit()
 
 

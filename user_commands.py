@@ -37,7 +37,9 @@ def create_admin(username: str, email: str | None) -> None:
 def prompted_user(username: str, email: str) -> UserModel:
     password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        fields = UserCreateSchema().load({"username": username, "email": email, "password": password})
+        fields = UserCreateSchema().load(
+            {"username": username, "email": email, "password": password}
+        )
     except ValidationError as error:
         problems = "; ".join(f"{name}: {' '.join(m)}" for name, m in error.messages.items())
         raise click.ClickException(problems) from error

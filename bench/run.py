@@ -71,11 +71,12 @@ def seed_store(connection: psycopg.Connection, name: str, items: int, tags: int)
 JWT_SECRET = secrets.token_hex(32)
 
 
-def serve(app: str, database_url: str, *options: str):
+def serve(app: str, database_url: str, *options: str, **variables: str):
     env = {
         "DATABASE_URL": database_url,
         "BENCH_DSN": dsn(database_url),
         "JWT_SECRET_KEY": JWT_SECRET,
+        **variables,
     }
     return gunicorn(app, env, *options, stderr=subprocess.DEVNULL)
 

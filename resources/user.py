@@ -33,7 +33,7 @@ from schemas import (
     UserCreateSchema,
     UserSchema,
 )
-from throttle import attempt, client_of, succeeded
+from throttle import attempt, client_of, restart_delays, succeeded
 
 blp = Blueprint("users", __name__, description="Users, and the tokens that let them write")
 
@@ -104,7 +104,7 @@ class Login(MethodView):
         """
         username, password = credentials["username"], credentials["password"]
         counted = login_counts(username, known_device(cookies.get(DEVICE_COOKIE), username))
-        attempt(
+        delays = attempt(
             *counted,
             refusal="Too many login attempts for this account or from your address: "
             "wait for Retry-After seconds.",
@@ -114,6 +114,7 @@ class Login(MethodView):
         # server connection is held meanwhile.
         db.session.commit()
         if not check_password(user, password):
+            restart_delays(delays)
             abort(401, message="Wrong username or password.")
         new_hash = rehashed_password(user, password)
         succeeded(*counted)
