@@ -2,10 +2,13 @@
 
 import os
 import secrets
+import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -25,6 +28,7 @@ BEARER_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 REVOKED = "The token has been revoked: log in again with POST /login."
 
 jwt = JWTManager()
+T = TypeVar("T")
 
 
 def throttle_limits(config: dict) -> dict[str, Limit]:
@@ -136,11 +140,34 @@ def password_hasher() -> PasswordHasher:
     return current_app.config["PASSWORD_HASHER"]
 
 
+# How much lower the CPU priority of password hashing is (a nice value, 0-19).
+HASHING_NICENESS = 10
+
+
+@cache  # one per process, made at first use: in each gunicorn worker, after the fork
+def hashing_thread() -> ThreadPoolExecutor:
+    """A thread of lower CPU priority for Argon2: a login's hash keeps the machine's cores
+    busy for a tenth of a second (argon2-cffi hashes on 4 threads, which inherit this
+    one's priority), and the requests other workers serve meanwhile go first (figures in
+    the README). Alone on the machine, it runs as fast as ever."""
+    return ThreadPoolExecutor(1, thread_name_prefix="argon2", initializer=lower_own_priority)
+
+
+def lower_own_priority() -> None:
+    # Linux keeps a nice value per thread: this lowers the calling thread's only.
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
+
+
+def hashing(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)`, a hash or a check of a password, at hashing priority."""
+    return hashing_thread().submit(function, *args).result()
+
+
 def new_user(account: dict[str, str]) -> UserModel:
     """A user from the fields POST /register takes; the password is kept as its hash only."""
     fields = dict(account)
     password = fields.pop("password")
-    return UserModel(**fields, password_hash=password_hasher().hash(password))
+    return UserModel(**fields, password_hash=hashing(password_hasher().hash, password))
 
 
 @cache
@@ -154,7 +181,7 @@ def check_password(user: UserModel | None, password: str) -> bool:
     # An unknown username costs a verification too, so that timing does not tell
     # which usernames exist.
     try:
-        hasher.verify(user.password_hash if user else unmatchable_hash(hasher), password)
+        hashing(hasher.verify, user.password_hash if user else unmatchable_hash(hasher), password)
     except (VerificationError, InvalidHashError):
         return False
     return user is not None
@@ -163,7 +190,9 @@ def check_password(user: UserModel | None, password: str) -> bool:
 def rehashed_password(user: UserModel, password: str) -> str | None:
     """A new hash of the user's (right) password, if theirs was made with older parameters."""
     hasher = password_hasher()
-    return hasher.hash(password) if hasher.check_needs_rehash(user.password_hash) else None
+    if not hasher.check_needs_rehash(user.password_hash):
+        return None
+    return hashing(hasher.hash, password)
 
 
 def issue_tokens(user: UserModel, *, fresh: bool, family: str | None = None) -> dict[str, str]:
