@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
@@ -81,6 +81,20 @@ def device_cookies() -> URLSafeTimedSerializer:
 def new_device_cookie(username: str) -> str:
     """A device cookie (OWASP): this client logged in to `username`, as device <random id>."""
     return device_cookies().dumps([username, secrets.token_hex(16)])
+
+
+def remember_device(response: Response, username: str) -> Response:
+    """Give the client of a right login to `username` a device cookie, for its next login."""
+    response.set_cookie(
+        DEVICE_COOKIE,
+        new_device_cookie(username),
+        max_age=DEVICE_COOKIE_DAYS * 86400,
+        path="/login",
+        secure=request.is_secure,
+        httponly=True,
+        samesite="Strict",
+    )
+    return response
 
 
 def known_device(cookie: str | None, username: str) -> str | None:

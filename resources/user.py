@@ -1,4 +1,6 @@
-from flask import Response, jsonify, request
+from functools import partial
+
+from flask import after_this_request, request
 from flask.views import MethodView
 from flask_jwt_extended import current_user, get_jwt
 from flask_smorest import abort
@@ -8,16 +10,15 @@ from sqlalchemy.exc import IntegrityError
 from auth import (
     BEARER_CHALLENGE,
     DEVICE_COOKIE,
-    DEVICE_COOKIE_DAYS,
     REVOKED,
     check_password,
     issue_tokens,
     known_device,
     limit,
     login_counts,
-    new_device_cookie,
     new_user,
     rehashed_password,
+    remember_device,
     revoke,
     revoke_family,
 )
@@ -95,7 +96,7 @@ class Login(MethodView):
     @blp.response(200, TokensSchema, headers=DEVICE_COOKIE_HEADER)
     @blp.alt_response(401, description="Wrong username or password")
     @blp.alt_response(429, **TOO_MANY)
-    def post(self, credentials: dict, cookies: dict) -> Response:
+    def post(self, credentials: dict, cookies: dict) -> dict:
         """Log in: get a fresh access token and a refresh token
 
         Attempts are throttled per account and client (a growing delay after 5), per account
@@ -123,17 +124,8 @@ class Login(MethodView):
                 update(UserModel).where(UserModel.id == user.id).values(password_hash=new_hash)
             )
         db.session.commit()
-        response = jsonify(TokensSchema().dump(issue_tokens(user, fresh=True)))
-        response.set_cookie(
-            DEVICE_COOKIE,
-            new_device_cookie(username),
-            max_age=DEVICE_COOKIE_DAYS * 86400,
-            path="/login",
-            secure=request.is_secure,
-            httponly=True,
-            samesite="Strict",
-        )
-        return response
+        after_this_request(partial(remember_device, username=username))
+        return issue_tokens(user, fresh=True)
 
 
 @blp.route("/refresh")
