@@ -23,6 +23,7 @@ from db import (
     time_out_reads,
 )
 from errors import database_unavailable, unexpected_database_error
+from metrics import init_metrics
 from request_log import init_request_log
 from resources.common import BEARER_AUTH
 from resources.health import blp as health_blueprint
@@ -137,6 +138,7 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
             configure_sqlite(engine)
         begin_transactions(db.engine, statement_timeout_ms())
         time_out_reads(db.engines[READS], statement_timeout_ms())
+        init_metrics(app, db.engines)
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
     register_seed_command(app)

@@ -4,7 +4,7 @@ import time
 import flask_sqlalchemy.session
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, Engine, Executable, MetaData, event
+from sqlalchemy import Connection, Engine, Executable, MetaData, Result, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
@@ -49,11 +49,11 @@ class Session(flask_sqlalchemy.session.Session):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False, "class_": Session})
 
 
-def read_scalars(statement: Executable) -> list:
+def read_outside_transactions(statement: Executable) -> Result:
     """Run a read on the engine of reads, whatever the request's method: it holds no
     transaction afterwards, so no lock (on SQLite, not the database's write lock) and,
     through PgBouncer in transaction mode, no server connection."""
-    return list(db.session.scalars(statement, bind_arguments={"bind": db.engines[READS]}))
+    return db.session.execute(statement, bind_arguments={"bind": db.engines[READS]})
 
 
 def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:

@@ -30,12 +30,17 @@ def start_request() -> None:
     g.request_id = client_id if CLIENT_REQUEST_ID.fullmatch(client_id) else uuid.uuid4().hex
 
 
+def request_seconds() -> float:
+    """How long the current request has taken so far."""
+    return time.perf_counter() - g.get("started", time.perf_counter())
+
+
 def log_request(response: Response) -> Response:
     # start_request runs first of the before_request functions, but a request that fails
     # while Flask sets it up (before any of them) still gets an id and a duration of 0.
     request_id = g.get("request_id") or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
-    duration_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    duration_ms = request_seconds() * 1000
     logger.info(
         json.dumps(
             {

@@ -17,7 +17,8 @@ from flask_smorest import abort
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from db import db, read_scalars
+from db import db, read_outside_transactions
+from metrics import THROTTLED
 from models import ThrottleModel
 
 HOUR = 3600.0
@@ -95,10 +96,12 @@ def attempt(*counted: Counted, refusal: str) -> dict[str, float]:
     now = time.time()
     limits = {limit.key(subject): limit for limit, subject in counted}
     keys = sorted(limits)  # one locking order for every request: no deadlocks
-    waits = read_scalars(select(ThrottleModel.blocked_until).where(ThrottleModel.key.in_(keys)))
-    refuse_while_waiting(waits, now, refusal)
+    waits = select(ThrottleModel.key, ThrottleModel.blocked_until).where(
+        ThrottleModel.key.in_(keys)
+    )
+    refuse_while_waiting(limits, dict(read_outside_transactions(waits).all()), now, refusal)
     rows = lock_rows(keys, now)
-    refuse_while_waiting([row.blocked_until for row in rows], now, refusal)
+    refuse_while_waiting(limits, {row.key: row.blocked_until for row in rows}, now, refusal)
     delays = {row.key: limits[row.key].count(row, now) for row in rows}
     prune_expired(now, PRUNE_BATCH)
     db.session.commit()
@@ -121,11 +124,16 @@ def restart_delays(delays: dict[str, float]) -> None:
     db.session.commit()
 
 
-def refuse_while_waiting(blocked_until, now: float, refusal: str) -> None:
-    wait = max([0.0, *(until - now for until in blocked_until)])
-    if wait > 0:
-        db.session.rollback()
-        abort(429, message=refusal, headers={"Retry-After": str(math.ceil(wait))})
+def refuse_while_waiting(
+    limits: dict[str, Limit], blocked_until: dict[str, float], now: float, refusal: str
+) -> None:
+    waiting = {key: until - now for key, until in blocked_until.items() if until > now}
+    if not waiting:
+        return
+    db.session.rollback()
+    for key in waiting:
+        THROTTLED.labels(limits[key].name).inc()
+    abort(429, message=refusal, headers={"Retry-After": str(math.ceil(max(waiting.values())))})
 
 
 def lock_rows(keys: list[str], now: float) -> list[ThrottleModel]:

@@ -22,7 +22,7 @@ from auth import (
     revoke,
     revoke_family,
 )
-from db import db, read_scalars
+from db import db, read_outside_transactions
 from models import UserModel
 from resources.common import Blueprint, commit_or_abort, get_or_404, refuse
 from schemas import (
@@ -110,7 +110,8 @@ class Login(MethodView):
             refusal="Too many login attempts for this account or from your address: "
             "wait for Retry-After seconds.",
         )
-        (user,) = read_scalars(select(UserModel).where(UserModel.username == username)) or [None]
+        found = select(UserModel).where(UserModel.username == username)
+        user = read_outside_transactions(found).scalar()
         # Argon2 takes a tenth of a second: with no transaction open, no lock and no pooled
         # server connection is held meanwhile.
         db.session.commit()

@@ -24,7 +24,7 @@ def compose_config(directory: Path, **dotenv: str) -> subprocess.CompletedProces
     README says (.env.example copied, then `dotenv` set), in `directory`, not the checkout:
     a .env of the developer's own stays out of it."""
     shutil.copy(ROOT / "docker-compose.yml", directory)
-    for build_context in ("pgbouncer", "nginx"):
+    for build_context in ("pgbouncer", "nginx", "prometheus"):
         (directory / build_context).symlink_to(ROOT / build_context)
     lines = [f"{name}={value}" for name, value in dotenv.items()]
     (directory / ".env").write_text("\n".join([(ROOT / ".env.example").read_text(), *lines]))
@@ -62,6 +62,15 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     assert (str(published["published"]), published["target"]) == ("8000", 8080)
     assert services["nginx"]["depends_on"]["api"]["condition"] == "service_healthy"
     assert api["environment"]["TRUSTED_PROXIES"] == "1"
+    # Prometheus scrapes every api instance on the compose network; its UI stays local.
+    prometheus = services["prometheus"]
+    (mounted,) = prometheus["volumes"]  # source:target:mode
+    assert mounted.endswith("/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro")
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090/tcp"]
+    (job,) = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    assert job["dns_sd_configs"] == [
+        {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}
+    ]
 
 
 def test_what_env_sets_reaches_the_api(tmp_path):

@@ -97,6 +97,11 @@ def test_the_api_sees_the_real_client_address_not_a_forged_one(proxy, api_log):
     assert [line["client"] for line in logged_requests(api_log, "/store/1")] == ["127.0.0.2"]
 
 
+def test_the_metrics_stay_on_the_inside(one_worker, proxy):
+    assert requests.get(f"{one_worker.url}/metrics", timeout=10).status_code == 200
+    assert_json_error(requests.get(f"{proxy}/metrics", timeout=10), 404)
+
+
 def test_an_unreachable_api_is_a_json_502(tmp_path):
     with listening_socket() as nobody_answers:
         port = nobody_answers.getsockname()[1]

@@ -38,15 +38,16 @@ def gunicorn(
     *options: str,
     stderr: IO | int | None = None,
     address: tuple[str, int] = ("127.0.0.1", 0),
+    root: Path = ROOT,
 ) -> Iterator[Server]:
-    """Serve `app` with the project's gunicorn.conf.py, `options` overriding it, at `address`
-    (by default a free loopback port); the server's log (one line per request, and errors)
-    goes to `stderr`, by default the caller's."""
+    """Serve `app` of the checkout at `root` (this one by default) with its gunicorn.conf.py,
+    `options` overriding it, at `address` (by default a free loopback port); the server's
+    log (one line per request, and errors) goes to `stderr`, by default the caller's."""
     with listening_socket(address) as listener:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--no-control-socket",
              "--bind", f"fd://{listener.fileno()}", *options, app],
-            cwd=ROOT, env={**os.environ, **env}, pass_fds=[listener.fileno()],
+            cwd=root, env={**os.environ, **env}, pass_fds=[listener.fileno()],
             stderr=stderr,
         )  # fmt: skip
         host, port = listener.getsockname()

@@ -1,0 +1,60 @@
+"""GET /store/<id> on this checkout against an earlier revision of it, runs interleaved:
+what a change costs the hottest read (metrics, say: `--baseline <the commit before them>`).
+
+`.venv/bin/python bench/compare.py --baseline REVISION` (needs `wrk`): checks the revision
+out into a temporary git worktree, serves both on one throwaway PostgreSQL (psycopg2, 2
+workers each) and prints the medians and their ratio.
+"""
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.run import JWT_SECRET, admin_token_maker, dsn, requests_per_second, seed_store
+from tools.gunicorn_server import API, ROOT, gunicorn
+from tools.throwaway_postgres import throwaway_postgres
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--baseline", required=True, help="the git revision to compare with")
+    parser.add_argument("--runs", type=int, default=7, help="wrk runs per checkout")
+    parser.add_argument("--seconds", type=int, default=8, help="length of one wrk run")
+    arguments = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as baseline, throwaway_postgres() as cluster:
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", baseline, arguments.baseline],
+            cwd=ROOT, check=True, capture_output=True,
+        )  # fmt: skip
+        try:
+            url = cluster.url("psycopg2")
+            admin_token_maker(url)  # migrates
+            with psycopg.connect(dsn(url), autocommit=True) as connection:
+                path = f"/store/{seed_store(connection, 'compared', 10, 3)}"
+            rates: dict[str, list[float]] = {"this checkout": [], arguments.baseline: []}
+            env = {"DATABASE_URL": url, "JWT_SECRET_KEY": JWT_SECRET}
+            for _ in range(arguments.runs):
+                for name, root in (("this checkout", ROOT), (arguments.baseline, baseline)):
+                    with gunicorn(
+                        API, env, "--workers", "2", stderr=subprocess.DEVNULL, root=Path(root)
+                    ) as server:
+                        rates[name].append(requests_per_second(server.url, path, arguments.seconds))
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", baseline], cwd=ROOT)
+    ours, theirs = (statistics.median(runs) for runs in rates.values())
+    print(
+        f"GET /store/<id>: this checkout {ours:.0f} req/s, {arguments.baseline} {theirs:.0f} "
+        f"req/s: ratio {ours / theirs:.3f}\n  runs: {rates}"
+    )
+
+
+if __name__ == "__main__":
+    main()
