@@ -14,8 +14,7 @@ import requests
 import yaml
 from helpers import server_env
 
-from tools.gunicorn_server import API, gunicorn, wait_until_serving
-from tools.throwaway_postgres import on_a_free_port
+from tools.gunicorn_server import API, gunicorn, http_server_on_a_free_port
 
 PROMETHEUS_YML = Path(__file__).resolve().parent.parent / "prometheus" / "prometheus.yml"
 
@@ -31,26 +30,18 @@ def throwaway_prometheus(target: str) -> Iterator[str]:
     job["static_configs"] = [{"targets": [target]}]
     root = Path(tempfile.mkdtemp(prefix="throwaway-prometheus-"))
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    processes: list[subprocess.Popen] = []
 
-    def start_on(port: int) -> None:
-        process = subprocess.Popen(
+    def start_on(port: int) -> subprocess.Popen:
+        return subprocess.Popen(
             ["prometheus", f"--config.file={root / 'prometheus.yml'}",
              f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL, stderr=(root / "prometheus.log").open("w"),
         )  # fmt: skip
-        try:
-            wait_until_serving(f"http://127.0.0.1:{port}/-/ready", process, timeout=60)
-        except RuntimeError as exited:  # e.g. the port was taken meanwhile
-            raise subprocess.CalledProcessError(process.returncode, "prometheus") from exited
-        processes.append(process)
 
     try:
-        yield f"http://127.0.0.1:{on_a_free_port(start_on)}"
+        with http_server_on_a_free_port(start_on, "/-/ready", timeout=60) as url:
+            yield url
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
 
 

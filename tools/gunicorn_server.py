@@ -5,12 +5,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, NamedTuple
 
 import requests
+
+from tools.throwaway_postgres import on_a_free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # The project's WSGI app, as gunicorn names it.
@@ -58,6 +60,31 @@ def gunicorn(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def http_server_on_a_free_port(
+    start: Callable[[int], subprocess.Popen], ready_path: str = "", timeout: float = 30
+) -> Iterator[str]:
+    """A server that binds its port itself (nginx, Prometheus): `start(port)` launches it on
+    a free loopback port, another one if that was taken meanwhile; yields its base URL once
+    it answers HTTP at `ready_path`, and stops it at the end."""
+    processes: list[subprocess.Popen] = []
+
+    def started(port: int) -> None:
+        process = start(port)
+        processes.append(process)
+        try:
+            wait_until_serving(f"http://127.0.0.1:{port}{ready_path}", process, timeout)
+        except RuntimeError as exited:  # e.g. the port was taken meanwhile
+            raise subprocess.CalledProcessError(process.returncode, process.args) from exited
+
+    try:
+        yield f"http://127.0.0.1:{on_a_free_port(started)}"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 30) -> None:

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tools.gunicorn_server import wait_until_serving
-from tools.throwaway_postgres import on_a_free_port
+from tools.gunicorn_server import http_server_on_a_free_port
 
 NGINX_CONF = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf"
 
@@ -19,9 +18,8 @@ def throwaway_nginx(upstream_port: int, **replacements: str) -> Iterator[str]:
     """nginx proxying to 127.0.0.1:`upstream_port`; yields its base URL. `replacements`
     swap whole lines of the configuration, e.g. a shorter timeout."""
     root = Path(tempfile.mkdtemp(prefix="throwaway-nginx-"))
-    processes: list[subprocess.Popen] = []
 
-    def start_on(port: int) -> None:
+    def start_on(port: int) -> subprocess.Popen:
         config = NGINX_CONF.read_text()
         for old, new in {
             "set $api http://api:8000;": f"set $api http://127.0.0.1:{upstream_port};",
@@ -31,21 +29,14 @@ def throwaway_nginx(upstream_port: int, **replacements: str) -> Iterator[str]:
             assert old in config, old
             config = config.replace(old, new)
         (root / "nginx.conf").write_text(config)
-        process = subprocess.Popen(
+        return subprocess.Popen(
             ["nginx", "-c", root / "nginx.conf", "-e", root / "error.log",
              "-g", f"daemon off; pid {root / 'nginx.pid'};"],
             stdout=subprocess.DEVNULL, stderr=(root / "stderr.log").open("w"),
         )  # fmt: skip
-        try:
-            wait_until_serving(f"http://127.0.0.1:{port}", process)
-        except RuntimeError as exited:  # e.g. the port was taken meanwhile
-            raise subprocess.CalledProcessError(process.returncode, "nginx") from exited
-        processes.append(process)
 
     try:
-        yield f"http://127.0.0.1:{on_a_free_port(start_on)}"
+        with http_server_on_a_free_port(start_on) as url:
+            yield url
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
         shutil.rmtree(root, ignore_errors=True)
