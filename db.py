@@ -125,7 +125,7 @@ def time_out_reads(engine: Engine, statement_timeout_ms: int) -> None:
     lock (a migration's) answers 503 instead of holding a worker and a server connection.
 
     psycopg 3 sends several statements only with client-side binding (ClientCursor: see
-    app.engine_options), and gives the first statement's result first.
+    app.read_engine_options), and gives the first statement's result first.
     """
     if engine.dialect.name != "postgresql" or not statement_timeout_ms:
         return  # SQLite: readers never wait in WAL mode; 0: no timeout to set

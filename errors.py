@@ -26,10 +26,15 @@ def described(error: DBAPIError) -> str:
         code, constraint = diagnostics.sqlstate, diagnostics.constraint_name
     else:  # SQLite
         code, constraint = getattr(error.orig, "sqlite_errorname", None), None
-    return (
+    said = (
         f"{type(error.orig).__name__}, SQLSTATE {code}, constraint {constraint}, "
         f"request {g.get('request_id')}, statement: {error.statement}"
     )
+    if code is None:
+        # No server's error but the driver's own (connection refused, timed out): its
+        # words hold no rows, and say what went wrong.
+        said += f", driver: {str(error.orig).strip()}"
+    return said
 
 
 def database_unavailable(error: OperationalError) -> ErrorResponse:
