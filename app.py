@@ -6,7 +6,6 @@ import flask_swagger_ui
 from flask import Flask, request, send_from_directory
 from flask_migrate import Migrate
 from flask_smorest import abort
-from psycopg import ClientCursor
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -18,9 +17,9 @@ from db import (
     READS,
     begin_transactions,
     configure_sqlite,
+    cursor_with_timeout,
     db,
     ping_idle_connections,
-    time_out_reads,
 )
 from errors import database_unavailable, unexpected_database_error
 from metrics import init_metrics
@@ -87,11 +86,12 @@ def engine_options(url: str) -> dict:
 
 
 def read_engine_options(url: str, options: dict) -> dict:
-    """The engine of reads (db.READS): in autocommit; with psycopg 3, binding on the client,
-    so that a read can carry its statement timeout in its query string (db.time_out_reads)."""
+    """The engine of reads (db.READS): in autocommit, each statement carrying the statement
+    timeout (db.cursor_with_timeout)."""
     reads = {"url": url, "isolation_level": "AUTOCOMMIT", **options}
-    if make_url(url).get_driver_name() == "psycopg":
-        reads["connect_args"] = {**options["connect_args"], "cursor_factory": ClientCursor}
+    cursor = cursor_with_timeout(make_url(url).get_driver_name(), statement_timeout_ms())
+    if cursor is not None:
+        reads["connect_args"] = {**options["connect_args"], "cursor_factory": cursor}
     return reads
 
 
@@ -137,7 +137,6 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
             ping_idle_connections(engine)
             configure_sqlite(engine)
         begin_transactions(db.engine, statement_timeout_ms())
-        time_out_reads(db.engines[READS], statement_timeout_ms())
         init_metrics(app, db.engines)
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
