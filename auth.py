@@ -70,7 +70,7 @@ def login_counts(username: str, device: str | None) -> list[Counted]:
 
 
 DEVICE_COOKIE = "device"
-DEVICE_COOKIE_DAYS = 365
+DEVICE_COOKIE_SECONDS = 365 * 86400  # a year
 
 
 def device_cookies() -> URLSafeTimedSerializer:
@@ -88,7 +88,7 @@ def remember_device(response: Response, username: str) -> Response:
     response.set_cookie(
         DEVICE_COOKIE,
         new_device_cookie(username),
-        max_age=DEVICE_COOKIE_DAYS * 86400,
+        max_age=DEVICE_COOKIE_SECONDS,
         path="/login",
         secure=request.is_secure,
         httponly=True,
@@ -102,7 +102,7 @@ def known_device(cookie: str | None, username: str) -> str | None:
     if not cookie:
         return None
     try:
-        owner, device = device_cookies().loads(cookie, max_age=DEVICE_COOKIE_DAYS * 86400)
+        owner, device = device_cookies().loads(cookie, max_age=DEVICE_COOKIE_SECONDS)
     except BadData:
         return None
     return device if owner == username else None

@@ -154,8 +154,14 @@ def cursor_with_timeout(driver: str, statement_timeout_ms: int) -> type | None:
     return None
 
 
+def upsertable_insert(model: type[Base]):
+    """An INSERT into `model`'s table that takes ON CONFLICT clauses, in the dialect of the
+    session's database (PostgreSQL or SQLite)."""
+    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(model)
+
+
 def insert_missing(model: type[Base], rows: list[dict]) -> None:
     """Insert the rows whose key is not taken; skip the others, even when a concurrent
     transaction takes a key meanwhile (ON CONFLICT DO NOTHING, PostgreSQL and SQLite)."""
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    db.session.execute(dialect.insert(model).values(rows).on_conflict_do_nothing())
+    db.session.execute(upsertable_insert(model).values(rows).on_conflict_do_nothing())

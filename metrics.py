@@ -9,6 +9,7 @@ up, so whichever worker answers speaks for the whole instance. Without that vari
 
 import os
 import re
+from functools import cache
 
 from flask import Flask, Response, request
 from prometheus_client import (
@@ -51,7 +52,12 @@ RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 def route_of_request() -> str:
     """The route template, never the path: one label value per route, whatever the ids."""
     rule = request.url_rule
-    return RULE_VARIABLE.sub(r"{\1}", rule.rule) if rule is not None else "unmatched"
+    return route_template(rule.rule) if rule is not None else "unmatched"
+
+
+@cache  # one rewrite per route, not one per request
+def route_template(rule: str) -> str:
+    return RULE_VARIABLE.sub(r"{\1}", rule)
 
 
 def count_request(response: Response) -> Response:

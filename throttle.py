@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from flask import current_app
 from flask_smorest import abort
 from sqlalchemy import case, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from db import db, read_outside_transactions
+from db import db, read_outside_transactions, upsertable_insert
 from metrics import THROTTLED
 from models import ThrottleModel
 
@@ -138,8 +137,7 @@ def refuse_while_waiting(
 
 def lock_rows(keys: list[str], now: float) -> list[ThrottleModel]:
     """The rows of `keys`, locked, those missing inserted as new counts."""
-    dialect = postgresql if db.session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(ThrottleModel).values(
+    insert = upsertable_insert(ThrottleModel).values(
         [{"key": key, "hits": 0, "window_ends_at": now, "blocked_until": 0} for key in keys]
     )
     # Updating a row that exists locks it, as SELECT ... FOR UPDATE would.
