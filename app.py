@@ -113,6 +113,7 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="/swagger-ui",
         OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
         TRUSTED_PROXIES=int(os.environ.get("TRUSTED_PROXIES", "0")),
+        DELETED_STORE_RETENTION_DAYS=float(os.environ.get("DELETED_STORE_RETENTION_DAYS", "30")),
         **config,
     )
     if app.config["TRUSTED_PROXIES"]:

@@ -1,12 +1,22 @@
 import sqlite3
 import time
+from datetime import UTC, datetime
 
 import flask_sqlalchemy.session
 import psycopg
 import psycopg2.extensions
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import Connection, Engine, Executable, MetaData, Result, event
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    Executable,
+    MetaData,
+    Result,
+    TypeDecorator,
+    event,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
@@ -23,6 +33,19 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp with its time zone on every database, UTC: SQLite stores none, and would
+    hand back naive datetimes, which clients could not place."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
 
 
 # Requests that only read, and the engine they use (a bind of Flask-SQLAlchemy's).

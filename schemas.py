@@ -1,3 +1,4 @@
+from datetime import UTC
 from decimal import ROUND_HALF_UP, Decimal
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate
@@ -174,14 +175,49 @@ class ItemListArgsSchema(PageArgsSchema):
     store_id = Id(strict=False, metadata={"description": "Only the items of this store."})
 
 
+# A deleted store's contents are counted this far: past it, "at least" (the count of a
+# million rows would cost the delete 160 ms).
+COUNTED_UP_TO = 10_000
+
+
 class DeletedCountsSchema(Schema):
     items = fields.Integer(required=True)
     tags = fields.Integer(required=True)
+    exact = fields.Boolean(
+        required=True,
+        metadata={
+            "description": f"false: the counts stop at {COUNTED_UP_TO:,}, and a count of "
+            f"{COUNTED_UP_TO:,} means at least that many"
+        },
+    )
 
 
-class StoreDeletedSchema(Schema):
+class DeletedStoreSchema(PlainStoreSchema):
+    deleted_at = fields.AwareDateTime(default_timezone=UTC, required=True)
+    expire_time = fields.AwareDateTime(
+        default_timezone=UTC,
+        required=True,
+        metadata={"description": "Until then POST /store/<id>/restore brings it back whole."},
+    )
+    deleted_by = fields.Integer(
+        allow_none=True, required=True, metadata={"description": "The user who deleted it."}
+    )
+
+
+class StoreDeletionSchema(DeletedStoreSchema):
     message = fields.String(required=True)
-    deleted = fields.Nested(DeletedCountsSchema, required=True)
+    deleted = fields.Nested(
+        DeletedCountsSchema, required=True, metadata={"description": "What went with it."}
+    )
+
+
+class StoreRestoreSchema(Schema):
+    """No body restores the store as it was; a `name` renames it, for when a live store took
+    its name meanwhile."""
+
+    BODY_OPTIONAL = True
+
+    name = Name()
 
 
 class MessageSchema(Schema):

@@ -1,4 +1,4 @@
-"""`flask create-admin` and `flask prune-expired`."""
+"""`flask create-admin`, `flask prune-expired` and `flask purge-deleted`."""
 
 from datetime import UTC, datetime
 
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from auth import new_user
 from db import db
 from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
+from purge import purge_deleted
 from schemas import UserCreateSchema
 from throttle import prune_expired as prune_expired_throttles
 
@@ -69,3 +70,4 @@ def prune_expired() -> None:
 def register_user_commands(app: Flask) -> None:
     app.cli.add_command(create_admin)
     app.cli.add_command(prune_expired)
+    app.cli.add_command(purge_deleted)

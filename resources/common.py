@@ -10,10 +10,12 @@ from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import RAISE, Schema, fields
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from db import db
+from models import StoreModel
 from resources.listing import LINK_HEADER, Page, next_page_link
 from schemas import MAX_PAGE_DEPTH, PageArgsSchema
 
@@ -32,6 +34,8 @@ class ArgumentsParser(FlaskParser):
     def load_json(self, request: Request, schema: Schema) -> Any:
         # Webargs would read a missing body, or one of another type, as an empty one.
         if not request.get_data(cache=True):
+            if getattr(schema, "BODY_OPTIONAL", False):
+                return {}
             abort(422, errors={"json": ["Send a JSON object in the body."]})
         if not is_json_request(request):
             abort(415, message="Send the body as JSON, with Content-Type: application/json.")
@@ -85,6 +89,8 @@ class Blueprint(flask_smorest.Blueprint):
 
     def arguments(self, schema, *, location: str = "json", **kwargs):
         """Parse arguments; a JSON body may also be malformed (400) or of another type (415)."""
+        if location == "json":
+            kwargs.setdefault("required", not getattr(schema, "BODY_OPTIONAL", False))
         parse = super().arguments(schema, location=location, **kwargs)
         if location != "json":
             return parse
@@ -187,6 +193,19 @@ def get_or_404(model: type[Model], ident: int, **get_options: Any) -> Model:
     if instance is None:
         refuse(not_found(model, ident))
     return instance
+
+
+def in_live_store(child: Model, ident: int) -> Model:
+    """`child` (an item or tag, 404 as not found otherwise), once its store is share-locked
+    until commit: a write into a store and the store's deletion wait for each other, so the
+    write lands before the deletion (and goes with the store) or sees the store deleted.
+    (FOR SHARE re-reads the row after the wait; SQLite's BEGIN IMMEDIATE serializes both.)"""
+    store = select(StoreModel.id).where(
+        StoreModel.id == child.store_id, StoreModel.deleted_at.is_(None)
+    )
+    if db.session.scalar(store.with_for_update(read=True)) is None:
+        refuse(not_found(type(child), ident))
+    return child
 
 
 # SQLSTATEs (PostgreSQL, either driver) and SQLite's extended result codes, by kind.

@@ -10,10 +10,12 @@ from resources.common import (
     commit_or_abort,
     created_links,
     get_or_404,
+    in_live_store,
     link,
     not_found,
 )
 from resources.listing import attach_firsts, page_of, set_firsts
+from resources.store import store_to_fill
 from schemas import (
     ItemCreateSchema,
     ItemListArgsSchema,
@@ -24,7 +26,10 @@ from schemas import (
 
 blp = Blueprint("items", __name__, description="Items, each in one store")
 
+# An item or tag is seen with its store, and only while the store is live (an inner join,
+# filtered by models.store.hide_deleted_stores).
 WITH_STORE = joinedload(ItemModel.store, innerjoin=True)
+TAG_STORE = (joinedload(TagModel.store, innerjoin=True),)
 ITEMS = select(ItemModel).options(WITH_STORE)
 
 
@@ -43,12 +48,13 @@ def with_first_tags(items: list[ItemModel]) -> list[ItemModel]:
 
 def item_to_change(*_body: dict, item_id: int) -> ItemModel:
     # Locked, so that a concurrent change or delete waits for us, or we for it (then: 404).
-    return get_or_404(ItemModel, item_id, options=(WITH_STORE,), with_for_update={"of": ItemModel})
+    item = get_or_404(ItemModel, item_id, options=(WITH_STORE,), with_for_update={"of": ItemModel})
+    return in_live_store(item, item_id)
 
 
 def store_of_new_item(item_data: dict) -> StoreModel:
     # A related resource that does not exist is a 404, as JSON:API has it.
-    return get_or_404(StoreModel, item_data["store_id"])
+    return store_to_fill(item_data["store_id"])
 
 
 @blp.route("/item/<int:item_id>")
@@ -135,7 +141,7 @@ class ItemsOfTag(MethodView):
     @blp.alt_response(404, description="No tag with this id")
     def get(self, tag_id: int, **page: int):
         """List the items linked to a tag, page by page"""
-        get_or_404(TagModel, tag_id)
+        get_or_404(TagModel, tag_id, options=TAG_STORE)
         linked = ITEMS.join(ItemTagModel, ItemTagModel.item_id == ItemModel.id).where(
             ItemTagModel.tag_id == tag_id
         )

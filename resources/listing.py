@@ -26,17 +26,23 @@ LINK_HEADER = {
 Page = tuple[list, int | None]
 
 
-def page_of(statement: Select, key: InstrumentedAttribute, page_size: int, **position: int) -> Page:
-    """One page of `statement` in `key` order: past `after` (a keyset) and at `page` (an
-    offset from there, refused past MAX_PAGE_DEPTH); and the next page's `after` while
-    there is one. `key` is the entries' id, or a column equal to it that an index orders
-    better (a link table's).
+def page_of(
+    statement: Select,
+    key: InstrumentedAttribute,
+    page_size: int,
+    descending: bool = False,
+    **position: int,
+) -> Page:
+    """One page of `statement` in `key` order (or its reverse): past `after` (a keyset)
+    and at `page` (an offset from there, refused past MAX_PAGE_DEPTH); and the next page's
+    `after` while there is one. `key` is the entries' id, or a column equal to it that an
+    index orders better (a link table's).
 
     One row more than the page is read to know whether there is a next page: no count of
     every matching row, on any page.
     """
     if (after := position.get("after")) is not None:
-        statement = statement.where(key > after)
+        statement = statement.where(key < after if descending else key > after)
     if (page := position.get("page")) is not None:
         if page * page_size > MAX_PAGE_DEPTH:
             abort(
@@ -45,7 +51,8 @@ def page_of(statement: Select, key: InstrumentedAttribute, page_size: int, **pos
                 "that, use after=<the last id you have>, as the Link header's next page does.",
             )
         statement = statement.offset((page - 1) * page_size)
-    rows = db.session.scalars(statement.order_by(key).limit(page_size + 1)).all()
+    order = key.desc() if descending else key
+    rows = db.session.scalars(statement.order_by(order).limit(page_size + 1)).all()
     if len(rows) <= page_size:
         return rows, None
     return rows[:page_size], rows[page_size - 1].id

@@ -1,11 +1,15 @@
+from datetime import UTC, datetime, timedelta
+
 from flask import Response, current_app
 from flask.views import MethodView
 from flask_jwt_extended import current_user
+from flask_smorest import abort
 from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import aliased
 
 from db import db
 from models import ItemModel, StoreModel, TagModel
+from models.store import INCLUDE_DELETED
 from resources.common import (
     Blueprint,
     commit_or_abort,
@@ -16,7 +20,14 @@ from resources.common import (
     refuse,
 )
 from resources.listing import Page, attach_firsts, page_of, set_firsts
-from schemas import PlainStoreSchema, StoreDeletedSchema, StoreSchema
+from schemas import (
+    COUNTED_UP_TO,
+    DeletedStoreSchema,
+    PlainStoreSchema,
+    StoreDeletionSchema,
+    StoreRestoreSchema,
+    StoreSchema,
+)
 
 blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
 
@@ -59,8 +70,33 @@ def store_to_change(*_body: dict, store_id: int) -> StoreModel:
     return get_or_404(StoreModel, store_id, with_for_update=True)
 
 
+def store_to_fill(store_id: int) -> StoreModel:
+    # Share-locked: its deletion waits for what goes into it, or it is seen deleted (404).
+    return get_or_404(StoreModel, store_id, with_for_update={"read": True})
+
+
 def store_of_path(*_body: dict, store_id: int) -> StoreModel:
-    return get_or_404(StoreModel, store_id)
+    return store_to_fill(store_id)
+
+
+def any_store_to_change(*_body: dict, store_id: int) -> StoreModel:
+    """The store, deleted or not (404 if purged or never there), locked."""
+    return get_or_404(
+        StoreModel, store_id, with_for_update=True, execution_options={INCLUDE_DELETED: True}
+    )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def is_expired(store: StoreModel) -> bool:
+    return store.expire_time is not None and store.expire_time <= now()
+
+
+def count_up_to(model: type[ItemModel | TagModel], store_id: int):
+    within = select(model.id).where(model.store_id == store_id).limit(COUNTED_UP_TO).subquery()
+    return select(func.count()).select_from(within).scalar_subquery()
 
 
 def save_store(store: StoreModel) -> StoreModel:
@@ -96,24 +132,94 @@ class Store(MethodView):
         return with_firsts([save_store(store)])[0]
 
     @blp.login_required(fresh=True)
-    @blp.response(200, StoreDeletedSchema)
+    @blp.response(200, StoreDeletionSchema)
     @blp.alt_response(404, description="No store with this id")
     @blp.owner_only(store_to_change)
-    def delete(self, store: StoreModel, store_id: int) -> dict:
+    def delete(self, store: StoreModel, store_id: int) -> StoreModel:
         """Delete a store with all its items, tags and their links (its owner or an admin,
-        with a fresh token)"""
+        with a fresh token); POST /store/<id>/restore brings it back until its expire_time"""
+        # Its rows stay until expire_time, hidden: the delete costs the same at any size.
         items, tags = db.session.execute(
-            select(
-                select(func.count()).where(ItemModel.store_id == store_id).scalar_subquery(),
-                select(func.count()).where(TagModel.store_id == store_id).scalar_subquery(),
-            )
+            select(count_up_to(ItemModel, store_id), count_up_to(TagModel, store_id))
         ).one()
-        db.session.delete(store)
+        store.deleted_at = now()
+        store.expire_time = store.deleted_at + timedelta(
+            days=current_app.config["DELETED_STORE_RETENTION_DAYS"]
+        )
+        store.deleted_by = current_user.id
         db.session.commit()
-        return {
-            "message": f"Store {store_id} deleted.",
-            "deleted": {"items": items, "tags": tags},
-        }
+        exact = max(items, tags) < COUNTED_UP_TO
+        bound = "" if exact else "at least "
+        store.message = (
+            f"Store {store_id} deleted with {bound}{items:,} items and {tags:,} tags; "
+            f"POST /store/{store_id}/restore brings it back until "
+            f"{store.expire_time:%Y-%m-%d %H:%M} UTC."
+        )
+        store.deleted = {"items": items, "tags": tags, "exact": exact}
+        return store
+
+
+@blp.route("/store/<int:store_id>/restore")
+class StoreRestore(MethodView):
+    @blp.login_required(fresh=True)
+    @blp.arguments(StoreRestoreSchema)
+    @blp.response(200, StoreSchema)
+    @blp.alt_response(404, description="No deleted store with this id: purged or expired")
+    @blp.alt_response(409, description="The store is not deleted, or a live store has its name")
+    @blp.owner_only(any_store_to_change)
+    def post(self, store: StoreModel, restore_data: dict, store_id: int) -> StoreModel:
+        """Restore a deleted store before its expire_time, whole: same ids, items, tags and
+        links (its owner or an admin, with a fresh token)"""
+        if store.deleted_at is None:
+            abort(409, message=f"Store {store_id} is not deleted.")
+        if is_expired(store):
+            refuse(not_found(StoreModel, store_id))
+        name = restore_data.get("name", store.name)
+        # Named for the client; the unique index still decides (save_store) if a store
+        # takes the name between this look and the commit.
+        taken = db.session.scalar(select(StoreModel.id).where(StoreModel.name == name))
+        if taken is not None:
+            abort(
+                409,
+                message=f"Store {taken} is named {name!r} now: restore this one with another "
+                'name, {"name": "..."}.',
+            )
+        store.name = name
+        store.deleted_at = store.expire_time = store.deleted_by = None
+        return with_firsts([save_store(store)])[0]
+
+
+@blp.route("/store/<int:store_id>/purge")
+class StorePurge(MethodView):
+    @blp.login_required(fresh=True, admin=True)
+    @blp.response(202, DeletedStoreSchema)
+    @blp.alt_response(404, description="No store with this id, or purged already")
+    def post(self, store_id: int) -> StoreModel:
+        """Delete a store for good, soon, deleted or not: no restore (admins, with a fresh
+        token; for erasure requests). The purge runs in the background within a minute."""
+        store = any_store_to_change(store_id=store_id)
+        if store.deleted_at is None:
+            store.deleted_at, store.deleted_by = now(), current_user.id
+        store.expire_time = now()
+        db.session.commit()
+        return store
+
+
+@blp.route("/store/deleted")
+class DeletedStoreList(MethodView):
+    @blp.login_required()
+    @blp.paginated(DeletedStoreSchema)
+    def get(self, **page: int) -> Page:
+        """List your deleted stores that can still be restored (an admin's: all), newest
+        store first"""
+        deleted = (
+            select(StoreModel)
+            .where(StoreModel.deleted_at.is_not(None), StoreModel.expire_time > now())
+            .execution_options(**{INCLUDE_DELETED: True})
+        )
+        if not current_user.is_admin:
+            deleted = deleted.where(StoreModel.owner_id == current_user.id)
+        return page_of(deleted, StoreModel.id, descending=True, **page)
 
 
 @blp.route("/store")

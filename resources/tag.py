@@ -1,7 +1,6 @@
 from flask.views import MethodView
 from flask_smorest import abort
 from sqlalchemy import Select, delete, select
-from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
@@ -11,17 +10,17 @@ from resources.common import (
     commit_or_abort,
     created_links,
     get_or_404,
+    in_live_store,
     link,
     not_found,
 )
-from resources.item import WITH_STORE
+from resources.item import TAG_STORE, WITH_STORE
 from resources.listing import attach_firsts, page_of, set_firsts
 from resources.store import store_of_path
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
 
-TAG_STORE = (joinedload(TagModel.store, innerjoin=True),)
 TAGS = select(TagModel).options(*TAG_STORE)
 
 
@@ -40,11 +39,12 @@ def with_first_items(tags: list[TagModel]) -> list[TagModel]:
 
 def tag_to_delete(*, tag_id: int) -> TagModel:
     # The lock keeps a concurrent link from slipping in between check and delete.
-    return get_or_404(TagModel, tag_id, options=TAG_STORE, with_for_update={"of": TagModel})
+    tag = get_or_404(TagModel, tag_id, options=TAG_STORE, with_for_update={"of": TagModel})
+    return in_live_store(tag, tag_id)
 
 
 def item_of_link(*, item_id: int, tag_id: int) -> ItemModel:
-    return get_or_404(ItemModel, item_id, options=(WITH_STORE,))
+    return in_live_store(get_or_404(ItemModel, item_id, options=(WITH_STORE,)), item_id)
 
 
 @blp.route("/store/<int:store_id>/tag")
@@ -120,7 +120,7 @@ class TagsOfItem(MethodView):
     @blp.alt_response(404, description="No item with this id")
     def get(self, item_id: int, **page: int):
         """List the tags linked to an item, page by page"""
-        get_or_404(ItemModel, item_id)
+        get_or_404(ItemModel, item_id, options=(WITH_STORE,))
         linked = TAGS.join(ItemTagModel, ItemTagModel.tag_id == TagModel.id).where(
             ItemTagModel.item_id == item_id
         )
@@ -147,7 +147,7 @@ class LinkTagsToItem(MethodView):
     @blp.owner_only(item_of_link)
     def post(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
         """Link a tag to an item of the same store (its owner or an admin)"""
-        tag = get_or_404(TagModel, tag_id)
+        tag = get_or_404(TagModel, tag_id, options=TAG_STORE)
         if item.store_id != tag.store_id:
             abort(
                 409,
@@ -177,7 +177,7 @@ class LinkTagsToItem(MethodView):
     @blp.owner_only(item_of_link)
     def delete(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
         """Unlink a tag from an item (its store's owner or an admin)"""
-        tag = get_or_404(TagModel, tag_id)
+        tag = get_or_404(TagModel, tag_id, options=TAG_STORE)
         unlinked = db.session.execute(
             delete(ItemTagModel).where(
                 ItemTagModel.item_id == item_id, ItemTagModel.tag_id == tag_id

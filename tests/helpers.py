@@ -106,3 +106,10 @@ def client_at(address: str) -> requests.Session:
     session = requests.Session()
     session.mount("http://", FromAddress(address))
     return session
+
+
+def purge(app) -> list[int]:
+    """Run `flask purge-deleted`; the ids of the stores it purged."""
+    result = app.test_cli_runner().invoke(args=["purge-deleted"])
+    assert result.exit_code == 0, result.output
+    return [int(line.split()[-1].rstrip(".")) for line in result.output.splitlines()[:-1]]

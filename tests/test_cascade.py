@@ -1,7 +1,8 @@
-"""DELETE /store/<id> removes the store, its items, tags and links, and nothing else."""
+"""DELETE /store/<id> hides the store with its items, tags and links at once; its purge
+removes them all from the database, and nothing else."""
 
 import pytest
-from helpers import assert_error, link, new_item, new_store, new_tag
+from helpers import assert_error, link, new_item, new_store, new_tag, purge
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
 
@@ -32,7 +33,7 @@ def rows_of_store(sql, store_id: int) -> dict[str, int]:
 
 
 @pytest.mark.sqlite_too
-def test_delete_store_removes_its_items_tags_and_links(client, sql):
+def test_delete_store_removes_its_items_tags_and_links(app, client, sql):
     doomed = fill_store(client, "Doomed", items=3, tags=2)
     kept = fill_store(client, "Kept", items=2, tags=2)
     assert rows_of_store(sql, doomed["id"]) == {"stores": 1, "items": 3, "tags": 2, "links": 6}
@@ -40,10 +41,15 @@ def test_delete_store_removes_its_items_tags_and_links(client, sql):
     response = client.delete(f"/store/{doomed['id']}")
 
     assert response.status_code == 200
-    assert response.get_json() == {
-        "message": f"Store {doomed['id']} deleted.",
-        "deleted": {"items": 3, "tags": 2},
-    }
+    answer = response.get_json()
+    assert answer["deleted"] == {"items": 3, "tags": 2, "exact": True}
+    assert answer["message"].startswith(f"Store {doomed['id']} deleted with 3 items and 2 tags")
+    # Kept until it expires, for a restore.
+    assert rows_of_store(sql, doomed["id"]) == {"stores": 1, "items": 3, "tags": 2, "links": 6}
+
+    assert client.post(f"/store/{doomed['id']}/purge").status_code == 202
+    assert purge(app) == [doomed["id"]]
+
     assert rows_of_store(sql, doomed["id"]) == {"stores": 0, "items": 0, "tags": 0, "links": 0}
     assert rows_of_store(sql, kept["id"]) == {"stores": 1, "items": 2, "tags": 2, "links": 4}
     # What the API shows agrees: the kept store whole, its items still linked.
@@ -59,7 +65,7 @@ def test_delete_store_removes_its_items_tags_and_links(client, sql):
 def test_delete_empty_store(client):
     store = new_store(client)
     response = client.delete(f"/store/{store['id']}")
-    assert response.get_json()["deleted"] == {"items": 0, "tags": 0}
+    assert response.get_json()["deleted"] == {"items": 0, "tags": 0, "exact": True}
 
 
 @pytest.mark.sqlite_too
@@ -82,14 +88,16 @@ def test_store_delete_loads_no_children(client, statements):
     store = fill_store(client, "Big", items=30, tags=3)
     with statements() as sent:
         client.delete(f"/store/{store['id']}")
-    # Check the token, lock the store, count its children, delete it: whatever their number.
-    selects_and_deletes = [
+    # Check the token, lock the store, count its children (up to a bound), mark it deleted:
+    # whatever their number.
+    writes_and_reads = [
         statement
         for statement, _ in sent
-        if statement.lstrip().upper().startswith(("SELECT", "DELETE"))
+        if statement.lstrip().upper().startswith(("SELECT", "DELETE", "UPDATE"))
     ]
-    assert len(selects_and_deletes) == 4
-    assert not any("FROM items_tags" in statement for statement, _ in sent)
+    assert len(writes_and_reads) == 4
+    assert not any("items_tags" in statement for statement, _ in sent)
+    assert not any(statement.lstrip().upper().startswith("DELETE") for statement, _ in sent)
 
 
 @pytest.mark.sqlite_too

@@ -59,10 +59,16 @@ def test_writes_racing_a_store_delete_are_all_deleted_or_refused(live_server, ht
     assert created["tag"], "no tag write raced the delete"
     # Every write that was answered 201 landed before the delete, which counted it and
     # deleted it: nothing was created in a store that was gone.
-    assert deleted[0]["deleted"] == {"items": len(created["item"]), "tags": len(created["tag"])}
+    counts = {"items": len(created["item"]), "tags": len(created["tag"]), "exact": True}
+    assert deleted[0]["deleted"] == counts
     for kind, ids in created.items():
         assert {http.get(f"{live_server}/{kind}/{id_}").status_code for id_ in ids} == {404}
     assert http.get(f"{live_server}/store/{kept['id']}").status_code == 200
+    # Restored, the store holds exactly the writes answered 201: none slipped in after.
+    assert http.post(f"{live_server}/store/{store['id']}/restore").status_code == 200
+    for kind, ids in created.items():
+        listed = http.get(f"{live_server}/store/{store['id']}/{kind}?page_size=100").json()
+        assert sorted(entry["id"] for entry in listed) == sorted(ids)
 
 
 def test_one_store_name_sixteen_creators_one_winner(live_server, admin_headers):

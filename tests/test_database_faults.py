@@ -12,6 +12,7 @@ from sqlalchemy.pool import NullPool
 
 from app import create_app
 from db import ping_idle_connections
+from purge import purge_expired
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import free_port, throwaway_postgres
 
@@ -61,9 +62,11 @@ def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster
 
 
 @pytest.mark.pgbouncer_too
-def test_interrupted_cascade_leaves_the_store_whole(database_url, admin_headers, engine, sql):
+def test_a_purge_cut_off_by_the_statement_timeout_leaves_its_batch_whole(
+    database_url, engine, sql, monkeypatch
+):
     sql_setup = """
-        INSERT INTO stores (name) VALUES ('Big');
+        INSERT INTO stores (name, deleted_at, expire_time) VALUES ('Big', now(), now());
         INSERT INTO items (name, price, store_id)
             SELECT 'item ' || n, 1, 1 FROM generate_series(1, 50000) n;
         INSERT INTO tags (name, store_id) SELECT 'tag ' || n, 1 FROM generate_series(1, 10) n;
@@ -71,18 +74,24 @@ def test_interrupted_cascade_leaves_the_store_whole(database_url, admin_headers,
     """
     with engine.begin() as connection:
         connection.exec_driver_sql(sql_setup)
-    before = sql("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM items_tags)")
+    counts = "SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM items_tags)"
+    before = sql(counts)
 
-    # A statement timeout far below the time the cascade needs cuts it off mid-way.
+    # A statement timeout far below the time a batch needs cuts the first one off mid-way.
     # The timeout is set per transaction: PgBouncer refuses it as a startup parameter.
-    env = server_env(database_url, DATABASE_STATEMENT_TIMEOUT_MS="20")
-    with gunicorn(API, env, "--workers", "1") as server:
-        assert_quick_503("DELETE", f"{server.url}/store/1", headers=admin_headers)
+    monkeypatch.setenv("DATABASE_STATEMENT_TIMEOUT_MS", "20")
+    with create_app(database_url, TESTING=True).app_context(), pytest.raises(OperationalError):
+        purge_expired()
 
     assert before == [(50000, 50000)]
-    assert sql("SELECT count(*) FROM stores WHERE id = 1") == [(1,)]
-    assert sql("SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM items_tags)") == before
+    assert sql(counts) == before
     assert sql("SELECT count(*) FROM tags") == [(10,)]
+    # The next run, given the time, finishes it.
+    monkeypatch.setenv("DATABASE_STATEMENT_TIMEOUT_MS", "30000")
+    with create_app(database_url, TESTING=True).app_context():
+        assert purge_expired() == 1
+    assert sql(counts) == [(0, 0)]
+    assert sql("SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM tags)") == [(0, 0)]
 
 
 def backend_pid(engine) -> int:

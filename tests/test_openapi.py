@@ -89,23 +89,29 @@ def test_the_spec_says_which_operations_need_which_token(spec):
         "bearerFormat": "JWT",
     }
     public = {"POST /register", "POST /login"}
+    private_reads = {"GET /user/me", "GET /store/deleted"}
     for name, operation in operations(spec):
-        if (name.startswith("GET ") and name != "GET /user/me") or name in public:
+        if (name.startswith("GET ") and name not in private_reads) or name in public:
             assert "security" not in operation, name
         else:
             assert operation["security"] == [{"bearerAuth": []}], name
             assert "401" in operation["responses"], name
     documented = {name: set(op["responses"]) for name, op in operations(spec)}
     assert "403" in documented["DELETE /user/{user_id}"]
-    assert (
-        "fresh" in spec["paths"]["/store/{store_id}"]["delete"]["responses"]["401"]["description"]
-    )
+    for path, method in (
+        ("/store/{store_id}", "delete"),
+        ("/store/{store_id}/restore", "post"),
+        ("/store/{store_id}/purge", "post"),
+    ):
+        assert "fresh" in spec["paths"][path][method]["responses"]["401"]["description"]
+    assert "403" in documented["POST /store/{store_id}/purge"]  # admins only
 
 
 OWNERS_WRITES = [
     "PUT /store/{store_id}", "DELETE /store/{store_id}", "POST /item", "PUT /item/{item_id}",
     "DELETE /item/{item_id}", "POST /store/{store_id}/tag", "DELETE /tag/{tag_id}",
     "POST /item/{item_id}/tag/{tag_id}", "DELETE /item/{item_id}/tag/{tag_id}",
+    "POST /store/{store_id}/restore",
 ]  # fmt: skip
 
 
@@ -117,7 +123,8 @@ def test_every_write_in_a_store_documents_the_owner_rule(spec):
         for name, operation in operations(spec)
         if not name.startswith("GET ") and name.split()[1].startswith(("/store", "/item", "/tag"))
     }
-    assert sorted(writes) == sorted([*OWNERS_WRITES, "POST /store"])
+    # Making a store of one's own, and purging any (admins only).
+    assert sorted(writes) == sorted([*OWNERS_WRITES, "POST /store", "POST /store/{store_id}/purge"])
     for name in OWNERS_WRITES:
         operation = writes[name]
         assert "owner" in operation["responses"]["403"]["description"], name

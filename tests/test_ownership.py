@@ -48,6 +48,8 @@ def every_write(ids: dict[str, int]) -> list[tuple[str, str, dict | None]]:
         ("DELETE", f"/tag/{ids['unlinked_tag']}", None),
         ("DELETE", f"/item/{item}", None),
         ("DELETE", f"/store/{store}", None),
+        ("POST", f"/store/{store}/restore", None),
+        ("DELETE", f"/store/{store}", None),
     ]
 
 
@@ -75,7 +77,7 @@ def test_the_owner_and_an_admin_can_change_everything(live_server, new_user, bea
                 method, live_server + path, json=body, headers=headers, timeout=30
             )
             assert response.status_code in (200, 201), (method, path, response.text)
-    assert sql("SELECT count(*) FROM stores") == [(0,)]
+    assert sql("SELECT count(*) FROM stores WHERE deleted_at IS NULL") == [(0,)]
 
 
 def test_a_deleted_users_stores_stay_for_the_admins_alone(live_server, new_user, bearer, sql):

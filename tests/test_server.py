@@ -2,20 +2,22 @@
 
 import pytest
 import requests
-from helpers import store_item_and_tag_over_http
+from helpers import purge, store_item_and_tag_over_http
 
 pytestmark = [pytest.mark.sqlite_too, pytest.mark.pgbouncer_too]
 
 
-def test_cascading_delete_through_gunicorn(live_server, http, sql):
+def test_cascading_delete_through_gunicorn(app, live_server, http, sql):
     store, item, tag = store_item_and_tag_over_http(http, live_server, "Live")
     assert http.post(f"{live_server}/item/{item['id']}/tag/{tag['id']}").status_code == 201
 
     response = http.delete(f"{live_server}/store/{store['id']}")
 
     assert response.status_code == 200
-    assert response.json()["deleted"] == {"items": 1, "tags": 1}
+    assert response.json()["deleted"] == {"items": 1, "tags": 1, "exact": True}
     assert http.get(f"{live_server}/item/{item['id']}").status_code == 404
+    assert http.post(f"{live_server}/store/{store['id']}/purge").status_code == 202
+    assert purge(app) == [store["id"]]
     assert sql("SELECT (SELECT count(*) FROM items) + (SELECT count(*) FROM items_tags)") == [(0,)]
 
 

@@ -96,9 +96,16 @@ def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, new_user
         store_id=store_id,
     )
 
-    assert deleted == {
-        "status": 200,
-        "body": {"message": f"Store {store_id} deleted.", "deleted": {"items": 1, "tags": 0}},
-    }
+    assert deleted["status"] == 200
+    assert deleted["body"]["deleted"] == {"items": 1, "tags": 0, "exact": True}
+    assert deleted["body"]["message"].startswith(f"Store {store_id} deleted with 1 items")
     assert requests.get(f"{live_server}/item/{item['body']['id']}").status_code == 404
+
+    restored = try_it_out(
+        page, "post", "/store/{store_id}/restore", {"name": "Restored"}, store_id=store_id
+    )
+
+    assert restored["status"] == 200
+    assert restored["body"]["name"] == "Restored"
+    assert requests.get(f"{live_server}/item/{item['body']['id']}").status_code == 200
     assert requested_hosts == {"127.0.0.1"}
