@@ -43,19 +43,31 @@ def page_of(
     """
     if (after := position.get("after")) is not None:
         statement = statement.where(key < after if descending else key > after)
-    if (page := position.get("page")) is not None:
-        if page * page_size > MAX_PAGE_DEPTH:
-            abort(
-                400,
-                message=f"Pages go {MAX_PAGE_DEPTH:,} entries deep (page x page_size): past "
-                "that, use after=<the last id you have>, as the Link header's next page does.",
-            )
-        statement = statement.offset((page - 1) * page_size)
     order = key.desc() if descending else key
+    statement = statement.offset(page_offset(page_size, position.get("page")))
     rows = db.session.scalars(statement.order_by(order).limit(page_size + 1)).all()
+    return page_and_next(rows, page_size)
+
+
+def page_offset(page_size: int, page: int | None) -> int:
+    """Where page `page` starts (0 with none), refused past MAX_PAGE_DEPTH."""
+    if page is None:
+        return 0
+    if page * page_size > MAX_PAGE_DEPTH:
+        abort(
+            400,
+            message=f"Pages go {MAX_PAGE_DEPTH:,} entries deep (page x page_size): past "
+            "that, use after=<the last id you have>, as the Link header's next page does.",
+        )
+    return (page - 1) * page_size
+
+
+def page_and_next(rows: Sequence[Any], page_size: int) -> Page:
+    """A page of the (up to) page_size + 1 rows read for it, and the next page's `after`:
+    one row more than the page tells whether there is a next page."""
     if len(rows) <= page_size:
-        return rows, None
-    return rows[:page_size], rows[page_size - 1].id
+        return list(rows), None
+    return list(rows[:page_size]), rows[page_size - 1].id
 
 
 def next_page_link(arguments: dict[str, Any], after: int) -> dict[str, str]:

@@ -71,6 +71,13 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     assert job["dns_sd_configs"] == [
         {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}
     ]
+    # The purge worker: the API's image, straight to PostgreSQL (it LISTENs), after the
+    # api's start has run the migrations that make procrastinate's tables.
+    worker = services["worker"]
+    assert worker["command"] == ["procrastinate", "--app=tasks.queue", "worker"]
+    assert make_url(worker["environment"]["DATABASE_URL"]).host == "db"
+    assert worker["depends_on"]["api"]["condition"] == "service_healthy"
+    assert worker["build"] == api["build"]
 
 
 def test_what_env_sets_reaches_the_api(tmp_path):

@@ -241,3 +241,26 @@ def test_a_write_waiting_on_a_delete_in_progress_sees_the_store_deleted(client, 
 
     assert_error(answers[0], 404)
     assert sql("SELECT count(*) FROM items") == [(0,)]
+
+
+@pytest.mark.sqlite_too
+def test_the_item_list_goes_store_by_store_past_deleted_stores(client):
+    first, doomed, last = (new_store(client, name)["id"] for name in ("First", "Doomed", "Last"))
+    # Ids interleaved across the stores, so that store order is not id order.
+    items = {store: [] for store in (first, doomed, last)}
+    for n in range(3):
+        for store in (last, doomed, first):
+            items[store].append(new_item(client, store, f"{store}.{n}")["id"])
+    client.delete(f"/store/{doomed}")
+
+    pages = []
+    url = "/item?page_size=2"
+    while url:
+        response = client.get(url)
+        pages.append([item["id"] for item in response.get_json()])
+        url = response.headers.get("Link", "").partition(">")[0].removeprefix("<")
+
+    assert [item for page in pages for item in page] == items[first] + items[last]
+    assert pages[1] == [items[first][2], items[last][0]]  # a page spans two stores
+    client.delete(f"/item/{items[first][2]}")
+    assert_error(client.get(f"/item?after={items[first][2]}"), 422, "is not there")

@@ -28,6 +28,13 @@ BIG_STORE = """
     INSERT INTO items_tags (item_id, tag_id)
         SELECT item.id, tag.id FROM items item, tags tag
         WHERE item.store_id = 3 AND tag.store_id = 3;
+    -- A deleted store, not yet purged, between two live ones: its rows stay until it
+    -- expires, and no read may walk them.
+    INSERT INTO stores (id, name, deleted_at, expire_time)
+        VALUES (4, 'Deleted', now(), now() + interval '30 days'), (5, 'After', NULL, NULL);
+    INSERT INTO items (name, price, store_id)
+        SELECT 'deleted ' || n, 1, 4 FROM generate_series(1, 20000) n;
+    INSERT INTO items (name, price, store_id) VALUES ('after', 1, 5);
     ANALYZE;
 """
 HOT_READS = [
@@ -36,6 +43,8 @@ HOT_READS = [
     "/store/3/tag", "/item", "/item?store_id=1&after=30000", "/item?store_id=3", "/item/1",
     "/item/50001", "/tag/1", "/tag/20001", "/tag/2/item", "/tag/2/item?after=30000",
     "/tag/20001/item", "/item/1/tag", "/item/1/tag?after=1000", "/item/50001/tag",
+    # From the last item of store 3 on: past the deleted store 4 to store 5.
+    "/item?after=50005", "/item?store_id=4", "/store?after=3",
 ]  # fmt: skip
 # The most rows any step of a hot read may touch: pages are at most 100 entries, and each
 # nests at most 11 of a collection.
