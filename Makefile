@@ -19,10 +19,12 @@ $(SECRET):
 	(umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > $@)
 
 ## Start the API on the SQLite default: http://127.0.0.1:5000/swagger-ui
+## Beside it, deleted stores are purged once they expire (every 10 minutes, it looks).
 run: $(VENV)/installed $(SECRET)
 	export $(WITH_SECRET) && $(BIN)/flask db upgrade \
 	  && $(BIN)/flask seed --stores 3 --items-per-store 10 --tags-per-store 3 --only-if-empty \
-	  && exec $(BIN)/flask run --port 5000
+	  && { $(BIN)/flask purge-deleted --every 600 >/dev/null & trap 'kill $$!' EXIT INT TERM; } \
+	  && $(BIN)/flask run --port 5000
 
 ## Run the whole suite: PostgreSQL (a throwaway cluster, or $$TEST_DATABASE_URL) with psycopg 3
 ## and psycopg2, directly and through PgBouncer, and SQLite. Installs the Debian packages it

@@ -11,6 +11,7 @@ refuses expired stores) and a purge never interleave.
 Run by the procrastinate worker on PostgreSQL (tasks.py), by `flask purge-deleted` anywhere.
 """
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -84,8 +85,17 @@ def purge_expired(report: Callable[[int], None] = lambda _store_id: None) -> int
 
 
 @click.command("purge-deleted")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Run again every this many seconds, until stopped (what `make run` does).",
+)
 @with_appcontext
-def purge_deleted() -> None:
+def purge_deleted(every: float | None) -> None:
     """Purge the deleted stores whose expire_time has passed, with all they held."""
-    purged = purge_expired(lambda store_id: click.echo(f"Purged store {store_id}."))
-    click.echo(f"Purged {purged} expired store(s).")
+    while True:
+        purged = purge_expired(lambda store_id: click.echo(f"Purged store {store_id}."))
+        click.echo(f"Purged {purged} expired store(s).")
+        if every is None:
+            return
+        time.sleep(every)

@@ -1,15 +1,21 @@
 """A deleted store: gone from every read and write at once, restorable whole until it
 expires, then purged in batches by `flask purge-deleted`."""
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from helpers import assert_error, link, new_item, new_store, new_tag, purge
+from helpers import assert_error, link, new_item, new_store, new_tag, purge, server_env
 
 import purge as purging
 import resources.store
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def filled_store(client, name: str = "Doomed") -> dict:
@@ -264,3 +270,25 @@ def test_the_item_list_goes_store_by_store_past_deleted_stores(client):
     assert pages[1] == [items[first][2], items[last][0]]  # a page spans two stores
     client.delete(f"/item/{items[first][2]}")
     assert_error(client.get(f"/item?after={items[first][2]}"), 422, "is not there")
+
+
+@pytest.mark.sqlite_too
+def test_purge_deleted_every_few_seconds_purges_what_expires_meanwhile(client, database_url, sql):
+    """What `make run` runs beside the server: no operator has to remember cron."""
+    looping = subprocess.Popen(
+        [sys.executable, "-m", "flask", "purge-deleted", "--every", "0.2"],
+        cwd=ROOT, env={**os.environ, **server_env(database_url, FLASK_APP="app:create_app")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        store = new_store(client)
+        client.delete(f"/store/{store['id']}")
+        client.post(f"/store/{store['id']}/purge")
+        deadline = time.monotonic() + 30
+        while sql("SELECT count(*) FROM stores") != [(0,)]:
+            assert looping.poll() is None, looping.stderr.read().decode()
+            assert time.monotonic() < deadline, "not purged within 30 s"
+            time.sleep(0.05)
+    finally:
+        looping.terminate()
+        looping.wait(timeout=30)
