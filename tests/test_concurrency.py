@@ -3,10 +3,15 @@ also through PgBouncer: whatever the interleaving, each answer tells the truth."
 
 import threading
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from helpers import run_together, store_item_and_tag_over_http
+from sqlalchemy import text
+
+import purge as purging
+from db import db
 
 pytestmark = [pytest.mark.sqlite_too, pytest.mark.pgbouncer_too]
 
@@ -148,3 +153,100 @@ def test_a_tag_delete_racing_a_link_either_refuses_or_wins(live_server, http, sq
         assert (deleted, linked) in {(200, 404), (409, 201)}, (deleted, linked)
         links = sql("SELECT count(*) FROM items_tags WHERE tag_id = :t", t=tag["id"])
         assert links == [(1 if linked == 201 else 0,)]
+
+
+def store_with_children(http, base: str, name: str, items: int = 5) -> dict:
+    store = http.post(f"{base}/store", json={"name": name}).json()
+    tag = http.post(f"{base}/store/{store['id']}/tag", json={"name": "tag"}).json()
+    for n in range(items):
+        item = http.post(
+            f"{base}/item", json={"name": f"{n}", "price": 1, "store_id": store["id"]}
+        ).json()
+        assert http.post(f"{base}/item/{item['id']}/tag/{tag['id']}").status_code == 201
+    return store
+
+
+def rows_of(sql, store_id: int) -> tuple:
+    """The store's own row's state, and how many items, tags and links it holds."""
+    return sql(
+        """
+        SELECT (SELECT count(*) FROM stores WHERE id = :s AND deleted_at IS NULL),
+               (SELECT count(*) FROM stores WHERE id = :s AND deleted_at IS NOT NULL),
+               (SELECT count(*) FROM items WHERE store_id = :s),
+               (SELECT count(*) FROM tags WHERE store_id = :s),
+               (SELECT count(*) FROM items_tags
+                 WHERE item_id IN (SELECT id FROM items WHERE store_id = :s))
+        """,
+        s=store_id,
+    )[0]
+
+
+def test_racing_restores_one_wins(live_server, http, sql):
+    store = store_with_children(http, live_server, "Twice")
+    assert http.delete(f"{live_server}/store/{store['id']}").status_code == 200
+
+    restores = run_together(
+        8, lambda _n: client_like(http).post(f"{live_server}/store/{store['id']}/restore")
+    )
+
+    assert Counter(r.status_code for r in restores) == {200: 1, 409: 7}
+    assert rows_of(sql, store["id"]) == (1, 0, 5, 1, 5)
+
+
+def test_delete_restore_and_a_new_store_taking_the_name_leave_no_half_state(live_server, http, sql):
+    for round_number in range(5):
+        name = f"Contested {round_number}"
+        store = store_with_children(http, live_server, name, items=3)
+        assert http.delete(f"{live_server}/store/{store['id']}").status_code == 200
+        path = f"{live_server}/store/{store['id']}"
+
+        def contend(number: int, path: str = path, name: str = name) -> tuple[str, int]:
+            session = client_like(http)
+            kind = ("restore", "create", "delete")[number % 3]
+            if kind == "restore":
+                return kind, session.post(f"{path}/restore").status_code
+            if kind == "create":
+                return kind, session.post(f"{live_server}/store", json={"name": name}).status_code
+            return kind, session.delete(path).status_code
+
+        answers = Counter(run_together(9, contend))
+
+        assert {status for _kind, status in answers} <= {200, 201, 404, 409}, answers
+        live, deleted, items, tags, links = rows_of(sql, store["id"])
+        # Whole, live or deleted: never some of its rows without the others.
+        assert (live + deleted, items, tags, links) == (1, 3, 1, 3), answers
+        named = sql("SELECT count(*) FROM stores WHERE name = :n AND deleted_at IS NULL", n=name)
+        assert named == [(1,)] or (named == [(0,)] and not answers[("create", 201)]), answers
+        assert answers[("restore", 200)] <= 1 + answers[("delete", 200)], answers
+
+
+def test_a_restore_racing_the_purge_gets_the_store_whole_or_nothing(
+    app, live_server, http, sql, monkeypatch
+):
+    monkeypatch.setattr(purging, "BATCH_ROWS", 2)  # a purge of many short transactions
+    for round_number in range(5):
+        store = store_with_children(http, live_server, f"Expiring {round_number}", items=6)
+        assert http.delete(f"{live_server}/store/{store['id']}").status_code == 200
+        # Expiring about now (a little before, a little after), with two restores and the
+        # purge racing around that moment.
+        sql_update = "UPDATE stores SET expire_time = :t WHERE id = :s"
+        expiry = datetime.now(UTC) + timedelta(milliseconds=25 * (round_number - 1))
+        with app.app_context(), db.engine.begin() as connection:
+            connection.execute(text(sql_update), {"t": expiry, "s": store["id"]})
+
+        def restore_or_purge(number: int, store_id: int = store["id"], expiry=expiry) -> int:
+            if number:
+                return client_like(http).post(f"{live_server}/store/{store_id}/restore").status_code
+            with app.app_context():
+                while datetime.now(UTC) < expiry + timedelta(milliseconds=100):
+                    purging.purge_expired()
+            return 0
+
+        restored = run_together(3, restore_or_purge)[1:]
+
+        assert set(restored) <= {200, 404, 409}, restored  # 409: the other restore won
+        state = rows_of(sql, store["id"])
+        if 200 in restored:
+            assert (restored.count(200), state) == (1, (1, 0, 6, 1, 6))
+        else:
+            assert state == (0, 0, 0, 0, 0)
