@@ -36,31 +36,35 @@ def expired(now: datetime):
     )
 
 
-def purge_batch(model: type[ItemModel | TagModel], store_id: int, now: datetime) -> bool:
-    """Delete the next BATCH_ROWS rows of `model` in the store, if it is still expired;
-    whether there may be more."""
+def purge_batch(
+    model: type[ItemModel | TagModel], store_id: int, now: datetime, after: int = 0
+) -> int | None:
+    """Delete the store's next BATCH_ROWS rows of `model` past id `after`, if the store is
+    still expired; the last id deleted while there may be more, else None.
+
+    The next batch starts past this one's last id: walking the index from the store's first
+    id each time would walk every row the batches before deleted, more on each batch.
+    """
     if db.session.scalar(expired(now).where(StoreModel.id == store_id).with_for_update()) is None:
         db.session.rollback()
-        return False
+        return None
+    in_range = (model.store_id == store_id, model.id > after)
     last = db.session.scalar(
-        select(model.id)
-        .where(model.store_id == store_id)
-        .order_by(model.id)
-        .offset(BATCH_ROWS - 1)
-        .limit(1)
+        select(model.id).where(*in_range).order_by(model.id).offset(BATCH_ROWS - 1).limit(1)
     )
-    batch = delete(model).where(model.store_id == store_id)
+    batch = delete(model).where(*in_range)
     if last is not None:
         batch = batch.where(model.id <= last)
     db.session.execute(batch)
     db.session.commit()
-    return last is not None
+    return last
 
 
 def purge_store(store_id: int, now: datetime) -> bool:
     """Purge one expired store; whether it was purged (not restored or purged meanwhile)."""
     for model in (ItemModel, TagModel):
-        while purge_batch(model, store_id, now):
+        last = 0
+        while (last := purge_batch(model, store_id, now, last)) is not None:
             pass
     # What is left cascades in the database (ON DELETE CASCADE), as any store delete would.
     still_expired = StoreModel.id.in_(expired(now).where(StoreModel.id == store_id))

@@ -1,4 +1,5 @@
-"""Performance checks: the cascading delete against raw SQL, and reads against raw psycopg.
+"""Performance checks: reads against raw psycopg, the drivers, and reads at scale (the
+cascading delete: bench/deletion.py).
 
 Run after the README's set-up: `.venv/bin/python bench/run.py` (needs `wrk` for the
 throughput part). It starts its own PostgreSQL and prints medians and ratios.
@@ -11,13 +12,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import flask_migrate
 import psycopg
-import requests
 from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,61 +103,6 @@ def dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def worker_pid(master_pid: int) -> int:
-    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
-    (worker,) = children
-    return int(worker)
-
-
-def peak_memory_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) / 1024
-
-
-def bench_delete(
-    database_url: str, admin_headers: Callable[[], dict[str, str]], sizes: list[int], repeats: int
-) -> list[dict]:
-    results = []
-    with (
-        psycopg.connect(dsn(database_url), autocommit=True) as connection,
-        serve(API, database_url, "--workers", "1") as (base_url, master),
-    ):
-        worker = worker_pid(master)
-        warm_up = seed_store(connection, "warm-up", 1000, 10)
-        requests.delete(f"{base_url}/store/{warm_up}", headers=admin_headers()).raise_for_status()
-        for size in sizes:
-            raw, api, growth = [], [], []
-            for repeat in range(repeats):
-                by_api = seed_store(connection, f"api {size} {repeat}", size, 100)
-                by_sql = seed_store(connection, f"sql {size} {repeat}", size, 100)
-                headers = admin_headers()
-                memory_before = peak_memory_mb(worker)
-                start = time.perf_counter()
-                response = requests.delete(f"{base_url}/store/{by_api}", headers=headers)
-                api.append(time.perf_counter() - start)
-                assert response.json()["deleted"] == {"items": size, "tags": 100}, response.text
-                growth.append(peak_memory_mb(worker) - memory_before)
-                start = time.perf_counter()
-                connection.execute("DELETE FROM stores WHERE id = %s", (by_sql,))
-                raw.append(time.perf_counter() - start)
-            results.append(
-                {
-                    "items": size,
-                    "raw_s": statistics.median(raw),
-                    "api_s": statistics.median(api),
-                    "ratio": statistics.median(api) / statistics.median(raw),
-                    "memory_growth_mb": max(growth),
-                }
-            )
-            print(
-                f"  {size:>7,} items: raw DELETE {results[-1]['raw_s'] * 1000:7.1f} ms, "
-                f"API {results[-1]['api_s'] * 1000:7.1f} ms, ratio {results[-1]['ratio']:.2f}, "
-                f"worker peak memory growth {results[-1]['memory_growth_mb']:.1f} MB",
-                flush=True,
-            )
-    return results
-
-
 # wrk's request, for a write: POST an item with a token.
 POST_ITEM_SCRIPT = """
 wrk.method = "POST"
@@ -233,7 +177,9 @@ def bench_drivers(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeats", type=int, default=5, help="deletes per size")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="reads at scale: 4 x this many per path"
+    )
     parser.add_argument("--runs", type=int, default=3, help="wrk runs per app")
     parser.add_argument("--seconds", type=int, default=10, help="length of one wrk run")
     arguments = parser.parse_args()
@@ -244,10 +190,6 @@ def main() -> None:
         admin_headers = admin_token_maker(database_url)
         print("Drivers (medians):")
         drivers = bench_drivers(cluster, admin_headers, arguments.runs, arguments.seconds)
-        print("DELETE /store/<id> through gunicorn vs raw DELETE (medians):")
-        deletes = bench_delete(
-            database_url, admin_headers, [1_000, 10_000, 100_000], arguments.repeats
-        )
         print("Throughput (medians):")
         reads_ratio = bench_throughput(database_url, arguments.runs, arguments.seconds)
         print("Reads on the small and the big database (medians):")
@@ -255,12 +197,7 @@ def main() -> None:
             cluster, lambda url: serve(API, url, "--workers", "2"), arguments.repeats * 4
         )
 
-    largest, smallest = deletes[-1], deletes[0]
     goals = {
-        "delete of 100,000 items <= 1.3 x raw DELETE": largest["ratio"] <= 1.3,
-        "worker memory growth < 20 MB at 100,000 items": largest["memory_growth_mb"] < 20,
-        "delete grows no faster than raw SQL (1k -> 100k)": largest["api_s"] / smallest["api_s"]
-        <= 1.1 * largest["raw_s"] / smallest["raw_s"],
         "GET /store/<id> >= 0.6 x raw psycopg (three queries) req/s": reads_ratio >= 0.6,
         "every read: big <= 2 x small + 10 ms, body < 512 KiB": scale["reads_met"],
         "workers' memory does not grow with the data (< 10 MB)": scale["memory_growth_mb"] < 10,

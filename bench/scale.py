@@ -3,7 +3,8 @@ database holds. Used by bench/run.py.
 
 "small": 1,000 stores of 10 items and 3 tags. "big": the same, plus in store 1 a million
 more items, 20,000 more tags, 100,000 items linked to tag 1, and item 1 linked to every
-tag of its store. Both built in SQL, in two databases of one cluster.
+tag of its store; and a deleted store, not yet purged, of a million items, first in store
+order. Both built in SQL, in two databases of one cluster.
 """
 
 import re
@@ -36,6 +37,11 @@ BIG = """
         SELECT id, 1 FROM items WHERE store_id = 1 ORDER BY id LIMIT 100000;
     INSERT INTO items_tags (item_id, tag_id)
         SELECT 1, id FROM tags WHERE store_id = 1 AND id <> 1;
+    -- Deleted, not yet purged, and first in store order: no read may walk its rows.
+    INSERT INTO stores (id, name, deleted_at, expire_time)
+        VALUES (0, 'Deleted', now(), now() + interval '30 days');
+    INSERT INTO items (name, price, store_id)
+        SELECT 'Deleted ' || n, 3.5, 0 FROM generate_series(1, 1000000) n;
 """
 READS = [
     "/store", "/store/1", "/tag/1", "/store/1/tag", "/item/1", "/item", "/item?store_id=1",

@@ -4,7 +4,7 @@ from flask import Response, current_app
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from flask_smorest import abort
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import ScalarSelect, Select, func, select, text
 from sqlalchemy.orm import aliased
 
 from db import db
@@ -94,7 +94,7 @@ def is_expired(store: StoreModel) -> bool:
     return store.expire_time is not None and store.expire_time <= now()
 
 
-def count_up_to(model: type[ItemModel | TagModel], store_id: int):
+def count_up_to(model: type[ItemModel | TagModel], store_id: int) -> ScalarSelect:
     within = select(model.id).where(model.store_id == store_id).limit(COUNTED_UP_TO).subquery()
     return select(func.count()).select_from(within).scalar_subquery()
 
