@@ -108,6 +108,7 @@ def bench_deletion(database_url: str, admin_headers, sizes: list[int], repeats: 
             runs = {"raw_s": [], "api_s": [], "purge_s": []}
             for repeat in range(repeats if size <= PURGE_REPEATS_UP_TO else 1):
                 store = seed_store(connection, f"raw {size} {repeat}", size, TAGS)
+                settle(connection)
                 runs["raw_s"].append(
                     seconds(
                         lambda store=store: connection.execute(
@@ -116,6 +117,7 @@ def bench_deletion(database_url: str, admin_headers, sizes: list[int], repeats: 
                     )
                 )
                 store = seed_store(connection, f"api {size} {repeat}", size, TAGS)
+                settle(connection)
                 url, headers = f"{base_url}/store/{store}", admin_headers()
                 runs["api_s"].append(seconds(lambda url=url, headers=headers: delete(url, headers)))
                 connection.execute(
@@ -135,6 +137,14 @@ def bench_deletion(database_url: str, admin_headers, sizes: list[int], repeats: 
             )
     draw(results)
     return results
+
+
+def settle(connection: psycopg.Connection) -> None:
+    """Start each timed delete from the same state: no dead rows of the last one left to
+    vacuum meanwhile (autovacuum competes for the CPU), the new rows' hint bits set (their
+    first reader would write them), no dirty pages to write."""
+    connection.execute("VACUUM (ANALYZE) items, items_tags, tags, stores")
+    connection.execute("CHECKPOINT")
 
 
 def delete(url: str, headers: dict[str, str]) -> None:

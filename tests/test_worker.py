@@ -1,5 +1,6 @@
 """procrastinate's worker (tasks.py) purges expired stores by itself, and finishes a purge
-whose worker was killed in the middle, touching nothing of another store."""
+whose worker was killed in the middle, touching nothing of another store; replicas share
+the work."""
 
 import os
 import signal
@@ -59,12 +60,20 @@ def test_the_worker_purges_expired_stores_and_finishes_after_being_killed(app, c
     left = sql(items_of_doomed)[0][0]
     assert 0 < left < ITEMS, "the worker was not killed mid-purge"
 
-    second = worker(url)
+    # Two replicas now, as `docker compose up --scale worker=2` runs them: they share the
+    # periodic job and the store's batches, and neither fails.
+    replicas = [worker(url), worker(url)]
     try:
-        wait_for(lambda: sql("SELECT count(*) FROM stores") == [(1,)], second, timeout=60)
+        for replica in replicas:
+            wait_for(lambda: sql("SELECT count(*) FROM stores") == [(1,)], replica, timeout=60)
     finally:
-        second.terminate()
-        second.wait(timeout=30)
+        for replica in replicas:
+            replica.terminate()
+        for replica in replicas:
+            replica.wait(timeout=30)
+    assert [replica.returncode for replica in replicas] == [0, 0]
+    failed = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'failed'"
+    assert sql(failed) == [(0,)]
 
     assert sql(f"SELECT count(*) FROM items WHERE store_id = {doomed['id']}") == [(0,)]
     assert sql("SELECT id FROM items") == [(kept_item["id"],)]
