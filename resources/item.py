@@ -58,6 +58,12 @@ def store_of_new_item(item_data: dict) -> StoreModel:
     return store_to_fill(item_data["store_id"])
 
 
+def page_of_store(store_id: int, **page: int) -> Page:
+    """A page of one store's items, in id order."""
+    in_store = ITEMS.where(ItemModel.store_id == store_id)
+    return page_of(in_store, ItemModel.id, parent=(ItemModel.store_id, store_id), **page)
+
+
 def page_in_store_order(page_size: int, after: int | None = None, page: int | None = None) -> Page:
     """The items of every live store, store by store in id order, each store's in id order;
     `after` an item id, the page starts after it.
@@ -140,8 +146,7 @@ class ItemList(MethodView):
         elif db.session.get(StoreModel, store_id) is None:  # or deleted: none to walk
             return [], None
         else:
-            in_store = ITEMS.where(ItemModel.store_id == store_id)
-            items, after = page_of(in_store, ItemModel.id, **page)
+            items, after = page_of_store(store_id, **page)
         return with_first_tags(items), after
 
     @blp.login_required()
@@ -176,7 +181,7 @@ class ItemsInStore(MethodView):
     def get(self, store_id: int, **page: int):
         """List the items of a store, page by page"""
         get_or_404(StoreModel, store_id)
-        items, after = page_of(ITEMS.where(ItemModel.store_id == store_id), ItemModel.id, **page)
+        items, after = page_of_store(store_id, **page)
         return with_first_tags(items), after
 
 
@@ -191,5 +196,7 @@ class ItemsOfTag(MethodView):
             ItemTagModel.tag_id == tag_id
         )
         # In the link table's order: its (tag_id, item_id) index walks just this page.
-        items, after = page_of(linked, ItemTagModel.item_id, **page)
+        items, after = page_of(
+            linked, ItemTagModel.item_id, parent=(ItemTagModel.tag_id, tag_id), **page
+        )
         return with_first_tags(items), after

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import request, url_for
 from flask_smorest import abort
-from sqlalchemy import Select, any_, func, select
+from sqlalchemy import Select, any_, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import db
@@ -31,6 +31,7 @@ def page_of(
     key: InstrumentedAttribute,
     page_size: int,
     descending: bool = False,
+    parent: tuple[InstrumentedAttribute, int] | None = None,
     **position: int,
 ) -> Page:
     """One page of `statement` in `key` order (or its reverse): past `after` (a keyset)
@@ -38,14 +39,26 @@ def page_of(
     `after` while there is one. `key` is the entries' id, or a column equal to it that an
     index orders better (a link table's).
 
+    `parent` is a column that `statement` holds to one value, and that value (a store's
+    items: store_id and the store's id). The keyset then says `(parent, key) > (value,
+    after)`, in that order, which only the (parent, key) index can serve: given `key > after`,
+    the planner may walk the primary key from `after` and filter, reading every later row of
+    other parents before it finds the page's end (20,016 rows for a page of 10 in
+    tests/test_plans.py).
+
     One row more than the page is read to know whether there is a next page: no count of
     every matching row, on any page.
     """
+    order = [key.desc() if descending else key]
     if (after := position.get("after")) is not None:
-        statement = statement.where(key < after if descending else key > after)
-    order = key.desc() if descending else key
+        if parent is not None:
+            statement = statement.where(tuple_(parent[0], key) > tuple_(parent[1], after))
+        else:
+            statement = statement.where(key < after if descending else key > after)
+    if parent is not None:
+        order.insert(0, parent[0])
     statement = statement.offset(page_offset(page_size, position.get("page")))
-    rows = db.session.scalars(statement.order_by(order).limit(page_size + 1)).all()
+    rows = db.session.scalars(statement.order_by(*order).limit(page_size + 1)).all()
     return page_and_next(rows, page_size)
 
 

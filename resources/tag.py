@@ -54,7 +54,8 @@ class TagsInStore(MethodView):
     def get(self, store_id: int, **page: int):
         """List the tags of a store, page by page"""
         get_or_404(StoreModel, store_id)
-        tags, after = page_of(TAGS.where(TagModel.store_id == store_id), TagModel.id, **page)
+        in_store = TAGS.where(TagModel.store_id == store_id)
+        tags, after = page_of(in_store, TagModel.id, parent=(TagModel.store_id, store_id), **page)
         return with_first_items(tags), after
 
     @blp.login_required()
@@ -125,7 +126,9 @@ class TagsOfItem(MethodView):
             ItemTagModel.item_id == item_id
         )
         # In the link table's order: its (item_id, tag_id) key walks just this page.
-        tags, after = page_of(linked, ItemTagModel.tag_id, **page)
+        tags, after = page_of(
+            linked, ItemTagModel.tag_id, parent=(ItemTagModel.item_id, item_id), **page
+        )
         return with_first_items(tags), after
 
 

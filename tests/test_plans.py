@@ -45,6 +45,8 @@ HOT_READS = [
     "/tag/20001/item", "/item/1/tag", "/item/1/tag?after=1000", "/item/50001/tag",
     # From the last item of store 3 on: past the deleted store 4 to store 5.
     "/item?after=50005", "/item?store_id=4", "/store?after=3",
+    # The end of store 1's items, with 20,000 rows of other stores after them in id order.
+    "/store/1/item?after=49990", "/item?store_id=1&after=49990",
 ]  # fmt: skip
 # The most rows any step of a hot read may touch: pages are at most 100 entries, and each
 # nests at most 11 of a collection.
