@@ -60,8 +60,7 @@ def store_of_new_item(item_data: dict) -> StoreModel:
 
 def page_of_store(store_id: int, **page: int) -> Page:
     """A page of one store's items, in id order."""
-    in_store = ITEMS.where(ItemModel.store_id == store_id)
-    return page_of(in_store, ItemModel.id, parent=(ItemModel.store_id, store_id), **page)
+    return page_of(ITEMS, ItemModel.id, parent=(ItemModel.store_id, store_id), **page)
 
 
 def page_in_store_order(page_size: int, after: int | None = None, page: int | None = None) -> Page:
@@ -80,8 +79,8 @@ def page_in_store_order(page_size: int, after: int | None = None, page: int | No
         after_store = db.session.scalar(select(ItemModel.store_id).where(ItemModel.id == after))
         if after_store is None:
             abort(
-                422,
-                message=f"Item {after} is not there (deleted since?): this list goes store by "
+                404,
+                message=f"Item {after} not found (deleted since?): this list goes store by "
                 "store, and goes on after an item that exists; pass another id of your page.",
             )
     if db.session.get_bind().dialect.name == "postgresql":
@@ -139,6 +138,7 @@ class Item(MethodView):
 @blp.route("/item")
 class ItemList(MethodView):
     @blp.paginated(ItemSchema, arguments=ItemListArgsSchema)
+    @blp.alt_response(404, description="No item with the id of after")
     def get(self, store_id: int | None = None, **page: int):
         """List items store by store, or those of one store"""
         if store_id is None:
@@ -192,9 +192,7 @@ class ItemsOfTag(MethodView):
     def get(self, tag_id: int, **page: int):
         """List the items linked to a tag, page by page"""
         get_or_404(TagModel, tag_id, options=TAG_STORE)
-        linked = ITEMS.join(ItemTagModel, ItemTagModel.item_id == ItemModel.id).where(
-            ItemTagModel.tag_id == tag_id
-        )
+        linked = ITEMS.join(ItemTagModel, ItemTagModel.item_id == ItemModel.id)
         # In the link table's order: its (tag_id, item_id) index walks just this page.
         items, after = page_of(
             linked, ItemTagModel.item_id, parent=(ItemTagModel.tag_id, tag_id), **page

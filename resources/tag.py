@@ -54,8 +54,7 @@ class TagsInStore(MethodView):
     def get(self, store_id: int, **page: int):
         """List the tags of a store, page by page"""
         get_or_404(StoreModel, store_id)
-        in_store = TAGS.where(TagModel.store_id == store_id)
-        tags, after = page_of(in_store, TagModel.id, parent=(TagModel.store_id, store_id), **page)
+        tags, after = page_of(TAGS, TagModel.id, parent=(TagModel.store_id, store_id), **page)
         return with_first_items(tags), after
 
     @blp.login_required()
@@ -122,9 +121,7 @@ class TagsOfItem(MethodView):
     def get(self, item_id: int, **page: int):
         """List the tags linked to an item, page by page"""
         get_or_404(ItemModel, item_id, options=(WITH_STORE,))
-        linked = TAGS.join(ItemTagModel, ItemTagModel.tag_id == TagModel.id).where(
-            ItemTagModel.item_id == item_id
-        )
+        linked = TAGS.join(ItemTagModel, ItemTagModel.tag_id == TagModel.id)
         # In the link table's order: its (item_id, tag_id) key walks just this page.
         tags, after = page_of(
             linked, ItemTagModel.tag_id, parent=(ItemTagModel.item_id, item_id), **page

@@ -269,7 +269,7 @@ def test_the_item_list_goes_store_by_store_past_deleted_stores(client):
     assert [item for page in pages for item in page] == items[first] + items[last]
     assert pages[1] == [items[first][2], items[last][0]]  # a page spans two stores
     client.delete(f"/item/{items[first][2]}")
-    assert_error(client.get(f"/item?after={items[first][2]}"), 422, "is not there")
+    assert_error(client.get(f"/item?after={items[first][2]}"), 404, "not found (deleted since?)")
 
 
 @pytest.mark.sqlite_too
