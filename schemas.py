@@ -150,17 +150,21 @@ class TagSchema(PlainTagSchema):
     items, items_has_more, items_url = first_entries(PlainItemSchema, "items", "/tag/{id}/item")
 
 
+def After(description: str) -> fields.Integer:  # noqa: N802 - used like a field class
+    """The keyset of a list: the last id of the page before."""
+    return fields.Integer(
+        validate=validate.Range(min=0, max=MAX_ID), metadata={"description": description}
+    )
+
+
 class PageArgsSchema(Schema):
     page_size = fields.Integer(
         load_default=20, validate=validate.Range(min=1, max=100), metadata={"example": 20}
     )
-    after = fields.Integer(
-        validate=validate.Range(min=0, max=MAX_ID),
-        metadata={
-            "description": "Entries with a larger id than this, in id order: the next page "
-            "starts after the last id of this one (the Link header says so). As cheap at "
-            "the millionth entry as at the first."
-        },
+    after = After(
+        "Entries with a larger id than this, in id order: the next page starts after the last "
+        "id of this one (the Link header says so). As cheap at the millionth entry as at the "
+        "first."
     )
     page = fields.Integer(
         validate=validate.Range(min=1),
@@ -173,14 +177,11 @@ class PageArgsSchema(Schema):
 
 class ItemListArgsSchema(PageArgsSchema):
     store_id = Id(strict=False, metadata={"description": "Only the items of this store."})
-    after = fields.Integer(
-        validate=validate.Range(min=0, max=MAX_ID),
-        metadata={
-            "description": "The last item id you have: the next page starts after it. Without "
-            "store_id the list goes store by store (by store id), each store's items in id "
-            "order; with it, that store's items in id order. As cheap at the millionth item "
-            "as at the first, and past deleted stores however big."
-        },
+    after = After(
+        "The last item id you have: the next page starts after it. Without store_id the list "
+        "goes store by store (by store id), each store's items in id order; with it, that "
+        "store's items in id order. As cheap at the millionth item as at the first, and past "
+        "deleted stores however big."
     )
 
 

@@ -55,7 +55,7 @@ def item_to_change(*_body: dict, item_id: int) -> ItemModel:
 
 def store_of_new_item(item_data: dict) -> StoreModel:
     # A related resource that does not exist is a 404, as JSON:API has it.
-    return store_to_fill(item_data["store_id"])
+    return store_to_fill(store_id=item_data["store_id"])
 
 
 def page_of_store(store_id: int, **page: int) -> Page:

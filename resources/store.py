@@ -70,13 +70,9 @@ def store_to_change(*_body: dict, store_id: int) -> StoreModel:
     return get_or_404(StoreModel, store_id, with_for_update=True)
 
 
-def store_to_fill(store_id: int) -> StoreModel:
+def store_to_fill(*_body: dict, store_id: int) -> StoreModel:
     # Share-locked: its deletion waits for what goes into it, or it is seen deleted (404).
     return get_or_404(StoreModel, store_id, with_for_update={"read": True})
-
-
-def store_of_path(*_body: dict, store_id: int) -> StoreModel:
-    return store_to_fill(store_id)
 
 
 def any_store_to_change(*_body: dict, store_id: int) -> StoreModel:

@@ -16,7 +16,7 @@ from resources.common import (
 )
 from resources.item import TAG_STORE, WITH_STORE
 from resources.listing import attach_firsts, page_of, set_firsts
-from resources.store import store_of_path
+from resources.store import store_to_fill
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
@@ -69,7 +69,7 @@ class TagsInStore(MethodView):
             LinkItem=link("post", "/item/{item_id}/tag/{tag_id}", tag_id="id"),
         )
     )
-    @blp.owner_only(store_of_path)
+    @blp.owner_only(store_to_fill)
     def post(self, store: StoreModel, tag_data: dict, store_id: int) -> TagModel:
         """Create a tag in a store (its owner or an admin)"""
         tag = TagModel(**tag_data, store_id=store_id)
