@@ -114,6 +114,8 @@ def create_app(db_url: str | None = None, **config: Any) -> Flask:
         OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
         TRUSTED_PROXIES=int(os.environ.get("TRUSTED_PROXIES", "0")),
         DELETED_STORE_RETENTION_DAYS=float(os.environ.get("DELETED_STORE_RETENTION_DAYS", "30")),
+        IDEMPOTENCY_KEY_HOURS=float(os.environ.get("IDEMPOTENCY_KEY_HOURS", "24")),
+        REQUIRE_IF_MATCH=os.environ.get("REQUIRE_IF_MATCH", "false").lower() == "true",
         **config,
     )
     if app.config["TRUSTED_PROXIES"]:

@@ -15,7 +15,10 @@ from sqlalchemy import (
     MetaData,
     Result,
     TypeDecorator,
+    delete,
     event,
+    select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DisconnectionError
@@ -188,3 +191,15 @@ def insert_missing(model: type[Base], rows: list[dict]) -> None:
     """Insert the rows whose key is not taken; skip the others, even when a concurrent
     transaction takes a key meanwhile (ON CONFLICT DO NOTHING, PostgreSQL and SQLite)."""
     db.session.execute(upsertable_insert(model).values(rows).on_conflict_do_nothing())
+
+
+def prune(model: type[Base], *expired, batch: int | None = None) -> int:
+    """Delete `model`'s rows that match `expired`, at most `batch` of them; rows another
+    transaction holds are left for later, not waited for."""
+    columns = list(model.__table__.primary_key)
+    key = columns[0] if len(columns) == 1 else tuple_(*columns)
+    chosen = select(*columns).where(*expired)
+    if batch is not None:
+        chosen = chosen.limit(batch).with_for_update(skip_locked=True)
+    pruned = delete(model).where(key.in_(chosen))
+    return db.session.execute(pruned, execution_options={"synchronize_session": False}).rowcount

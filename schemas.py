@@ -239,6 +239,26 @@ class LinkSchema(MessageSchema):
     tag = fields.Nested(PlainTagSchema, required=True)
 
 
+# What an Idempotency-Key may be: 1 to 255 printable ASCII characters (a UUID, say).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]+$"
+
+
+class IdempotencyKeySchema(Schema):
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=[
+            validate.Length(min=1, max=255),
+            validate.Regexp(IDEMPOTENCY_KEY_PATTERN, error="Use printable ASCII characters."),
+        ],
+        metadata={
+            "description": "Any unique string (a UUID): sent again with a retry of this very "
+            "request, it gets the first answer again instead of running twice. Kept "
+            "IDEMPOTENCY_KEY_HOURS (24) hours.",
+            "example": "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d",
+        },
+    )
+
+
 class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
     database = fields.String(required=True, metadata={"example": "reachable"})

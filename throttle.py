@@ -16,7 +16,7 @@ from flask import current_app
 from flask_smorest import abort
 from sqlalchemy import case, delete, select, update
 
-from db import db, read_outside_transactions, upsertable_insert
+from db import db, prune, read_outside_transactions, upsertable_insert
 from metrics import THROTTLED
 from models import ThrottleModel
 
@@ -165,13 +165,11 @@ def succeeded(*counted: Counted) -> None:
 
 
 def prune_expired(now: float | None = None, batch: int | None = None) -> int:
-    """Drop rows whose window ended and who need not wait (they count nothing), at most
-    `batch` of them; rows another transaction holds are left for later, not waited for."""
+    """Drop rows whose window ended and who need not wait (they count nothing)."""
     now = time.time() if now is None else now
-    expired = select(ThrottleModel.key).where(
-        ThrottleModel.window_ends_at < now, ThrottleModel.blocked_until < now
+    return prune(
+        ThrottleModel,
+        ThrottleModel.window_ends_at < now,
+        ThrottleModel.blocked_until < now,
+        batch=batch,
     )
-    if batch is not None:
-        expired = expired.limit(batch).with_for_update(skip_locked=True)
-    pruned = delete(ThrottleModel).where(ThrottleModel.key.in_(expired))
-    return db.session.execute(pruned, execution_options={"synchronize_session": False}).rowcount

@@ -1,3 +1,4 @@
+from models.idempotency_key import IdempotencyKeyModel
 from models.item import ItemModel
 from models.item_tag import ItemTagModel
 from models.revoked_token import RevokedTokenModel
@@ -8,6 +9,7 @@ from models.throttle import ThrottleModel
 from models.user import UserModel
 
 __all__ = [
+    "IdempotencyKeyModel",
     "ItemModel",
     "ItemTagModel",
     "RevokedTokenFamilyModel",

@@ -5,7 +5,7 @@ from functools import wraps
 from typing import Any, ClassVar, Literal, NoReturn, Protocol, TypeVar
 
 import flask_smorest
-from flask import Request
+from flask import Request, Response, current_app, request
 from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import abort
 from flask_smorest.error_handler import ErrorSchema
@@ -13,11 +13,14 @@ from marshmallow import RAISE, Schema, fields
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.http import generate_etag, quote_etag
 
+import idempotency
 from db import db
 from models import StoreModel
 from resources.listing import LINK_HEADER, Page, next_page_link
-from schemas import MAX_PAGE_DEPTH, PageArgsSchema
+from schemas import MAX_PAGE_DEPTH, IdempotencyKeySchema, PageArgsSchema
+from throttle import client_of
 
 Model = TypeVar("Model")
 
@@ -53,6 +56,11 @@ class ArgumentsParser(FlaskParser):
             abort(400, errors={"json": ["The JSON holds a lone surrogate, which is not text."]})
         return body
 
+    def handle_error(self, error, req: Request, schema: Schema, **kwargs) -> NoReturn:
+        if "headers" in error.messages:
+            abort(400, errors=error.messages, message="Fix the headers named in errors.")
+        super().handle_error(error, req, schema, **kwargs)
+
     def load_querystring(self, request: Request, schema: Schema) -> Any:
         # Webargs would quietly take the first of `?page=1&page=x`: a client that sends a
         # parameter twice has a bug worth telling about.
@@ -77,6 +85,42 @@ class Owned(Protocol):
 BEARER_AUTH = "bearerAuth"
 TOKEN_NAMES = {"access": "an access token", "refresh": "a refresh token", "any": "a token"}
 
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer"},
+    }
+}
+LOCATION_HEADER = {
+    "Location": {"description": "Where the new resource is", "schema": {"type": "string"}}
+}
+ETAG_HEADER = {
+    "ETag": {
+        "description": "The ETag of the resource as it is now (what If-Match must name)",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def user_scope() -> str:
+    """Whose Idempotency-Keys a request's is among: its user's."""
+    return f"user:{current_user.id}"
+
+
+def address_scope() -> str:
+    """Whose Idempotency-Keys a request with no user is among: its client address's."""
+    return f"address:{client_of(request.remote_addr)}"
+
+
+def error_doc(description: str, headers: dict | None = None) -> dict:
+    """A response in the spec with the one error shape."""
+    content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    return {
+        "description": description,
+        "content": content,
+        **({"headers": headers} if headers else {}),
+    }
+
 
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = ArgumentsParser()
@@ -85,7 +129,20 @@ class Blueprint(flask_smorest.Blueprint):
         """Document another response; an error one has the one error shape, said in the spec."""
         if response is None and int(status_code) >= 400:
             kwargs.setdefault("schema", ErrorSchema)
-        return super().alt_response(status_code, response, **kwargs)
+        document = super().alt_response(status_code, response, **kwargs)
+
+        def decorator(view: Callable) -> Callable:
+            documented = document(view)
+            # One status, several causes (a 409 for a taken name or a running request):
+            # the spec says each, not just the last one documented.
+            said = documented._apidoc["response"]["responses"][status_code]
+            descriptions = [each["description"] for each in said if isinstance(each, dict)]
+            for each in said:
+                if isinstance(each, dict):
+                    each["description"] = "; or ".join(dict.fromkeys(reversed(descriptions)))
+            return documented
+
+        return decorator
 
     def arguments(self, schema, *, location: str = "json", **kwargs):
         """Parse arguments; a JSON body may also be malformed (400) or of another type (415)."""
@@ -155,11 +212,18 @@ class Blueprint(flask_smorest.Blueprint):
 
         return decorator
 
-    def owner_only(self, load: Callable[..., Owned]) -> Callable:
+    def owner_only(
+        self, load: Callable[..., Owned], current: Callable[[Any], Response] | None = None
+    ) -> Callable:
         """The one way a view changes a store or what is in it: `load` finds what it changes
         from the view's own arguments (404 if it is not there: that it exists is public, as
         reads are), anyone but the store's owner or an admin is refused (403, documented
         here), and the view gets it as its first argument.
+
+        With `current`, which renders it as its GET does, an If-Match that names another
+        ETag is refused (412): `load` locks it, so that the comparison holds until the
+        write commits, and of two writers sending one ETag, the second sees the first's
+        change.
 
         Innermost of a view's decorators, below login_required and the arguments.
         """
@@ -170,11 +234,101 @@ class Blueprint(flask_smorest.Blueprint):
                 target = load(*args, **kwargs)
                 if not (current_user.is_admin or target.owner_id == current_user.id):
                     abort(403, message=f"{NOT_THE_OWNER}.")
+                if current is not None and request.if_match:
+                    refuse_unless_current(current(target))
                 return view(view_self, target, *args, **kwargs)
 
             return self.alt_response(403, description=NOT_THE_OWNER)(guarded)
 
         return decorator
+
+    def idempotent(self, scope: Callable[[], str] = user_scope) -> Callable:
+        """Take an Idempotency-Key (idempotency.py), among the keys of `scope`, and say so
+        in the spec. Outermost but for login_required and etag: the answer kept is the
+        whole answer, and the key is the user's."""
+
+        def decorator(view: Callable) -> Callable:
+            @wraps(view)
+            def keyed(*args, idempotency_key: str | None = None, **kwargs) -> Response:
+                if idempotency_key is None:
+                    return view(*args, **kwargs)
+                return idempotency.answer_once(
+                    scope(), idempotency_key, lambda: view(*args, **kwargs)
+                )
+
+            keyed = self.alt_response(
+                409,
+                description=f"A request with this {idempotency.HEADER} is still running: "
+                "retry after Retry-After seconds",
+                headers=RETRY_AFTER,
+            )(keyed)
+            keyed = self.alt_response(
+                422, description=f"The {idempotency.HEADER} was sent with another request"
+            )(keyed)
+            keyed = self.alt_response(
+                400, description=f"The {idempotency.HEADER} is not 1-255 printable characters"
+            )(keyed)
+            return self.arguments(
+                IdempotencyKeySchema, location="headers", as_kwargs=True, error_status_code=400
+            )(keyed)
+
+        return decorator
+
+    # Conditional requests (RFC 9110 section 13), through Flask-Smorest's @etag, which
+    # documents them; but an ETag is the hash of the answer's bytes, so that every answer
+    # is tagged the same way (GET /store/<id> is rendered by PostgreSQL, not dumped here),
+    # and If-Match is optional unless REQUIRE_IF_MATCH is set.
+
+    def _check_precondition(self) -> None:
+        if (
+            request.method in self.METHODS_NEEDING_CHECK_ETAG
+            and not request.if_match
+            and current_app.config["REQUIRE_IF_MATCH"]
+        ):
+            abort(
+                428,
+                message="Send If-Match with the ETag of the resource as you last read it "
+                "(GET it for one): this server changes nothing blind.",
+            )
+
+    def _verify_check_etag(self) -> None:
+        """owner_only compares If-Match, under the lock of the row it loads."""
+
+    def _set_etag_in_response(self, response: Response) -> None:
+        if request.method in self.METHODS_ALLOWING_SET_ETAG:
+            response.add_etag()
+            response.make_conditional(request)
+
+    def _prepare_etag_doc(self, doc: dict, doc_info: dict, *, method: str, **kwargs) -> dict:
+        if not doc_info.get("etag"):
+            return doc
+        method = method.upper()
+        responses = doc.setdefault("responses", {})
+        for status in doc_info.get("success_status_codes", []):
+            if method in self.METHODS_ALLOWING_SET_ETAG:
+                responses[status].setdefault("headers", {}).update(ETAG_HEADER)
+        if method in self.METHODS_CHECKING_NOT_MODIFIED:
+            doc.setdefault("parameters", []).append("IF_NONE_MATCH")
+            responses[304] = {"description": "Not modified: your copy is current"}
+        if method in self.METHODS_NEEDING_CHECK_ETAG:
+            doc.setdefault("parameters", []).append("IF_MATCH")
+            responses[412] = error_doc(
+                "Changed since the read whose ETag If-Match names: read it again", ETAG_HEADER
+            )
+            responses[428] = error_doc("If-Match is missing, and REQUIRE_IF_MATCH is set")
+        return doc
+
+
+def refuse_unless_current(current: Response) -> None:
+    """412 unless If-Match names `current`'s ETag, compared strongly (or is *)."""
+    etag = generate_etag(current.get_data())
+    if not request.if_match.contains(etag):
+        abort(
+            412,
+            message="It changed since the read whose ETag If-Match names: GET it again "
+            "(its ETag is in this answer's) and redo your change on what it is now.",
+            headers={"ETag": quote_etag(etag)},
+        )
 
 
 NOT_THE_OWNER = "Only the store's owner or an admin may change the store and what is in it"
@@ -229,16 +383,18 @@ def violated_constraint(error: IntegrityError) -> str | None:
     return CONSTRAINT_KINDS.get(code)
 
 
-def commit_or_abort(
+def flush_or_abort(
     *, on_unique: Refusal | None = None, on_foreign_key: Refusal | None = None
 ) -> None:
-    """Commit; a constraint the commit broke becomes the refusal given for it.
+    """Send the request's writes; a constraint they broke becomes the refusal given for it.
 
     Constraints, not look-ups beforehand, decide: they also hold against
-    concurrent requests.
+    concurrent requests. A request with an Idempotency-Key writes holding it.
     """
     try:
-        db.session.commit()
+        if claim := idempotency.pending():
+            claim.take()
+        db.session.flush()
     except IntegrityError as error:
         db.session.rollback()
         refusal = {"unique": on_unique, "foreign key": on_foreign_key}.get(
@@ -247,6 +403,20 @@ def commit_or_abort(
         if refusal is None:
             raise
         refuse(refusal)
+
+
+def commit() -> None:
+    """Commit the request's writes; with an Idempotency-Key, the answer is kept in the same
+    transaction, so idempotency.answer_once commits them both once it has the answer."""
+    if idempotency.pending() is None:
+        db.session.commit()
+
+
+def commit_or_abort(
+    *, on_unique: Refusal | None = None, on_foreign_key: Refusal | None = None
+) -> None:
+    flush_or_abort(on_unique=on_unique, on_foreign_key=on_foreign_key)
+    commit()
 
 
 def refuse(refusal: Refusal) -> NoReturn:

@@ -1,3 +1,4 @@
+from flask import Response, jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from sqlalchemy import Select, or_, select, true, tuple_
@@ -7,6 +8,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
 from resources.common import (
+    LOCATION_HEADER,
     Blueprint,
     commit_or_abort,
     created_links,
@@ -45,6 +47,11 @@ def first_tags_of_item(item_id) -> Select:
 def with_first_tags(items: list[ItemModel]) -> list[ItemModel]:
     attach_firsts(items, "tags", TagModel, first_tags_of_item)
     return items
+
+
+def item_answer(item: ItemModel) -> Response:
+    """The item as GET /item/<id> shows it: what If-Match is compared with."""
+    return jsonify(ItemSchema().dump(with_first_tags([item])[0]))
 
 
 def item_to_change(*_body: dict, item_id: int) -> ItemModel:
@@ -106,28 +113,31 @@ def page_in_store_order(page_size: int, after: int | None = None, page: int | No
 
 @blp.route("/item/<int:item_id>")
 class Item(MethodView):
+    @blp.etag
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, description="No item with this id")
-    def get(self, item_id: int) -> ItemModel:
+    def get(self, item_id: int) -> Response:
         """Get an item with its store and first tags"""
-        return with_first_tags([get_or_404(ItemModel, item_id, options=(WITH_STORE,))])[0]
+        return item_answer(get_or_404(ItemModel, item_id, options=(WITH_STORE,)))
 
     @blp.login_required()
+    @blp.etag
     @blp.arguments(ItemUpdateSchema)
     @blp.response(200, ItemSchema)
     @blp.alt_response(404, description="No item with this id")
-    @blp.owner_only(item_to_change)
-    def put(self, item: ItemModel, item_data: dict, item_id: int) -> ItemModel:
+    @blp.owner_only(item_to_change, current=item_answer)
+    def put(self, item: ItemModel, item_data: dict, item_id: int) -> Response:
         """Change an item's name, price or description (its store's owner or an admin)"""
         for field, value in item_data.items():
             setattr(item, field, value)
         db.session.commit()
-        return with_first_tags([item])[0]
+        return item_answer(item)
 
     @blp.login_required()
+    @blp.etag
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No item with this id")
-    @blp.owner_only(item_to_change)
+    @blp.owner_only(item_to_change, current=item_answer)
     def delete(self, item: ItemModel, item_id: int) -> dict:
         """Delete an item and its links to tags (its store's owner or an admin)"""
         db.session.delete(item)
@@ -137,6 +147,7 @@ class Item(MethodView):
 
 @blp.route("/item")
 class ItemList(MethodView):
+    @blp.etag
     @blp.paginated(ItemSchema, arguments=ItemListArgsSchema)
     @blp.alt_response(404, description="No item with the id of after")
     def get(self, store_id: int | None = None, **page: int):
@@ -150,8 +161,10 @@ class ItemList(MethodView):
         return with_first_tags(items), after
 
     @blp.login_required()
+    @blp.etag
+    @blp.idempotent()
     @blp.arguments(ItemCreateSchema)
-    @blp.response(201, ItemSchema)
+    @blp.response(201, ItemSchema, headers=LOCATION_HEADER)
     @blp.alt_response(404, description="No store with this store_id")
     @blp.doc(
         **created_links(
@@ -163,7 +176,7 @@ class ItemList(MethodView):
         )
     )
     @blp.owner_only(store_of_new_item)
-    def post(self, store: StoreModel, item_data: dict) -> ItemModel:
+    def post(self, store: StoreModel, item_data: dict) -> tuple[ItemModel, dict[str, str]]:
         """Create an item in a store (its owner or an admin)"""
         item = ItemModel(**item_data)
         db.session.add(item)
@@ -171,11 +184,12 @@ class ItemList(MethodView):
         commit_or_abort(on_foreign_key=not_found(StoreModel, store.id))
         set_committed_value(item, "store", store)
         set_firsts(item, "tags", [])
-        return item
+        return item, {"Location": url_for("items.Item", item_id=item.id)}
 
 
 @blp.route("/store/<int:store_id>/item")
 class ItemsInStore(MethodView):
+    @blp.etag
     @blp.paginated(ItemSchema)
     @blp.alt_response(404, description="No store with this id")
     def get(self, store_id: int, **page: int):
@@ -187,6 +201,7 @@ class ItemsInStore(MethodView):
 
 @blp.route("/tag/<int:tag_id>/item")
 class ItemsOfTag(MethodView):
+    @blp.etag
     @blp.paginated(ItemSchema)
     @blp.alt_response(404, description="No tag with this id")
     def get(self, tag_id: int, **page: int):

@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from flask import Response, current_app
+from flask import Response, current_app, jsonify, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from flask_smorest import abort
@@ -11,15 +11,18 @@ from db import db
 from models import ItemModel, StoreModel, TagModel
 from models.store import INCLUDE_DELETED
 from resources.common import (
+    LOCATION_HEADER,
     Blueprint,
+    commit,
     commit_or_abort,
     created_links,
+    flush_or_abort,
     get_or_404,
     link,
     not_found,
     refuse,
 )
-from resources.listing import Page, attach_firsts, page_of, set_firsts
+from resources.listing import Page, attach_firsts, page_of
 from schemas import (
     COUNTED_UP_TO,
     DeletedStoreSchema,
@@ -64,6 +67,14 @@ def rendered_store(store_id: int) -> Response:
     return current_app.response_class(document, mimetype="application/json")
 
 
+def store_answer(store: StoreModel) -> Response:
+    """The store as GET /store/<id> shows it, which every write of it answers too, and
+    If-Match is compared with: one renderer, so that an answer's ETag is the GET's."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return rendered_store(store.id)
+    return jsonify(StoreSchema().dump(with_firsts([store])[0]))
+
+
 def store_to_change(*_body: dict, store_id: int) -> StoreModel:
     # Locked: a rename or delete waits for writes in the store, and they for it; so a
     # delete's counts are exact (an insert of an item or tag needs a share lock on it).
@@ -95,42 +106,48 @@ def count_up_to(model: type[ItemModel | TagModel], store_id: int) -> ScalarSelec
     return select(func.count()).select_from(within).scalar_subquery()
 
 
-def save_store(store: StoreModel) -> StoreModel:
+def save_store(store: StoreModel) -> Response:
+    """Save the store; its answer, rendered before the commit (no second transaction)."""
     db.session.add(store)
-    commit_or_abort(
+    flush_or_abort(
         on_unique=(
             409,
             {"message": f"A store named {store.name!r} exists: pick another name."},
         )
     )
-    return store
+    answer = store_answer(store)
+    commit()
+    return answer
 
 
 @blp.route("/store/<int:store_id>")
 class Store(MethodView):
+    @blp.etag
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No store with this id")
-    def get(self, store_id: int) -> StoreModel | Response:
+    def get(self, store_id: int) -> Response:
         """Get a store with its first items and tags"""
         if db.session.get_bind().dialect.name == "postgresql":
             return rendered_store(store_id)
-        return with_firsts([get_or_404(StoreModel, store_id)])[0]
+        return store_answer(get_or_404(StoreModel, store_id))
 
     @blp.login_required()
+    @blp.etag
     @blp.arguments(PlainStoreSchema)
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No store with this id")
     @blp.alt_response(409, description="Another store has this name")
-    @blp.owner_only(store_to_change)
-    def put(self, store: StoreModel, store_data: dict, store_id: int) -> StoreModel:
+    @blp.owner_only(store_to_change, current=store_answer)
+    def put(self, store: StoreModel, store_data: dict, store_id: int) -> Response:
         """Rename a store (its owner or an admin)"""
         store.name = store_data["name"]
-        return with_firsts([save_store(store)])[0]
+        return save_store(store)
 
     @blp.login_required(fresh=True)
+    @blp.etag
     @blp.response(200, StoreDeletionSchema)
     @blp.alt_response(404, description="No store with this id")
-    @blp.owner_only(store_to_change)
+    @blp.owner_only(store_to_change, current=store_answer)
     def delete(self, store: StoreModel, store_id: int) -> StoreModel:
         """Delete a store with all its items, tags and their links (its owner or an admin,
         with a fresh token); POST /store/<id>/restore brings it back until its expire_time"""
@@ -158,12 +175,14 @@ class Store(MethodView):
 @blp.route("/store/<int:store_id>/restore")
 class StoreRestore(MethodView):
     @blp.login_required(fresh=True)
+    @blp.etag
+    @blp.idempotent()
     @blp.arguments(StoreRestoreSchema)
     @blp.response(200, StoreSchema)
     @blp.alt_response(404, description="No deleted store with this id: purged or expired")
     @blp.alt_response(409, description="The store is not deleted, or a live store has its name")
     @blp.owner_only(any_store_to_change)
-    def post(self, store: StoreModel, restore_data: dict, store_id: int) -> StoreModel:
+    def post(self, store: StoreModel, restore_data: dict, store_id: int) -> Response:
         """Restore a deleted store before its expire_time, whole: same ids, items, tags and
         links (its owner or an admin, with a fresh token)"""
         if store.deleted_at is None:
@@ -182,12 +201,14 @@ class StoreRestore(MethodView):
             )
         store.name = name
         store.deleted_at = store.expire_time = store.deleted_by = None
-        return with_firsts([save_store(store)])[0]
+        return save_store(store)
 
 
 @blp.route("/store/<int:store_id>/purge")
 class StorePurge(MethodView):
     @blp.login_required(fresh=True, admin=True)
+    @blp.etag
+    @blp.idempotent()
     @blp.response(202, DeletedStoreSchema)
     @blp.alt_response(404, description="No store with this id, or purged already")
     def post(self, store_id: int) -> StoreModel:
@@ -197,13 +218,14 @@ class StorePurge(MethodView):
         if store.deleted_at is None:
             store.deleted_at, store.deleted_by = now(), current_user.id
         store.expire_time = now()
-        db.session.commit()
+        commit_or_abort()
         return store
 
 
 @blp.route("/store/deleted")
 class DeletedStoreList(MethodView):
     @blp.login_required()
+    @blp.etag
     @blp.paginated(DeletedStoreSchema)
     def get(self, **page: int) -> Page:
         """List your deleted stores that can still be restored (an admin's: all), newest
@@ -220,6 +242,7 @@ class DeletedStoreList(MethodView):
 
 @blp.route("/store")
 class StoreList(MethodView):
+    @blp.etag
     @blp.paginated(StoreSchema)
     def get(self, **page: int) -> Page:
         """List stores with their first items and tags"""
@@ -227,8 +250,10 @@ class StoreList(MethodView):
         return with_firsts(stores), after
 
     @blp.login_required()
+    @blp.etag
+    @blp.idempotent()
     @blp.arguments(PlainStoreSchema)
-    @blp.response(201, StoreSchema)
+    @blp.response(201, StoreSchema, headers=LOCATION_HEADER)
     @blp.alt_response(409, description="Another store has this name")
     @blp.doc(
         **created_links(
@@ -240,10 +265,8 @@ class StoreList(MethodView):
             ListItems=link("get", "/store/{store_id}/item", store_id="id"),
         )
     )
-    def post(self, store_data: dict) -> StoreModel:
+    def post(self, store_data: dict) -> tuple[Response, int, dict[str, str]]:
         """Create a store, owned by you"""
-        store = save_store(StoreModel(**store_data, owner_id=current_user.id))
-        # A new store has no children: no need to ask the database.
-        set_firsts(store, "items", [])
-        set_firsts(store, "tags", [])
-        return store
+        store = StoreModel(**store_data, owner_id=current_user.id)
+        answer = save_store(store)
+        return answer, 201, {"Location": url_for("stores.Store", store_id=store.id)}

@@ -1,3 +1,4 @@
+from flask import Response, jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import abort
 from sqlalchemy import Select, delete, select
@@ -6,6 +7,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
 from resources.common import (
+    LOCATION_HEADER,
     Blueprint,
     commit_or_abort,
     created_links,
@@ -37,6 +39,11 @@ def with_first_items(tags: list[TagModel]) -> list[TagModel]:
     return tags
 
 
+def tag_answer(tag: TagModel) -> Response:
+    """The tag as GET /tag/<id> shows it: what If-Match is compared with."""
+    return jsonify(TagSchema().dump(with_first_items([tag])[0]))
+
+
 def tag_to_delete(*, tag_id: int) -> TagModel:
     # The lock keeps a concurrent link from slipping in between check and delete.
     tag = get_or_404(TagModel, tag_id, options=TAG_STORE, with_for_update={"of": TagModel})
@@ -49,6 +56,7 @@ def item_of_link(*, item_id: int, tag_id: int) -> ItemModel:
 
 @blp.route("/store/<int:store_id>/tag")
 class TagsInStore(MethodView):
+    @blp.etag
     @blp.paginated(TagSchema)
     @blp.alt_response(404, description="No store with this id")
     def get(self, store_id: int, **page: int):
@@ -58,8 +66,10 @@ class TagsInStore(MethodView):
         return with_first_items(tags), after
 
     @blp.login_required()
+    @blp.etag
+    @blp.idempotent()
     @blp.arguments(PlainTagSchema)
-    @blp.response(201, TagSchema)
+    @blp.response(201, TagSchema, headers=LOCATION_HEADER)
     @blp.alt_response(404, description="No store with this id")
     @blp.alt_response(409, description="The store has a tag with this name")
     @blp.doc(
@@ -70,7 +80,9 @@ class TagsInStore(MethodView):
         )
     )
     @blp.owner_only(store_to_fill)
-    def post(self, store: StoreModel, tag_data: dict, store_id: int) -> TagModel:
+    def post(
+        self, store: StoreModel, tag_data: dict, store_id: int
+    ) -> tuple[TagModel, dict[str, str]]:
         """Create a tag in a store (its owner or an admin)"""
         tag = TagModel(**tag_data, store_id=store_id)
         db.session.add(tag)
@@ -83,22 +95,24 @@ class TagsInStore(MethodView):
         )
         set_committed_value(tag, "store", store)
         set_firsts(tag, "items", [])
-        return tag
+        return tag, {"Location": url_for("tags.Tag", tag_id=tag.id)}
 
 
 @blp.route("/tag/<int:tag_id>")
 class Tag(MethodView):
+    @blp.etag
     @blp.response(200, TagSchema)
     @blp.alt_response(404, description="No tag with this id")
-    def get(self, tag_id: int) -> TagModel:
+    def get(self, tag_id: int) -> Response:
         """Get a tag with its store and first items"""
-        return with_first_items([get_or_404(TagModel, tag_id, options=TAG_STORE)])[0]
+        return tag_answer(get_or_404(TagModel, tag_id, options=TAG_STORE))
 
     @blp.login_required()
+    @blp.etag
     @blp.response(200, MessageSchema)
     @blp.alt_response(404, description="No tag with this id")
     @blp.alt_response(409, description="The tag is still linked to items")
-    @blp.owner_only(tag_to_delete)
+    @blp.owner_only(tag_to_delete, current=tag_answer)
     def delete(self, tag: TagModel, tag_id: int) -> dict:
         """Delete a tag that no item uses (its store's owner or an admin)"""
         # Whether any link is left, not how many: a tag of 20,000 items costs one index probe.
@@ -116,6 +130,7 @@ class Tag(MethodView):
 
 @blp.route("/item/<int:item_id>/tag")
 class TagsOfItem(MethodView):
+    @blp.etag
     @blp.paginated(TagSchema)
     @blp.alt_response(404, description="No item with this id")
     def get(self, item_id: int, **page: int):
@@ -132,6 +147,8 @@ class TagsOfItem(MethodView):
 @blp.route("/item/<int:item_id>/tag/<int:tag_id>")
 class LinkTagsToItem(MethodView):
     @blp.login_required()
+    @blp.etag
+    @blp.idempotent()
     @blp.response(201, LinkSchema)
     @blp.alt_response(404, description="No item or no tag with this id")
     @blp.alt_response(409, description="Already linked, or the tag belongs to another store")

@@ -24,7 +24,14 @@ from auth import (
 )
 from db import db, read_outside_transactions
 from models import UserModel
-from resources.common import Blueprint, commit_or_abort, get_or_404, refuse
+from resources.common import (
+    RETRY_AFTER,
+    Blueprint,
+    address_scope,
+    commit_or_abort,
+    get_or_404,
+    refuse,
+)
 from schemas import (
     DeviceCookieSchema,
     LoginSchema,
@@ -37,14 +44,6 @@ from schemas import (
 from throttle import attempt, client_of, restart_delays, succeeded
 
 blp = Blueprint("users", __name__, description="Users, and the tokens that let them write")
-
-RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before trying again",
-        "schema": {"type": "integer"},
-    }
-}
-
 
 # Two requests racing with one token: the second one to revoke it loses.
 REVOKED_MEANWHILE = (401, {"message": REVOKED, "headers": BEARER_CHALLENGE})
@@ -67,6 +66,8 @@ TOO_MANY = {
 
 @blp.route("/register")
 class Register(MethodView):
+    @blp.etag
+    @blp.idempotent(scope=address_scope)
     @blp.arguments(UserCreateSchema)
     @blp.response(201, UserSchema)
     @blp.alt_response(409, description="The username or the email is taken")
@@ -175,6 +176,7 @@ class Logout(MethodView):
 @blp.route("/user/me")
 class Me(MethodView):
     @blp.login_required()
+    @blp.etag
     @blp.response(200, UserSchema)
     def get(self) -> UserModel:
         """Get the user the access token belongs to"""

@@ -8,6 +8,18 @@ def spec(client) -> dict:
     return client.get("/openapi.json").get_json()
 
 
+def resolved(spec: dict, entry: dict) -> dict:
+    """`entry`, or what its $ref names in the spec's components."""
+    if "$ref" not in entry:
+        return entry
+    _, section, name = entry["$ref"].removeprefix("#/").split("/")
+    return spec["components"][section][name]
+
+
+def parameters_of(spec: dict, operation: dict) -> dict[str, dict]:
+    return {p["name"]: p for p in (resolved(spec, p) for p in operation.get("parameters", []))}
+
+
 def operations(spec: dict):
     for path, item in spec["paths"].items():
         for method, operation in item.items():
@@ -60,7 +72,7 @@ LISTS = [
 @pytest.mark.parametrize("path", LISTS)
 def test_lists_declare_their_pagination(spec, path):
     operation = spec["paths"][path]["get"]
-    parameters = {p["name"]: p for p in operation["parameters"]}
+    parameters = parameters_of(spec, operation)
     assert {"page", "page_size", "after"} <= set(parameters)
     assert "after" in parameters["page"]["description"]  # where page numbers end
     assert "Link" in operation["responses"]["200"]["headers"]
@@ -147,3 +159,50 @@ def test_every_error_response_declares_the_error_shape(spec):
                 response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
             schema = response["content"]["application/json"]["schema"]
             assert schema == {"$ref": "#/components/schemas/Error"}, f"{name} {status}"
+
+
+KEYED_POSTS = [
+    "/store", "/item", "/store/{store_id}/tag", "/item/{item_id}/tag/{tag_id}", "/register",
+    "/store/{store_id}/restore", "/store/{store_id}/purge",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", KEYED_POSTS)
+def test_creating_and_changing_posts_take_an_idempotency_key(spec, path):
+    operation = spec["paths"][path]["post"]
+    key = parameters_of(spec, operation)["Idempotency-Key"]
+    assert key["in"] == "header"
+    assert key["schema"]["maxLength"] == 255
+    responses = operation["responses"]
+    assert "Retry-After" in responses["409"]["headers"]
+    assert "running" in responses["409"]["description"]
+    assert "another request" in responses["422"]["description"]
+    assert "printable" in responses["400"]["description"]
+
+
+def test_only_those_posts_take_one(spec):
+    keyed = {
+        path
+        for path, item in spec["paths"].items()
+        if "Idempotency-Key" in parameters_of(spec, item.get("post", {}))
+    }
+    assert keyed == set(KEYED_POSTS)
+
+
+SINGLE_RESOURCES = ["/store/{store_id}", "/item/{item_id}", "/tag/{tag_id}", "/user/me"]
+
+
+@pytest.mark.parametrize("path", SINGLE_RESOURCES)
+def test_single_resources_are_tagged_and_conditional(spec, path):
+    operation = spec["paths"][path]["get"]
+    assert "If-None-Match" in parameters_of(spec, operation)
+    assert "ETag" in operation["responses"]["200"]["headers"]
+    assert "304" in operation["responses"]
+    for method in ("put", "delete"):
+        if method not in spec["paths"][path]:
+            continue
+        changing = spec["paths"][path][method]
+        if_match = parameters_of(spec, changing)["If-Match"]
+        assert not if_match.get("required")
+        assert "ETag" in changing["responses"]["412"]["headers"]
+        assert "REQUIRE_IF_MATCH" in changing["responses"]["428"]["description"]

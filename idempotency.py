@@ -1,0 +1,164 @@
+"""Idempotency keys: a client that lost the answer to a POST sends it again with the same
+`Idempotency-Key` and gets the first answer again (marked `Idempotent-Replayed: true`)
+instead of a second store or item. As Stripe does, and the IETF draft "The Idempotency-Key
+HTTP Header Field" describes.
+
+Hand-written: the Flask packages for it keep answers in a cache (Redis) written after the
+request, so a crash between the write's commit and the cache's write loses the answer and
+lets the retry write again. Here the answer is kept in the write's own transaction: both
+are there, or neither.
+"""
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import Response, current_app, g, request
+from flask_smorest import abort
+from sqlalchemy import Executable, Result, func, select
+from sqlalchemy.orm import SessionTransaction
+
+from db import db, prune, read_outside_transactions, upsertable_insert
+from models import IdempotencyKeyModel
+from throttle import PRUNE_BATCH
+
+HEADER = "Idempotency-Key"
+REPLAYED = "Idempotent-Replayed"
+# What an answer is, besides its status and body.
+KEPT_HEADERS = ("Content-Type", "Location", "Link")
+# A request with the key is still running: most of ours take milliseconds.
+RETRY_AFTER_SECONDS = 1
+
+
+class Replayed(Exception):  # noqa: N818 - not an error: the way out with the kept answer
+    """The request was answered before: its kept answer is the answer."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
+def fingerprint() -> str:
+    """What makes two requests the same one: method, path with query, and body, byte for
+    byte (each part's length first, so that no two requests run together the same)."""
+    digest = hashlib.sha256()
+    for part in (request.method, request.full_path, request.get_data(cache=True)):
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+@dataclass
+class Claim:
+    """A request's key, to be answered once."""
+
+    scope: str
+    key: str
+    fingerprint: str
+    # The transaction that holds the key, once it does.
+    transaction: SessionTransaction | None = None
+
+    def replay_if_kept(self, execute: Callable[[Executable], Result]) -> None:
+        """Raise Replayed with the kept answer to this key; 422 if that answered another
+        request."""
+        kept = execute(
+            select(IdempotencyKeyModel).where(
+                IdempotencyKeyModel.scope == self.scope,
+                IdempotencyKeyModel.key == self.key,
+                IdempotencyKeyModel.expires_at > time.time(),
+            )
+        ).scalar()
+        if kept is None:
+            return
+        if kept.fingerprint != self.fingerprint:
+            abort(
+                422,
+                message=f"This {HEADER} was used for another request (another method, path "
+                "or body): send a new key with each new request, and the same key only to "
+                "retry the very same request.",
+            )
+        response = current_app.response_class(kept.body, status=kept.status)
+        response.headers.update(json.loads(kept.headers))
+        response.headers[REPLAYED] = "true"
+        raise Replayed(response)
+
+    def take(self) -> None:
+        """Hold the key in the current transaction until it ends: a request with it
+        meanwhile is refused (409), and, the lock taken, the key is looked up again, as
+        one that just finished has kept its answer (Replayed). On SQLite, every write
+        transaction holds the database's write lock (BEGIN IMMEDIATE) already."""
+        if self.transaction is not None and self.transaction is db.session().get_transaction():
+            return
+        with db.session.no_autoflush:
+            if db.session.get_bind().dialect.name == "postgresql":
+                # Transaction-scoped, so it works through PgBouncer in transaction mode.
+                lock = func.pg_try_advisory_xact_lock(
+                    func.hashtextextended(f"{self.scope} {self.key}", 0)
+                )
+                if not db.session.scalar(select(lock)):
+                    db.session.rollback()
+                    abort(
+                        409,
+                        message=f"A request with this {HEADER} is still running: retry it "
+                        "after Retry-After seconds to get its answer.",
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                    )
+            self.replay_if_kept(db.session.execute)
+        self.transaction = db.session().get_transaction()
+
+    def keep(self, response: Response) -> None:
+        """Keep `response` as this key's answer, in the current transaction; and drop
+        expired keys, a batch at a time (no cron needed)."""
+        now = time.time()
+        answer = {
+            "fingerprint": self.fingerprint,
+            "status": response.status_code,
+            "headers": json.dumps(
+                {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
+            ),
+            "body": response.get_data(as_text=True),
+            "expires_at": now + current_app.config["IDEMPOTENCY_KEY_HOURS"] * 3600,
+        }
+        insert = upsertable_insert(IdempotencyKeyModel).values(
+            scope=self.scope, key=self.key, **answer
+        )
+        # A row left there is an expired one (take() found none alive): replaced.
+        db.session.execute(
+            insert.on_conflict_do_update(
+                index_elements=[IdempotencyKeyModel.scope, IdempotencyKeyModel.key], set_=answer
+            )
+        )
+        prune(IdempotencyKeyModel, IdempotencyKeyModel.expires_at <= now, batch=PRUNE_BATCH)
+
+
+def pending() -> Claim | None:
+    """The current request's key, while its answer is still to be kept."""
+    return g.get("idempotency")
+
+
+def answer_once(scope: str, key: str, run: Callable[[], Response]) -> Response:
+    """`run`'s answer, kept under (`scope`, `key`) in its own write's transaction; or the
+    answer kept before, without running anything.
+
+    The views' writes (resources.common.commit_or_abort) leave the commit to this: the
+    answer exists only once the view returned. Failed requests (4xx) wrote nothing and
+    keep nothing: their retry runs again.
+    """
+    claim = g.idempotency = Claim(scope, key, fingerprint())
+    try:
+        # Most retries come after the first request ended: answered with no lock taken.
+        claim.replay_if_kept(read_outside_transactions)
+        claim.take()
+        response = run()
+        if response.status_code < 400:
+            claim.take()  # held already, by the transaction of the view's write
+            claim.keep(response)
+            db.session.commit()
+    except Replayed as replayed:
+        db.session.rollback()
+        return replayed.response
+    finally:
+        del g.idempotency
+    return response
