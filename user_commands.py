@@ -10,8 +10,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from auth import new_user
-from db import db
-from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
+from db import db, prune
+from models import IdempotencyKeyModel, RevokedTokenFamilyModel, RevokedTokenModel, UserModel
 from purge import purge_deleted
 from schemas import UserCreateSchema
 from throttle import prune_expired as prune_expired_throttles
@@ -50,8 +50,9 @@ def prompted_user(username: str, email: str) -> UserModel:
 @click.command("prune-expired")
 @with_appcontext
 def prune_expired() -> None:
-    """Forget revoked tokens and token families that have expired anyway, and throttle
-    counts whose window is over: run it daily, from cron."""
+    """Forget revoked tokens and token families that have expired anyway, throttle counts
+    whose window is over and expired idempotency keys. Keyed writes and counted attempts
+    prune as they go; this is for a backlog, from cron if you like."""
     now = datetime.now(UTC)
     tokens = db.session.execute(
         delete(RevokedTokenModel).where(RevokedTokenModel.expires_at < now)
@@ -60,10 +61,11 @@ def prune_expired() -> None:
         delete(RevokedTokenFamilyModel).where(RevokedTokenFamilyModel.expires_at < now)
     ).rowcount
     throttles = prune_expired_throttles()
+    keys = prune(IdempotencyKeyModel, IdempotencyKeyModel.expires_at <= now.timestamp())
     db.session.commit()
     click.echo(
-        f"Pruned {tokens} revoked token(s), {families} revoked token family(ies) "
-        f"and {throttles} throttle count(s), all expired."
+        f"Pruned {tokens} revoked token(s), {families} revoked token family(ies), "
+        f"{throttles} throttle count(s) and {keys} idempotency key(s), all expired."
     )
 
 

@@ -3,7 +3,9 @@ what a change costs the hottest read (metrics, say: `--baseline <the commit befo
 
 `.venv/bin/python bench/compare.py --baseline REVISION` (needs `wrk`): checks the revision
 out into a temporary git worktree, serves both on one throwaway PostgreSQL (psycopg2, 2
-workers each) and prints the medians and their ratio.
+workers each) and prints the medians of two figures and their ratios: requests per second,
+and the CPU time a request costs the API's workers and PostgreSQL's backends (from /proc;
+steadier than the rate on a shared machine, see bench/read_timeout.py).
 """
 
 import argparse
@@ -17,7 +19,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import JWT_SECRET, admin_token_maker, dsn, requests_per_second, seed_store
+from bench.read_timeout import measured
+from bench.run import JWT_SECRET, admin_token_maker, dsn, seed_store
 from tools.gunicorn_server import API, ROOT, gunicorn
 from tools.throwaway_postgres import throwaway_postgres
 
@@ -39,20 +42,30 @@ def main() -> None:
             admin_token_maker(url)  # migrates
             with psycopg.connect(dsn(url), autocommit=True) as connection:
                 path = f"/store/{seed_store(connection, 'compared', 10, 3)}"
-            rates: dict[str, list[float]] = {"this checkout": [], arguments.baseline: []}
+            postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+            runs: dict[str, list[tuple[float, float]]] = {
+                "this checkout": [],
+                arguments.baseline: [],
+            }
             env = {"DATABASE_URL": url, "JWT_SECRET_KEY": JWT_SECRET}
             for _ in range(arguments.runs):
                 for name, root in (("this checkout", ROOT), (arguments.baseline, baseline)):
                     with gunicorn(
                         API, env, "--workers", "2", stderr=subprocess.DEVNULL, root=Path(root)
                     ) as server:
-                        rates[name].append(requests_per_second(server.url, path, arguments.seconds))
+                        runs[name].append(
+                            measured(server.url, path, arguments.seconds, server.pid, postmaster)
+                        )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", baseline], cwd=ROOT)
-    ours, theirs = (statistics.median(runs) for runs in rates.values())
+    (rate, cpu), (baseline_rate, baseline_cpu) = (
+        [statistics.median(column) for column in zip(*each, strict=True)] for each in runs.values()
+    )
     print(
-        f"GET /store/<id>: this checkout {ours:.0f} req/s, {arguments.baseline} {theirs:.0f} "
-        f"req/s: ratio {ours / theirs:.3f}\n  runs: {rates}"
+        f"GET /store/<id>: this checkout {rate:.0f} req/s and {cpu:.0f} µs of CPU a request, "
+        f"{arguments.baseline} {baseline_rate:.0f} req/s and {baseline_cpu:.0f} µs\n"
+        f"  throughput ratio {rate / baseline_rate:.3f}, CPU-time ratio {baseline_cpu / cpu:.3f}\n"
+        f"  runs (req/s, µs): {runs}"
     )
 
 

@@ -295,9 +295,17 @@ class Blueprint(flask_smorest.Blueprint):
         """owner_only compares If-Match, under the lock of the row it loads."""
 
     def _set_etag_in_response(self, response: Response) -> None:
-        if request.method in self.METHODS_ALLOWING_SET_ETAG:
-            response.add_etag()
-            response.make_conditional(request)
+        if request.method not in self.METHODS_ALLOWING_SET_ETAG:
+            return
+        etag = generate_etag(response.get_data())
+        response.set_etag(etag)
+        # If-None-Match as RFC 9110 has it (weak comparison, or *), rather than Werkzeug's
+        # make_conditional: that also writes a Date header, which gunicorn writes too
+        # (twice, then), and costs more than the rest of this on every GET (16 of 20 µs).
+        if request.method in self.METHODS_CHECKING_NOT_MODIFIED and (
+            request.if_none_match.contains_weak(etag)
+        ):
+            response.status_code = 304
 
     def _prepare_etag_doc(self, doc: dict, doc_info: dict, *, method: str, **kwargs) -> dict:
         if not doc_info.get("etag"):

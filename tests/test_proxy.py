@@ -97,6 +97,27 @@ def test_the_api_sees_the_real_client_address_not_a_forged_one(proxy, api_log):
     assert [line["client"] for line in logged_requests(api_log, "/store/1")] == ["127.0.0.2"]
 
 
+def test_etags_and_idempotency_keys_pass_nginx_unchanged(proxy, admin_headers):
+    """No compression or buffering of nginx's weakens an ETag or drops a header: a strong
+    ETag, 304, 412, and a replayed POST, through the proxy."""
+    session = requests.Session()
+    session.headers.update(admin_headers)
+    keyed = {"Idempotency-Key": "through nginx"}
+    created = session.post(f"{proxy}/store", json={"name": "Proxied"}, headers=keyed, timeout=10)
+    replayed = session.post(f"{proxy}/store", json={"name": "Proxied"}, headers=keyed, timeout=10)
+    url = f"{proxy}{created.headers['Location']}"
+    read = session.get(url, timeout=10)
+
+    assert (created.status_code, replayed.status_code) == (201, 201)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert read.headers["ETag"] == created.headers["ETag"]
+    assert not read.headers["ETag"].startswith("W/")
+    assert session.get(url, headers={"If-None-Match": read.headers["ETag"]}).status_code == 304
+    renamed = session.put(url, json={"name": "New"}, headers={"If-Match": read.headers["ETag"]})
+    stale = session.put(url, json={"name": "Newer"}, headers={"If-Match": read.headers["ETag"]})
+    assert (renamed.status_code, stale.status_code) == (200, 412)
+
+
 def test_the_metrics_stay_on_the_inside(one_worker, proxy):
     assert requests.get(f"{one_worker.url}/metrics", timeout=10).status_code == 200
     assert_json_error(requests.get(f"{proxy}/metrics", timeout=10), 404)

@@ -6,7 +6,7 @@ import pytest
 from helpers import PASSWORD
 from sqlalchemy import insert
 
-from models import RevokedTokenFamilyModel, RevokedTokenModel, ThrottleModel
+from models import IdempotencyKeyModel, RevokedTokenFamilyModel, RevokedTokenModel, ThrottleModel
 
 
 @pytest.mark.sqlite_too
@@ -79,11 +79,23 @@ def test_prune_drops_only_what_expired(app, engine, sql):
                 {"key": "waiting", "hits": 9, "window_ends_at": earlier, "blocked_until": later},
             ],
         )
+        kept = {"scope": "user:1", "fingerprint": "", "status": 201, "headers": "{}", "body": ""}
+        connection.execute(
+            insert(IdempotencyKeyModel),
+            [
+                {**kept, "key": "old", "expires_at": earlier},
+                {**kept, "key": "new", "expires_at": later},
+            ],
+        )
 
     result = app.test_cli_runner().invoke(args=["prune-expired"])
 
     assert result.exit_code == 0, result.output
-    assert "Pruned 1 revoked token(s), 1 revoked token family(ies) and 1 throttle" in result.output
+    assert (
+        "Pruned 1 revoked token(s), 1 revoked token family(ies), 1 throttle count(s) and 1 "
+        "idempotency key(s)" in result.output
+    )
     assert sql("SELECT jti FROM revoked_tokens") == [("still-valid",)]
     assert sql("SELECT family FROM revoked_token_families") == [("still-valid",)]
     assert sql("SELECT key FROM throttles ORDER BY key") == [("counting",), ("waiting",)]
+    assert sql("SELECT key FROM idempotency_keys") == [("new",)]
