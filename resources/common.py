@@ -91,6 +91,13 @@ RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
+REPLAYED_HEADER = {
+    idempotency.REPLAYED: {
+        "description": "true: this is the kept answer to an earlier request with the same "
+        "Idempotency-Key, which ran; this one ran nothing",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 LOCATION_HEADER = {
     "Location": {"description": "Where the new resource is", "schema": {"type": "string"}}
 }
@@ -268,9 +275,13 @@ class Blueprint(flask_smorest.Blueprint):
             keyed = self.alt_response(
                 400, description=f"The {idempotency.HEADER} is not 1-255 printable characters"
             )(keyed)
-            return self.arguments(
+            keyed = self.arguments(
                 IdempotencyKeySchema, location="headers", as_kwargs=True, error_status_code=400
             )(keyed)
+            for status in keyed._apidoc.get("success_status_codes", []):
+                for response in keyed._apidoc["response"]["responses"][status]:
+                    response["headers"] = {**response.get("headers", {}), **REPLAYED_HEADER}
+            return keyed
 
         return decorator
 
@@ -294,6 +305,10 @@ class Blueprint(flask_smorest.Blueprint):
     def _verify_check_etag(self) -> None:
         """owner_only compares If-Match, under the lock of the row it loads."""
 
+    def _is_etag_enabled(self) -> bool:
+        # Flask-Smorest looks the current Api up for this, twice a request; there is one.
+        return not current_app.config.get("ETAG_DISABLED", False)
+
     def _set_etag_in_response(self, response: Response) -> None:
         if request.method not in self.METHODS_ALLOWING_SET_ETAG:
             return
@@ -301,9 +316,13 @@ class Blueprint(flask_smorest.Blueprint):
         response.set_etag(etag)
         # If-None-Match as RFC 9110 has it (weak comparison, or *), rather than Werkzeug's
         # make_conditional: that also writes a Date header, which gunicorn writes too
-        # (twice, then), and costs more than the rest of this on every GET (16 of 20 µs).
-        if request.method in self.METHODS_CHECKING_NOT_MODIFIED and (
-            request.if_none_match.contains_weak(etag)
+        # (twice, then), and costs more than the rest of this on every GET. The header is
+        # looked for in the environ first: most GETs carry none (parsing costs as much as
+        # hashing the answer).
+        if (
+            request.method in self.METHODS_CHECKING_NOT_MODIFIED
+            and "HTTP_IF_NONE_MATCH" in request.environ
+            and request.if_none_match.contains_weak(etag)
         ):
             response.status_code = 304
 

@@ -174,6 +174,8 @@ def test_creating_and_changing_posts_take_an_idempotency_key(spec, path):
     assert key["in"] == "header"
     assert key["schema"]["maxLength"] == 255
     responses = operation["responses"]
+    [success] = [status for status in responses if status.startswith("2")]
+    assert "Idempotent-Replayed" in responses[success]["headers"]
     assert "Retry-After" in responses["409"]["headers"]
     assert "running" in responses["409"]["description"]
     assert "another request" in responses["422"]["description"]

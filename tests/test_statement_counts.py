@@ -62,3 +62,16 @@ def test_store_items_are_paginated_and_404_for_a_missing_store(client):
     page = client.get("/store/1/item?page=2&page_size=10").get_json()
     assert [item["name"] for item in page] == [f"item {n}" for n in range(10, 20)]
     assert client.get("/store/9/item").status_code == 404
+
+
+def test_a_store_with_its_etag_is_one_statement_on_postgresql(client, statements):
+    """PostgreSQL renders GET /store/<id> whole; its ETag (a hash of those bytes) and a
+    304 add no statement."""
+    grow(client, new_store(client)["id"], items=12, tags=2)
+    with statements() as read:
+        etag = client.get("/store/1").headers["ETag"]
+    with statements() as unchanged:
+        assert client.get("/store/1", headers={"If-None-Match": etag}).status_code == 304
+    for sent in (read, unchanged):
+        assert len(sent) == 1
+        assert "store_document" in sent[0][0]
