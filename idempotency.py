@@ -10,6 +10,7 @@ are there, or neither.
 """
 
 import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -42,8 +43,12 @@ class Replayed(Exception):  # noqa: N818 - not an error: the way out with the ke
 
 def fingerprint() -> str:
     """What makes two requests the same one: method, path with query, and body, byte for
-    byte (each part's length first, so that no two requests run together the same)."""
-    digest = hashlib.sha256()
+    byte (each part's length first, so that no two requests run together the same).
+
+    Keyed with the app's secret: the body of POST /register holds a password, which a plain
+    hash kept for a day would let anyone who reads the table guess at, fast.
+    """
+    digest = hmac.new(current_app.config["JWT_SECRET_KEY"].encode(), digestmod=hashlib.sha256)
     for part in (request.method, request.full_path, request.get_data(cache=True)):
         data = part.encode() if isinstance(part, str) else part
         digest.update(len(data).to_bytes(8, "big") + data)
@@ -148,9 +153,15 @@ def answer_once(scope: str, key: str, run: Callable[[], Response]) -> Response:
     """
     claim = g.idempotency = Claim(scope, key, fingerprint())
     try:
-        # Most retries come after the first request ended: answered with no lock taken.
-        claim.replay_if_kept(read_outside_transactions)
-        claim.take()
+        # A request never waits for a second server connection while it holds one: behind
+        # a pool (PgBouncer's) as small as twice the workers, they would all wait for each
+        # other. With a transaction open (a token's check), the key is taken in it at once,
+        # before the view looks at anything; with none (a sign-up, which counts an attempt
+        # and hashes before it writes), it is looked up outside any, and taken by the write.
+        if db.session().in_transaction():
+            claim.take()
+        else:
+            claim.replay_if_kept(read_outside_transactions)
         response = run()
         if response.status_code < 400:
             claim.take()  # held already, by the transaction of the view's write

@@ -250,11 +250,11 @@ class IdempotencyKeySchema(Schema):
             validate.Length(min=1, max=255),
             validate.Regexp(IDEMPOTENCY_KEY_PATTERN, error="Use printable ASCII characters."),
         ],
+        # No example: Swagger UI would fill it in, the same key for every request.
         metadata={
-            "description": "Any unique string (a UUID): sent again with a retry of this very "
-            "request, it gets the first answer again instead of running twice. Kept "
-            "IDEMPOTENCY_KEY_HOURS (24) hours.",
-            "example": "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d",
+            "description": "A new unique string for each request, a UUID say: sent again "
+            "with a retry of this very request, it gets the first answer again instead of "
+            "running twice. Kept IDEMPOTENCY_KEY_HOURS (24) hours.",
         },
     )
 

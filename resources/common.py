@@ -333,7 +333,8 @@ class Blueprint(flask_smorest.Blueprint):
         responses = doc.setdefault("responses", {})
         for status in doc_info.get("success_status_codes", []):
             if method in self.METHODS_ALLOWING_SET_ETAG:
-                responses[status].setdefault("headers", {}).update(ETAG_HEADER)
+                success = responses[status]
+                success["headers"] = {**success.get("headers", {}), **ETAG_HEADER}
         if method in self.METHODS_CHECKING_NOT_MODIFIED:
             doc.setdefault("parameters", []).append("IF_NONE_MATCH")
             responses[304] = {"description": "Not modified: your copy is current"}

@@ -1,12 +1,14 @@
 """Idempotency-Key: a retried POST gets the first answer again, and writes nothing twice."""
 
 import time
+from collections.abc import Iterator
 
 import pytest
 from helpers import assert_error, link, new_item, new_store, new_tag
-from sqlalchemy import text
+from sqlalchemy import event, text
 
-from idempotency import REPLAYED
+from db import READS, db
+from idempotency import REPLAYED, fingerprint
 from throttle import PRUNE_BATCH
 
 pytestmark = pytest.mark.sqlite_too
@@ -216,3 +218,52 @@ def test_without_a_key_nothing_is_kept(client, sql):
     item = new_item(client, store["id"])
     link(client, item["id"], new_tag(client, store["id"])["id"])
     assert count(sql, "idempotency_keys") == 0
+
+
+def test_fingerprints_are_keyed_with_the_apps_secret(app, monkeypatch):
+    """A sign-up's fingerprint covers its password: without the secret, no guessing at it."""
+    body = b'{"username": "ann", "email": "a@x.io", "password": "pppppppp"}'
+    with app.test_request_context("/register", method="POST", data=body):
+        first = fingerprint()
+        monkeypatch.setitem(
+            app.config, "JWT_SECRET_KEY", "another secret, also of 32 bytes or more"
+        )
+        assert fingerprint() != first
+
+
+@pytest.fixture
+def reads_inside_writes(app) -> Iterator[list[str]]:
+    """Statements sent on the engine of reads while a write transaction is open: each would
+    wait for a second server connection while holding one (behind PgBouncer's pool, workers
+    doing so wait for each other for good)."""
+    with app.app_context():
+        writes, reads = db.engine, db.engines[READS]
+    open_writes: set[int] = set()
+    seen: list[str] = []
+    listeners = [
+        (writes, "begin", lambda connection: open_writes.add(id(connection))),
+        (writes, "commit", lambda connection: open_writes.discard(id(connection))),
+        (writes, "rollback", lambda connection: open_writes.discard(id(connection))),
+        (
+            reads,
+            "before_cursor_execute",
+            lambda _c, _cursor, sql, *_: open_writes and seen.append(sql),
+        ),
+    ]
+    for engine, name, listener in listeners:
+        event.listen(engine, name, listener)
+    yield seen
+    for engine, name, listener in listeners:
+        event.remove(engine, name, listener)
+
+
+def test_a_keyed_request_never_reads_beside_its_open_transaction(client, reads_inside_writes):
+    store, item, tag = store_with_item_and_tag(client)
+    client.delete(f"/store/{store['id']}")
+    for kind, (request, _table) in POSTS.items():
+        path, body = request(store, item, tag)
+        if kind != "register":
+            client.post(f"/store/{store['id']}/restore", headers=keyed("restore"))
+        for _ in range(2):  # the first time, and its replay
+            client.post(path, json=body, headers=keyed(kind))
+    assert reads_inside_writes == []
