@@ -85,8 +85,20 @@ def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, new_user
     store = try_it_out(page, "post", "/store", {"name": "From the browser"})
     assert store["status"] == 201
     store_id = store["body"]["id"]
-    item = try_it_out(page, "post", "/item", {"name": "Lamp", "price": 20, "store_id": store_id})
+    # With an Idempotency-Key typed into its field; retried with it: one item (the delete
+    # below counts 1).
+    lamp, key = {"name": "Lamp", "price": 20, "store_id": store_id}, {"Idempotency-Key": "lamp-1"}
+    item = try_it_out(page, "post", "/item", lamp, **key)
     assert item["status"] == 201
+    token = {"Authorization": f"Bearer {login['body']['access_token']}"}
+    again = requests.post(
+        f"{live_server}/item",
+        data=json.dumps(lamp),
+        headers={**token, **key, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == item["body"]["id"]
 
     deleted = try_it_out(
         page,
