@@ -194,12 +194,12 @@ def insert_missing(model: type[Base], rows: list[dict]) -> None:
 
 
 def prune(model: type[Base], *expired, batch: int | None = None) -> int:
-    """Delete `model`'s rows that match `expired`, at most `batch` of them; rows another
-    transaction holds are left for later, not waited for."""
-    columns = list(model.__table__.primary_key)
-    key = columns[0] if len(columns) == 1 else tuple_(*columns)
-    chosen = select(*columns).where(*expired)
+    """Delete `model`'s rows that match `expired`; with `batch`, at most that many, and rows
+    another transaction holds are left for later, not waited for."""
+    pruned = delete(model).where(*expired)
     if batch is not None:
-        chosen = chosen.limit(batch).with_for_update(skip_locked=True)
-    pruned = delete(model).where(key.in_(chosen))
+        columns = list(model.__table__.primary_key)
+        key = columns[0] if len(columns) == 1 else tuple_(*columns)
+        chosen = select(*columns).where(*expired).limit(batch)
+        pruned = delete(model).where(key.in_(chosen.with_for_update(skip_locked=True)))
     return db.session.execute(pruned, execution_options={"synchronize_session": False}).rowcount

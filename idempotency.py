@@ -135,7 +135,13 @@ class Claim:
                 index_elements=[IdempotencyKeyModel.scope, IdempotencyKeyModel.key], set_=answer
             )
         )
-        prune(IdempotencyKeyModel, IdempotencyKeyModel.expires_at <= now, batch=PRUNE_BATCH)
+        prune_expired(now, PRUNE_BATCH)
+
+
+def prune_expired(now: float | None = None, batch: int | None = None) -> int:
+    """Drop keys past their IDEMPOTENCY_KEY_HOURS: a key sent again after that runs again."""
+    now = time.time() if now is None else now
+    return prune(IdempotencyKeyModel, IdempotencyKeyModel.expires_at <= now, batch=batch)
 
 
 def pending() -> Claim | None:

@@ -6,12 +6,13 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 from marshmallow import ValidationError
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from auth import new_user
 from db import db, prune
-from models import IdempotencyKeyModel, RevokedTokenFamilyModel, RevokedTokenModel, UserModel
+from idempotency import prune_expired as prune_expired_keys
+from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
 from purge import purge_deleted
 from schemas import UserCreateSchema
 from throttle import prune_expired as prune_expired_throttles
@@ -54,14 +55,10 @@ def prune_expired() -> None:
     whose window is over and expired idempotency keys. Keyed writes and counted attempts
     prune as they go; this is for a backlog, from cron if you like."""
     now = datetime.now(UTC)
-    tokens = db.session.execute(
-        delete(RevokedTokenModel).where(RevokedTokenModel.expires_at < now)
-    ).rowcount
-    families = db.session.execute(
-        delete(RevokedTokenFamilyModel).where(RevokedTokenFamilyModel.expires_at < now)
-    ).rowcount
+    tokens = prune(RevokedTokenModel, RevokedTokenModel.expires_at < now)
+    families = prune(RevokedTokenFamilyModel, RevokedTokenFamilyModel.expires_at < now)
     throttles = prune_expired_throttles()
-    keys = prune(IdempotencyKeyModel, IdempotencyKeyModel.expires_at <= now.timestamp())
+    keys = prune_expired_keys()
     db.session.commit()
     click.echo(
         f"Pruned {tokens} revoked token(s), {families} revoked token family(ies), "

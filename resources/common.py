@@ -241,7 +241,8 @@ class Blueprint(flask_smorest.Blueprint):
                 target = load(*args, **kwargs)
                 if not (current_user.is_admin or target.owner_id == current_user.id):
                     abort(403, message=f"{NOT_THE_OWNER}.")
-                if current is not None and request.if_match:
+                # If-Match: * is any current representation: nothing to render.
+                if current is not None and request.if_match and not request.if_match.star_tag:
                     refuse_unless_current(current(target))
                 return view(view_self, target, *args, **kwargs)
 
@@ -348,7 +349,7 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 def refuse_unless_current(current: Response) -> None:
-    """412 unless If-Match names `current`'s ETag, compared strongly (or is *)."""
+    """412 unless If-Match names `current`'s ETag, compared strongly."""
     etag = generate_etag(current.get_data())
     if not request.if_match.contains(etag):
         abort(
