@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from helpers import run_together
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from idempotency import REPLAYED
@@ -34,28 +35,57 @@ def send_and_hang_up(base_url: str, path: str, body: dict, headers: dict[str, st
         connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
 
 
-def post_until_answered(http: requests.Session, url: str, **kwargs) -> requests.Response:
-    """POST, and again after Retry-After while the request with the key still runs."""
-    for _ in range(100):
+def post_until_answered(
+    http: requests.Session, url: str, **kwargs
+) -> tuple[requests.Response, int]:
+    """POST, and again after Retry-After while the request with the key still runs; the
+    answer and how many POSTs it took."""
+    for tries in range(1, 101):
         response = http.post(url, **kwargs)
         if response.status_code != 409:
-            return response
+            return response, tries
         time.sleep(float(response.headers["Retry-After"]))
     raise AssertionError("still running after 100 tries")
+
+
+def server_counts(base_url: str) -> tuple[float, float]:
+    """From the workers' /metrics: POST /item requests answered, database connections in use."""
+    exposed = requests.get(f"{base_url}/metrics", timeout=10).text
+    samples = [s for f in text_string_to_metric_families(exposed) for s in f.samples]
+    posts = sum(
+        s.value
+        for s in samples
+        if s.name == "http_requests_total"
+        and (s.labels["method"], s.labels["route"]) == ("POST", "/item")
+    )
+    connections = sum(s.value for s in samples if s.name == "db_connections_in_use")
+    return posts, connections
+
+
+def wait_until_server_counts(base_url: str, expected: tuple[float, float]) -> None:
+    for _ in range(300):
+        if server_counts(base_url) == expected:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{server_counts(base_url)} != {expected} after 30 s")
 
 
 def test_a_client_that_hangs_up_and_retries_writes_once(live_server, http, sql):
     store = http.post(f"{live_server}/store", json={"name": "Flaky"}).json()
     body = {"name": "Once", "price": 3, "store_id": store["id"]}
     key = {"Idempotency-Key": "hang-up", **http.headers}
+    posts_before, _ = server_counts(live_server)
     for _ in range(5):
         send_and_hang_up(live_server, "/item", body, key)
 
-    answer = post_until_answered(http, f"{live_server}/item", json=body, headers=key)
+    answer, tries = post_until_answered(http, f"{live_server}/item", json=body, headers=key)
 
     assert answer.status_code == 201
     assert answer.headers[REPLAYED] == "true"
     assert sql("SELECT id FROM items WHERE name = 'Once'") == [(answer.json()["id"],)]
+    # Hung-up requests can still be running; the next test's TRUNCATE would deadlock with
+    # one that reads the keys after it has read the users.
+    wait_until_server_counts(live_server, (posts_before + 5 + tries, 0))
 
 
 def test_eight_clients_racing_with_one_key_write_once(live_server, http, sql):
