@@ -114,20 +114,30 @@ def plans_as_run(engine, statement: str, parameters) -> list[dict]:
     return plans
 
 
-@pytest.mark.parametrize("path", HOT_READS)
-def test_hot_reads_use_indexes_and_read_only_what_they_return(
-    client, engine, statements, big_store, path
-):
-    with statements() as sent:
-        assert client.get(path).status_code == 200
+def too_costly(path: str, step: str, read: int) -> bool:
+    if step in ("Seq Scan items", "Seq Scan items_tags"):
+        return True
+    in_a_list = "items_tags" in step and not ONE_ENTRY.fullmatch(path)
+    return read > (LINKS_OF_ITEM_1 + MOST_ROWS if in_a_list else MOST_ROWS)
 
-    reads = [(statement, parameters) for statement, parameters in sent if "SELECT" in statement]
-    assert reads, path
-    for statement, parameters in reads:
-        for plan in plans_as_run(engine, statement, parameters):
-            steps = rows_touched(plan)
-            for step, read in steps:
-                assert step not in ("Seq Scan items", "Seq Scan items_tags"), (path, steps)
-                in_a_list = "items_tags" in step and not ONE_ENTRY.fullmatch(path)
-                bound = LINKS_OF_ITEM_1 + MOST_ROWS if in_a_list else MOST_ROWS
-                assert read <= bound, (path, step, read, statement)
+
+def test_hot_reads_use_indexes_and_read_only_what_they_return(
+    client, engine, statements, big_store
+):
+    # One test for all the reads: the big store takes seconds to make, a read milliseconds.
+    failures = []
+    for path in HOT_READS:
+        with statements() as sent:
+            assert client.get(path).status_code == 200, path
+
+        reads = [(statement, params) for statement, params in sent if "SELECT" in statement]
+        assert reads, path
+        for statement, parameters in reads:
+            for plan in plans_as_run(engine, statement, parameters):
+                steps = rows_touched(plan)
+                failures += [
+                    (path, step, read, statement, steps)
+                    for step, read in steps
+                    if too_costly(path, step, read)
+                ]
+    assert failures == []
