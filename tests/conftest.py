@@ -14,7 +14,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, 
 
 from app import create_app, engine_options
 from auth import issue_tokens
-from db import configure_sqlite, db
+from db import begin_transactions, configure_sqlite, db
 from models import UserModel
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import throwaway_pgbouncer, throwaway_postgres
@@ -86,13 +86,15 @@ class Backends:
 
     def engine(self, database: str) -> Engine:
         """The engine tests arrange and check with, straight on the database: the app's
-        options and SQLite's foreign keys, but none of the app's statement timeout, which
-        bounds requests, not the seeding of 50,000 rows on a slow machine."""
+        options, SQLite's foreign keys and transactions (without them, SQLite commits each
+        row of a seeding on its own), but no statement timeout: the app's bounds requests,
+        not the seeding of 50,000 rows on a slow machine."""
         direct = database.partition("+")[0]
         if direct not in self.engines:
             url = self.url(direct)
             self.engines[direct] = create_engine(url, **engine_options(url))
             configure_sqlite(self.engines[direct])
+            begin_transactions(self.engines[direct], statement_timeout_ms=0)
         return self.engines[direct]
 
     def live_server(self, database: str) -> str:

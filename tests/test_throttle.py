@@ -9,6 +9,7 @@ import pytest
 import requests
 from argon2 import PasswordHasher
 from helpers import JWT_SECRET, PASSWORD, assert_error, client_at, run_together, server_env, sign_up
+from sqlalchemy import select
 
 from app import create_app
 from auth import known_device, new_device_cookie
@@ -228,12 +229,10 @@ def test_a_refused_attempt_writes_nothing_and_waits_for_no_lock(anonymous, engin
     assert [log_in(anonymous, "alice").status_code for _ in range(6)] == [401] * 5 + [429]
     before = sql("SELECT * FROM throttles ORDER BY key")
 
-    # Someone holds the account's row (on SQLite: the database's write lock).
+    # Someone holds the account's row (on SQLite, whose transactions begin IMMEDIATE: the
+    # database's write lock).
     with engine.connect() as holder:
-        if engine.dialect.name == "sqlite":
-            holder.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            holder.exec_driver_sql("SELECT * FROM throttles FOR UPDATE")
+        holder.execute(select(ThrottleModel).with_for_update())
         started = time.monotonic()
         refused = log_in(anonymous, "alice")
         waited = time.monotonic() - started
