@@ -46,7 +46,11 @@ def database(request: pytest.FixtureRequest) -> str:
 
 
 def migrated_app(url: str) -> Flask:
-    app = create_app(url, TESTING=True, JWT_SECRET_KEY=JWT_SECRET)
+    # Argon2 at its cheapest: the suite's hundreds of sign-ups and wrong passwords would
+    # otherwise spend minutes hashing. The servers it starts under gunicorn hash as
+    # deployed.
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    app = create_app(url, TESTING=True, JWT_SECRET_KEY=JWT_SECRET, PASSWORD_HASHER=cheap)
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
     return app

@@ -343,7 +343,10 @@ def test_a_password_hash_never_leaves_the_server(anonymous, new_user, bearer, sq
         assert PASSWORD not in text
 
 
-def test_login_rehashes_a_password_hashed_with_other_parameters(anonymous, engine, sql):
+def test_login_rehashes_a_password_hashed_with_other_parameters(
+    app, anonymous, engine, sql, monkeypatch
+):
+    monkeypatch.setitem(app.config, "PASSWORD_HASHER", PasswordHasher())  # as deployed
     register(anonymous)
     weaker = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
     with engine.begin() as connection:
