@@ -1,4 +1,5 @@
-"""Contract fuzzing: schemathesis against the real server, every check, a fixed seed."""
+"""Contract fuzzing: schemathesis against the real server, every check, a fixed seed per
+database."""
 
 import os
 import re
@@ -11,7 +12,9 @@ import pytest
 from auth import issue_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = "20261124"
+# A seed per database: the three runs, each reproducible, try different inputs, 150 of
+# each operation between them, in half the time of 100 each with one seed.
+SEEDS = {"psycopg": "20261124", "psycopg2": "20261125", "sqlite": "20261126"}
 
 
 @pytest.mark.sqlite_too
@@ -32,7 +35,7 @@ def test_the_api_keeps_its_openapi_contract(database, app, live_server, new_user
     result = subprocess.run(
         [Path(sys.executable).parent / "schemathesis", "run", f"{live_server}/openapi.json",
          "--checks", "all", "--exclude-checks", "ensure_resource_availability",
-         "--max-examples", "100", "--seed", SEED, "--workers", "1"],
+         "--max-examples", "50", "--seed", SEEDS[database], "--workers", "1"],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **tokens},
     )  # fmt: skip
     (artifacts / f"schemathesis-{database}.txt").write_text(result.stdout + result.stderr)
