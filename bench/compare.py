@@ -42,7 +42,7 @@ def main() -> None:
             admin_token_maker(url)  # migrates
             with psycopg.connect(dsn(url), autocommit=True) as connection:
                 path = f"/store/{seed_store(connection, 'compared', 10, 3)}"
-            postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+            postmaster = cluster.postmaster_pid()
             runs: dict[str, list[tuple[float, float]]] = {
                 "this checkout": [],
                 arguments.baseline: [],

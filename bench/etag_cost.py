@@ -87,7 +87,7 @@ def main() -> None:
         admin_token_maker(url)  # migrates
         with psycopg.connect(dsn(url), autocommit=True) as connection:
             path = f"/store/{seed_store(connection, 'etags', 10, 3)}"
-        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        postmaster = cluster.postmaster_pid()
         difference = python_microseconds(url, path, arguments.pairs, arguments.requests)
         step = etag_step_microseconds(url, path)
         with serve(API, url) as (base_url, master):

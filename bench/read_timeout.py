@@ -90,7 +90,7 @@ def main() -> None:
         admin_token_maker(cluster.url())  # migrates
         with psycopg.connect(dsn(cluster.url()), autocommit=True) as connection:
             store_id = seed_store(connection, "read timeout", 10, 3)
-        postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+        postmaster = cluster.postmaster_pid()
         runs = {(driver, kind): [] for driver in DRIVERS for kind in TIMEOUTS}
         # Interleaved: the machine's speed drifts, and each gets its share of every phase.
         for _ in range(arguments.runs):

@@ -59,6 +59,11 @@ class ThrowawayPostgres:
         """A SQLAlchemy URL of the cluster's database, with that driver."""
         return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/postgres"
 
+    def postmaster_pid(self) -> int:
+        """The running server's main process, whose children are the backends (benchmarks
+        read their CPU time from /proc)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def _run(self, program: str, *args, check: bool = True) -> None:
         subprocess.run(
             [*AS_POSTGRES, self.bindir / program, *args], check=check, capture_output=True
