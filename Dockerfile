@@ -13,4 +13,4 @@ RUN useradd --create-home api && chown api /app
 USER api
 
 EXPOSE 8000
-CMD ["./start.sh"]
+CMD ["deploy/start.sh"]

@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app:create_app
 
-.PHONY: run test format openapi bench
+.PHONY: run test test-quick format openapi bench
 
 $(VENV)/installed: requirements.txt requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(VENV)/installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+## Under a minute, no server started: the unit tests, and the in-process ones on SQLite.
+test-quick: $(VENV)/installed
+	$(BIN)/python -m pytest -m "unit or ((api or database) and sqlite)"
 
 format: $(VENV)/installed
 	$(BIN)/ruff check --fix .

@@ -1,6 +1,10 @@
+"""The database: models' base, the session with its two engines (writes, and reads in
+autocommit), and how their connections are set up on PostgreSQL and SQLite."""
+
 import sqlite3
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import flask_sqlalchemy.session
 import psycopg
@@ -21,6 +25,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
@@ -82,6 +87,35 @@ def read_outside_transactions(statement: Executable) -> Result:
     transaction afterwards, so no lock (on SQLite, not the database's write lock) and,
     through PgBouncer in transaction mode, no server connection."""
     return db.session.execute(statement, bind_arguments={"bind": db.engines[READS]})
+
+
+def engine_options(url: str, connect_timeout: int, statement_timeout_ms: int) -> dict:
+    # An unexpected database error is logged with its SQL, not its values: they can be
+    # password hashes and emails.
+    options: dict[str, Any] = {"hide_parameters": True}
+    driver = make_url(url).get_driver_name()
+    if driver == "pysqlite":
+        # A writer waits this long for the database lock, then the request answers 503.
+        return {**options, "connect_args": {"timeout": statement_timeout_ms / 1000}}
+    if not url.startswith("postgresql"):
+        return options
+    # A database that is down or stuck answers 503 in seconds instead of hanging workers.
+    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+    if driver == "psycopg":
+        # psycopg 3 prepares a statement on the server after 5 runs; behind PgBouncer in
+        # transaction mode that server connection may belong to another client by then.
+        connect_args["prepare_threshold"] = None
+    return {**options, "connect_args": connect_args}
+
+
+def read_engine_options(url: str, options: dict, statement_timeout_ms: int) -> dict:
+    """The engine of reads (READS): in autocommit, each statement carrying the statement
+    timeout (cursor_with_timeout)."""
+    reads = {"url": url, "isolation_level": "AUTOCOMMIT", **options}
+    cursor = cursor_with_timeout(make_url(url).get_driver_name(), statement_timeout_ms)
+    if cursor is not None:
+        reads["connect_args"] = {**options["connect_args"], "cursor_factory": cursor}
+    return reads
 
 
 def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:
@@ -187,10 +221,12 @@ def upsertable_insert(model: type[Base]):
     return dialect.insert(model)
 
 
-def insert_missing(model: type[Base], rows: list[dict]) -> None:
+def insert_missing(model: type[Base], rows: list[dict]) -> int:
     """Insert the rows whose key is not taken; skip the others, even when a concurrent
-    transaction takes a key meanwhile (ON CONFLICT DO NOTHING, PostgreSQL and SQLite)."""
-    db.session.execute(upsertable_insert(model).values(rows).on_conflict_do_nothing())
+    transaction takes a key meanwhile (ON CONFLICT DO NOTHING, PostgreSQL and SQLite).
+    How many were inserted."""
+    statement = upsertable_insert(model).values(rows).on_conflict_do_nothing()
+    return db.session.execute(statement).rowcount
 
 
 def prune(model: type[Base], *expired, batch: int | None = None) -> int:

@@ -5,6 +5,9 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+# Registers op.create_sp, op.drop_sp and op.replace_sp for the migrations.
+import migrations.replaceable_objects  # noqa: F401
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config

@@ -2,16 +2,15 @@ from flask.views import MethodView
 from sqlalchemy import text
 
 from db import db
-from resources.common import Blueprint
 from schemas import HealthSchema
+from web.blueprint import Blueprint
 
 blp = Blueprint("health", __name__, description="Liveness of the API and its database")
 
 
 @blp.route("/health")
 class Health(MethodView):
-    @blp.response(200, HealthSchema)
-    @blp.alt_response(503, description="The database is unreachable")
+    @blp.read(HealthSchema, tagged=False, errors={503: "The database is unreachable"})
     def get(self) -> dict:
         """Check that the API can reach its database"""
         # An unreachable database raises OperationalError, which answers 503.

@@ -1,28 +1,17 @@
 from datetime import UTC, datetime, timedelta
 
-from flask import Response, current_app, jsonify, url_for
+from flask import Response, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from flask_smorest import abort
-from sqlalchemy import ScalarSelect, Select, func, select, text
-from sqlalchemy.orm import aliased
+from sqlalchemy import select
 
+from config.settings import current_settings
 from db import db
 from models import ItemModel, StoreModel, TagModel
+from models.queries import count_up_to, get_live_or_404, get_store_or_404
 from models.store import INCLUDE_DELETED
-from resources.common import (
-    LOCATION_HEADER,
-    Blueprint,
-    commit,
-    commit_or_abort,
-    created_links,
-    flush_or_abort,
-    get_or_404,
-    link,
-    not_found,
-    refuse,
-)
-from resources.listing import Page, attach_firsts, page_of
+from rendering.store_document import store_answer, store_answer_or_404, with_firsts
 from schemas import (
     COUNTED_UP_TO,
     DeletedStoreSchema,
@@ -31,66 +20,31 @@ from schemas import (
     StoreRestoreSchema,
     StoreSchema,
 )
+from web.blueprint import Blueprint
+from web.errors import not_found, refuse
+from web.idempotency import user_scope
+from web.openapi import LOCATION_HEADER, link
+from web.pagination import Page, page_of
+from web.transactions import flush
 
 blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
 
-
-def first_items_of_store(store_id) -> Select:
-    first = aliased(ItemModel)
-    return select(first.id).where(first.store_id == store_id).order_by(first.id)
-
-
-def first_tags_of_store(store_id) -> Select:
-    first = aliased(TagModel)
-    return select(first.id).where(first.store_id == store_id).order_by(first.id)
-
-
-def with_firsts(stores: list[StoreModel]) -> list[StoreModel]:
-    attach_firsts(stores, "items", ItemModel, first_items_of_store)
-    attach_firsts(stores, "tags", TagModel, first_tags_of_store)
-    return stores
-
-
-# GET /store/<id> is the read clients make most. On PostgreSQL the database renders it
-# whole, in one statement: one round trip and no Python objects instead of three queries,
-# ORM rows and a marshmallow dump, worth the upkeep of a second renderer (figures in the
-# README). The statement is a function of the database's (migration 0006) so that its plan
-# is made once per connection, not once per request. StoreSchema stays the contract:
-# tests/test_stores.py holds this document equal to it.
-STORE_DOCUMENT = text("SELECT store_document(:store_id)")
-
-
-def rendered_store(store_id: int) -> Response:
-    document = db.session.scalar(STORE_DOCUMENT, {"store_id": store_id})
-    if document is None:
-        refuse(not_found(StoreModel, store_id))
-    return current_app.response_class(document, mimetype="application/json")
-
-
-def store_answer(store: StoreModel) -> Response:
-    """The store as GET /store/<id> shows it, which every write of it answers too, and
-    If-Match is compared with: one renderer, so that an answer's ETag is the GET's."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        return rendered_store(store.id)
-    return jsonify(StoreSchema().dump(with_firsts([store])[0]))
+NOT_HERE = {404: "No store with this id"}
 
 
 def store_to_change(*_body: dict, store_id: int) -> StoreModel:
     # Locked: a rename or delete waits for writes in the store, and they for it; so a
     # delete's counts are exact (an insert of an item or tag needs a share lock on it).
-    return get_or_404(StoreModel, store_id, with_for_update=True)
+    return get_live_or_404(StoreModel, store_id, lock="update")
 
 
 def store_to_fill(*_body: dict, store_id: int) -> StoreModel:
     # Share-locked: its deletion waits for what goes into it, or it is seen deleted (404).
-    return get_or_404(StoreModel, store_id, with_for_update={"read": True})
+    return get_live_or_404(StoreModel, store_id, lock="share")
 
 
 def any_store_to_change(*_body: dict, store_id: int) -> StoreModel:
-    """The store, deleted or not (404 if purged or never there), locked."""
-    return get_or_404(
-        StoreModel, store_id, with_for_update=True, execution_options={INCLUDE_DELETED: True}
-    )
+    return get_store_or_404(store_id, include_deleted=True)
 
 
 def now() -> datetime:
@@ -101,66 +55,48 @@ def is_expired(store: StoreModel) -> bool:
     return store.expire_time is not None and store.expire_time <= now()
 
 
-def count_up_to(model: type[ItemModel | TagModel], store_id: int) -> ScalarSelect:
-    within = select(model.id).where(model.store_id == store_id).limit(COUNTED_UP_TO).subquery()
-    return select(func.count()).select_from(within).scalar_subquery()
-
-
-def save_store(store: StoreModel) -> Response:
+def saved_store(store: StoreModel) -> Response:
     """Save the store; its answer, rendered before the commit (no second transaction)."""
     db.session.add(store)
-    flush_or_abort(
-        on_unique=(
-            409,
-            {"message": f"A store named {store.name!r} exists: pick another name."},
-        )
-    )
-    answer = store_answer(store)
-    commit()
-    return answer
+    flush(on_unique=(409, {"message": f"A store named {store.name!r} exists: pick another name."}))
+    return store_answer(store)
 
 
 @blp.route("/store/<int:store_id>")
 class Store(MethodView):
-    @blp.etag
-    @blp.response(200, StoreSchema)
-    @blp.alt_response(404, description="No store with this id")
+    @blp.read(StoreSchema, errors=NOT_HERE)
     def get(self, store_id: int) -> Response:
         """Get a store with its first items and tags"""
-        if db.session.get_bind().dialect.name == "postgresql":
-            return rendered_store(store_id)
-        return store_answer(get_or_404(StoreModel, store_id))
+        return store_answer_or_404(store_id)
 
-    @blp.login_required()
-    @blp.etag
-    @blp.arguments(PlainStoreSchema)
-    @blp.response(200, StoreSchema)
-    @blp.alt_response(404, description="No store with this id")
-    @blp.alt_response(409, description="Another store has this name")
-    @blp.owner_only(store_to_change, current=store_answer)
+    @blp.write(
+        200, StoreSchema, body=PlainStoreSchema, owner=store_to_change, current=store_answer,
+        errors={**NOT_HERE, 409: "Another store has this name"},
+    )  # fmt: skip
     def put(self, store: StoreModel, store_data: dict, store_id: int) -> Response:
         """Rename a store (its owner or an admin)"""
         store.name = store_data["name"]
-        return save_store(store)
+        return saved_store(store)
 
-    @blp.login_required(fresh=True)
-    @blp.etag
-    @blp.response(200, StoreDeletionSchema)
-    @blp.alt_response(404, description="No store with this id")
-    @blp.owner_only(store_to_change, current=store_answer)
+    @blp.write(
+        200, StoreDeletionSchema, fresh=True, owner=store_to_change, current=store_answer,
+        errors=NOT_HERE,
+    )  # fmt: skip
     def delete(self, store: StoreModel, store_id: int) -> StoreModel:
         """Delete a store with all its items, tags and their links (its owner or an admin,
         with a fresh token); POST /store/<id>/restore brings it back until its expire_time"""
         # Its rows stay until expire_time, hidden: the delete costs the same at any size.
         items, tags = db.session.execute(
-            select(count_up_to(ItemModel, store_id), count_up_to(TagModel, store_id))
+            select(
+                count_up_to(ItemModel, store_id, COUNTED_UP_TO),
+                count_up_to(TagModel, store_id, COUNTED_UP_TO),
+            )
         ).one()
         store.deleted_at = now()
         store.expire_time = store.deleted_at + timedelta(
-            days=current_app.config["DELETED_STORE_RETENTION_DAYS"]
+            days=current_settings().deleted_store_retention_days
         )
         store.deleted_by = current_user.id
-        db.session.commit()
         exact = max(items, tags) < COUNTED_UP_TO
         bound = "" if exact else "at least "
         store.message = (
@@ -174,14 +110,14 @@ class Store(MethodView):
 
 @blp.route("/store/<int:store_id>/restore")
 class StoreRestore(MethodView):
-    @blp.login_required(fresh=True)
-    @blp.etag
-    @blp.idempotent()
-    @blp.arguments(StoreRestoreSchema)
-    @blp.response(200, StoreSchema)
-    @blp.alt_response(404, description="No deleted store with this id: purged or expired")
-    @blp.alt_response(409, description="The store is not deleted, or a live store has its name")
-    @blp.owner_only(any_store_to_change)
+    @blp.write(
+        200, StoreSchema, fresh=True, idempotent=user_scope, body=StoreRestoreSchema,
+        owner=any_store_to_change,
+        errors={
+            404: "No deleted store with this id: purged or expired",
+            409: "The store is not deleted, or a live store has its name",
+        },
+    )  # fmt: skip
     def post(self, store: StoreModel, restore_data: dict, store_id: int) -> Response:
         """Restore a deleted store before its expire_time, whole: same ids, items, tags and
         links (its owner or an admin, with a fresh token)"""
@@ -190,7 +126,7 @@ class StoreRestore(MethodView):
         if is_expired(store):
             refuse(not_found(StoreModel, store_id))
         name = restore_data.get("name", store.name)
-        # Named for the client; the unique index still decides (save_store) if a store
+        # Named for the client; the unique index still decides (saved_store) if a store
         # takes the name between this look and the commit.
         taken = db.session.scalar(select(StoreModel.id).where(StoreModel.name == name))
         if taken is not None:
@@ -201,16 +137,15 @@ class StoreRestore(MethodView):
             )
         store.name = name
         store.deleted_at = store.expire_time = store.deleted_by = None
-        return save_store(store)
+        return saved_store(store)
 
 
 @blp.route("/store/<int:store_id>/purge")
 class StorePurge(MethodView):
-    @blp.login_required(fresh=True, admin=True)
-    @blp.etag
-    @blp.idempotent()
-    @blp.response(202, DeletedStoreSchema)
-    @blp.alt_response(404, description="No store with this id, or purged already")
+    @blp.write(
+        202, DeletedStoreSchema, fresh=True, admin=True, idempotent=user_scope,
+        errors={404: "No store with this id, or purged already"},
+    )  # fmt: skip
     def post(self, store_id: int) -> StoreModel:
         """Delete a store for good, soon, deleted or not: no restore (admins, with a fresh
         token; for erasure requests). The purge runs in the background within a minute."""
@@ -218,15 +153,13 @@ class StorePurge(MethodView):
         if store.deleted_at is None:
             store.deleted_at, store.deleted_by = now(), current_user.id
         store.expire_time = now()
-        commit_or_abort()
+        flush()
         return store
 
 
 @blp.route("/store/deleted")
 class DeletedStoreList(MethodView):
-    @blp.login_required()
-    @blp.etag
-    @blp.paginated(DeletedStoreSchema)
+    @blp.listing(DeletedStoreSchema, token="access")
     def get(self, **page: int) -> Page:
         """List your deleted stores that can still be restored (an admin's: all), newest
         store first"""
@@ -242,31 +175,26 @@ class DeletedStoreList(MethodView):
 
 @blp.route("/store")
 class StoreList(MethodView):
-    @blp.etag
-    @blp.paginated(StoreSchema)
+    @blp.listing(StoreSchema)
     def get(self, **page: int) -> Page:
         """List stores with their first items and tags"""
         stores, after = page_of(select(StoreModel), StoreModel.id, **page)
         return with_firsts(stores), after
 
-    @blp.login_required()
-    @blp.etag
-    @blp.idempotent()
-    @blp.arguments(PlainStoreSchema)
-    @blp.response(201, StoreSchema, headers=LOCATION_HEADER)
-    @blp.alt_response(409, description="Another store has this name")
-    @blp.doc(
-        **created_links(
-            GetStore=link("get", "/store/{store_id}", store_id="id"),
-            RenameStore=link("put", "/store/{store_id}", store_id="id"),
-            DeleteStore=link("delete", "/store/{store_id}", store_id="id"),
-            CreateTag=link("post", "/store/{store_id}/tag", store_id="id"),
-            ListTags=link("get", "/store/{store_id}/tag", store_id="id"),
-            ListItems=link("get", "/store/{store_id}/item", store_id="id"),
-        )
-    )
+    @blp.write(
+        201, StoreSchema, idempotent=user_scope, body=PlainStoreSchema, headers=LOCATION_HEADER,
+        errors={409: "Another store has this name"},
+        links={
+            "GetStore": link("get", "/store/{store_id}", store_id="id"),
+            "RenameStore": link("put", "/store/{store_id}", store_id="id"),
+            "DeleteStore": link("delete", "/store/{store_id}", store_id="id"),
+            "CreateTag": link("post", "/store/{store_id}/tag", store_id="id"),
+            "ListTags": link("get", "/store/{store_id}/tag", store_id="id"),
+            "ListItems": link("get", "/store/{store_id}/item", store_id="id"),
+        },
+    )  # fmt: skip
     def post(self, store_data: dict) -> tuple[Response, int, dict[str, str]]:
         """Create a store, owned by you"""
         store = StoreModel(**store_data, owner_id=current_user.id)
-        answer = save_store(store)
+        answer = saved_store(store)
         return answer, 201, {"Location": url_for("stores.Store", store_id=store.id)}

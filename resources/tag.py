@@ -6,24 +6,19 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
-from resources.common import (
-    LOCATION_HEADER,
-    Blueprint,
-    commit_or_abort,
-    created_links,
-    get_or_404,
-    in_live_store,
-    link,
-    not_found,
-)
-from resources.item import TAG_STORE, WITH_STORE
-from resources.listing import attach_firsts, page_of, set_firsts
+from models.queries import get_live_or_404, live_tags
 from resources.store import store_to_fill
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
+from web.blueprint import Blueprint
+from web.errors import not_found
+from web.idempotency import user_scope
+from web.openapi import LOCATION_HEADER, link
+from web.pagination import attach_firsts, page_of, set_firsts
+from web.transactions import flush
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
 
-TAGS = select(TagModel).options(*TAG_STORE)
+NOT_HERE = {404: "No tag with this id"}
 
 
 def first_items_of_tag(tag_id) -> Select:
@@ -46,47 +41,41 @@ def tag_answer(tag: TagModel) -> Response:
 
 def tag_to_delete(*, tag_id: int) -> TagModel:
     # The lock keeps a concurrent link from slipping in between check and delete.
-    tag = get_or_404(TagModel, tag_id, options=TAG_STORE, with_for_update={"of": TagModel})
-    return in_live_store(tag, tag_id)
+    return get_live_or_404(TagModel, tag_id, lock="update")
 
 
 def item_of_link(*, item_id: int, tag_id: int) -> ItemModel:
-    return in_live_store(get_or_404(ItemModel, item_id, options=(WITH_STORE,)), item_id)
+    return get_live_or_404(ItemModel, item_id, lock="share")
 
 
 @blp.route("/store/<int:store_id>/tag")
 class TagsInStore(MethodView):
-    @blp.etag
-    @blp.paginated(TagSchema)
-    @blp.alt_response(404, description="No store with this id")
+    @blp.listing(TagSchema, errors={404: "No store with this id"})
     def get(self, store_id: int, **page: int):
         """List the tags of a store, page by page"""
-        get_or_404(StoreModel, store_id)
-        tags, after = page_of(TAGS, TagModel.id, parent=(TagModel.store_id, store_id), **page)
+        get_live_or_404(StoreModel, store_id)
+        tags, after = page_of(
+            live_tags(), TagModel.id, parent=(TagModel.store_id, store_id), **page
+        )
         return with_first_items(tags), after
 
-    @blp.login_required()
-    @blp.etag
-    @blp.idempotent()
-    @blp.arguments(PlainTagSchema)
-    @blp.response(201, TagSchema, headers=LOCATION_HEADER)
-    @blp.alt_response(404, description="No store with this id")
-    @blp.alt_response(409, description="The store has a tag with this name")
-    @blp.doc(
-        **created_links(
-            GetTag=link("get", "/tag/{tag_id}", tag_id="id"),
-            DeleteTag=link("delete", "/tag/{tag_id}", tag_id="id"),
-            LinkItem=link("post", "/item/{item_id}/tag/{tag_id}", tag_id="id"),
-        )
-    )
-    @blp.owner_only(store_to_fill)
+    @blp.write(
+        201, TagSchema, idempotent=user_scope, body=PlainTagSchema, headers=LOCATION_HEADER,
+        owner=store_to_fill,
+        errors={404: "No store with this id", 409: "The store has a tag with this name"},
+        links={
+            "GetTag": link("get", "/tag/{tag_id}", tag_id="id"),
+            "DeleteTag": link("delete", "/tag/{tag_id}", tag_id="id"),
+            "LinkItem": link("post", "/item/{item_id}/tag/{tag_id}", tag_id="id"),
+        },
+    )  # fmt: skip
     def post(
         self, store: StoreModel, tag_data: dict, store_id: int
     ) -> tuple[TagModel, dict[str, str]]:
         """Create a tag in a store (its owner or an admin)"""
         tag = TagModel(**tag_data, store_id=store_id)
         db.session.add(tag)
-        commit_or_abort(
+        flush(
             on_unique=(
                 409,
                 {"message": f"Store {store_id} has a tag named {tag.name!r}: pick another name."},
@@ -100,19 +89,15 @@ class TagsInStore(MethodView):
 
 @blp.route("/tag/<int:tag_id>")
 class Tag(MethodView):
-    @blp.etag
-    @blp.response(200, TagSchema)
-    @blp.alt_response(404, description="No tag with this id")
+    @blp.read(TagSchema, errors=NOT_HERE)
     def get(self, tag_id: int) -> Response:
         """Get a tag with its store and first items"""
-        return tag_answer(get_or_404(TagModel, tag_id, options=TAG_STORE))
+        return tag_answer(get_live_or_404(TagModel, tag_id))
 
-    @blp.login_required()
-    @blp.etag
-    @blp.response(200, MessageSchema)
-    @blp.alt_response(404, description="No tag with this id")
-    @blp.alt_response(409, description="The tag is still linked to items")
-    @blp.owner_only(tag_to_delete, current=tag_answer)
+    @blp.write(
+        200, MessageSchema, owner=tag_to_delete, current=tag_answer,
+        errors={**NOT_HERE, 409: "The tag is still linked to items"},
+    )  # fmt: skip
     def delete(self, tag: TagModel, tag_id: int) -> dict:
         """Delete a tag that no item uses (its store's owner or an admin)"""
         # Whether any link is left, not how many: a tag of 20,000 items costs one index probe.
@@ -124,19 +109,16 @@ class Tag(MethodView):
                 f"with DELETE /item/<item_id>/tag/{tag_id} (GET /tag/{tag_id}/item lists them).",
             )
         db.session.delete(tag)
-        db.session.commit()
         return {"message": f"Tag {tag_id} deleted."}
 
 
 @blp.route("/item/<int:item_id>/tag")
 class TagsOfItem(MethodView):
-    @blp.etag
-    @blp.paginated(TagSchema)
-    @blp.alt_response(404, description="No item with this id")
+    @blp.listing(TagSchema, errors={404: "No item with this id"})
     def get(self, item_id: int, **page: int):
         """List the tags linked to an item, page by page"""
-        get_or_404(ItemModel, item_id, options=(WITH_STORE,))
-        linked = TAGS.join(ItemTagModel, ItemTagModel.tag_id == TagModel.id)
+        get_live_or_404(ItemModel, item_id)
+        linked = live_tags().join(ItemTagModel, ItemTagModel.tag_id == TagModel.id)
         # In the link table's order: its (item_id, tag_id) key walks just this page.
         tags, after = page_of(
             linked, ItemTagModel.tag_id, parent=(ItemTagModel.item_id, item_id), **page
@@ -146,25 +128,23 @@ class TagsOfItem(MethodView):
 
 @blp.route("/item/<int:item_id>/tag/<int:tag_id>")
 class LinkTagsToItem(MethodView):
-    @blp.login_required()
-    @blp.etag
-    @blp.idempotent()
-    @blp.response(201, LinkSchema)
-    @blp.alt_response(404, description="No item or no tag with this id")
-    @blp.alt_response(409, description="Already linked, or the tag belongs to another store")
-    @blp.doc(
-        **created_links(
-            Unlink=link(
+    @blp.write(
+        201, LinkSchema, idempotent=user_scope, owner=item_of_link,
+        errors={
+            404: "No item or no tag with this id",
+            409: "Already linked, or the tag belongs to another store",
+        },
+        links={
+            "Unlink": link(
                 "delete", "/item/{item_id}/tag/{tag_id}", item_id="item/id", tag_id="tag/id"
             ),
-            GetItem=link("get", "/item/{item_id}", item_id="item/id"),
-            GetTag=link("get", "/tag/{tag_id}", tag_id="tag/id"),
-        )
-    )
-    @blp.owner_only(item_of_link)
+            "GetItem": link("get", "/item/{item_id}", item_id="item/id"),
+            "GetTag": link("get", "/tag/{tag_id}", tag_id="tag/id"),
+        },
+    )  # fmt: skip
     def post(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
         """Link a tag to an item of the same store (its owner or an admin)"""
-        tag = get_or_404(TagModel, tag_id, options=TAG_STORE)
+        tag = get_live_or_404(TagModel, tag_id)
         if item.store_id != tag.store_id:
             abort(
                 409,
@@ -172,29 +152,19 @@ class LinkTagsToItem(MethodView):
                 f"to store {item.store_id}: link a tag of the item's own store.",
             )
         db.session.add(ItemTagModel(item_id=item_id, tag_id=tag_id))
-        commit_or_abort(
-            on_unique=(
-                409,
-                {"message": f"Item {item_id} and tag {tag_id} are linked already."},
-            ),
-            on_foreign_key=(
-                404,
-                {"message": "The item or the tag was deleted meanwhile."},
-            ),
+        flush(
+            on_unique=(409, {"message": f"Item {item_id} and tag {tag_id} are linked already."}),
+            on_foreign_key=(404, {"message": "The item or the tag was deleted meanwhile."}),
         )
-        return {
-            "message": f"Tag {tag_id} linked to item {item_id}.",
-            "item": item,
-            "tag": tag,
-        }
+        return {"message": f"Tag {tag_id} linked to item {item_id}.", "item": item, "tag": tag}
 
-    @blp.login_required()
-    @blp.response(200, LinkSchema)
-    @blp.alt_response(404, description="No such item, tag or link")
-    @blp.owner_only(item_of_link)
+    @blp.write(
+        200, LinkSchema, tagged=False, owner=item_of_link,
+        errors={404: "No such item, tag or link"},
+    )  # fmt: skip
     def delete(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
         """Unlink a tag from an item (its store's owner or an admin)"""
-        tag = get_or_404(TagModel, tag_id, options=TAG_STORE)
+        tag = get_live_or_404(TagModel, tag_id)
         unlinked = db.session.execute(
             delete(ItemTagModel).where(
                 ItemTagModel.item_id == item_id, ItemTagModel.tag_id == tag_id
@@ -202,9 +172,4 @@ class LinkTagsToItem(MethodView):
         )
         if unlinked.rowcount == 0:
             abort(404, message=f"Item {item_id} and tag {tag_id} are not linked.")
-        db.session.commit()
-        return {
-            "message": f"Tag {tag_id} unlinked from item {item_id}.",
-            "item": item,
-            "tag": tag,
-        }
+        return {"message": f"Tag {tag_id} unlinked from item {item_id}.", "item": item, "tag": tag}

@@ -5,33 +5,9 @@ from flask.views import MethodView
 from flask_jwt_extended import current_user, get_jwt
 from flask_smorest import abort
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 
-from auth import (
-    BEARER_CHALLENGE,
-    DEVICE_COOKIE,
-    REVOKED,
-    check_password,
-    issue_tokens,
-    known_device,
-    limit,
-    login_counts,
-    new_user,
-    rehashed_password,
-    remember_device,
-    revoke,
-    revoke_family,
-)
 from db import db, read_outside_transactions
 from models import UserModel
-from resources.common import (
-    RETRY_AFTER,
-    Blueprint,
-    address_scope,
-    commit_or_abort,
-    get_or_404,
-    refuse,
-)
 from schemas import (
     DeviceCookieSchema,
     LoginSchema,
@@ -41,7 +17,22 @@ from schemas import (
     UserCreateSchema,
     UserSchema,
 )
-from throttle import attempt, client_of, restart_delays, succeeded
+from security.devices import DEVICE_COOKIE, known_device, remember_device
+from security.passwords import check_password, new_user, rehashed_password
+from security.throttle import (
+    attempt,
+    client_of,
+    limit,
+    login_counts,
+    restart_delays,
+    succeeded,
+)
+from security.tokens import BEARER_CHALLENGE, REVOKED, issue_tokens, revoke, revoke_family
+from web.blueprint import Blueprint
+from web.errors import not_found, refuse
+from web.idempotency import address_scope
+from web.openapi import RETRY_AFTER
+from web.transactions import end_transaction_early, flush
 
 blp = Blueprint("users", __name__, description="Users, and the tokens that let them write")
 
@@ -58,20 +49,15 @@ DEVICE_COOKIE_HEADER = {
     }
 }
 
-TOO_MANY = {
-    "description": "Too many attempts: wait for Retry-After seconds",
-    "headers": RETRY_AFTER,
-}
+TOO_MANY = ("Too many attempts: wait for Retry-After seconds", RETRY_AFTER)
 
 
 @blp.route("/register")
 class Register(MethodView):
-    @blp.etag
-    @blp.idempotent(scope=address_scope)
-    @blp.arguments(UserCreateSchema)
-    @blp.response(201, UserSchema)
-    @blp.alt_response(409, description="The username or the email is taken")
-    @blp.alt_response(429, **TOO_MANY)
+    @blp.write(
+        201, UserSchema, token=None, idempotent=address_scope, body=UserCreateSchema,
+        errors={409: "The username or the email is taken", 429: TOO_MANY},
+    )  # fmt: skip
     def post(self, user_data: dict) -> UserModel:
         """Create a user account (a few per client address and hour)"""
         attempt(
@@ -81,7 +67,7 @@ class Register(MethodView):
         # Hashed with no transaction open: attempt() committed its own.
         user = new_user(user_data)
         db.session.add(user)
-        commit_or_abort(
+        flush(
             on_unique=(
                 409,
                 {"message": "A user with this username or email exists: pick another, or log in."},
@@ -92,11 +78,11 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
-    @blp.arguments(LoginSchema)
-    @blp.arguments(DeviceCookieSchema, location="cookies")
-    @blp.response(200, TokensSchema, headers=DEVICE_COOKIE_HEADER)
-    @blp.alt_response(401, description="Wrong username or password")
-    @blp.alt_response(429, **TOO_MANY)
+    @blp.write(
+        200, TokensSchema, token=None, tagged=False, body=LoginSchema,
+        cookies=DeviceCookieSchema, headers=DEVICE_COOKIE_HEADER,
+        errors={401: "Wrong username or password", 429: TOO_MANY},
+    )  # fmt: skip
     def post(self, credentials: dict, cookies: dict) -> dict:
         """Log in: get a fresh access token and a refresh token
 
@@ -113,9 +99,7 @@ class Login(MethodView):
         )
         found = select(UserModel).where(UserModel.username == username)
         user = read_outside_transactions(found).scalar()
-        # Argon2 takes a tenth of a second: with no transaction open, no lock and no pooled
-        # server connection is held meanwhile.
-        db.session.commit()
+        end_transaction_early()
         if not check_password(user, password):
             restart_delays(delays)
             abort(401, message="Wrong username or password.")
@@ -125,15 +109,13 @@ class Login(MethodView):
             db.session.execute(
                 update(UserModel).where(UserModel.id == user.id).values(password_hash=new_hash)
             )
-        db.session.commit()
         after_this_request(partial(remember_device, username=username))
         return issue_tokens(user, fresh=True)
 
 
 @blp.route("/refresh")
 class Refresh(MethodView):
-    @blp.login_required(token="refresh")
-    @blp.response(200, TokensSchema)
+    @blp.write(200, TokensSchema, token="refresh", tagged=False)
     def post(self) -> dict:
         """Trade a refresh token for a new (not fresh) access token and refresh token
 
@@ -141,12 +123,8 @@ class Refresh(MethodView):
         revokes every token of its login.
         """
         token = get_jwt()
-        revoke(token)
-        try:
-            db.session.commit()
-        except IntegrityError:
+        if not revoke(token):
             # Another request used this refresh token a moment ago: a replay all the same.
-            db.session.rollback()
             revoke_family(token)
             refuse(REVOKED_MEANWHILE)
         return issue_tokens(current_user, fresh=False, family=token.get("fam"))
@@ -154,9 +132,7 @@ class Refresh(MethodView):
 
 @blp.route("/logout")
 class Logout(MethodView):
-    @blp.login_required(token="any")
-    @blp.arguments(LogoutQuerySchema, location="query")
-    @blp.response(200, MessageSchema)
+    @blp.write(200, MessageSchema, token="any", tagged=False, query=LogoutQuerySchema)
     def post(self, query: dict) -> dict:
         """Revoke the token sent (an access or a refresh token), or with all=true every token"""
         if query["all"]:
@@ -165,19 +141,15 @@ class Logout(MethodView):
                 .where(UserModel.id == current_user.id)
                 .values(token_version=UserModel.token_version + 1)
             )
-            message = "Logged out everywhere: every token of yours is revoked."
-        else:
-            revoke(get_jwt())
-            message = "Logged out: this token is revoked."
-        commit_or_abort(on_unique=REVOKED_MEANWHILE)
-        return {"message": message}
+            return {"message": "Logged out everywhere: every token of yours is revoked."}
+        if not revoke(get_jwt()):
+            refuse(REVOKED_MEANWHILE)
+        return {"message": "Logged out: this token is revoked."}
 
 
 @blp.route("/user/me")
 class Me(MethodView):
-    @blp.login_required()
-    @blp.etag
-    @blp.response(200, UserSchema)
+    @blp.read(UserSchema, token="access")
     def get(self) -> UserModel:
         """Get the user the access token belongs to"""
         return current_user
@@ -185,10 +157,10 @@ class Me(MethodView):
 
 @blp.route("/user/<int:user_id>")
 class User(MethodView):
-    @blp.login_required(admin=True)
-    @blp.response(200, MessageSchema)
-    @blp.alt_response(404, description="No user with this id")
-    @blp.alt_response(409, description="The last admin cannot be deleted")
+    @blp.write(
+        200, MessageSchema, admin=True, tagged=False,
+        errors={404: "No user with this id", 409: "The last admin cannot be deleted"},
+    )  # fmt: skip
     def delete(self, user_id: int) -> dict:
         """Delete a user; their tokens stop working at once"""
         # The admins are locked first, in id order, then the user: of two admins deleting
@@ -199,7 +171,9 @@ class User(MethodView):
             .order_by(UserModel.id)
             .with_for_update()
         ).all()
-        user = get_or_404(UserModel, user_id, with_for_update=True)
+        user = db.session.get(UserModel, user_id, with_for_update=True)
+        if user is None:
+            refuse(not_found(UserModel, user_id))
         if admins == [user.id]:
             abort(
                 409,
@@ -207,5 +181,4 @@ class User(MethodView):
                 "(flask create-admin USERNAME).",
             )
         db.session.delete(user)
-        db.session.commit()
         return {"message": f"User {user_id} deleted; their tokens are revoked."}

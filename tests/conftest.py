@@ -1,6 +1,7 @@
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import cached_property
 from pathlib import Path
 
 import flask_migrate
@@ -9,13 +10,15 @@ import requests
 from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
-from helpers import JWT_SECRET, PASSWORD, bearer_of, server_env
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
+from support import JWT_SECRET, PASSWORD, bearer_of
+from support.http import server_env
 
-from app import create_app, engine_options
-from auth import issue_tokens
-from db import begin_transactions, configure_sqlite, db
+from app import create_app
+from config.settings import Settings
+from db import begin_transactions, configure_sqlite, db, engine_options
 from models import UserModel
+from security.tokens import issue_tokens
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import throwaway_pgbouncer, throwaway_postgres
 
@@ -28,6 +31,18 @@ POSTGRES_DRIVERS = os.environ.get("TEST_POSTGRES_DRIVERS", "psycopg psycopg2").s
 THROUGH_PGBOUNCER = "+pgbouncer"
 
 
+# What a test needs, by the directory it is in; each is a marker too (pyproject.toml).
+GROUPS = ("unit", "api", "database", "servers", "browser", "contract")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = item.path.relative_to(TESTS).parts[0]
+        assert group in GROUPS, f"{item.path}: tests live in one of {GROUPS}"
+        item.add_marker(group)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`database` is a driver ("psycopg", "psycopg2"), "sqlite" for tests marked sqlite_too,
     and a driver behind PgBouncer ("psycopg2+pgbouncer") for tests marked pgbouncer_too."""
@@ -37,7 +52,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             databases.append("sqlite")
         if metafunc.definition.get_closest_marker("pgbouncer_too"):
             databases += [driver + THROUGH_PGBOUNCER for driver in POSTGRES_DRIVERS]
-        metafunc.parametrize("database", databases, indirect=True)
+        # `-m sqlite` selects the tests that need no database server (make test-quick).
+        marked = [
+            pytest.param(each, marks=pytest.mark.sqlite) if each == "sqlite" else each
+            for each in databases
+        ]
+        metafunc.parametrize("database", marked, indirect=True)
 
 
 @pytest.fixture
@@ -50,7 +70,9 @@ def migrated_app(url: str) -> Flask:
     # otherwise spend minutes hashing. The servers it starts under gunicorn hash as
     # deployed.
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    app = create_app(url, TESTING=True, JWT_SECRET_KEY=JWT_SECRET, PASSWORD_HASHER=cheap)
+    app = create_app(
+        Settings(database_url=url), TESTING=True, JWT_SECRET_KEY=JWT_SECRET, PASSWORD_HASHER=cheap
+    )
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
     return app
@@ -59,12 +81,20 @@ def migrated_app(url: str) -> Flask:
 class Backends:
     """The suite's databases and the servers on them, each made once, when first needed."""
 
-    def __init__(self, postgres: URL, sqlite_file: Path, stack: ExitStack) -> None:
-        self.postgres, self.sqlite_file, self.stack = postgres, sqlite_file, stack
+    def __init__(self, sqlite_file: Path, stack: ExitStack) -> None:
+        self.sqlite_file, self.stack = sqlite_file, stack
         self.pgbouncer_port: int | None = None
         self.apps: dict[str, Flask] = {}
         self.engines: dict[str, Engine] = {}
         self.servers: dict[str, str] = {}
+
+    @cached_property
+    def postgres(self) -> URL:
+        """The suite's PostgreSQL ($TEST_DATABASE_URL, or a throwaway cluster), started when
+        a test first needs it: a run of SQLite tests alone starts no server."""
+        if url := os.environ.get("TEST_DATABASE_URL"):
+            return make_url(url)
+        return make_url(self.stack.enter_context(throwaway_postgres()).url())
 
     def url(self, database: str) -> str:
         """Where the app of `database` connects: through PgBouncer for "driver+pgbouncer"."""
@@ -96,7 +126,11 @@ class Backends:
         direct = database.partition("+")[0]
         if direct not in self.engines:
             url = self.url(direct)
-            self.engines[direct] = create_engine(url, **engine_options(url))
+            defaults = Settings()
+            options = engine_options(
+                url, defaults.database_connect_timeout, defaults.database_statement_timeout_ms
+            )
+            self.engines[direct] = create_engine(url, **options)
             configure_sqlite(self.engines[direct])
             begin_transactions(self.engines[direct], statement_timeout_ms=0)
         return self.engines[direct]
@@ -113,11 +147,7 @@ class Backends:
 @pytest.fixture(scope="session")
 def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
     with ExitStack() as stack:
-        if url := os.environ.get("TEST_DATABASE_URL"):
-            postgres = make_url(url)
-        else:
-            postgres = make_url(stack.enter_context(throwaway_postgres()).url())
-        yield Backends(postgres, tmp_path_factory.mktemp("sqlite") / "test.db", stack)
+        yield Backends(tmp_path_factory.mktemp("sqlite") / "test.db", stack)
 
 
 def reset_data(connection: Connection) -> None:

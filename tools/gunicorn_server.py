@@ -42,12 +42,13 @@ def gunicorn(
     address: tuple[str, int] = ("127.0.0.1", 0),
     root: Path = ROOT,
 ) -> Iterator[Server]:
-    """Serve `app` of the checkout at `root` (this one by default) with its gunicorn.conf.py,
+    """Serve `app` of the checkout at `root` (this one by default) with its deploy/gunicorn.conf.py,
     `options` overriding it, at `address` (by default a free loopback port); the server's
     log (one line per request, and errors) goes to `stderr`, by default the caller's."""
     with listening_socket(address) as listener:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--no-control-socket",
+             "--config", root / "deploy" / "gunicorn.conf.py",
              "--bind", f"fd://{listener.fileno()}", *options, app],
             cwd=root, env={**os.environ, **env}, pass_fds=[listener.fileno()],
             stderr=stderr,

@@ -1,4 +1,4 @@
-"""Debian's nginx with docker-compose.yml's configuration (nginx/nginx.conf), in front of
+"""Debian's nginx with docker-compose.yml's configuration (deploy/nginx/nginx.conf), in front of
 a server of the tests: only the addresses (and, where asked, other lines) changed."""
 
 import shutil
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tools.gunicorn_server import http_server_on_a_free_port
 
-NGINX_CONF = Path(__file__).resolve().parent.parent / "nginx" / "nginx.conf"
+NGINX_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "nginx.conf"
 
 
 @contextmanager

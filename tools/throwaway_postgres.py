@@ -112,7 +112,7 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
 
 # docker-compose.yml's PgBouncer configuration: the suite runs it, with only its addresses,
 # authentication, files and pool size changed.
-PGBOUNCER_INI = Path(__file__).resolve().parent.parent / "pgbouncer" / "pgbouncer.ini"
+PGBOUNCER_INI = Path(__file__).resolve().parent.parent / "deploy" / "pgbouncer" / "pgbouncer.ini"
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 A deleted store keeps its row and its children's until `expire_time`; its name is free for
 a new store at once (a unique index of live stores' names instead of all names).
-store_document() renders live stores only.
+store_document() renders live stores only (rendering/store_document.py).
 
 Revision ID: 0007
 Revises: 0006
@@ -12,6 +12,9 @@ Create Date: 2026-11-27 10:20:00
 from alembic import op
 import sqlalchemy as sa
 
+from migrations.replaceable_objects import ReplaceableObject
+from rendering import store_document
+
 
 revision = '0007'
 down_revision = '0006'
@@ -19,32 +22,10 @@ branch_labels = None
 depends_on = None
 
 
-STORE_DOCUMENT_OF_LIVE_STORES = """
-CREATE OR REPLACE FUNCTION store_document(requested_id integer) RETURNS text
-LANGUAGE plpgsql STABLE STRICT AS $$
-BEGIN
-    RETURN (
-        SELECT jsonb_build_object(
-            'id', store.id, 'name', store.name, 'owner_id', store.owner_id,
-            'items', items.firsts - 10,
-            'items_has_more', jsonb_array_length(items.firsts) > 10,
-            'items_url', '/store/' || store.id || '/item',
-            'tags', tags.firsts - 10,
-            'tags_has_more', jsonb_array_length(tags.firsts) > 10,
-            'tags_url', '/store/' || store.id || '/tag'
-        )::text
-        FROM stores store,
-            (SELECT coalesce(jsonb_agg(item ORDER BY item.id), '[]') AS firsts FROM (
-                SELECT id, name, price, description, store_id FROM items
-                WHERE store_id = requested_id ORDER BY id LIMIT 11) item) items,
-            (SELECT coalesce(jsonb_agg(tag ORDER BY tag.id), '[]') AS firsts FROM (
-                SELECT id, name, store_id FROM tags
-                WHERE store_id = requested_id ORDER BY id LIMIT 11) tag) tags
-        WHERE store.id = requested_id AND store.deleted_at IS NULL
-    );
-END
-$$
-"""
+# The store document of live stores only, with the nested limit of its time.
+STORE_DOCUMENT = ReplaceableObject(
+    store_document.FUNCTION, store_document.function_sql(nested_limit=10)
+)
 
 
 def upgrade():
@@ -64,7 +45,7 @@ def upgrade():
             sqlite_where=sa.text('deleted_at IS NULL'),
         )
     if op.get_bind().dialect.name == 'postgresql':
-        op.execute(STORE_DOCUMENT_OF_LIVE_STORES)
+        op.replace_sp(STORE_DOCUMENT, replaces='0006.STORE_DOCUMENT')
 
 
 def downgrade():
@@ -78,7 +59,7 @@ def downgrade():
     op.execute(f'DELETE FROM tags WHERE store_id IN ({deleted})')
     op.execute('DELETE FROM stores WHERE deleted_at IS NOT NULL')
     if op.get_bind().dialect.name == 'postgresql':
-        op.execute(STORE_DOCUMENT_OF_LIVE_STORES.replace(' AND store.deleted_at IS NULL', ''))
+        op.replace_sp(STORE_DOCUMENT, replace_with='0006.STORE_DOCUMENT')
     with op.batch_alter_table('stores', table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.drop_index('uq_stores_name_live')
         batch_op.create_unique_constraint('uq_stores_name', ['name'])

@@ -1,0 +1,50 @@
+"""`flask prune-expired` and `flask purge-deleted`: what the app also does as it goes (keyed
+writes and counted attempts prune; the job worker purges), for a backlog or without the
+worker."""
+
+import time
+from datetime import UTC, datetime
+
+import click
+from flask.cli import with_appcontext
+
+from db import db, prune
+from jobs.purge import purge_expired
+from models import RevokedTokenFamilyModel, RevokedTokenModel
+from security.throttle import prune_expired as prune_expired_throttles
+from web.idempotency import prune_expired as prune_expired_keys
+
+
+@click.command("prune-expired")
+@with_appcontext
+def prune_expired() -> None:
+    """Forget revoked tokens and token families that have expired anyway, throttle counts
+    whose window is over and expired idempotency keys. Keyed writes and counted attempts
+    prune as they go; this is for a backlog, from cron if you like."""
+    now = datetime.now(UTC)
+    tokens = prune(RevokedTokenModel, RevokedTokenModel.expires_at < now)
+    families = prune(RevokedTokenFamilyModel, RevokedTokenFamilyModel.expires_at < now)
+    throttles = prune_expired_throttles()
+    keys = prune_expired_keys()
+    db.session.commit()
+    click.echo(
+        f"Pruned {tokens} revoked token(s), {families} revoked token family(ies), "
+        f"{throttles} throttle count(s) and {keys} idempotency key(s), all expired."
+    )
+
+
+@click.command("purge-deleted")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Run again every this many seconds, until stopped (what `make run` does).",
+)
+@with_appcontext
+def purge_deleted(every: float | None) -> None:
+    """Purge the deleted stores whose expire_time has passed, with all they held."""
+    while True:
+        purged = purge_expired(lambda store_id: click.echo(f"Purged store {store_id}."))
+        click.echo(f"Purged {purged} expired store(s).")
+        if every is None:
+            return
+        time.sleep(every)

@@ -1,0 +1,81 @@
+"""Every setting of the API, read from the environment once, at start, and validated there.
+
+pydantic-settings does the reading and the checking: each field is an environment variable
+of the same name in capitals (.env.example lists them all, and tests/unit/test_settings.py
+holds the two equal). A bad value stops the app at start with the variable's name, never
+halfway through a request. `create_app(Settings(database_url=...))` overrides any of them.
+"""
+
+from typing import Annotated
+
+from flask import current_app
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# What postgresql:// (and postgres://) URLs use: both drivers work, and psycopg2 measured
+# faster for reads and for writes (docs/benchmarks.md); postgresql+psycopg:// selects
+# psycopg 3.
+DEFAULT_POSTGRES_DRIVER = "psycopg2"
+
+Positive = Annotated[int, Field(ge=1)]
+NotNegative = Annotated[int, Field(ge=0)]
+
+
+class SettingsError(RuntimeError):
+    """A variable of the environment holds what the API cannot run with."""
+
+
+class Settings(BaseSettings):
+    # Empty variables count as unset: `.env.example` copied as it is gives the defaults.
+    model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
+
+    # Where the data lives; empty: a SQLite file under instance/.
+    database_url: str = ""
+    database_connect_timeout: Positive = 3
+    database_statement_timeout_ms: NotNegative = 30_000
+    max_content_length: Positive = 1024 * 1024
+
+    # Kept out of the repr: settings may be logged.
+    jwt_secret_key: str = Field("", repr=False)
+    jwt_access_token_minutes: Positive = 15
+    jwt_refresh_token_days: Positive = 30
+
+    login_attempts_per_account: Positive = 5
+    login_attempts_per_account_from_new_clients: Positive = 100
+    login_attempts_per_address: Positive = 30
+    registrations_per_address: Positive = 10
+    ipv6_client_prefix: Annotated[int, Field(ge=0, le=128)] = 64
+
+    trusted_proxies: NotNegative = 0
+
+    deleted_store_retention_days: Annotated[float, Field(gt=0)] = 30.0
+    purge_cron: str = "* * * * *"
+    idempotency_key_hours: Annotated[float, Field(gt=0)] = 24.0
+    require_if_match: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def with_a_driver(cls, url: str) -> str:
+        # Some hosts hand out the scheme SQLAlchemy dropped in 1.4.
+        for scheme in ("postgres://", "postgresql://"):
+            if url.startswith(scheme):
+                return f"postgresql+{DEFAULT_POSTGRES_DRIVER}://" + url.removeprefix(scheme)
+        return url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The settings of the environment, `overrides` (by field name) taking precedence; a bad
+    value raises SettingsError naming its variable and what it must be."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, each['loc'])).upper()}: {each['msg']} (got {each['input']!r})"
+            for each in error.errors()
+        )
+        raise SettingsError(f"Fix these environment variables: {problems}") from None
+
+
+def current_settings() -> Settings:
+    """The settings of the app serving this request or command."""
+    return current_app.extensions["settings"]

@@ -1,0 +1,45 @@
+"""Background jobs, run by procrastinate's worker: `procrastinate --app=jobs.tasks.queue worker`.
+
+procrastinate keeps its jobs in our PostgreSQL (its schema is migration 0008): no broker to
+run, periodic jobs deferred once whichever number of workers runs them, jobs fetched with
+SKIP LOCKED. Its worker listens for new jobs (LISTEN/NOTIFY), which needs a session of its
+own: it connects straight to PostgreSQL, never through PgBouncer in transaction mode.
+"""
+
+from functools import cache
+
+import procrastinate
+from flask import Flask
+from sqlalchemy import make_url
+
+from app import create_app
+from config.settings import load_settings
+from jobs.purge import purge_expired
+
+settings = load_settings()
+
+
+def libpq_conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+queue = procrastinate.App(
+    connector=procrastinate.PsycopgConnector(conninfo=libpq_conninfo(settings.database_url))
+)
+
+
+@cache
+def flask_app() -> Flask:
+    return create_app(settings)
+
+
+# How often expired stores are looked for: PURGE_CRON.
+@queue.periodic(cron=settings.purge_cron, periodic_id="purge-expired-stores")
+# One run waiting at a time: a slow purge does not pile up runs behind it. Two workers may
+# still purge at once; each batch locks its store, so they share the work.
+@queue.task(queueing_lock="purge-expired-stores")
+def purge_expired_stores(timestamp: int) -> int:
+    """Purge the deleted stores whose expire_time has passed; a purge cut off (a killed
+    worker) is finished by the next run, which starts from what is left."""
+    with flask_app().app_context():
+        return purge_expired()

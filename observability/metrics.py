@@ -1,0 +1,96 @@
+"""Prometheus metrics of the API: requests by method, route template and status, their
+latency, database connections in use, throttle refusals; served at /metrics.
+
+Under gunicorn, every worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode, set up in gunicorn.conf.py) and /metrics adds them
+up, so whichever worker answers speaks for the whole instance. Without that variable
+(`flask run`, the tests' in-process apps) the one process counts in memory.
+"""
+
+import os
+import re
+from functools import cache
+
+from flask import Flask, Response, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy import Engine, event
+
+from observability.request_log import request_seconds
+
+REQUESTS = Counter(
+    "http_requests", "Requests answered, by method, route template and status",
+    ["method", "route", "status"],
+)  # fmt: skip
+LATENCY = Histogram(
+    "http_request_duration_seconds", "Time to answer a request, by method and route template",
+    ["method", "route"],
+    # Our requests take 1-100 ms: buckets that tell those apart, and a few past them.
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)  # fmt: skip
+CONNECTIONS = Gauge(
+    "db_connections_in_use", "Pooled database connections checked out, by engine",
+    ["engine"], multiprocess_mode="livesum",
+)  # fmt: skip
+THROTTLED = Counter(
+    "throttle_refusals", "Attempts refused with 429 while a limit's wait runs, by limit",
+    ["limit"],
+)  # fmt: skip
+
+# Flask's rule syntax to OpenAPI's: /store/<int:store_id> -> /store/{store_id}.
+RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+def route_of_request() -> str:
+    """The route template, never the path: one label value per route, whatever the ids."""
+    rule = request.url_rule
+    return route_template(rule.rule) if rule is not None else "unmatched"
+
+
+@cache  # one rewrite per route, not one per request
+def route_template(rule: str) -> str:
+    return RULE_VARIABLE.sub(r"{\1}", rule)
+
+
+def count_request(response: Response) -> Response:
+    method, route = request.method, route_of_request()
+    REQUESTS.labels(method, route, str(response.status_code)).inc()
+    LATENCY.labels(method, route).observe(request_seconds())
+    return response
+
+
+def count_connections(engine: Engine, name: str) -> None:
+    in_use = CONNECTIONS.labels(name)
+
+    @event.listens_for(engine.pool, "checkout")
+    def checked_out(*_args) -> None:
+        in_use.inc()
+
+    @event.listens_for(engine.pool, "checkin")
+    def checked_in(*_args) -> None:
+        in_use.dec()
+
+
+def metrics() -> Response:
+    registry = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
+    app.after_request(count_request)
+    for name, engine in engines.items():
+        count_connections(engine, name or "writes")
+    # Not in the OpenAPI spec: it is for operators' Prometheus, and nginx keeps it from
+    # the internet side.
+    app.add_url_rule("/metrics", "metrics", metrics)

@@ -1,0 +1,107 @@
+"""A store as GET /store/<id> shows it, which every write of a store answers too and
+If-Match is compared with: one module for its two renderers, and the one place that picks
+between them.
+
+On PostgreSQL the database renders it whole, in one statement: one round trip and no
+Python objects instead of three queries, ORM rows and a marshmallow dump, worth the upkeep of
+a second renderer (docs/benchmarks.md). The statement is a PL/pgSQL function, whose plans are
+kept for the life of the server connection (psycopg2 never prepares, and psycopg 3 must not
+behind PgBouncer), so the read is planned once per connection, not once per request. Its SQL
+is built here from NESTED_LIMIT; migrations install it (Alembic's replaceable objects,
+migrations/replaceable_objects.py), and tests hold the installed function equal to
+function_sql() and the two renderers' documents equal. Elsewhere (SQLite) StoreSchema
+renders it.
+"""
+
+from flask import Response, current_app, jsonify
+from sqlalchemy import Select, select, text
+from sqlalchemy.orm import aliased
+
+from db import db
+from models import ItemModel, StoreModel, TagModel
+from models.queries import get_live_or_404
+from schemas import NESTED_LIMIT, StoreSchema
+from web.errors import not_found, refuse
+from web.pagination import attach_firsts
+
+FUNCTION = "store_document(requested_id integer)"
+# What makes it render live stores only (migration 0007 added it).
+LIVE_ONLY = " AND store.deleted_at IS NULL"
+
+
+def function_sql(nested_limit: int = NESTED_LIMIT) -> str:
+    """The function's definition after its signature, for `CREATE FUNCTION <FUNCTION> ...`.
+
+    Each collection reads nested_limit + 1 rows at most, found by the store id itself (the
+    planner then walks ix_items_store_id_id), and `- nested_limit` drops the last, which
+    only told whether there are more."""
+    more = nested_limit + 1
+    return f"""RETURNS text
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN
+    RETURN (
+        SELECT jsonb_build_object(
+            'id', store.id, 'name', store.name, 'owner_id', store.owner_id,
+            'items', items.firsts - {nested_limit},
+            'items_has_more', jsonb_array_length(items.firsts) > {nested_limit},
+            'items_url', '/store/' || store.id || '/item',
+            'tags', tags.firsts - {nested_limit},
+            'tags_has_more', jsonb_array_length(tags.firsts) > {nested_limit},
+            'tags_url', '/store/' || store.id || '/tag'
+        )::text
+        FROM stores store,
+            (SELECT coalesce(jsonb_agg(item ORDER BY item.id), '[]') AS firsts FROM (
+                SELECT id, name, price, description, store_id FROM items
+                WHERE store_id = requested_id ORDER BY id LIMIT {more}) item) items,
+            (SELECT coalesce(jsonb_agg(tag ORDER BY tag.id), '[]') AS firsts FROM (
+                SELECT id, name, store_id FROM tags
+                WHERE store_id = requested_id ORDER BY id LIMIT {more}) tag) tags
+        WHERE store.id = requested_id{LIVE_ONLY}
+    );
+END
+$$"""
+
+
+STORE_DOCUMENT = text("SELECT store_document(:store_id)")
+
+
+def renders_in_database() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def first_items_of_store(store_id) -> Select:
+    first = aliased(ItemModel)
+    return select(first.id).where(first.store_id == store_id).order_by(first.id)
+
+
+def first_tags_of_store(store_id) -> Select:
+    first = aliased(TagModel)
+    return select(first.id).where(first.store_id == store_id).order_by(first.id)
+
+
+def with_firsts(stores: list[StoreModel]) -> list[StoreModel]:
+    """The stores, each with its first items and tags, for StoreSchema."""
+    attach_firsts(stores, "items", ItemModel, first_items_of_store)
+    attach_firsts(stores, "tags", TagModel, first_tags_of_store)
+    return stores
+
+
+def rendered_by_database(store_id: int) -> Response:
+    document = db.session.scalar(STORE_DOCUMENT, {"store_id": store_id})
+    if document is None:
+        refuse(not_found(StoreModel, store_id))
+    return current_app.response_class(document, mimetype="application/json")
+
+
+def store_answer(store: StoreModel) -> Response:
+    """The store as GET /store/<id> shows it."""
+    if renders_in_database():
+        return rendered_by_database(store.id)
+    return jsonify(StoreSchema().dump(with_firsts([store])[0]))
+
+
+def store_answer_or_404(store_id: int) -> Response:
+    """GET /store/<id>'s answer: on PostgreSQL, one statement whatever the outcome."""
+    if renders_in_database():
+        return rendered_by_database(store_id)
+    return store_answer(get_live_or_404(StoreModel, store_id))

@@ -1,0 +1,383 @@
+"""Users and tokens, through HTTP: register, login, refresh, logout, roles, failures."""
+
+from datetime import timedelta
+
+import pytest
+from argon2 import PasswordHasher
+from flask_jwt_extended import create_access_token, decode_token
+from sqlalchemy import text
+from support import PASSWORD, bearer_of
+from support.api import assert_error, link, new_item, new_store, new_tag
+
+from app import create_app
+from config.settings import Settings
+
+ALICE = {"username": "alice", "email": "Alice@Example.com", "password": PASSWORD}
+
+
+def register(client, **changes) -> dict:
+    response = client.post("/register", json={**ALICE, **changes})
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def log_in(client, username: str = "alice", password: str = PASSWORD) -> dict:
+    response = client.post("/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def claims(app, token: str) -> dict:
+    with app.app_context():
+        return decode_token(token)
+
+
+def assert_unauthorized(response, message_part: str) -> None:
+    assert_error(response, 401, message_part)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.sqlite_too
+def test_register_returns_the_user_without_any_password(anonymous, sql):
+    user = register(anonymous)
+    assert user == {"id": 1, "username": "alice", "email": "alice@example.com", "role": "user"}
+    stored_hash = sql("SELECT password_hash FROM users")[0][0]
+    assert stored_hash.startswith("$argon2id$")
+    assert PASSWORD not in stored_hash
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("username", "al"),
+        ("username", "a" * 81),
+        ("username", "alice smith"),
+        ("email", "not-an-email"),
+        ("password", "seven77"),
+        ("password", "x" * 1025),
+    ],
+)
+def test_register_validates_each_field(anonymous, field, value):
+    body = assert_error(anonymous.post("/register", json={**ALICE, field: value}), 422)
+    assert list(body["errors"]["json"]) == [field]
+
+
+@pytest.mark.sqlite_too
+def test_a_taken_username_or_email_is_a_conflict(anonymous):
+    register(anonymous)
+    taken_username = anonymous.post("/register", json={**ALICE, "email": "other@example.com"})
+    taken_email = anonymous.post(
+        "/register", json={**ALICE, "username": "alice2", "email": "ALICE@example.COM"}
+    )
+    assert_error(taken_username, 409, "username or email exists")
+    assert_error(taken_email, 409, "username or email exists")
+
+
+@pytest.mark.sqlite_too
+def test_login_gives_a_fresh_access_token_and_a_refresh_token(app, anonymous):
+    user = register(anonymous)
+    tokens = log_in(anonymous)
+    access, refresh = claims(app, tokens["access_token"]), claims(app, tokens["refresh_token"])
+    assert (access["type"], access["fresh"], access["sub"]) == ("access", True, str(user["id"]))
+    assert (refresh["type"], refresh["sub"]) == ("refresh", str(user["id"]))
+    me = anonymous.get("/user/me", headers=bearer_of(tokens["access_token"]))
+    assert me.get_json() == user
+
+
+class CountingHasher(PasswordHasher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.verifications = 0
+
+    def verify(self, hash: str, password: str) -> bool:
+        self.verifications += 1
+        return super().verify(hash, password)
+
+
+def test_an_unknown_username_costs_a_verification_too(app, anonymous, monkeypatch):
+    # So that the time of a refusal does not tell which usernames exist.
+    hasher = CountingHasher()
+    monkeypatch.setitem(app.config, "PASSWORD_HASHER", hasher)
+    register(anonymous)
+    anonymous.post("/login", json={"username": "nobody", "password": PASSWORD})
+    anonymous.post("/login", json={"username": "alice", "password": "wrong password"})
+    assert hasher.verifications == 2
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(anonymous):
+    register(anonymous)
+    wrong_password = anonymous.post("/login", json={"username": "alice", "password": "wrong!!!"})
+    unknown_user = anonymous.post("/login", json={"username": "bob", "password": PASSWORD})
+    assert assert_error(wrong_password, 401) == assert_error(unknown_user, 401)
+    assert wrong_password.get_json()["message"] == "Wrong username or password."
+
+
+@pytest.mark.sqlite_too
+def test_refresh_rotates_and_a_replayed_refresh_token_is_refused(app, anonymous):
+    register(anonymous)
+    first = log_in(anonymous)
+    refreshed = anonymous.post("/refresh", headers=bearer_of(first["refresh_token"]))
+    assert refreshed.status_code == 200
+    second = refreshed.get_json()
+    assert claims(app, second["access_token"])["fresh"] is False
+    assert second["refresh_token"] != first["refresh_token"]
+
+    # The rotated token works once: the next one works too, once.
+    third = anonymous.post("/refresh", headers=bearer_of(second["refresh_token"]))
+    assert third.status_code == 200
+    assert_unauthorized(
+        anonymous.post("/refresh", headers=bearer_of(second["refresh_token"])), "revoked"
+    )
+
+
+@pytest.mark.sqlite_too
+def test_a_replayed_refresh_token_revokes_its_whole_family(app, anonymous):
+    register(anonymous)
+    stolen = log_in(anonymous)
+    legit = anonymous.post("/refresh", headers=bearer_of(stolen["refresh_token"])).get_json()
+    elsewhere = log_in(anonymous)  # another login: another family
+    assert claims(app, legit["refresh_token"])["fam"] == claims(app, stolen["refresh_token"])["fam"]
+    assert (
+        claims(app, elsewhere["refresh_token"])["fam"] != claims(app, legit["refresh_token"])["fam"]
+    )
+
+    replay = anonymous.post("/refresh", headers=bearer_of(stolen["refresh_token"]))
+
+    assert_unauthorized(replay, "revoked")
+    # Every token of the family is refused from now on, access tokens too.
+    assert_unauthorized(
+        anonymous.post("/refresh", headers=bearer_of(legit["refresh_token"])), "revoked"
+    )
+    assert_unauthorized(
+        anonymous.get("/user/me", headers=bearer_of(legit["access_token"])), "revoked"
+    )
+    assert_unauthorized(
+        anonymous.get("/user/me", headers=bearer_of(stolen["access_token"])), "revoked"
+    )
+    # Another login's tokens are not.
+    assert (
+        anonymous.get("/user/me", headers=bearer_of(elsewhere["access_token"])).status_code == 200
+    )
+    assert (
+        anonymous.post("/refresh", headers=bearer_of(elsewhere["refresh_token"])).status_code == 200
+    )
+
+
+def test_each_kind_of_token_only_where_it_belongs(anonymous):
+    register(anonymous)
+    tokens = log_in(anonymous)
+    refresh_as_access = anonymous.get("/user/me", headers=bearer_of(tokens["refresh_token"]))
+    access_as_refresh = anonymous.post("/refresh", headers=bearer_of(tokens["access_token"]))
+    assert_unauthorized(refresh_as_access, "Only non-refresh tokens are allowed")
+    assert_unauthorized(access_as_refresh, "Only refresh tokens are allowed")
+
+
+@pytest.mark.sqlite_too
+def test_logout_revokes_the_token_sent_and_only_it(anonymous):
+    register(anonymous)
+    tokens = log_in(anonymous)
+    access, refresh = bearer_of(tokens["access_token"]), bearer_of(tokens["refresh_token"])
+
+    assert anonymous.post("/logout", headers=access).status_code == 200
+    assert_unauthorized(anonymous.get("/user/me", headers=access), "revoked")
+    assert_unauthorized(anonymous.post("/logout", headers=access), "revoked")
+
+    # The refresh token was not sent, so it still works; logging out with it revokes it.
+    assert anonymous.post("/refresh", headers=refresh).status_code == 200
+    another_refresh = bearer_of(log_in(anonymous)["refresh_token"])
+    assert anonymous.post("/logout", headers=another_refresh).status_code == 200
+    assert_unauthorized(anonymous.post("/refresh", headers=another_refresh), "revoked")
+
+
+@pytest.mark.sqlite_too
+def test_logout_all_revokes_every_token_of_the_user_only(anonymous, new_user, bearer):
+    register(anonymous)
+    first, second = log_in(anonymous), log_in(anonymous)
+    bystander = bearer(new_user("bob"))
+
+    response = anonymous.post("/logout?all=true", headers=bearer_of(first["access_token"]))
+
+    assert response.status_code == 200
+    for token in (first["access_token"], second["access_token"]):
+        assert_unauthorized(anonymous.get("/user/me", headers=bearer_of(token)), "log in again")
+    assert_unauthorized(
+        anonymous.post("/refresh", headers=bearer_of(second["refresh_token"])), "log in again"
+    )
+    assert anonymous.get("/user/me", headers=bystander).status_code == 200
+    # Logging in again works at once.
+    again = bearer_of(log_in(anonymous)["access_token"])
+    assert anonymous.get("/user/me", headers=again).status_code == 200
+
+
+def test_expired_and_forged_tokens_are_refused(app, anonymous, new_user):
+    user = new_user("alice")
+    with app.app_context():
+        expired = create_access_token(
+            str(user.id), additional_claims={"ver": 0}, expires_delta=timedelta(seconds=-1)
+        )
+    with create_app(
+        Settings(database_url="sqlite://"), TESTING=True, JWT_SECRET_KEY="another-" * 8
+    ).app_context():
+        forged = create_access_token(str(user.id), fresh=True, additional_claims={"ver": 0})
+
+    assert_unauthorized(anonymous.get("/user/me", headers=bearer_of(expired)), "expired")
+    assert_unauthorized(anonymous.get("/user/me", headers=bearer_of(forged)), "Signature")
+    assert_unauthorized(anonymous.get("/user/me", headers=bearer_of("not.a.jwt")), "Invalid")
+    assert_unauthorized(
+        anonymous.get("/user/me", headers={"Authorization": "Basic YWxpY2U6cHc="}), "Bearer"
+    )
+    assert_unauthorized(anonymous.get("/user/me"), "Missing Authorization Header")
+
+
+@pytest.mark.sqlite_too
+def test_reads_are_public_and_every_write_needs_a_token(client, anonymous):
+    store = new_store(client)
+    item = new_item(client, store["id"])
+    tag = new_tag(client, store["id"])
+    reads = [
+        "/store",
+        f"/store/{store['id']}",
+        "/item",
+        f"/item/{item['id']}",
+        f"/store/{store['id']}/item",
+        f"/store/{store['id']}/tag",
+        f"/tag/{tag['id']}",
+    ]
+    for path in reads:
+        assert anonymous.get(path).status_code == 200, path
+
+    writes = [
+        ("post", "/store", {"name": "Toys"}),
+        ("put", f"/store/{store['id']}", {"name": "Toys"}),
+        ("delete", f"/store/{store['id']}", None),
+        ("post", "/item", {"name": "Ball", "price": 1, "store_id": store["id"]}),
+        ("put", f"/item/{item['id']}", {"price": 2}),
+        ("delete", f"/item/{item['id']}", None),
+        ("post", f"/store/{store['id']}/tag", {"name": "toys"}),
+        ("delete", f"/tag/{tag['id']}", None),
+        ("post", f"/item/{item['id']}/tag/{tag['id']}", None),
+        ("delete", f"/item/{item['id']}/tag/{tag['id']}", None),
+    ]
+    before = client.get(f"/store/{store['id']}").get_json()
+    for method, path, body in writes:
+        response = getattr(anonymous, method)(path, json=body)
+        assert_unauthorized(response, "Missing Authorization Header")
+    assert client.get(f"/store/{store['id']}").get_json() == before
+    assert client.get("/store").get_json() == [before]
+
+
+def test_any_signed_in_user_may_write(client, anonymous, new_user, bearer):
+    headers = bearer(new_user("bob"))
+    store = anonymous.post("/store", json={"name": "Bob's"}, headers=headers)
+    assert store.status_code == 201
+    item = {"name": "Pen", "price": 1, "store_id": store.get_json()["id"]}
+    assert anonymous.post("/item", json=item, headers=headers).status_code == 201
+
+
+@pytest.mark.sqlite_too
+def test_the_cascading_delete_needs_a_fresh_token_of_the_owner_or_an_admin(
+    anonymous, new_user, bearer, sql
+):
+    owner = new_user("olga")
+    store = new_store_of(anonymous, bearer(owner))
+    not_owner = anonymous.delete(f"/store/{store['id']}", headers=bearer(new_user("bob")))
+    not_fresh = anonymous.delete(f"/store/{store['id']}", headers=bearer(owner, fresh=False))
+
+    assert_error(not_owner, 403, "Only the store's owner or an admin")
+    assert_unauthorized(not_fresh, "fresh token")
+    counts = "SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items), "
+    counts += "(SELECT count(*) FROM tags), (SELECT count(*) FROM items_tags)"
+    assert sql(counts) == [(1, 1, 1, 1)]  # nothing deleted
+
+    deleted = anonymous.delete(f"/store/{store['id']}", headers=bearer(owner))
+    assert deleted.status_code == 200
+    assert deleted.get_json()["deleted"] == {"items": 1, "tags": 1, "exact": True}
+
+
+def new_store_of(client, headers: dict[str, str]) -> dict:
+    """A store with an item linked to a tag, made by the user of `headers`."""
+    client.environ_base["HTTP_AUTHORIZATION"] = headers["Authorization"]
+    store = new_store(client)
+    link(client, new_item(client, store["id"])["id"], new_tag(client, store["id"])["id"])
+    del client.environ_base["HTTP_AUTHORIZATION"]
+    return store
+
+
+@pytest.mark.sqlite_too
+def test_an_admin_deletes_a_user_whose_tokens_then_fail(anonymous, new_user, bearer, sql):
+    admin = bearer(new_user("root", role="admin"))
+    bob = new_user("bob")
+    bobs_token = bearer(bob)
+
+    assert_error(anonymous.delete(f"/user/{bob.id}", headers=bobs_token), 403, "Only an admin")
+    response = anonymous.delete(f"/user/{bob.id}", headers=admin)
+
+    assert response.status_code == 200
+    assert sql("SELECT username FROM users") == [("root",)]
+    assert_unauthorized(anonymous.get("/user/me", headers=bobs_token), "deleted")
+    assert_error(anonymous.delete(f"/user/{bob.id}", headers=admin), 404, f"User {bob.id}")
+
+
+@pytest.mark.sqlite_too
+def test_the_last_admin_cannot_be_deleted(anonymous, new_user, bearer, sql):
+    root = new_user("root", role="admin")
+    refused = anonymous.delete(f"/user/{root.id}", headers=bearer(root))
+    assert_error(refused, 409, "last admin")
+
+    second = new_user("second", role="admin")
+    assert anonymous.delete(f"/user/{root.id}", headers=bearer(second)).status_code == 200
+    assert sql("SELECT username FROM users WHERE role = 'admin'") == [("second",)]
+
+
+def test_a_password_hash_never_leaves_the_server(anonymous, new_user, bearer, sql):
+    register(anonymous)
+    tokens = log_in(anonymous)
+    headers = bearer_of(tokens["access_token"])
+    responses = [
+        anonymous.get("/user/me", headers=headers),
+        anonymous.post("/refresh", headers=bearer_of(tokens["refresh_token"])),
+        anonymous.post("/register", json=ALICE),
+        anonymous.delete("/user/1", headers=bearer(new_user("root", role="admin"))),
+    ]
+    stored_hash = sql("SELECT password_hash FROM users WHERE username = 'root'")[0][0]
+    for response in responses:
+        text = response.get_data(as_text=True)
+        assert "argon2" not in text
+        assert stored_hash not in text
+        assert PASSWORD not in text
+
+
+def test_login_rehashes_a_password_hashed_with_other_parameters(
+    app, anonymous, engine, sql, monkeypatch
+):
+    monkeypatch.setitem(app.config, "PASSWORD_HASHER", PasswordHasher())  # as deployed
+    register(anonymous)
+    weaker = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE users SET password_hash = :hash"), {"hash": weaker})
+
+    log_in(anonymous)
+
+    rehashed = sql("SELECT password_hash FROM users")[0][0]
+    assert rehashed != weaker
+    assert not PasswordHasher().check_needs_rehash(rehashed)
+    log_in(anonymous)  # the new hash holds the same password
+
+
+@pytest.mark.parametrize("secret", [None, "too-short"])
+def test_the_app_refuses_to_start_without_a_strong_secret(monkeypatch, secret):
+    monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    if secret:
+        monkeypatch.setenv("JWT_SECRET_KEY", secret)
+    with pytest.raises(RuntimeError, match="shorter than 32 bytes") as refusal:
+        create_app(Settings(database_url="sqlite://"))
+    assert "secrets.token_hex(32)" in str(refusal.value)
+
+
+def test_debug_and_testing_run_without_a_secret(monkeypatch):
+    monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    for app in (
+        create_app(Settings(database_url="sqlite://"), DEBUG=True),
+        create_app(Settings(database_url="sqlite://"), TESTING=True),
+    ):
+        assert len(app.config["JWT_SECRET_KEY"]) >= 32

@@ -1,0 +1,123 @@
+"""Swagger UI in a real browser: it renders offline, and a user can run a cascading delete."""
+
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+from support import PASSWORD
+
+# Debian's Chromium (`make test` installs it), never a browser Playwright would download.
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def page():
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"],
+        )  # fmt: skip
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
+def operation(page, method: str, path: str):
+    return page.locator(f".opblock-{method}").filter(
+        has=page.locator(f'.opblock-summary-path[data-path="{path}"]')
+    )
+
+
+def try_it_out(
+    page,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    screenshot: Path | None = None,
+    **parameters,
+) -> dict:
+    """Open an operation, fill it in like a user, execute it and read the live response."""
+    block = operation(page, method, path)
+    block.locator(".opblock-summary").click()
+    block.locator(".try-out__btn").click()
+    for name, value in parameters.items():
+        block.locator(f'tr[data-param-name="{name}"] input').fill(str(value))
+    if body is not None:
+        block.locator("textarea.body-param__text").fill(json.dumps(body))
+    block.locator(".execute").click()
+    live = block.locator(".live-responses-table .response")
+    live.wait_for()
+    status = int(live.locator(".response-col_status").inner_text().strip())
+    payload = json.loads(live.locator(".response-col_description pre").first.inner_text())
+    if screenshot:
+        live.scroll_into_view_if_needed()
+        page.screenshot(path=str(screenshot))
+    block.locator(".opblock-summary").click()  # fold it again
+    return {"status": status, "body": payload}
+
+
+def authorize(page, access_token: str) -> None:
+    """Paste a token into the Authorize dialog, as a user does after logging in."""
+    page.locator(".auth-wrapper .authorize").click()
+    dialog = page.locator(".dialog-ux .modal-ux")
+    dialog.locator("input").fill(access_token)
+    dialog.locator(".auth-btn-wrapper .authorize").click()
+    dialog.locator(".auth-btn-wrapper .btn-done").click()
+
+
+def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, new_user, page, artifacts):
+    new_user("admin", role="admin")  # as `flask create-admin admin` would make
+    requested_hosts = set()
+    page.on("request", lambda request: requested_hosts.add(urlsplit(request.url).hostname))
+
+    page.goto(f"{live_server}/swagger-ui")
+    page.locator(".opblock-tag-section").first.wait_for()
+    groups = {tag.strip().lower() for tag in page.locator(".opblock-tag span").all_inner_texts()}
+    assert {"stores", "items", "tags", "users", "health"} <= groups
+
+    login = try_it_out(page, "post", "/login", {"username": "admin", "password": PASSWORD})
+    assert login["status"] == 200
+    authorize(page, login["body"]["access_token"])
+
+    store = try_it_out(page, "post", "/store", {"name": "From the browser"})
+    assert store["status"] == 201
+    store_id = store["body"]["id"]
+    # With an Idempotency-Key typed into its field; retried with it: one item (the delete
+    # below counts 1).
+    lamp, key = {"name": "Lamp", "price": 20, "store_id": store_id}, {"Idempotency-Key": "lamp-1"}
+    item = try_it_out(page, "post", "/item", lamp, **key)
+    assert item["status"] == 201
+    token = {"Authorization": f"Bearer {login['body']['access_token']}"}
+    again = requests.post(
+        f"{live_server}/item",
+        data=json.dumps(lamp),
+        headers={**token, **key, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == item["body"]["id"]
+
+    deleted = try_it_out(
+        page,
+        "delete",
+        "/store/{store_id}",
+        screenshot=artifacts / "swagger-ui.png",
+        store_id=store_id,
+    )
+
+    assert deleted["status"] == 200
+    assert deleted["body"]["deleted"] == {"items": 1, "tags": 0, "exact": True}
+    assert deleted["body"]["message"].startswith(f"Store {store_id} deleted with 1 items")
+    assert requests.get(f"{live_server}/item/{item['body']['id']}").status_code == 404
+
+    restored = try_it_out(
+        page, "post", "/store/{store_id}/restore", {"name": "Restored"}, store_id=store_id
+    )
+
+    assert restored["status"] == 200
+    assert restored["body"]["name"] == "Restored"
+    assert requests.get(f"{live_server}/item/{item['body']['id']}").status_code == 200
+    assert requested_hosts == {"127.0.0.1"}

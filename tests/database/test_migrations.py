@@ -1,0 +1,124 @@
+"""Migrations keep the data, and the schema they make behaves alike on every database."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import flask_migrate
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect
+from support.api import new_item, new_store, new_tag
+from support.http import server_env
+
+from app import create_app
+from config.settings import Settings
+from db import db
+
+LINKED_STORE = [
+    "INSERT INTO stores (id, name) VALUES (1, 'Books')",
+    "INSERT INTO items (id, name, price, store_id) VALUES (1, 'Novel', 1, 1)",
+    "INSERT INTO tags (id, name, store_id) VALUES (1, 'fiction', 1)",
+    "INSERT INTO items_tags (item_id, tag_id) VALUES (1, 1)",
+]
+ROOT = Path(__file__).resolve().parents[2]
+OUR_FUNCTIONS = "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+COUNTS = (
+    "SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items),"
+    " (SELECT count(*) FROM tags), (SELECT count(*) FROM items_tags)"
+)
+
+
+@pytest.mark.sqlite_too
+def test_deleted_ids_are_never_handed_out_again(client):
+    store = new_store(client, "Gone")
+    item, tag = new_item(client, store["id"]), new_tag(client, store["id"])
+    assert client.delete(f"/store/{store['id']}").status_code == 200
+
+    again = new_store(client, "New")
+    assert again["id"] > store["id"]
+    assert new_item(client, again["id"])["id"] > item["id"]
+    assert new_tag(client, again["id"])["id"] > tag["id"]
+
+
+def test_migrating_a_filled_sqlite_database_keeps_every_row(tmp_path, request):
+    """Migration 0003 copies SQLite tables to change their keys: no cascade may fire."""
+    path = tmp_path / "old.db"
+    app = create_app(Settings(database_url=f"sqlite:///{path}"), TESTING=True)
+    migrations = str(request.config.rootpath / "migrations")
+    with app.app_context():
+        flask_migrate.upgrade(directory=migrations, revision="0002")
+    with sqlite3.connect(path) as old:
+        for statement in LINKED_STORE:
+            old.execute(statement)
+
+    with app.app_context():
+        flask_migrate.upgrade(directory=migrations)
+
+    with sqlite3.connect(path) as migrated:
+        assert migrated.execute(COUNTS).fetchall() == [(1, 1, 1, 1)]
+        for table in ("stores", "items", "tags"):
+            (schema,) = migrated.execute(
+                "SELECT sql FROM sqlite_master WHERE name = ?", (table,)
+            ).fetchone()
+            assert "AUTOINCREMENT" in schema, table
+        migrated.execute("PRAGMA foreign_keys=ON")
+        migrated.execute("DELETE FROM stores")
+        assert migrated.execute(COUNTS).fetchall() == [(0, 0, 0, 0)]  # still cascading
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'new.db'}"
+    return request.getfixturevalue("new_database").render_as_string(hide_password=False)
+
+
+def test_every_migration_can_be_undone_and_redone(empty_database_url, request):
+    app = create_app(Settings(database_url=empty_database_url), TESTING=True)
+    migrations = str(request.config.rootpath / "migrations")
+    with app.app_context():
+        flask_migrate.upgrade(directory=migrations)
+        flask_migrate.downgrade(directory=migrations, revision="base")
+        assert inspect(db.engine).get_table_names() == ["alembic_version"]
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect() as connection:
+                assert connection.exec_driver_sql(OUR_FUNCTIONS).all() == []
+        flask_migrate.upgrade(directory=migrations)
+        with db.engine.begin() as connection:
+            for statement in LINKED_STORE:
+                connection.exec_driver_sql(statement)
+
+    store = app.test_client().get("/store/1").get_json()
+    assert (store["name"], [item["name"] for item in store["items"]]) == ("Books", ["Novel"])
+
+
+@pytest.mark.parametrize("starting_from", [None, "0003"])
+def test_instances_starting_at_once_all_migrate(new_database, starting_from):
+    """docker compose up --scale api=3: three `flask db upgrade` at once, each must succeed."""
+    url = new_database.render_as_string(hide_password=False)
+    if starting_from:
+        upgrade(url, starting_from).check_returncode()
+
+    upgrades = [subprocess.Popen(upgrade_command(), **upgrade_options(url)) for _ in range(3)]
+    outcomes = [(process.wait(timeout=120), process.stderr.read()) for process in upgrades]
+
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    with create_engine(new_database).connect() as migrated:
+        version = migrated.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]
+
+
+def upgrade_command(revision: str = "head") -> list[str]:
+    return [sys.executable, "-m", "flask", "db", "upgrade", revision]
+
+
+def upgrade_options(url: str) -> dict:
+    env = {**os.environ, **server_env(url), "FLASK_APP": "app:create_app"}
+    return {"cwd": ROOT, "env": env, "stderr": subprocess.PIPE, "text": True}
+
+
+def upgrade(url: str, revision: str) -> subprocess.CompletedProcess:
+    return subprocess.run(upgrade_command(revision), **upgrade_options(url), timeout=120)

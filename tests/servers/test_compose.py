@@ -1,0 +1,154 @@
+"""docker-compose.yml is valid and wires the services as the README says; the image's
+command migrates, then becomes gunicorn."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+import yaml
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, make_url
+from support import JWT_SECRET
+
+from tools.gunicorn_server import listening_socket, wait_until_serving
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose_config(directory: Path, **dotenv: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` of the project's compose file beside a .env made as the
+    README says (.env.example copied, then `dotenv` set), in `directory`, not the checkout:
+    a .env of the developer's own stays out of it."""
+    shutil.copy(ROOT / "docker-compose.yml", directory)
+    for build_context in ("pgbouncer", "nginx", "prometheus"):
+        (directory / build_context).symlink_to(ROOT / build_context)
+    lines = [f"{name}={value}" for name, value in dotenv.items()]
+    (directory / ".env").write_text("\n".join([(ROOT / ".env.example").read_text(), *lines]))
+    # Debian's docker-compose validates the file the same way on every machine, whichever
+    # docker client (with or without its compose plugin) is installed (`make test` installs it).
+    return subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "config"],
+        cwd=directory, capture_output=True, text=True,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def test_compose_file_validates_and_wires_the_services(tmp_path):
+    result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    database, pgbouncer = services["db"], services["pgbouncer"]
+    api = services["api"]
+
+    assert "pg_isready" in " ".join(database["healthcheck"]["test"])
+    assert "pgdata" in config["volumes"]
+    assert "-p 6432" in " ".join(pgbouncer["healthcheck"]["test"])
+    assert pgbouncer["depends_on"]["db"]["condition"] == "service_healthy"
+    for service in ("db", "pgbouncer"):
+        assert api["depends_on"][service]["condition"] == "service_healthy"
+    # Requests through PgBouncer, migrations straight to PostgreSQL.
+    assert make_url(api["environment"]["DATABASE_URL"]).host == "pgbouncer"
+    assert make_url(api["environment"]["MIGRATIONS_DATABASE_URL"]).host == "db"
+    assert api["environment"]["JWT_SECRET_KEY"] == "x" * 64
+    assert "/health" in " ".join(api["healthcheck"]["test"])
+    # Only nginx faces clients; the API trusts it as its one proxy.
+    assert "ports" not in api
+    (published,) = services["nginx"]["ports"]
+    assert (str(published["published"]), published["target"]) == ("8000", 8080)
+    assert services["nginx"]["depends_on"]["api"]["condition"] == "service_healthy"
+    assert api["environment"]["TRUSTED_PROXIES"] == "1"
+    # Prometheus scrapes every api instance on the compose network; its UI stays local.
+    prometheus = services["prometheus"]
+    (mounted,) = prometheus["volumes"]  # source:target:mode
+    assert mounted.endswith("/deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro")
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090/tcp"]
+    (job,) = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())[
+        "scrape_configs"
+    ]
+    assert job["dns_sd_configs"] == [
+        {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}
+    ]
+    # The purge worker: the API's image, straight to PostgreSQL (it LISTENs), after the
+    # api's start has run the migrations that make procrastinate's tables.
+    worker = services["worker"]
+    assert worker["command"] == ["procrastinate", "--app=jobs.tasks.queue", "worker"]
+    assert make_url(worker["environment"]["DATABASE_URL"]).host == "db"
+    assert worker["depends_on"]["api"]["condition"] == "service_healthy"
+    assert worker["build"] == api["build"]
+
+
+def test_what_env_sets_reaches_the_api(tmp_path):
+    tunables = {
+        "LOGIN_ATTEMPTS_PER_ACCOUNT": "7",
+        "JWT_ACCESS_TOKEN_MINUTES": "5",
+        "DATABASE_STATEMENT_TIMEOUT_MS": "9000",
+        "WEB_CONCURRENCY": "3",
+    }
+    result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64, **tunables)
+    assert result.returncode == 0, result.stderr
+    environment = yaml.safe_load(result.stdout)["services"]["api"]["environment"]
+    assert tunables.items() <= environment.items()
+    # Every setting .env.example lists reaches the API, not only these.
+    listed = re.findall(r"^([A-Z_0-9]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    assert set(listed) <= set(environment)
+
+
+def test_gunicorn_runs_a_worker_per_cpu_it_may_use_unless_told():
+    def workers(*command: str, **env: str) -> int:
+        script = "import runpy; print(runpy.run_path('deploy/gunicorn.conf.py')['workers'])"
+        run = subprocess.run(
+            [*command, sys.executable, "-c", script],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+            env={**os.environ, "WEB_CONCURRENCY": "", **env},
+        )  # fmt: skip
+        return int(run.stdout)
+
+    # taskset: as a container limited to one CPU (cpuset) of a larger host.
+    assert workers("taskset", "-c", "0") == 1
+    assert workers("taskset", "-c", "0", WEB_CONCURRENCY="3") == 3
+
+
+def test_compose_refuses_to_run_without_a_token_secret(tmp_path):
+    result = compose_config(tmp_path)
+    assert result.returncode != 0
+    assert "JWT_SECRET_KEY" in result.stderr
+
+
+def test_the_image_command_migrates_directly_then_serves_through_pgbouncer(backends, new_database):
+    through_pgbouncer = new_database.set(host="127.0.0.1", port=backends.pgbouncer())
+    with listening_socket() as listener:
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            "FLASK_APP": "app:create_app",
+            "DATABASE_URL": through_pgbouncer.render_as_string(hide_password=False),
+            "MIGRATIONS_DATABASE_URL": new_database.render_as_string(hide_password=False),
+            "JWT_SECRET_KEY": JWT_SECRET,
+            "GUNICORN_CMD_ARGS": f"--bind fd://{listener.fileno()} --workers 2 --no-control-socket",
+        }
+        process = subprocess.Popen(
+            ["deploy/start.sh"], cwd=ROOT, env=env, pass_fds=[listener.fileno()]
+        )
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        wait_until_serving(url, process, timeout=60)
+        assert requests.get(f"{url}/health", timeout=10).json()["database"] == "reachable"
+        # exec: the process the container starts is gunicorn itself, which gets the signals.
+        assert "gunicorn" in Path(f"/proc/{process.pid}/cmdline").read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode == 0  # a clean shutdown on SIGTERM
+    with create_engine(new_database).connect() as migrated:
+        version = migrated.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]
+
+
+def test_the_image_leaves_secrets_and_local_data_out():
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".env", "instance"} <= set(ignored)

@@ -1,0 +1,262 @@
+"""nginx in front of gunicorn, as docker-compose.yml runs them, with the same nginx.conf:
+slow clients hold no worker, nginx's own errors are JSON, the API sees the real client."""
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import requests
+from dnslib import QTYPE, RR, A
+from dnslib.server import BaseResolver, DNSServer
+from support.api import new_store
+from support.http import client_at, server_env
+
+from tools.gunicorn_server import API, Server, gunicorn, listening_socket
+from tools.throwaway_nginx import throwaway_nginx
+from tools.throwaway_postgres import free_port
+
+
+@pytest.fixture
+def api_log(tmp_path):
+    return tmp_path / "api.log"
+
+
+@pytest.fixture
+def one_worker(database_url, api_log) -> Iterator[Server]:
+    """gunicorn with a single sync worker, behind a proxy it trusts."""
+    env = server_env(database_url, TRUSTED_PROXIES="1")
+    with api_log.open("w") as log, gunicorn(API, env, "--workers", "1", stderr=log) as server:
+        yield server
+
+
+@pytest.fixture
+def proxy(one_worker) -> Iterator[str]:
+    with throwaway_nginx(int(one_worker.url.rsplit(":", 1)[1])) as url:
+        yield url
+
+
+def assert_json_error(response: requests.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == status
+    assert set(body) == {"code", "status", "message"}
+
+
+def slow_client(url: str) -> socket.socket:
+    """Start a POST whose body will come one byte at a time."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)))
+    connection.sendall(
+        b"POST /store HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{"
+    )
+    return connection
+
+
+def test_a_client_sending_its_body_byte_by_byte_holds_no_worker(one_worker, proxy):
+    with slow_client(proxy) as trickle:
+        for _ in range(5):
+            trickle.sendall(b" ")
+            # The only worker is free: nginx is the one waiting for the body.
+            assert requests.get(f"{proxy}/health", timeout=3).status_code == 200
+            time.sleep(0.5)
+
+    # Without nginx, the same client holds the only sync worker: nobody else is served.
+    with slow_client(one_worker.url) as trickle:
+        trickle.sendall(b" ")
+        with pytest.raises(requests.Timeout):
+            requests.get(f"{one_worker.url}/health", timeout=2)
+
+
+def test_overlong_urls_headers_and_bodies_are_refused_by_nginx_in_json(proxy):
+    assert_json_error(requests.get(f"{proxy}/item?page=" + "9" * 9000, timeout=10), 414)
+    assert_json_error(
+        requests.post(
+            f"{proxy}/store",
+            data=json.dumps({"name": "x" * 2_000_000}),
+            headers={"Content-Type": "application/json"},
+            timeout=10,
+        ),
+        413,
+    )
+    assert_json_error(
+        requests.get(f"{proxy}/store", headers={"X-Big": "x" * 9000}, timeout=10), 431
+    )
+
+
+def test_the_api_sees_the_real_client_address_not_a_forged_one(proxy, api_log):
+    client = client_at("127.0.0.2")
+    response = client.get(
+        f"{proxy}/store/1", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10
+    )
+    assert response.status_code == 404  # answered by the API, in its shape
+    assert [line["client"] for line in logged_requests(api_log, "/store/1")] == ["127.0.0.2"]
+
+
+def test_etags_and_idempotency_keys_pass_nginx_unchanged(proxy, admin_headers):
+    """No compression or buffering of nginx's weakens an ETag or drops a header: a strong
+    ETag, 304, 412, and a replayed POST, through the proxy."""
+    session = requests.Session()
+    session.headers.update(admin_headers)
+    keyed = {"Idempotency-Key": "through nginx"}
+    created = session.post(f"{proxy}/store", json={"name": "Proxied"}, headers=keyed, timeout=10)
+    replayed = session.post(f"{proxy}/store", json={"name": "Proxied"}, headers=keyed, timeout=10)
+    url = f"{proxy}{created.headers['Location']}"
+    read = session.get(url, timeout=10)
+
+    assert (created.status_code, replayed.status_code) == (201, 201)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert read.headers["ETag"] == created.headers["ETag"]
+    assert not read.headers["ETag"].startswith("W/")
+    assert session.get(url, headers={"If-None-Match": read.headers["ETag"]}).status_code == 304
+    renamed = session.put(url, json={"name": "New"}, headers={"If-Match": read.headers["ETag"]})
+    stale = session.put(url, json={"name": "Newer"}, headers={"If-Match": read.headers["ETag"]})
+    assert (renamed.status_code, stale.status_code) == (200, 412)
+
+
+def test_the_metrics_stay_on_the_inside(one_worker, proxy):
+    assert requests.get(f"{one_worker.url}/metrics", timeout=10).status_code == 200
+    assert_json_error(requests.get(f"{proxy}/metrics", timeout=10), 404)
+
+
+def test_an_unreachable_api_is_a_json_502(tmp_path):
+    with listening_socket() as nobody_answers:
+        port = nobody_answers.getsockname()[1]
+    # The port is free again: nothing listens there.
+    with throwaway_nginx(port) as url:
+        response = requests.get(f"{url}/store", timeout=10)
+    assert_json_error(response, 502)
+    assert response.headers["Retry-After"] == "5"
+
+
+def test_an_api_that_does_not_answer_in_time_is_a_json_504():
+    with listening_socket() as silent:  # accepts connections, never answers
+        port = silent.getsockname()[1]
+        with throwaway_nginx(port, **{"proxy_read_timeout 130s;": "proxy_read_timeout 1s;"}) as url:
+            response = requests.get(f"{url}/store", timeout=10)
+    assert_json_error(response, 504)
+
+
+def logged_requests(log: Path, path: str) -> list[dict]:
+    lines = [json.loads(line) for line in log.read_text().splitlines() if '"path"' in line]
+    return [line for line in lines if line["path"] == path]
+
+
+# What a TLS load balancer in front of nginx adds, or what a client forges.
+FORWARDED = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+
+
+@pytest.mark.parametrize(
+    ("trusted", "client_address", "scheme"),
+    [
+        (1, "127.0.0.2", "http"),  # nginx alone in front: the headers were forged
+        (2, "203.0.113.9", "https"),  # a load balancer in front of nginx sent them
+    ],
+)
+def test_links_through_nginx_keep_its_port_and_the_chain_of_proxies(
+    database_url, client, api_log, trusted, client_address, scheme
+):
+    for name in ("A", "B", "C"):
+        new_store(client, name)
+    env = server_env(database_url, TRUSTED_PROXIES=str(trusted))
+    with (
+        api_log.open("w") as stderr,
+        gunicorn(API, env, "--workers", "1", stderr=stderr) as api,
+        throwaway_nginx(int(api.url.rsplit(":", 1)[1])) as proxy,
+    ):
+        session = client_at("127.0.0.2")
+        first = session.get(f"{proxy}/store?page_size=2", headers=FORWARDED, timeout=10)
+        next_url = first.links["next"]["url"]
+        followed = session.get(next_url.replace("https://", "http://"), timeout=10)
+
+    host = proxy.removeprefix("http://")  # nginx's own port, not the default one
+    assert next_url == f"{scheme}://{host}/store?page_size=2&after=2"
+    assert [store["name"] for store in followed.json()] == ["C"]
+    (logged, *_) = logged_requests(api_log, "/store")
+    assert logged["client"] == client_address
+
+
+class Names(BaseResolver):
+    """A DNS server's records, changed as the test goes: docker compose's DNS, which
+    answers a service's name with the addresses of its instances."""
+
+    def __init__(self) -> None:
+        self.addresses: dict[str, list[str]] = {}
+
+    def resolve(self, request, handler):
+        reply = request.reply()
+        for address in self.addresses.get(str(request.q.qname).rstrip("."), []):
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(address), ttl=1))
+        return reply
+
+
+@pytest.fixture
+def dns() -> Iterator[tuple[Names, int]]:
+    names = Names()
+    server = DNSServer(names, port=0, address="127.0.0.1")
+    server.start_thread()
+    try:
+        yield names, server.server.server_address[1]
+    finally:
+        server.stop()
+
+
+def test_instances_scaled_or_restarted_later_are_reached_without_restarting_nginx(
+    database_url, dns, tmp_path
+):
+    names, dns_port = dns
+    port = free_port()
+    env = server_env(database_url, TRUSTED_PROXIES="1")
+    logs = {address: tmp_path / f"{address}.log" for address in ("127.0.0.2", "127.0.0.3")}
+    for log in logs.values():
+        log.touch()
+
+    def start_instance(address: str, stack: ExitStack) -> None:
+        log = stack.enter_context(logs[address].open("a"))
+        server = gunicorn(API, env, "--workers", "1", stderr=log, address=(address, port))
+        stack.enter_context(server)
+
+    def served_by_each(requests_sent: int = 30) -> dict[str, int]:
+        before = {address: len(logged_requests(log, "/store")) for address, log in logs.items()}
+        for _ in range(requests_sent):
+            assert requests.get(f"{proxy}/store", timeout=10).status_code == 200
+        return {
+            address: len(logged_requests(log, "/store")) - before[address]
+            for address, log in logs.items()
+        }
+
+    def wait_for_nginx_to_forget() -> None:
+        time.sleep(1.5)  # past the records' valid=1s: the next request resolves again
+
+    with ExitStack() as instances:
+        first = instances.enter_context(ExitStack())
+        start_instance("127.0.0.2", first)
+        names.addresses["api"] = ["127.0.0.2"]
+        proxy = instances.enter_context(
+            throwaway_nginx(
+                port,
+                **{
+                    f"set $api http://127.0.0.1:{port};": f"set $api http://api:{port};",
+                    "resolver 127.0.0.11 valid=5s ipv6=off;":
+                        f"resolver 127.0.0.1:{dns_port} valid=1s ipv6=off;",
+                },
+            )
+        )  # fmt: skip
+        assert served_by_each() == {"127.0.0.2": 30, "127.0.0.3": 0}
+
+        # docker compose up --scale api=2: a second instance, a second address.
+        start_instance("127.0.0.3", instances)
+        names.addresses["api"] = ["127.0.0.2", "127.0.0.3"]
+        wait_for_nginx_to_forget()
+        assert all(served_by_each().values())
+
+        # The first instance goes away; only the second is left.
+        first.close()
+        names.addresses["api"] = ["127.0.0.3"]
+        wait_for_nginx_to_forget()
+        assert served_by_each() == {"127.0.0.2": 0, "127.0.0.3": 30}

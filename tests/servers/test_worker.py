@@ -1,0 +1,82 @@
+"""procrastinate's worker (tasks.py) purges expired stores by itself, and finishes a purge
+whose worker was killed in the middle, touching nothing of another store; replicas share
+the work."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from support import JWT_SECRET
+from support.api import new_item, new_store
+
+ROOT = Path(__file__).resolve().parents[2]
+ITEMS = 200_000
+
+
+def worker(database_url: str) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "JWT_SECRET_KEY": JWT_SECRET,
+        "PURGE_CRON": "* * * * * *",  # every second
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "procrastinate", "--app=jobs.tasks.queue", "worker"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_worker_purges_expired_stores_and_finishes_after_being_killed(app, client, sql, engine):
+    kept = new_store(client, "Kept")
+    kept_item = new_item(client, kept["id"])
+    doomed = new_store(client, "Doomed")
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO items (name, price, store_id)"
+            f" SELECT 'item ' || n, 1, {doomed['id']} FROM generate_series(1, {ITEMS}) n"
+        )
+    client.delete(f"/store/{doomed['id']}")
+    assert client.post(f"/store/{doomed['id']}/purge").status_code == 202
+    items_of_doomed = f"SELECT count(*) FROM items WHERE store_id = {doomed['id']}"
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+
+    first = worker(url)
+    try:
+        wait_for(lambda: sql(items_of_doomed)[0][0] < ITEMS, first, timeout=60)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    left = sql(items_of_doomed)[0][0]
+    assert 0 < left < ITEMS, "the worker was not killed mid-purge"
+
+    # Two replicas now, as `docker compose up --scale worker=2` runs them: they share the
+    # periodic job and the store's batches, and neither fails.
+    replicas = [worker(url), worker(url)]
+    try:
+        for replica in replicas:
+            wait_for(lambda: sql("SELECT count(*) FROM stores") == [(1,)], replica, timeout=60)
+    finally:
+        for replica in replicas:
+            replica.terminate()
+        for replica in replicas:
+            replica.wait(timeout=30)
+    assert [replica.returncode for replica in replicas] == [0, 0]
+    failed = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'failed'"
+    assert sql(failed) == [(0,)]
+
+    assert sql(f"SELECT count(*) FROM items WHERE store_id = {doomed['id']}") == [(0,)]
+    assert sql("SELECT id FROM items") == [(kept_item["id"],)]
+    shown = client.get(f"/store/{kept['id']}").get_json()
+    assert [item["id"] for item in shown["items"]] == [kept_item["id"]]

@@ -1,0 +1,51 @@
+"""Arrange in process, through the API's test client, as a client would."""
+
+from flask.testing import FlaskClient
+
+
+def created(response) -> dict:
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def new_store(client: FlaskClient, name: str = "Books") -> dict:
+    return created(client.post("/store", json={"name": name}))
+
+
+def new_item(client: FlaskClient, store_id: int, name: str = "Novel", price=9.99, **fields) -> dict:
+    body = {"name": name, "price": price, "store_id": store_id, **fields}
+    return created(client.post("/item", json=body))
+
+
+def new_tag(client: FlaskClient, store_id: int, name: str = "fiction") -> dict:
+    return created(client.post(f"/store/{store_id}/tag", json={"name": name}))
+
+
+def link(client: FlaskClient, item_id: int, tag_id: int) -> dict:
+    return created(client.post(f"/item/{item_id}/tag/{tag_id}"))
+
+
+def assert_error(response, status: int, message_part: str | None = None) -> dict:
+    """The one error shape: JSON {code, status, message?, errors?}."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["code"] == status
+    assert isinstance(body["status"], str)
+    assert set(body) <= {"code", "status", "message", "errors"}
+    if message_part is not None:
+        assert message_part in body["message"]
+    return body
+
+
+def purge(app) -> list[int]:
+    """Run `flask purge-deleted`; the ids of the stores it purged."""
+    result = app.test_cli_runner().invoke(args=["purge-deleted"])
+    assert result.exit_code == 0, result.output
+    return [int(line.split()[-1].rstrip(".")) for line in result.output.splitlines()[:-1]]
+
+
+def change_settings(monkeypatch, app, **changes) -> None:
+    """Run the rest of the test with `app`'s settings changed (by field name)."""
+    changed = app.extensions["settings"].model_copy(update=changes)
+    monkeypatch.setitem(app.extensions, "settings", changed)

@@ -1,0 +1,241 @@
+"""The Blueprint every resource is on, and its three decorators, one per kind of view:
+`read` (GET one resource), `listing` (GET a page of a list) and `write` (anything that
+changes something). A view declares what it needs once; the decorator applies the pieces
+in the one right order and documents each of them:
+
+    login (401 first) > conditional (428; ETag, 304) > transaction (commit once)
+      > Idempotency-Key > arguments (body, query, cookies) > response > owner (403, 412)
+      > the view
+"""
+
+from collections.abc import Callable, Mapping
+from functools import wraps
+from types import MappingProxyType
+from typing import Any, Literal
+
+import flask_smorest
+from flask import Response
+from flask_jwt_extended import jwt_required
+from flask_smorest.error_handler import ErrorSchema
+from marshmallow import Schema
+
+from schemas import MAX_PAGE_DEPTH, IdempotencyKeySchema, PageArgsSchema
+from security.ownership import NOT_THE_OWNER, Owned, require_admin, require_owner
+from web import conditional, idempotency, transactions
+from web.openapi import BEARER_AUTH, ETAG_HEADER, RETRY_AFTER, created_links
+from web.pagination import LINK_HEADER, linked
+from web.parsing import ArgumentsParser
+
+Token = Literal["access", "refresh", "any"]
+TOKEN_NAMES = {"access": "an access token", "refresh": "a refresh token", "any": "a token"}
+# An error a view can answer: its description, or its description and headers.
+Errors = Mapping[int, str | tuple[str, dict]]
+NO_ERRORS: Errors = MappingProxyType({})
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = ArgumentsParser()
+
+    def alt_response(self, status_code: int, response=None, **kwargs) -> Callable:
+        """Document another response; an error one has the one error shape, said in the spec."""
+        if response is None and int(status_code) >= 400:
+            kwargs.setdefault("schema", ErrorSchema)
+        return super().alt_response(status_code, response, **kwargs)
+
+    def read(
+        self,
+        schema: type[Schema],
+        *,
+        token: Token | None = None,
+        tagged: bool = True,
+        errors: Errors = NO_ERRORS,
+    ):
+        """A GET of one resource, answered as `schema` (`tagged`: with its ETag)."""
+        return self._compose(200, schema, token=token, tagged=tagged, errors=errors)
+
+    def listing(
+        self,
+        schema: type[Schema],
+        *,
+        arguments: type[Schema] = PageArgsSchema,
+        token: Token | None = None,
+        errors: Errors = NO_ERRORS,
+    ):
+        """A GET of a page of `schema`s: the view takes page_size with after or page (and
+        `arguments`' other query parameters) as keyword arguments and returns a Page; the
+        answer carries the Link to the next page."""
+        return self._compose(200, schema, token=token, errors=errors, page_arguments=arguments)
+
+    def write(
+        self,
+        status: int,
+        schema: type[Schema],
+        *,
+        token: Token | None = "access",
+        fresh: bool = False,
+        admin: bool = False,
+        body: type[Schema] | None = None,
+        query: type[Schema] | None = None,
+        cookies: type[Schema] | None = None,
+        owner: Callable[..., Owned] | None = None,
+        current: Callable[[Any], Response] | None = None,
+        idempotent: Callable[[], str] | None = None,
+        tagged: bool = True,
+        errors: Errors = NO_ERRORS,
+        headers: dict | None = None,
+        links: dict[str, dict] | None = None,
+    ):
+        """A request that changes something, committed once it answered `status`.
+
+        `owner` finds what the view changes, from the view's own arguments (404 if it is not
+        there: that it exists is public, as reads are); anyone but the store's owner or an
+        admin is refused (403), and the view gets it as its first argument. With `current`,
+        which renders it as its GET does, an If-Match naming another ETag is refused (412):
+        `owner` locks it, so that the comparison holds until the write commits. The parsed
+        body, query and cookies come next, in that order. `idempotent` is the scope of the
+        request's Idempotency-Key; `tagged` answers carry ETags and take If-Match.
+        """
+        return self._compose(
+            status, schema, token=token, fresh=fresh, admin=admin, tagged=tagged, body=body,
+            query=query, cookies=cookies, owner=owner, current=current, idempotent=idempotent,
+            errors=errors, headers=headers, links=links, changes=True,
+        )  # fmt: skip
+
+    def _compose(
+        self,
+        status: int,
+        schema: type[Schema],
+        *,
+        token: Token | None,
+        errors: Errors,
+        fresh: bool = False,
+        admin: bool = False,
+        tagged: bool = True,
+        changes: bool = False,
+        idempotent: Callable[[], str] | None = None,
+        body: type[Schema] | None = None,
+        query: type[Schema] | None = None,
+        cookies: type[Schema] | None = None,
+        page_arguments: type[Schema] | None = None,
+        owner: Callable[..., Owned] | None = None,
+        current: Callable[[Any], Response] | None = None,
+        headers: dict | None = None,
+        links: dict[str, dict] | None = None,
+    ) -> Callable:
+        def decorator(view: Callable) -> Callable:
+            method = view.__name__.upper()
+            said = Said()
+            success_headers = dict(headers or {})
+            if token:
+                needed = "a fresh access token (from POST /login)" if fresh else TOKEN_NAMES[token]
+                said(401, f"Needs {needed}: missing, invalid, expired or revoked")
+                if admin:
+                    said(403, "Only for admins")
+            if tagged:
+                if method in conditional.TAGGED:
+                    success_headers.update(ETAG_HEADER)
+                if method in conditional.CHECKING_NOT_MODIFIED:
+                    said(304, "Not modified: your copy is current")
+                if method in conditional.NEEDING_IF_MATCH:
+                    said(412, "Changed since the read whose ETag If-Match names: read it again",
+                         ETAG_HEADER)  # fmt: skip
+                    said(428, "If-Match is missing, and REQUIRE_IF_MATCH is set")
+            if idempotent:
+                success_headers.update(idempotency.REPLAYED_HEADER)
+                key = idempotency.HEADER
+                said(409, f"A request with this {key} is still running: retry after "
+                     "Retry-After seconds", RETRY_AFTER)  # fmt: skip
+                said(422, f"The {key} was sent with another request")
+                said(400, f"The {key} is not 1-255 printable characters")
+            if body:
+                said(400, "The body is not valid JSON")
+                said(415, "The body is not JSON")
+            if page_arguments:
+                success_headers.update(LINK_HEADER)
+                said(400, f"page x page_size past {MAX_PAGE_DEPTH:,}: use after")
+            for code, error in errors.items():
+                said(code, *((error,) if isinstance(error, str) else error))
+            if owner:
+                said(403, NOT_THE_OWNER)
+
+            composed = view
+            if owner:
+                composed = owned(composed, owner, current)
+            if page_arguments:
+                composed = linked(composed, page_arguments().fields)
+            for code, (description, error_headers) in said.items():
+                composed = self.alt_response(
+                    code, description=description, headers=error_headers or None
+                )(composed)
+            many = page_arguments is not None
+            composed = self.response(status, schema(many=many), headers=success_headers or None)(
+                composed
+            )
+            if links:
+                composed = self.doc(**created_links(**links))(composed)
+            if cookies:
+                composed = self.arguments(cookies, location="cookies")(composed)
+            if query or page_arguments:
+                composed = self.arguments(
+                    query or page_arguments, location="query", as_kwargs=many
+                )(composed)
+            if body:
+                required = not getattr(body, "BODY_OPTIONAL", False)
+                composed = self.arguments(body, required=required)(composed)
+            if idempotent:
+                composed = self.arguments(
+                    IdempotencyKeySchema, location="headers", as_kwargs=True, error_status_code=400
+                )(idempotency.keyed(composed, idempotent))
+            if changes:
+                composed = transactions.committed(composed)
+            if tagged:
+                composed = conditional.conditional(composed)
+            if token:
+                composed = logged_in(composed, token, fresh=fresh, admin=admin)
+                composed = self.doc(security=[{BEARER_AUTH: []}])(composed)
+            return composed
+
+        return decorator
+
+
+class Said(dict):
+    """The error answers of one operation, by status, outermost piece first: one status with
+    several causes (a 409 for a taken name or a running request) says each."""
+
+    def __call__(self, status: int, description: str, headers: dict | None = None) -> None:
+        descriptions, merged = self.get(status, ("", {}))
+        self[status] = (
+            f"{descriptions}; or {description}" if descriptions else description,
+            {**merged, **(headers or {})},
+        )
+
+
+def logged_in(view: Callable, token: Token, *, fresh: bool, admin: bool) -> Callable:
+    """`view`, for callers with a valid token of this type (fresh, of an admin)."""
+
+    @wraps(view)
+    def allowed(*args, **kwargs):
+        if admin:
+            require_admin()
+        return view(*args, **kwargs)
+
+    return jwt_required(fresh=fresh, refresh=token == "refresh", verify_type=token != "any")(
+        allowed
+    )
+
+
+def owned(
+    view: Callable, load: Callable[..., Owned], current: Callable[[Any], Response] | None
+) -> Callable:
+    """`view`, given what `load` finds first, once the caller may change it and, with
+    `current`, once If-Match names it as it is."""
+
+    @wraps(view)
+    def guarded(view_self, *args, **kwargs):
+        target = load(*args, **kwargs)
+        require_owner(target)
+        if current is not None and conditional.wants_comparison():
+            conditional.refuse_unless_current(current(target))
+        return view(view_self, target, *args, **kwargs)
+
+    return guarded

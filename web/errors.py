@@ -1,0 +1,75 @@
+"""Every error answer in Flask-Smorest's one shape, {code, status, message?, errors?}: the
+refusals views give (abort), and what database errors become."""
+
+import traceback
+from typing import Any, NoReturn
+
+from flask import current_app, g
+from flask_smorest import abort
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.http import HTTP_STATUS_CODES
+
+from db import db
+
+RETRY_AFTER_SECONDS = 5
+
+ErrorResponse = tuple[dict, int, dict[str, str]]
+# An answer for a client whose request cannot be carried out: status code and abort() fields.
+Refusal = tuple[int, dict[str, Any]]
+
+
+def refuse(refusal: Refusal) -> NoReturn:
+    status, fields = refusal
+    abort(status, **fields)
+
+
+def not_found(model: type, ident: int) -> Refusal:
+    return 404, {"message": f"{model.__name__.removesuffix('Model')} {ident} not found."}
+
+
+def error_response(code: int, message: str, headers: dict[str, str]) -> ErrorResponse:
+    return {"code": code, "status": HTTP_STATUS_CODES[code], "message": message}, code, headers
+
+
+def described(error: DBAPIError) -> str:
+    """What an operator needs to know of a database error, and none of the values in it:
+    PostgreSQL's messages and their DETAIL quote rows ("Key (email)=(...)", "Failing row
+    contains (...)"), and the parameters are left out of the statement (hide_parameters)."""
+    diagnostics = getattr(error.orig, "diag", None)
+    if diagnostics is not None:  # PostgreSQL, either driver
+        code, constraint = diagnostics.sqlstate, diagnostics.constraint_name
+    else:  # SQLite
+        code, constraint = getattr(error.orig, "sqlite_errorname", None), None
+    said = (
+        f"{type(error.orig).__name__}, SQLSTATE {code}, constraint {constraint}, "
+        f"request {g.get('request_id')}, statement: {error.statement}"
+    )
+    if code is None:
+        # No server's error but the driver's own (connection refused, timed out): its
+        # words hold no rows, and say what went wrong.
+        said += f", driver: {str(error.orig).strip()}"
+    return said
+
+
+def database_unavailable(error: OperationalError) -> ErrorResponse:
+    """The database is down, unreachable or timed out: a 503 the client can retry."""
+    current_app.logger.warning("database unavailable: %s", described(error))
+    db.session.rollback()
+    return error_response(
+        503,
+        "The database is unavailable: try again in a few seconds.",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def unexpected_database_error(error: DBAPIError) -> ErrorResponse:
+    """A database error nobody planned for: a bug, logged with where it happened."""
+    current_app.logger.error(
+        "unexpected database error: %s\n%s",
+        described(error),
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+    db.session.rollback()
+    return error_response(
+        500, "Something went wrong on our side; it is logged. Please report it.", {}
+    )
