@@ -29,12 +29,12 @@ from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
 from resources.user import blp as user_blueprint
-from schemas import MAX_ID
 from security.passwords import init_passwords
 from security.throttle import init_throttles
 from security.tokens import init_tokens
 from web.api import Api
 from web.errors import database_unavailable, unexpected_database_error
+from web.fields import MAX_ID
 from web.openapi import BEARER_AUTH
 
 MAX_URL_LENGTH = 8192

@@ -199,17 +199,19 @@ def cursor_with_timeout(driver: str, statement_timeout_ms: int) -> type | None:
 
         class Psycopg2CursorWithTimeout(psycopg2.extensions.cursor):
             def execute(self, query, vars=None):
-                return super().execute(prefix + query, vars)
+                return super().execute(self.prefix + query, vars)
 
+        Psycopg2CursorWithTimeout.prefix = prefix
         return Psycopg2CursorWithTimeout
     if driver == "psycopg":
 
         class PsycopgCursorWithTimeout(psycopg.ClientCursor):
             def execute(self, query, params=None, **options):
-                super().execute(prefix + query, params, **options)
+                super().execute(self.prefix + query, params, **options)
                 self.nextset()
                 return self
 
+        PsycopgCursorWithTimeout.prefix = prefix
         return PsycopgCursorWithTimeout
     return None
 

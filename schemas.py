@@ -1,64 +1,19 @@
+"""The representations of the API, in and out (marshmallow): one schema per shape."""
+
 from datetime import UTC
-from decimal import ROUND_HALF_UP, Decimal
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, fields, post_load, validate
 
-MAX_ID = 2**31 - 1  # PostgreSQL integer columns
-MAX_PRICE = Decimal("99999999.99")  # Numeric(10, 2)
-# Long enough for any passphrase, short enough that hashing stays cheap.
-MAX_PASSWORD_LENGTH = 1024
-
-
-# PostgreSQL text cannot hold NUL: refuse it here rather than fail in the database.
-# As patterns, the rules also reach the OpenAPI spec, so clients see them.
-NO_NUL = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL characters.")
-# Blank: the characters str.isspace() calls whitespace, spelt out, since regex engines
-# disagree on what \s means (ECMA 262, which OpenAPI names, leaves out \x1c-\x1f and \x85).
-WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NOT_BLANK_NO_NUL_PATTERN = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
-
-
-def not_blank_no_nul(value: str) -> None:
-    """What NOT_BLANK_NO_NUL_PATTERN says, in linear time: Python's re takes quadratic time
-    to reject a long input against that pattern (100 KB ending in NUL: 17 s), and marshmallow
-    runs every validator even after Length failed."""
-    if "\x00" in value or value.isspace():
-        raise ValidationError("Must contain a non-blank character and no NUL characters.")
-
-
-def Name(**kwargs) -> fields.String:  # noqa: N802 - used like a field class
-    return fields.String(
-        validate=[validate.Length(min=1, max=80), not_blank_no_nul],
-        metadata={"example": "Books", "pattern": NOT_BLANK_NO_NUL_PATTERN},
-        **kwargs,
-    )
-
-
-class Price(fields.Decimal):
-    """A JSON number, rounded to cents (Numeric(10, 2)); dumped as a number, not a string."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(
-            places=2,
-            rounding=ROUND_HALF_UP,
-            validate=validate.Range(min=0, max=MAX_PRICE),
-            metadata={"example": 12.99, "description": "Rounded to cents."},
-            **kwargs,
-        )
-
-    def _deserialize(self, value, attr, data, **kwargs) -> Decimal:
-        # Strings and booleans would pass as numbers otherwise ("12.5", True).
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
-
-    def _serialize(self, value, attr, obj, **kwargs) -> float | None:
-        return None if value is None else float(value)
-
-
-def Id(strict: bool = True, **kwargs) -> fields.Integer:  # noqa: N802 - used like a field class
-    # Query strings are text, so only JSON bodies can insist on a real number.
-    return fields.Integer(strict=strict, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+from web.fields import (
+    MAX_PAGE_DEPTH,
+    NO_NUL,
+    After,
+    Id,
+    Name,
+    Password,
+    Price,
+    first_entries,
+)
 
 
 class PlainStoreSchema(Schema):
@@ -89,41 +44,6 @@ class PlainTagSchema(Schema):
     store_id = fields.Integer(dump_only=True)
 
 
-# Nested collections hold their first entries only (resources/listing.py): a representation
-# costs the same whatever the size of what it nests.
-NESTED_LIMIT = 10
-# How deep page numbers may go (page x page_size): deeper, OFFSET would read and skip every
-# row before the page. Elasticsearch's max_result_window, and like it we point to keysets.
-MAX_PAGE_DEPTH = 10_000
-
-
-def first_entries(schema: type[Schema], name: str, url: str) -> tuple[fields.Field, ...]:
-    """The fields of a nested collection: its first entries by id, whether it has more, and
-    the URL of the whole list (`url` formatted with the parent's id), as Stripe nests lists."""
-    return (
-        fields.List(
-            fields.Nested(schema),
-            attribute=f"first_{name}",
-            dump_only=True,
-            metadata={"description": f"The first {NESTED_LIMIT} {name}, in id order."},
-        ),
-        fields.Boolean(
-            attribute=f"{name}_has_more",
-            dump_only=True,
-            metadata={"description": f"Whether there are more {name} than those: see {name}_url."},
-        ),
-        fields.Function(
-            lambda parent: url.format(id=parent.id),
-            dump_only=True,
-            metadata={
-                "type": "string",
-                "description": f"All the {name}, page by page.",
-                "example": url.format(id=1),
-            },
-        ),
-    )
-
-
 class StoreSchema(PlainStoreSchema):
     items, items_has_more, items_url = first_entries(PlainItemSchema, "items", "/store/{id}/item")
     tags, tags_has_more, tags_url = first_entries(PlainTagSchema, "tags", "/store/{id}/tag")
@@ -148,13 +68,6 @@ class ItemUpdateSchema(PlainItemSchema):
 class TagSchema(PlainTagSchema):
     store = fields.Nested(PlainStoreSchema, dump_only=True)
     items, items_has_more, items_url = first_entries(PlainItemSchema, "items", "/tag/{id}/item")
-
-
-def After(description: str) -> fields.Integer:  # noqa: N802 - used like a field class
-    """The keyset of a list: the last id of the page before."""
-    return fields.Integer(
-        validate=validate.Range(min=0, max=MAX_ID), metadata={"description": description}
-    )
 
 
 class PageArgsSchema(Schema):
@@ -262,15 +175,6 @@ class IdempotencyKeySchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
     database = fields.String(required=True, metadata={"example": "reachable"})
-
-
-def Password(min_length: int = 1) -> fields.String:  # noqa: N802 - used like a field class
-    return fields.String(
-        required=True,
-        load_only=True,
-        validate=validate.Length(min=min_length, max=MAX_PASSWORD_LENGTH),
-        metadata={"example": "correct horse battery staple"},
-    )
 
 
 class UserSchema(Schema):

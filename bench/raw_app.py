@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import psycopg
 
-from schemas import NESTED_LIMIT
+from web.fields import NESTED_LIMIT
 
 STORE_PATH = re.compile(r"/store/(\d+)")
 NOT_FOUND = b'{"code": 404, "status": "Not Found"}'

@@ -20,8 +20,9 @@ from sqlalchemy.orm import aliased
 from db import db
 from models import ItemModel, StoreModel, TagModel
 from models.queries import get_live_or_404
-from schemas import NESTED_LIMIT, StoreSchema
+from schemas import StoreSchema
 from web.errors import not_found, refuse
+from web.fields import NESTED_LIMIT
 from web.pagination import attach_firsts
 
 FUNCTION = "store_document(requested_id integer)"

@@ -13,7 +13,6 @@ from models.queries import (
     live_items,
     live_items_in_store_order,
 )
-from resources.store import store_to_fill
 from schemas import (
     ItemCreateSchema,
     ItemListArgsSchema,
@@ -57,8 +56,9 @@ def item_to_change(*_body: dict, item_id: int) -> ItemModel:
 
 
 def store_of_new_item(item_data: dict) -> StoreModel:
-    # A related resource that does not exist is a 404, as JSON:API has it.
-    return store_to_fill(store_id=item_data["store_id"])
+    # A related resource that does not exist is a 404, as JSON:API has it. Share-locked: its
+    # deletion waits for the new item, or it is seen deleted (404).
+    return get_live_or_404(StoreModel, item_data["store_id"], lock="share")
 
 
 def page_of_store(store_id: int, **page: int) -> Page:

@@ -38,11 +38,6 @@ def store_to_change(*_body: dict, store_id: int) -> StoreModel:
     return get_live_or_404(StoreModel, store_id, lock="update")
 
 
-def store_to_fill(*_body: dict, store_id: int) -> StoreModel:
-    # Share-locked: its deletion waits for what goes into it, or it is seen deleted (404).
-    return get_live_or_404(StoreModel, store_id, lock="share")
-
-
 def any_store_to_change(*_body: dict, store_id: int) -> StoreModel:
     return get_store_or_404(store_id, include_deleted=True)
 

@@ -7,7 +7,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
 from models.queries import get_live_or_404, live_tags
-from resources.store import store_to_fill
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 from web.blueprint import Blueprint
 from web.errors import not_found
@@ -37,6 +36,11 @@ def with_first_items(tags: list[TagModel]) -> list[TagModel]:
 def tag_answer(tag: TagModel) -> Response:
     """The tag as GET /tag/<id> shows it: what If-Match is compared with."""
     return jsonify(TagSchema().dump(with_first_items([tag])[0]))
+
+
+def store_to_fill(*_body: dict, store_id: int) -> StoreModel:
+    # Share-locked: its deletion waits for the new tag, or it is seen deleted (404).
+    return get_live_or_404(StoreModel, store_id, lock="share")
 
 
 def tag_to_delete(*, tag_id: int) -> TagModel:

@@ -19,9 +19,10 @@ from flask_jwt_extended import jwt_required
 from flask_smorest.error_handler import ErrorSchema
 from marshmallow import Schema
 
-from schemas import MAX_PAGE_DEPTH, IdempotencyKeySchema, PageArgsSchema
+from schemas import IdempotencyKeySchema, PageArgsSchema
 from security.ownership import NOT_THE_OWNER, Owned, require_admin, require_owner
 from web import conditional, idempotency, transactions
+from web.fields import MAX_PAGE_DEPTH
 from web.openapi import BEARER_AUTH, ETAG_HEADER, RETRY_AFTER, created_links
 from web.pagination import LINK_HEADER, linked
 from web.parsing import ArgumentsParser
@@ -51,7 +52,7 @@ class Blueprint(flask_smorest.Blueprint):
         errors: Errors = NO_ERRORS,
     ):
         """A GET of one resource, answered as `schema` (`tagged`: with its ETag)."""
-        return self._compose(200, schema, token=token, tagged=tagged, errors=errors)
+        return self.compose(200, schema, token=token, tagged=tagged, errors=errors)
 
     def listing(
         self,
@@ -64,7 +65,7 @@ class Blueprint(flask_smorest.Blueprint):
         """A GET of a page of `schema`s: the view takes page_size with after or page (and
         `arguments`' other query parameters) as keyword arguments and returns a Page; the
         answer carries the Link to the next page."""
-        return self._compose(200, schema, token=token, errors=errors, page_arguments=arguments)
+        return self.compose(200, schema, token=token, errors=errors, page_arguments=arguments)
 
     def write(
         self,
@@ -95,13 +96,13 @@ class Blueprint(flask_smorest.Blueprint):
         body, query and cookies come next, in that order. `idempotent` is the scope of the
         request's Idempotency-Key; `tagged` answers carry ETags and take If-Match.
         """
-        return self._compose(
+        return self.compose(
             status, schema, token=token, fresh=fresh, admin=admin, tagged=tagged, body=body,
             query=query, cookies=cookies, owner=owner, current=current, idempotent=idempotent,
             errors=errors, headers=headers, links=links, changes=True,
         )  # fmt: skip
 
-    def _compose(
+    def compose(
         self,
         status: int,
         schema: type[Schema],

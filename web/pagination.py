@@ -12,7 +12,7 @@ from sqlalchemy import Select, any_, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import db
-from schemas import MAX_PAGE_DEPTH, NESTED_LIMIT
+from web.fields import MAX_PAGE_DEPTH, NESTED_LIMIT
 
 LINK_HEADER = {
     "Link": {

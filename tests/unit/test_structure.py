@@ -1,0 +1,139 @@
+"""Rules the code holds by its structure, checked by reading the code itself."""
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Product code: everything the API, its CLI and its worker run.
+PRODUCT = [
+    path
+    for path in ROOT.glob("**/*.py")
+    if path.relative_to(ROOT).parts[0] not in {".venv", "tests", "bench", "tools", "migrations"}
+]
+RESOURCES = sorted((ROOT / "resources").glob("*.py"))
+CHILDREN = {"ItemModel", "TagModel"}
+COMPOSERS = {"read", "listing", "write"}
+MARSHMALLOW_HOOKS = {"_serialize", "_deserialize"}
+
+
+def tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), filename=str(path))
+
+
+def calls(path: Path):
+    for node in ast.walk(tree(path)):
+        if isinstance(node, ast.Call):
+            yield node
+
+
+def where(path: Path, node: ast.AST) -> str:
+    return f"{path.relative_to(ROOT)}:{node.lineno}"
+
+
+def test_no_product_module_is_over_300_lines():
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in PRODUCT
+        if (n := len(path.read_text().splitlines())) > 300
+    }
+    assert not long
+
+
+def test_no_package_shadows_the_standard_library():
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    modules = {path.stem for path in ROOT.glob("*.py")}
+    assert not (packages | modules) & set(sys.stdlib_module_names)
+
+
+def test_nothing_under_resources_commits():
+    commits = [
+        where(path, call)
+        for path in RESOURCES
+        for call in calls(path)
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "commit"
+    ]
+    assert not commits, "the web layer commits (web.transactions); views only write"
+
+
+def test_resources_do_not_import_each_other():
+    imports = [
+        where(path, node)
+        for path in RESOURCES
+        for node in ast.walk(tree(path))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("resources")
+    ]
+    assert not imports
+
+
+def names_a_child(node: ast.AST) -> bool:
+    """ItemModel, TagModel, or one of their columns (ItemModel.store_id)."""
+    if isinstance(node, ast.Attribute):
+        node = node.value
+    return isinstance(node, ast.Name) and node.id in CHILDREN
+
+
+def test_views_load_items_and_tags_only_through_models_queries():
+    """An item or tag loaded another way could be one of a deleted store's."""
+    other_ways = [
+        where(path, call)
+        for path in RESOURCES
+        for call in calls(path)
+        if call.args
+        and names_a_child(call.args[0])
+        and (
+            (isinstance(call.func, ast.Name) and call.func.id == "select")
+            or (isinstance(call.func, ast.Attribute) and call.func.attr in {"get", "query"})
+        )
+    ]
+    assert not other_ways, "load them with models.queries (live_items, get_live_or_404, ...)"
+
+
+def test_the_structure_test_sees_a_child_loaded_another_way(tmp_path):
+    view = tmp_path / "view.py"
+    view.write_text("item = db.session.get(ItemModel, 1)\nids = select(TagModel.id)\n")
+    found = [call for call in calls(view) if call.args and names_a_child(call.args[0])]
+    assert len(found) == 2
+
+
+def test_every_view_is_made_by_one_composing_decorator():
+    """Each method of a resource's MethodView is decorated with blp.read, blp.listing or
+    blp.write, once, and with nothing else: the composer orders the pieces."""
+    views = {}
+    for path in RESOURCES:
+        for node in ast.walk(tree(path)):
+            if isinstance(node, ast.ClassDef):
+                for method in node.body:
+                    if isinstance(method, ast.FunctionDef):
+                        views[f"{path.stem}.{node.name}.{method.name}"] = [
+                            decorator.func.attr
+                            for decorator in method.decorator_list
+                            if isinstance(decorator, ast.Call)
+                            and isinstance(decorator.func, ast.Attribute)
+                        ] + [
+                            ast.unparse(decorator)
+                            for decorator in method.decorator_list
+                            if not isinstance(decorator, ast.Call)
+                        ]
+    assert len(views) > 20
+    assert {
+        name: decorators
+        for name, decorators in views.items()
+        if len(decorators) != 1 or decorators[0] not in COMPOSERS
+    } == {}
+
+
+def test_no_private_api_of_flask_smorest_or_apispec_is_used():
+    """Names with a leading underscore of the libraries we build on: an upgrade could change
+    them silently. marshmallow documents _serialize and _deserialize as the hooks of a custom
+    field."""
+    private = [
+        where(path, node)
+        for path in PRODUCT
+        for node in ast.walk(tree(path))
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and node.attr not in MARSHMALLOW_HOOKS
+    ]
+    assert not private
