@@ -25,9 +25,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import DEFAULT_POSTGRES_DRIVER, create_app  # noqa: E402
+from app import create_app  # noqa: E402
 from bench.run import JWT_SECRET, admin_token_maker, dsn, seed_store, serve  # noqa: E402
-from purge import purge_expired  # noqa: E402
+from config.settings import DEFAULT_POSTGRES_DRIVER, Settings  # noqa: E402
+from jobs.purge import purge_expired  # noqa: E402
 from tools.gunicorn_server import API  # noqa: E402
 from tools.throwaway_postgres import throwaway_postgres  # noqa: E402
 
@@ -92,7 +93,7 @@ def bench_deletion(database_url: str, admin_headers, sizes: list[int], repeats: 
     """Per size: seconds of the seed's ORM cascade (once), and the best of `repeats` (of one
     past PURGE_REPEATS_UP_TO items) of a raw DELETE, the API's answer and its purge, runs
     interleaved; the purge's rows per second against the raw DELETE's."""
-    app = create_app(database_url, JWT_SECRET_KEY=JWT_SECRET)
+    app = create_app(Settings(database_url=database_url, jwt_secret_key=JWT_SECRET))
     results = []
     with (
         psycopg.connect(dsn(database_url), autocommit=True) as connection,

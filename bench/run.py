@@ -22,11 +22,12 @@ from sqlalchemy import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app import DEFAULT_POSTGRES_DRIVER, create_app  # noqa: E402
-from auth import issue_tokens  # noqa: E402
+from app import create_app  # noqa: E402
 from bench.scale import bench_reads_at_scale  # noqa: E402
+from config.settings import DEFAULT_POSTGRES_DRIVER, Settings  # noqa: E402
 from db import db  # noqa: E402
 from models import UserModel  # noqa: E402
+from security.tokens import issue_tokens  # noqa: E402
 from tools.gunicorn_server import API, gunicorn  # noqa: E402
 from tools.throwaway_postgres import ThrowawayPostgres, throwaway_postgres  # noqa: E402
 
@@ -82,7 +83,7 @@ def serve(app: str, database_url: str, *options: str, **variables: str):
 
 def admin_token_maker(database_url: str) -> Callable[[], dict[str, str]]:
     """Make an admin; the returned function gives headers with a fresh token of theirs."""
-    app = create_app(database_url, JWT_SECRET_KEY=JWT_SECRET)
+    app = create_app(Settings(database_url=database_url, jwt_secret_key=JWT_SECRET))
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
         admin = UserModel(

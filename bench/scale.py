@@ -17,6 +17,7 @@ import psycopg
 import requests
 
 from app import create_app
+from config.settings import Settings
 from tools.throwaway_postgres import ThrowawayPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def build(cluster: ThrowawayPostgres, name: str, statements: list[str]) -> str:
     with psycopg.connect(cluster.url().replace("+psycopg", ""), autocommit=True) as server:
         server.execute(f"CREATE DATABASE {name}")
     url = cluster.url().rsplit("/", 1)[0] + f"/{name}"
-    with create_app(url, JWT_SECRET_KEY="x" * 32).app_context():
+    with create_app(Settings(database_url=url, jwt_secret_key="x" * 32)).app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as database:
         for statement in statements:

@@ -70,11 +70,6 @@ def spec_kwargs() -> dict:
     }
 
 
-def created_links(**links: dict) -> dict:
-    """`blp.doc` arguments giving a 201 response OpenAPI links, for clients and fuzzers."""
-    return {"responses": {201: {"links": links}}}
-
-
 def link(method: str, path: str, **parameters: str) -> dict:
     """A link to `method path`, each parameter taken from the named field of the response."""
     reference = path.replace("~", "~0").replace("/", "~1")
