@@ -226,9 +226,10 @@ def upsertable_insert(model: type[Base]):
 def insert_missing(model: type[Base], rows: list[dict]) -> int:
     """Insert the rows whose key is not taken; skip the others, even when a concurrent
     transaction takes a key meanwhile (ON CONFLICT DO NOTHING, PostgreSQL and SQLite).
-    How many were inserted."""
+    How many were inserted (told by RETURNING: psycopg 3 gives no rowcount for it)."""
     statement = upsertable_insert(model).values(rows).on_conflict_do_nothing()
-    return db.session.execute(statement).rowcount
+    keys = model.__table__.primary_key.columns
+    return len(db.session.execute(statement.returning(*keys)).all())
 
 
 def prune(model: type[Base], *expired, batch: int | None = None) -> int:

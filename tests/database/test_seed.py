@@ -30,7 +30,7 @@ def test_seed_fills_the_database_and_can_run_twice(app, sql):
 
 
 def test_seed_batches_large_stores(app, sql, monkeypatch):
-    monkeypatch.setattr("seed.BATCH_SIZE", 7)
+    monkeypatch.setattr("cli.seed.BATCH_SIZE", 7)
     result = app.test_cli_runner().invoke(
         seed_command, ["--stores", "1", "--items-per-store", "30", "--tags-per-store", "0"]
     )

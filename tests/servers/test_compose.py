@@ -24,8 +24,7 @@ def compose_config(directory: Path, **dotenv: str) -> subprocess.CompletedProces
     README says (.env.example copied, then `dotenv` set), in `directory`, not the checkout:
     a .env of the developer's own stays out of it."""
     shutil.copy(ROOT / "docker-compose.yml", directory)
-    for build_context in ("pgbouncer", "nginx", "prometheus"):
-        (directory / build_context).symlink_to(ROOT / build_context)
+    (directory / "deploy").symlink_to(ROOT / "deploy")
     lines = [f"{name}={value}" for name, value in dotenv.items()]
     (directory / ".env").write_text("\n".join([(ROOT / ".env.example").read_text(), *lines]))
     # Debian's docker-compose validates the file the same way on every machine, whichever
