@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -111,11 +111,39 @@ def engine_options(url: str, connect_timeout: int, statement_timeout_ms: int) ->
 def read_engine_options(url: str, options: dict, statement_timeout_ms: int) -> dict:
     """The engine of reads (READS): in autocommit, each statement carrying the statement
     timeout (cursor_with_timeout)."""
-    reads = {"url": url, "isolation_level": "AUTOCOMMIT", **options}
+    # In autocommit there is no transaction to roll back when a connection goes back to the
+    # pool: the pool's reset on return would be a call for nothing on every read.
+    reads = {"url": url, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None, **options}
     cursor = cursor_with_timeout(make_url(url).get_driver_name(), statement_timeout_ms)
     if cursor is not None:
         reads["connect_args"] = {**options["connect_args"], "cursor_factory": cursor}
     return reads
+
+
+def read_value(sql: str, parameters: tuple) -> Any:
+    """The one value of a read on the engine of reads, straight through the driver: a pooled
+    connection, one round trip, none of SQLAlchemy's execution bookkeeping, which cost the
+    hottest read (GET /store/<id>) as much as the statement itself (docs/benchmarks.md).
+    `sql` is in the driver's paramstyle (%s). Errors come out as SQLAlchemy's, and a lost
+    connection leaves the pool, as they would through SQLAlchemy."""
+    engine = db.engines[READS]
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql, parameters)
+        value = cursor.fetchone()[0]
+        cursor.close()
+        return value
+    except engine.dialect.loaded_dbapi.Error as error:
+        lost = engine.dialect.is_disconnect(error, connection.dbapi_connection, None)
+        if lost:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            sql, None, error, engine.dialect.loaded_dbapi.Error, hide_parameters=True,
+            connection_invalidated=lost, dialect=engine.dialect,
+        ) from error  # fmt: skip
+    finally:
+        connection.close()
 
 
 def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:

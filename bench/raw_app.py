@@ -1,11 +1,15 @@
-"""Baselines: the smallest WSGI apps serving GET /store/<id>'s JSON, on raw psycopg 3.
+"""Baselines: the smallest WSGI apps serving GET /store/<id>'s JSON, on a raw driver.
 
-No framework, one connection per thread (psycopg prepares each statement on the server
-after 5 runs, which the API must not do behind PgBouncer). Two of them:
+No framework, one connection per thread. Three of them:
 - `three_queries`: the obvious queries (the store, its first items, its first tags) and
-  the same JSON built in Python;
-- `one_statement`: the API's own statement, `SELECT store_document(...)` (PostgreSQL renders
-  the JSON), so that the API's figure against it is what its framework costs.
+  the same JSON built in Python, on psycopg 3;
+- `one_statement_psycopg2`: the API's own statement, `SELECT store_document(...)` (PostgreSQL
+  renders the JSON), on psycopg2, the API's default driver: the floor, so that the API's
+  figure against it is what its framework costs;
+- `one_statement`: the same on psycopg 3, which prepares the statement on the server after 5
+  runs (the API must not, behind PgBouncer): faster than any floor the API could reach;
+- `flask_one_statement`: `one_statement_psycopg2`'s statement and connection in a bare Flask
+  app of one route: what Flask itself costs, with nothing of the API's.
 """
 
 import json
@@ -16,22 +20,36 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 import psycopg
+import psycopg2
+from flask import Flask, Response
 
 from web.fields import NESTED_LIMIT
 
 STORE_PATH = re.compile(r"/store/(\d+)")
 NOT_FOUND = b'{"code": 404, "status": "Not Found"}'
-connections = threading.local()
 
 
-def cursor() -> psycopg.Cursor:
-    if not hasattr(connections, "connection"):
-        connections.connection = psycopg.connect(os.environ["BENCH_DSN"], autocommit=True)
-    return connections.connection.cursor()
+def psycopg_connection() -> psycopg.Connection:
+    return psycopg.connect(os.environ["BENCH_DSN"], autocommit=True)
 
 
-def serving(render: Callable[[psycopg.Cursor, int], bytes | None]) -> Callable:
-    """A WSGI app answering GET /store/<id> with what `render` makes of the id (None: 404)."""
+def psycopg2_connection():
+    connection = psycopg2.connect(os.environ["BENCH_DSN"])
+    connection.autocommit = True
+    return connection
+
+
+def serving(
+    render: Callable[[psycopg.Cursor, int], bytes | None], connect: Callable = psycopg_connection
+) -> Callable:
+    """A WSGI app answering GET /store/<id> with what `render` makes of the id (None: 404),
+    on a connection per thread that `connect` makes."""
+    connections = threading.local()
+
+    def cursor():
+        if not hasattr(connections, "connection"):
+            connections.connection = connect()
+        return connections.connection.cursor()
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
         match = STORE_PATH.fullmatch(environ["PATH_INFO"])
@@ -83,10 +101,29 @@ def by_three_queries(cur: psycopg.Cursor, store_id: int) -> bytes | None:
     ).encode()
 
 
-def by_one_statement(cur: psycopg.Cursor, store_id: int) -> bytes | None:
-    (document,) = cur.execute("SELECT store_document(%s)", (store_id,)).fetchone()
+def by_one_statement(cur, store_id: int) -> bytes | None:
+    cur.execute("SELECT store_document(%s)", (store_id,))
+    (document,) = cur.fetchone()
     return document and document.encode()
 
 
 three_queries = serving(by_three_queries)
 one_statement = serving(by_one_statement)
+one_statement_psycopg2 = serving(by_one_statement, psycopg2_connection)
+
+
+def flask_app() -> Flask:
+    app = Flask(__name__)
+    cursor_of_thread = serving(by_one_statement, psycopg2_connection)
+
+    @app.get("/store/<int:store_id>")
+    def store(store_id: int) -> Response:
+        # The raw app answers this path itself: its WSGI call is the statement and the body.
+        environ = {"PATH_INFO": f"/store/{store_id}"}
+        (body,) = cursor_of_thread(environ, lambda *_: None)
+        return Response(body, mimetype="application/json")
+
+    return app
+
+
+flask_one_statement = flask_app()

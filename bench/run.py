@@ -36,6 +36,8 @@ DRIVERS = ("psycopg", "psycopg2")
 # Raw psycopg apps serving GET /store/<id>: the three obvious queries, and the API's statement.
 THREE_QUERIES = "bench.raw_app:three_queries"
 ONE_STATEMENT = "bench.raw_app:one_statement"
+ONE_STATEMENT_PSYCOPG2 = "bench.raw_app:one_statement_psycopg2"
+FLASK_ONE_STATEMENT = "bench.raw_app:flask_one_statement"
 
 
 def seed_store(connection: psycopg.Connection, name: str, items: int, tags: int) -> int:

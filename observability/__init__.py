@@ -1,0 +1,19 @@
+"""What operators see of the API: a JSON line per request (request_log) and Prometheus
+metrics (metrics)."""
+
+from flask import Flask, Response
+from sqlalchemy import Engine
+
+from observability.metrics import count_request, init_metrics
+from observability.request_log import init_request_log, log_request
+
+
+def init_observability(app: Flask, engines: dict[str | None, Engine]) -> None:
+    init_request_log(app)
+    init_metrics(app, engines)
+    # One hook for both: Flask dispatches each hook of every request on its own.
+    app.after_request(observed)
+
+
+def observed(response: Response) -> Response:
+    return count_request(log_request(response))

@@ -17,7 +17,7 @@ from flask import Response, current_app, jsonify
 from sqlalchemy import Select, select, text
 from sqlalchemy.orm import aliased
 
-from db import db
+from db import db, read_value
 from models import ItemModel, StoreModel, TagModel
 from models.queries import get_live_or_404
 from schemas import StoreSchema
@@ -64,10 +64,12 @@ $$"""
 
 
 STORE_DOCUMENT = text("SELECT store_document(:store_id)")
+# The same in both drivers' paramstyle, for db.read_value.
+STORE_DOCUMENT_BY_DRIVER = "SELECT store_document(%s)"
 
 
 def renders_in_database() -> bool:
-    return db.session.get_bind().dialect.name == "postgresql"
+    return db.engine.dialect.name == "postgresql"
 
 
 def first_items_of_store(store_id) -> Select:
@@ -87,22 +89,27 @@ def with_firsts(stores: list[StoreModel]) -> list[StoreModel]:
     return stores
 
 
-def rendered_by_database(store_id: int) -> Response:
-    document = db.session.scalar(STORE_DOCUMENT, {"store_id": store_id})
+def rendered_by_database(document: str | None, store_id: int) -> Response:
     if document is None:
         refuse(not_found(StoreModel, store_id))
     return current_app.response_class(document, mimetype="application/json")
 
 
 def store_answer(store: StoreModel) -> Response:
-    """The store as GET /store/<id> shows it."""
+    """The store as GET /store/<id> shows it, in the session's transaction (a write's answer
+    shows the write)."""
     if renders_in_database():
-        return rendered_by_database(store.id)
+        document = db.session.scalar(STORE_DOCUMENT, {"store_id": store.id})
+        return rendered_by_database(document, store.id)
     return jsonify(StoreSchema().dump(with_firsts([store])[0]))
 
 
 def store_answer_or_404(store_id: int) -> Response:
-    """GET /store/<id>'s answer: on PostgreSQL, one statement whatever the outcome."""
+    """GET /store/<id>'s answer: on PostgreSQL, one statement whatever the outcome, on a
+    connection of the engine of reads taken directly (db.read_value), not through the ORM
+    session: the session's bookkeeping cost more than the statement's round trip
+    (docs/benchmarks.md)."""
     if renders_in_database():
-        return rendered_by_database(store_id)
+        document = read_value(STORE_DOCUMENT_BY_DRIVER, (store_id,))
+        return rendered_by_database(document, store_id)
     return store_answer(get_live_or_404(StoreModel, store_id))

@@ -48,7 +48,7 @@ def gunicorn(
     with listening_socket(address) as listener:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--no-control-socket",
-             "--config", root / "deploy" / "gunicorn.conf.py",
+             "--config", configuration(root),
              "--bind", f"fd://{listener.fileno()}", *options, app],
             cwd=root, env={**os.environ, **env}, pass_fds=[listener.fileno()],
             stderr=stderr,
@@ -61,6 +61,13 @@ def gunicorn(
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def configuration(root: Path) -> Path:
+    """The checkout's gunicorn.conf.py: in deploy/, or at the top in revisions before it
+    (bench/compare.py serves those too)."""
+    deployed = root / "deploy" / "gunicorn.conf.py"
+    return deployed if deployed.exists() else root / "gunicorn.conf.py"
 
 
 @contextmanager
