@@ -47,13 +47,15 @@ format: $(VENV)/installed
 openapi: $(VENV)/installed $(SECRET)
 	$(WITH_SECRET) DATABASE_URL=sqlite:// $(BIN)/flask openapi write openapi.json
 
-## Measure read throughput and reads at scale (bench/run.py), deleting and purging a store
+## Measure read throughput and reads at scale (bench/run.py), the hot read against its floor
+## (bench/hot_read.py), deleting and purging a store
 ## against the seed's cascade and raw SQL (bench/deletion.py, which draws
 ## docs/deletion-times.png), what the reads' statement timeout costs, and writes beside
 ## logins on SQLite; wrk comes from Debian.
 bench: $(VENV)/installed
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/hot_read.py
 	$(BIN)/python bench/deletion.py
 	$(BIN)/python bench/read_timeout.py
 	$(BIN)/python bench/login_contention.py

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -120,30 +120,12 @@ def read_engine_options(url: str, options: dict, statement_timeout_ms: int) -> d
     return reads
 
 
-def read_value(sql: str, parameters: tuple) -> Any:
-    """The one value of a read on the engine of reads, straight through the driver: a pooled
-    connection, one round trip, none of SQLAlchemy's execution bookkeeping, which cost the
-    hottest read (GET /store/<id>) as much as the statement itself (docs/benchmarks.md).
-    `sql` is in the driver's paramstyle (%s). Errors come out as SQLAlchemy's, and a lost
-    connection leaves the pool, as they would through SQLAlchemy."""
-    engine = db.engines[READS]
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        cursor.execute(sql, parameters)
-        value = cursor.fetchone()[0]
-        cursor.close()
-        return value
-    except engine.dialect.loaded_dbapi.Error as error:
-        lost = engine.dialect.is_disconnect(error, connection.dbapi_connection, None)
-        if lost:
-            connection.invalidate(error)
-        raise DBAPIError.instance(
-            sql, None, error, engine.dialect.loaded_dbapi.Error, hide_parameters=True,
-            connection_invalidated=lost, dialect=engine.dialect,
-        ) from error  # fmt: skip
-    finally:
-        connection.close()
+def read_outside_the_session(statement: Executable, parameters: dict) -> Any:
+    """The one value of a read on the engine of reads, on a connection of its own rather
+    than through the ORM session: for the hottest read (GET /store/<id>), the session's
+    bookkeeping cost more than the statement's round trip (docs/benchmarks.md)."""
+    with db.engines[READS].connect() as connection:
+        return connection.scalar(statement, parameters)
 
 
 def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:

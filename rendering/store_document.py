@@ -17,7 +17,7 @@ from flask import Response, current_app, jsonify
 from sqlalchemy import Select, select, text
 from sqlalchemy.orm import aliased
 
-from db import db, read_value
+from db import db, read_outside_the_session
 from models import ItemModel, StoreModel, TagModel
 from models.queries import get_live_or_404
 from schemas import StoreSchema
@@ -64,8 +64,6 @@ $$"""
 
 
 STORE_DOCUMENT = text("SELECT store_document(:store_id)")
-# The same in both drivers' paramstyle, for db.read_value.
-STORE_DOCUMENT_BY_DRIVER = "SELECT store_document(%s)"
 
 
 def renders_in_database() -> bool:
@@ -106,10 +104,9 @@ def store_answer(store: StoreModel) -> Response:
 
 def store_answer_or_404(store_id: int) -> Response:
     """GET /store/<id>'s answer: on PostgreSQL, one statement whatever the outcome, on a
-    connection of the engine of reads taken directly (db.read_value), not through the ORM
-    session: the session's bookkeeping cost more than the statement's round trip
-    (docs/benchmarks.md)."""
+    connection of the engine of reads (db.read_outside_the_session), not through the ORM
+    session."""
     if renders_in_database():
-        document = read_value(STORE_DOCUMENT_BY_DRIVER, (store_id,))
+        document = read_outside_the_session(STORE_DOCUMENT, {"store_id": store_id})
         return rendered_by_database(document, store_id)
     return store_answer(get_live_or_404(StoreModel, store_id))
