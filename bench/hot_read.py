@@ -15,8 +15,6 @@ import statistics
 import sys
 from pathlib import Path
 
-import psycopg
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.read_timeout import measured
@@ -24,10 +22,8 @@ from bench.run import (
     FLASK_ONE_STATEMENT,
     ONE_STATEMENT,
     ONE_STATEMENT_PSYCOPG2,
-    admin_token_maker,
-    dsn,
-    seed_store,
     serve,
+    store_to_read,
 )
 from tools.gunicorn_server import API
 from tools.throwaway_postgres import throwaway_postgres
@@ -42,9 +38,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     with throwaway_postgres() as cluster:
-        admin_token_maker(cluster.url())  # migrates
-        with psycopg.connect(dsn(cluster.url()), autocommit=True) as connection:
-            path = f"/store/{seed_store(connection, 'hot read', 10, 3)}"
+        path = f"/store/{store_to_read(cluster, 'hot read')}"
         postmaster = cluster.postmaster_pid()
         apps = {
             "API, psycopg2": (API, cluster.url("psycopg2")),

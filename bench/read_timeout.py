@@ -24,7 +24,7 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import DRIVERS, admin_token_maker, dsn, requests_per_second, seed_store, serve
+from bench.run import DRIVERS, requests_per_second, serve, store_to_read
 from db import cursor_with_timeout
 from tools.gunicorn_server import API
 from tools.throwaway_postgres import throwaway_postgres
@@ -87,9 +87,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     with throwaway_postgres() as cluster:
-        admin_token_maker(cluster.url())  # migrates
-        with psycopg.connect(dsn(cluster.url()), autocommit=True) as connection:
-            store_id = seed_store(connection, "read timeout", 10, 3)
+        store_id = store_to_read(cluster, "read timeout")
         postmaster = cluster.postmaster_pid()
         runs = {(driver, kind): [] for driver in DRIVERS for kind in TIMEOUTS}
         # Interleaved: the machine's speed drifts, and each gets its share of every phase.

@@ -69,6 +69,14 @@ def seed_store(connection: psycopg.Connection, name: str, items: int, tags: int)
     return store_id
 
 
+def store_to_read(cluster: ThrowawayPostgres, name: str) -> int:
+    """Migrate the cluster's database and seed the store every benchmark of GET /store/<id>
+    reads: 10 items and 3 tags."""
+    admin_token_maker(cluster.url())
+    with psycopg.connect(dsn(cluster.url()), autocommit=True) as connection:
+        return seed_store(connection, name, 10, 3)
+
+
 # Signs the admin's tokens here and checks them in the server.
 JWT_SECRET = secrets.token_hex(32)
 
