@@ -21,6 +21,7 @@ from db import (
     begin_transactions,
     configure_sqlite,
     db,
+    drop_read_only_connections,
     engine_options,
     ping_idle_connections,
     read_engine_options,
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     with app.app_context():
         for engine in db.engines.values():
             ping_idle_connections(engine)
+            drop_read_only_connections(engine)
             configure_sqlite(engine)
         begin_transactions(db.engine, settings.database_statement_timeout_ms)
         init_observability(app, db.engines)

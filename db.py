@@ -11,6 +11,7 @@ import psycopg
 import psycopg2.extensions
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
+from psycopg.conninfo import make_conninfo
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -126,6 +127,42 @@ def read_outside_the_session(statement: Executable, parameters: dict) -> Any:
     bookkeeping cost more than the statement's round trip (docs/benchmarks.md)."""
     with db.engines[READS].connect() as connection:
         return connection.scalar(statement, parameters)
+
+
+def libpq_conninfo(url: str) -> str:
+    """The libpq connection string of a SQLAlchemy URL, several hosts included: SQLAlchemy
+    names them `?host=a:5432&host=b:5433`, libpq wants `host=a,b port=5432,5433` (it would
+    take `host=a:5433` for a host name), and libpq then tries them in turn."""
+    parsed = make_url(url)
+    options = {name: value for name, value in parsed.query.items() if name != "host"}
+    listed = parsed.query.get("host", ())
+    listed = (listed,) if isinstance(listed, str) else listed
+    hosts = [entry.rpartition(":")[::2] if ":" in entry else (entry, "") for entry in listed]
+    return make_conninfo(
+        dbname=parsed.database,
+        user=parsed.username,
+        password=parsed.password,
+        host=",".join(name for name, _ in hosts) if hosts else parsed.host,
+        port=",".join(port for _, port in hosts) if hosts else parsed.port,
+        **options,
+    )
+
+
+# What a server that refuses writes answers them: a hot standby, a demoted primary.
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+
+def drop_read_only_connections(engine: Engine) -> None:
+    """Treat a server that refuses writes like a lost one: the pool drops its connections, so
+    the next request connects anew and finds the primary (libpq's target_session_attrs, or
+    PgBouncer reconnecting). A ping would not notice: SELECT 1 succeeds on a standby. The
+    error itself then answers 503 (web.errors)."""
+
+    @event.listens_for(engine, "handle_error")
+    def lost_if_read_only(context) -> None:
+        diagnostics = getattr(context.original_exception, "diag", None)
+        if diagnostics is not None and diagnostics.sqlstate == READ_ONLY_SQL_TRANSACTION:
+            context.is_disconnect = True
 
 
 def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:

@@ -10,17 +10,13 @@ from functools import cache
 
 import procrastinate
 from flask import Flask
-from sqlalchemy import make_url
 
 from app import create_app
 from config.settings import load_settings
+from db import libpq_conninfo
 from jobs.purge import purge_expired
 
 settings = load_settings()
-
-
-def libpq_conninfo(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 queue = procrastinate.App(

@@ -63,7 +63,11 @@ def database_unavailable(error: OperationalError) -> ErrorResponse:
 
 
 def unexpected_database_error(error: DBAPIError) -> ErrorResponse:
-    """A database error nobody planned for: a bug, logged with where it happened."""
+    """A database error nobody planned for: a bug, logged with where it happened; unless the
+    connection was lost with it (a server that refuses writes, db.drop_read_only_connections):
+    then the database is unavailable."""
+    if error.connection_invalidated:
+        return database_unavailable(error)
     current_app.logger.error(
         "unexpected database error: %s\n%s",
         described(error),
