@@ -43,7 +43,7 @@ class Blueprint(flask_smorest.Blueprint):
         token: Token | None = None,
         tagged: bool = True,
         errors: Errors = NO_ERRORS,
-    ):
+    ) -> Callable:
         """A GET of one resource, answered as `schema` (`tagged`: with its ETag)."""
         return self.compose(200, schema, token=token, tagged=tagged, errors=errors)
 
@@ -54,7 +54,7 @@ class Blueprint(flask_smorest.Blueprint):
         arguments: type[Schema] = PageArgsSchema,
         token: Token | None = None,
         errors: Errors = NO_ERRORS,
-    ):
+    ) -> Callable:
         """A GET of a page of `schema`s: the view takes page_size with after or page (and
         `arguments`' other query parameters) as keyword arguments and returns a Page; the
         answer carries the Link to the next page."""
@@ -78,7 +78,7 @@ class Blueprint(flask_smorest.Blueprint):
         errors: Errors = NO_ERRORS,
         headers: dict | None = None,
         links: dict[str, dict] | None = None,
-    ):
+    ) -> Callable:
         """A request that changes something, committed once it answered `status`.
 
         `owner` finds what the view changes, from the view's own arguments (404 if it is not
