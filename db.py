@@ -11,7 +11,6 @@ import psycopg
 import psycopg2.extensions
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
-from psycopg.conninfo import make_conninfo
 from sqlalchemy import (
     Connection,
     DateTime,
@@ -130,25 +129,6 @@ def read_outside_the_session(statement: Executable, parameters: dict) -> Any:
     bookkeeping cost more than the statement's round trip (docs/benchmarks.md)."""
     with db.engines[READS].connect() as connection:
         return connection.scalar(statement, parameters)
-
-
-def libpq_conninfo(url: str) -> str:
-    """The libpq connection string of a SQLAlchemy URL, several hosts included: SQLAlchemy
-    names them `?host=a:5432&host=b:5433`, libpq wants `host=a,b port=5432,5433` (it would
-    take `host=a:5433` for a host name), and libpq then tries them in turn."""
-    parsed = make_url(url)
-    options = {name: value for name, value in parsed.query.items() if name != "host"}
-    listed = parsed.query.get("host", ())
-    listed = (listed,) if isinstance(listed, str) else listed
-    hosts = [entry.rpartition(":")[::2] if ":" in entry else (entry, "") for entry in listed]
-    return make_conninfo(
-        dbname=parsed.database,
-        user=parsed.username,
-        password=parsed.password,
-        host=",".join(name for name, _ in hosts) if hosts else parsed.host,
-        port=",".join(port for _, port in hosts) if hosts else parsed.port,
-        **options,
-    )
 
 
 # What a server that refuses writes answers them: a hot standby, a demoted primary.

@@ -13,7 +13,7 @@ from flask import Flask
 
 from app import create_app
 from config.settings import load_settings
-from db import libpq_conninfo
+from jobs.connection import libpq_conninfo
 from jobs.purge import purge_expired
 
 settings = load_settings()

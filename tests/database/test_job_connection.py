@@ -3,7 +3,7 @@ DATABASE_URL names: one host, or several for libpq to try in turn."""
 
 import psycopg
 
-from db import libpq_conninfo
+from jobs.connection import libpq_conninfo
 from tools.throwaway_postgres import free_port
 
 
