@@ -29,5 +29,5 @@ class ItemModel(db.Model):
 
     @property
     def owner_id(self) -> int | None:
-        """Who may change it besides admins: its store's owner (resources.common.owner_only)."""
+        """Who may change it besides admins: its store's owner (security.ownership)."""
         return self.store.owner_id

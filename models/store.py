@@ -42,7 +42,7 @@ class StoreModel(db.Model):
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )
     # A deleted store keeps its rows until `expire_time`, hidden from every read and write
-    # (hide_deleted_stores), so that it can be restored; then purge.py removes them.
+    # (hide_deleted_stores), so that it can be restored; then jobs/purge.py removes them.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expire_time: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     deleted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

@@ -2,8 +2,8 @@
 latency, database connections in use, throttle refusals; served at /metrics.
 
 Under gunicorn, every worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR
-(prometheus_client's multiprocess mode, set up in gunicorn.conf.py) and /metrics adds them
-up, so whichever worker answers speaks for the whole instance. Without that variable
+(prometheus_client's multiprocess mode, set up in deploy/gunicorn.conf.py) and /metrics adds
+them up, so whichever worker answers speaks for the whole instance. Without that variable
 (`flask run`, the tests' in-process apps) the one process counts in memory.
 """
 

@@ -35,7 +35,7 @@ def hashing_thread() -> ThreadPoolExecutor:
     """A thread of lower CPU priority for Argon2: a login's hash keeps the machine's cores
     busy for a tenth of a second (argon2-cffi hashes on 4 threads, which inherit this
     one's priority), and the requests other workers serve meanwhile go first (figures in
-    the README). Alone on the machine, it runs as fast as ever."""
+    docs/benchmarks.md). Alone on the machine, it runs as fast as ever."""
     return ThreadPoolExecutor(1, thread_name_prefix="argon2", initializer=lower_own_priority)
 
 

@@ -63,7 +63,7 @@ def Id(strict: bool = True, **kwargs) -> fields.Integer:  # noqa: N802 - used li
     return fields.Integer(strict=strict, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
 
 
-# Nested collections hold their first entries only (resources/listing.py): a representation
+# Nested collections hold their first entries only (web/pagination.py): a representation
 # costs the same whatever the size of what it nests.
 NESTED_LIMIT = 10
 # How deep page numbers may go (page x page_size): deeper, OFFSET would read and skip every

@@ -129,7 +129,7 @@ OWNERS_WRITES = [
 
 def test_every_write_in_a_store_documents_the_owner_rule(spec):
     # Every write on stores, items and tags but making a store of one's own: a new one
-    # that does not go through owner_only (which documents and enforces the rule) fails.
+    # that does not go through blp.write(owner=...) (which documents and enforces the rule) fails.
     writes = {
         name: operation
         for name, operation in operations(spec)

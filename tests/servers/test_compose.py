@@ -1,4 +1,4 @@
-"""docker-compose.yml is valid and wires the services as the README says; the image's
+"""docker-compose.yml is valid and wires the services as docs/operations.md says; the image's
 command migrates, then becomes gunicorn."""
 
 import os
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def compose_config(directory: Path, **dotenv: str) -> subprocess.CompletedProcess:
     """`docker-compose config` of the project's compose file beside a .env made as the
-    README says (.env.example copied, then `dotenv` set), in `directory`, not the checkout:
+    the README says (.env.example copied, then `dotenv` set), in `directory`, not the checkout:
     a .env of the developer's own stays out of it."""
     shutil.copy(ROOT / "docker-compose.yml", directory)
     (directory / "deploy").symlink_to(ROOT / "deploy")

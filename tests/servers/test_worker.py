@@ -1,4 +1,4 @@
-"""procrastinate's worker (tasks.py) purges expired stores by itself, and finishes a purge
+"""procrastinate's worker (jobs/tasks.py) purges expired stores by itself, and finishes a purge
 whose worker was killed in the middle, touching nothing of another store; replicas share
 the work."""
 
