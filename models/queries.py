@@ -61,13 +61,10 @@ def get_live_or_404(model: type[Model], ident: int, lock: Lock = None) -> Model:
     return found
 
 
-def get_store_or_404(store_id: int, *, include_deleted: bool) -> StoreModel:
+def any_store_or_404(store_id: int) -> StoreModel:
     """The store, deleted or not (404 if purged or never there), locked."""
     store = db.session.get(
-        StoreModel,
-        store_id,
-        with_for_update=True,
-        execution_options={INCLUDE_DELETED: include_deleted},
+        StoreModel, store_id, with_for_update=True, execution_options={INCLUDE_DELETED: True}
     )
     if store is None:
         refuse(not_found(StoreModel, store_id))

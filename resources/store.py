@@ -9,7 +9,7 @@ from sqlalchemy import select
 from config.settings import current_settings
 from db import db
 from models import ItemModel, StoreModel, TagModel
-from models.queries import count_up_to, get_live_or_404, get_store_or_404
+from models.queries import any_store_or_404, count_up_to, get_live_or_404
 from models.store import INCLUDE_DELETED
 from rendering.store_document import store_answer, store_answer_or_404, with_firsts
 from schemas import (
@@ -39,7 +39,7 @@ def store_to_change(*_body: dict, store_id: int) -> StoreModel:
 
 
 def any_store_to_change(*_body: dict, store_id: int) -> StoreModel:
-    return get_store_or_404(store_id, include_deleted=True)
+    return any_store_or_404(store_id)
 
 
 def now() -> datetime:
