@@ -27,6 +27,7 @@ from db import (
     read_engine_options,
 )
 from observability import init_observability
+from resources.catalogue import blp as catalogue_blueprint
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     for blueprint in (
         store_blueprint,
         item_blueprint,
+        catalogue_blueprint,
         tag_blueprint,
         user_blueprint,
         health_blueprint,

@@ -15,6 +15,9 @@ from web.fields import (
     first_entries,
 )
 
+# Tags named on one imported line at most: a line costs the import a bounded amount.
+IMPORTED_TAGS_PER_ITEM = 100
+
 
 class PlainStoreSchema(Schema):
     id = fields.Integer(dump_only=True)
@@ -56,6 +59,15 @@ class ItemSchema(PlainItemSchema):
 
 class ItemCreateSchema(PlainItemSchema):
     store_id = Id(required=True, metadata={"example": 1})
+
+
+class ItemImportSchema(PlainItemSchema):
+    """One line of an imported catalogue: an item as POST /item takes it, its store the
+    import's, with the names of its tags (found in the store, or created)."""
+
+    tags = fields.List(
+        Name(), load_default=list, validate=validate.Length(max=IMPORTED_TAGS_PER_ITEM)
+    )
 
 
 class ItemUpdateSchema(PlainItemSchema):
@@ -141,6 +153,40 @@ class StoreRestoreSchema(Schema):
     BODY_OPTIONAL = True
 
     name = Name()
+
+
+class BadLineSchema(Schema):
+    line = fields.Integer(required=True, metadata={"description": "Counted from 1."})
+    errors = fields.Dict(
+        required=True,
+        metadata={"description": "By field (or line, header), what is wrong.",
+                  "example": {"price": ["Not a valid number."]}},
+    )  # fmt: skip
+
+
+class ItemImportStatusSchema(Schema):
+    id = fields.Integer(required=True)
+    store_id = fields.Integer(required=True)
+    state = fields.String(
+        required=True,
+        validate=validate.OneOf(("queued", "running", "succeeded", "failed")),
+        metadata={"description": "succeeded: every line imported; failed: none was."},
+    )
+    media_type = fields.String(required=True, metadata={"example": "application/x-ndjson"})
+    size = fields.Integer(required=True, metadata={"description": "Bytes."})
+    created_at = fields.AwareDateTime(default_timezone=UTC, required=True)
+    finished_at = fields.AwareDateTime(default_timezone=UTC, required=True, allow_none=True)
+    lines_read = fields.Integer(required=True)
+    items = fields.Integer(required=True, metadata={"description": "Items created."})
+    tags_created = fields.Integer(required=True)
+    links = fields.Integer(required=True, metadata={"description": "Item-tag links made."})
+    error_count = fields.Integer(required=True, metadata={"description": "Bad lines, all."})
+    errors = fields.List(
+        fields.Nested(BadLineSchema), required=True, attribute="bad_lines",
+        metadata={"description": "The first 100 bad lines."},
+    )  # fmt: skip
+    message = fields.String(required=True, allow_none=True)
+    store_url = fields.Function(lambda row: f"/store/{row.store_id}", required=True)
 
 
 class MessageSchema(Schema):

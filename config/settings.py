@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     database_connect_timeout: Positive = 3
     database_statement_timeout_ms: NotNegative = 30_000
     max_content_length: Positive = 1024 * 1024
+    import_max_bytes: Positive = 256 * 1024 * 1024
 
     # Kept out of the repr: settings may be logged.
     jwt_secret_key: str = Field("", repr=False)

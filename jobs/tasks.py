@@ -12,6 +12,7 @@ import procrastinate
 from flask import Flask
 
 from app import create_app
+from catalogue.runs import abandoned_imports, run_import
 from config.settings import load_settings
 from jobs.connection import libpq_conninfo
 from jobs.purge import purge_expired
@@ -39,3 +40,20 @@ def purge_expired_stores(timestamp: int) -> int:
     worker) is finished by the next run, which starts from what is left."""
     with flask_app().app_context():
         return purge_expired()
+
+
+@queue.task(name="jobs.tasks.import_catalogue")
+def import_catalogue(import_id: int) -> bool:
+    """Run an import taken by POST /store/<id>/item/import (deferred by jobs/deferral.py);
+    whether this job ran it (not another worker, nor finished already)."""
+    with flask_app().app_context():
+        return run_import(import_id)
+
+
+# As often as purges: an import whose job was lost (a failed deferral, a killed worker)
+# is run by the next sweep.
+@queue.periodic(cron=settings.purge_cron, periodic_id="sweep-abandoned-imports")
+@queue.task(queueing_lock="sweep-abandoned-imports")
+def sweep_abandoned_imports(timestamp: int) -> int:
+    with flask_app().app_context():
+        return sum(run_import(import_id) for import_id in abandoned_imports())

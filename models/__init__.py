@@ -1,5 +1,7 @@
 from models.idempotency_key import IdempotencyKeyModel
 from models.item import ItemModel
+from models.item_import import ItemImportModel
+from models.item_import_chunk import ItemImportChunkModel
 from models.item_tag import ItemTagModel
 from models.revoked_token import RevokedTokenModel
 from models.revoked_token_family import RevokedTokenFamilyModel
@@ -10,6 +12,8 @@ from models.user import UserModel
 
 __all__ = [
     "IdempotencyKeyModel",
+    "ItemImportChunkModel",
+    "ItemImportModel",
     "ItemModel",
     "ItemTagModel",
     "RevokedTokenFamilyModel",

@@ -19,7 +19,9 @@ from web.errors import not_found, refuse
 
 Model = TypeVar("Model", StoreModel, ItemModel, TagModel)
 # "share": it stays as it is, or for an item or tag, its store stays live, until commit;
-# "update": besides, no other transaction changes it meanwhile.
+# "update": besides, no other transaction changes it meanwhile. A store is locked for update
+# FOR NO KEY UPDATE: its key stays, so a running import's foreign key checks (KEY SHARE) go
+# on beside a delete, which the import then sees when it ends (catalogue/runs.py).
 Lock = Literal["share", "update"] | None
 
 
@@ -41,7 +43,7 @@ def live_tags() -> Select:
 def get_live(model: type[Model], ident: int, lock: Lock = None) -> Model | None:
     """The live store, item or tag `ident`, or None."""
     if model is StoreModel:
-        locking = {"update": True, "share": {"read": True}, None: False}[lock]
+        locking = {"update": {"key_share": True}, "share": {"read": True}, None: False}[lock]
         return db.session.get(StoreModel, ident, with_for_update=locking)
     found = db.session.get(
         model,

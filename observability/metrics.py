@@ -44,6 +44,14 @@ THROTTLED = Counter(
     "throttle_refusals", "Attempts refused with 429 while a limit's wait runs, by limit",
     ["limit"],
 )  # fmt: skip
+IMPORTS = Counter(
+    "catalogue_imports", "Catalogue imports ended, by state (succeeded, failed)", ["state"]
+)
+IMPORTED_LINES = Counter("catalogue_import_lines", "Lines read by catalogue imports that ended")
+IMPORT_RATE = Gauge(
+    "catalogue_import_lines_per_second", "Lines per second of the last import that ended",
+    multiprocess_mode="mostrecent",
+)  # fmt: skip
 
 # Flask's rule syntax to OpenAPI's: /store/<int:store_id> -> /store/{store_id}.
 RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -72,6 +80,12 @@ def count_request(response: Response) -> Response:
     requests.inc()
     latency.observe(request_seconds())
     return response
+
+
+def count_import(state: str, lines: int, seconds: float) -> None:
+    IMPORTS.labels(state).inc()
+    IMPORTED_LINES.inc(lines)
+    IMPORT_RATE.set(lines / max(seconds, 1e-6))
 
 
 def count_connections(engine: Engine, name: str) -> None:

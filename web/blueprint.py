@@ -21,6 +21,7 @@ from marshmallow import Schema
 from schemas import IdempotencyKeySchema, PageArgsSchema
 from security.ownership import NOT_THE_OWNER, Owned, require_admin, require_owner
 from web import conditional, idempotency, transactions
+from web.bodies import StreamedBody
 from web.fields import MAX_PAGE_DEPTH
 from web.openapi import BEARER_AUTH, ETAG_HEADER, RETRY_AFTER
 from web.pagination import LINK_HEADER, linked
@@ -38,14 +39,16 @@ class Blueprint(flask_smorest.Blueprint):
 
     def read(
         self,
-        schema: type[Schema],
+        schema: type[Schema] | None,
         *,
         token: Token | None = None,
         tagged: bool = True,
         errors: Errors = NO_ERRORS,
+        content: dict | None = None,
     ) -> Callable:
-        """A GET of one resource, answered as `schema` (`tagged`: with its ETag)."""
-        return self.compose(200, schema, token=token, tagged=tagged, errors=errors)
+        """A GET of one resource, answered as `schema` (`tagged`: with its ETag); with no
+        schema, as the Response the view makes, which `content` documents."""
+        return self.compose(200, schema, token=token, tagged=tagged, errors=errors, content=content)
 
     def listing(
         self,
@@ -69,6 +72,7 @@ class Blueprint(flask_smorest.Blueprint):
         fresh: bool = False,
         admin: bool = False,
         body: type[Schema] | None = None,
+        streamed: StreamedBody | None = None,
         query: type[Schema] | None = None,
         cookies: type[Schema] | None = None,
         owner: Callable[..., Owned] | None = None,
@@ -86,19 +90,20 @@ class Blueprint(flask_smorest.Blueprint):
         admin is refused (403), and the view gets it as its first argument. With `current`,
         which renders it as its GET does, an If-Match naming another ETag is refused (412):
         `owner` locks it, so that the comparison holds until the write commits. The parsed
-        body, query and cookies come next, in that order. `idempotent` is the scope of the
-        request's Idempotency-Key; `tagged` answers carry ETags and take If-Match.
+        body, query and cookies come next, in that order; a `streamed` body is spooled
+        instead, for the view to read (web.bodies.spooled_body). `idempotent` is the scope
+        of the request's Idempotency-Key; `tagged` answers carry ETags and take If-Match.
         """
         return self.compose(
             status, schema, token=token, fresh=fresh, admin=admin, tagged=tagged, body=body,
-            query=query, cookies=cookies, owner=owner, current=current, idempotent=idempotent,
-            errors=errors, headers=headers, links=links, changes=True,
+            streamed=streamed, query=query, cookies=cookies, owner=owner, current=current,
+            idempotent=idempotent, errors=errors, headers=headers, links=links, changes=True,
         )  # fmt: skip
 
     def compose(
         self,
         status: int,
-        schema: type[Schema],
+        schema: type[Schema] | None,
         *,
         token: Token | None,
         errors: Errors,
@@ -108,6 +113,7 @@ class Blueprint(flask_smorest.Blueprint):
         changes: bool = False,
         idempotent: Callable[[], str] | None = None,
         body: type[Schema] | None = None,
+        streamed: StreamedBody | None = None,
         query: type[Schema] | None = None,
         cookies: type[Schema] | None = None,
         page_arguments: type[Schema] | None = None,
@@ -115,6 +121,7 @@ class Blueprint(flask_smorest.Blueprint):
         current: Callable[[Any], Response] | None = None,
         headers: dict | None = None,
         links: dict[str, dict] | None = None,
+        content: dict | None = None,
     ) -> Callable:
         def decorator(view: Callable) -> Callable:
             method = view.__name__.upper()
@@ -144,6 +151,9 @@ class Blueprint(flask_smorest.Blueprint):
             if body:
                 said(400, "The body is not valid JSON")
                 said(415, "The body is not JSON")
+            if streamed:
+                said(413, f"The body is larger than {streamed.limit_name}")
+                said(415, f"The body is not {' or '.join(streamed.examples)}")
             if page_arguments:
                 success_headers.update(LINK_HEADER)
                 said(400, f"page x page_size past {MAX_PAGE_DEPTH:,}: use after")
@@ -158,17 +168,20 @@ class Blueprint(flask_smorest.Blueprint):
             if page_arguments:
                 composed = linked(composed, page_arguments().fields)
             many = page_arguments is not None
-            composed = self.response(status, schema(many=many), headers=success_headers or None)(
-                composed
-            )
+            if schema is not None:
+                composed = self.response(
+                    status, schema(many=many), headers=success_headers or None
+                )(composed)
             # Every other answer documented by one doc(): each documenting decorator of
             # Flask-Smorest's wraps the view, a call more on every request.
-            documented = {"responses": said.documented()}
+            documented = {"responses": {**said.documented(), **(content or {})}}
             if links:
                 # OpenAPI links from the 201 to what a client does next, for clients and fuzzers.
                 documented["responses"][201] = {"links": links}
             if token:
                 documented["security"] = [{BEARER_AUTH: []}]
+            if streamed:
+                documented["requestBody"] = streamed.openapi()
             composed = self.doc(**documented)(composed)
             if cookies:
                 composed = self.arguments(cookies, location="cookies")(composed)
@@ -183,6 +196,9 @@ class Blueprint(flask_smorest.Blueprint):
                 composed = self.arguments(
                     IdempotencyKeySchema, location="headers", as_kwargs=True, error_status_code=400
                 )(idempotency.keyed(composed, idempotent))
+            if streamed:
+                # Outside the Idempotency-Key, whose fingerprint is the body's digest.
+                composed = streamed.spooled(composed)
             if changes:
                 composed = transactions.committed(composed)
             if tagged:

@@ -27,6 +27,7 @@ from config.settings import current_settings
 from db import db, prune, read_outside_transactions, upsertable_insert
 from models import IdempotencyKeyModel
 from security.throttle import client_of
+from web.bodies import body_to_fingerprint
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -56,13 +57,14 @@ class Replayed(Exception):  # noqa: N818 - not an error: the way out with the ke
 
 def fingerprint() -> str:
     """What makes two requests the same one: method, path with query, and body, byte for
-    byte (each part's length first, so that no two requests run together the same).
+    byte, or its digest if spooled (each part's length first, so that no two requests run
+    together the same).
 
     Keyed with the app's secret: the body of POST /register holds a password, which a plain
     hash kept for a day would let anyone who reads the table guess at, fast.
     """
     digest = hmac.new(current_app.config["JWT_SECRET_KEY"].encode(), digestmod=hashlib.sha256)
-    for part in (request.method, request.full_path, request.get_data(cache=True)):
+    for part in (request.method, request.full_path, body_to_fingerprint()):
         data = part.encode() if isinstance(part, str) else part
         digest.update(len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()

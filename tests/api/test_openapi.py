@@ -38,11 +38,26 @@ def test_every_request_body_field_has_an_example_for_swagger_ui(spec):
     for name, operation in operations(spec):
         if "requestBody" not in operation:
             continue
-        reference = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        content = operation["requestBody"]["content"]
+        if "application/json" not in content:  # a file: its example is the whole body
+            assert all(each["example"] for each in content.values()), name
+            continue
+        reference = content["application/json"]["schema"]["$ref"]
         schema = spec["components"]["schemas"][reference.rsplit("/", 1)[1]]
         for field, definition in schema["properties"].items():
             if not definition.get("readOnly"):
                 assert "example" in definition, f"{name}: {field}"
+
+
+def test_catalogue_files_are_documented_with_their_media_types_and_errors(spec):
+    media_types = {"application/x-ndjson", "text/csv"}
+    imports = spec["paths"]["/store/{store_id}/item/import"]["post"]
+    assert set(imports["requestBody"]["content"]) == media_types
+    assert {"202", "401", "403", "404", "413", "415", "422"} <= set(imports["responses"])
+    assert "Location" in imports["responses"]["202"]["headers"]
+    exports = spec["paths"]["/store/{store_id}/item/export"]["get"]
+    assert set(exports["responses"]["200"]["content"]) == media_types
+    assert {"404", "406"} <= set(exports["responses"])
 
 
 def test_error_responses_are_documented(spec):
@@ -101,7 +116,7 @@ def test_the_spec_says_which_operations_need_which_token(spec):
         "bearerFormat": "JWT",
     }
     public = {"POST /register", "POST /login"}
-    private_reads = {"GET /user/me", "GET /store/deleted"}
+    private_reads = {"GET /user/me", "GET /store/deleted", "GET /import/{import_id}"}
     for name, operation in operations(spec):
         if (name.startswith("GET ") and name not in private_reads) or name in public:
             assert "security" not in operation, name
@@ -123,7 +138,7 @@ OWNERS_WRITES = [
     "PUT /store/{store_id}", "DELETE /store/{store_id}", "POST /item", "PUT /item/{item_id}",
     "DELETE /item/{item_id}", "POST /store/{store_id}/tag", "DELETE /tag/{tag_id}",
     "POST /item/{item_id}/tag/{tag_id}", "DELETE /item/{item_id}/tag/{tag_id}",
-    "POST /store/{store_id}/restore",
+    "POST /store/{store_id}/restore", "POST /store/{store_id}/item/import",
 ]  # fmt: skip
 
 
@@ -163,7 +178,7 @@ def test_every_error_response_declares_the_error_shape(spec):
 
 KEYED_POSTS = [
     "/store", "/item", "/store/{store_id}/tag", "/item/{item_id}/tag/{tag_id}", "/register",
-    "/store/{store_id}/restore", "/store/{store_id}/purge",
+    "/store/{store_id}/restore", "/store/{store_id}/purge", "/store/{store_id}/item/import",
 ]  # fmt: skip
 
 

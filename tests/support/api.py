@@ -3,6 +3,13 @@
 from flask.testing import FlaskClient
 
 
+def signed_in(app, headers: dict[str, str]) -> FlaskClient:
+    """A client of `app` that sends these Authorization headers with every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = headers["Authorization"]
+    return client
+
+
 def created(response) -> dict:
     assert response.status_code == 201, response.get_json()
     return response.get_json()

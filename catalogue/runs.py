@@ -1,0 +1,168 @@
+"""An import from its file's arrival to its end: POST /store/<id>/item/import keeps the file
+in the database (item_import_chunks) and returns at once; the job worker runs the import
+(jobs/tasks.py); GET /import/<id> tells how it goes.
+
+A worker runs an import in one transaction that holds the import's advisory lock: a second
+worker given the same import (the periodic sweep, after a lost job) passes it by, and one
+left by a killed worker is run again from the start, since it wrote nothing. Imports into
+one store run one after another. On SQLite, which has no worker, the request runs its import
+itself (`run_now`).
+"""
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import BinaryIO
+
+from sqlalchemy import func, insert, select, update
+
+from catalogue.importing import Imported, LinesRefused, import_items
+from db import db
+from models import ItemImportChunkModel, ItemImportModel, StoreModel
+from models.item_import import FAILED, QUEUED, RUNNING, SUCCEEDED
+from models.queries import get_live
+from observability.metrics import count_import
+
+logger = logging.getLogger(__name__)
+
+# The size of the pieces the file is kept in: a handful of round trips per MiB, and little
+# held in memory at once.
+CHUNK_BYTES = 1024 * 1024
+# How long an import waits between looks at whether another import into its store ended.
+STORE_BUSY_SECONDS = 0.5
+# An unfinished import untouched this long has lost its job (its worker died, or the
+# deferral failed): the periodic sweep runs it.
+ABANDONED_AFTER = timedelta(minutes=1)
+
+
+def keep_file(item_import: ItemImportModel, body: BinaryIO) -> None:
+    """Store the file of the import, in the current transaction."""
+    number = 0
+    while chunk := body.read(CHUNK_BYTES):
+        db.session.execute(
+            insert(ItemImportChunkModel).values(import_id=item_import.id, number=number, data=chunk)
+        )
+        number += 1
+
+
+def kept_chunks(import_id: int) -> Iterator[bytes]:
+    number = 0
+    while (chunk := db.session.scalar(chunk_number(import_id, number))) is not None:
+        yield chunk
+        number += 1
+
+
+def chunk_number(import_id: int, number: int):
+    return select(ItemImportChunkModel.data).where(
+        ItemImportChunkModel.import_id == import_id, ItemImportChunkModel.number == number
+    )
+
+
+def run_import(import_id: int) -> bool:
+    """Run the import if it is unfinished and nobody runs it; whether this call ran it."""
+    postgres = db.session.get_bind().dialect.name == "postgresql"
+    if postgres and not db.session.scalar(select(try_lock(f"import {import_id}"))):
+        db.session.rollback()
+        return False
+    item_import = db.session.get(ItemImportModel, import_id)
+    if item_import is None or item_import.state not in (QUEUED, RUNNING):
+        db.session.rollback()
+        return False
+    if postgres:
+        wait_for_other_imports(item_import.store_id)
+        report(import_id, state=RUNNING)
+    run(item_import, kept_chunks(import_id), report_progress=postgres)
+    db.session.commit()
+    return True
+
+
+def run(item_import: ItemImportModel, chunks: Iterator[bytes], report_progress: bool) -> None:
+    """Import the file, and set how it went on `item_import` (its chunks dropped), in the
+    current transaction; the caller commits."""
+    started = time.monotonic()
+
+    def progress(counts: Imported) -> None:
+        rate = counts.lines / max(time.monotonic() - started, 1e-6)
+        logger.info("Import %d: %d lines read, %.0f lines/s", item_import.id, counts.lines, rate)
+        if report_progress:
+            report(item_import.id, lines_read=counts.lines)
+
+    savepoint = db.session.begin_nested()
+    try:
+        counts = import_items(item_import.store_id, chunks, item_import.media_type, progress)
+        if get_live(StoreModel, item_import.store_id, lock="share") is None:
+            savepoint.rollback()
+            finish(item_import, FAILED, counts.lines, message=STORE_GONE)
+        else:
+            savepoint.commit()
+            finish(
+                item_import, SUCCEEDED, counts.lines, items=counts.items,
+                tags_created=counts.tags_created, links=counts.links,
+            )  # fmt: skip
+    except LinesRefused as refused:
+        savepoint.rollback()
+        errors = json.dumps([bad.as_dict() for bad in refused.bad])
+        finish(item_import, FAILED, refused.lines, errors=errors, error_count=refused.total)
+    seconds = time.monotonic() - started
+    count_import(item_import.state, item_import.lines_read, seconds)
+    logger.info(
+        "Import %d into store %d %s: %d lines in %.1f s (%.0f lines/s)", item_import.id,
+        item_import.store_id, item_import.state, item_import.lines_read, seconds,
+        item_import.lines_read / max(seconds, 1e-6),
+    )  # fmt: skip
+
+
+STORE_GONE = "The store was deleted while its import ran: nothing was imported."
+
+
+def finish(item_import: ItemImportModel, state: str, lines: int, **outcome) -> None:
+    for name, value in {"state": state, "lines_read": lines, **outcome}.items():
+        setattr(item_import, name, value)
+    item_import.finished_at = datetime.now(UTC)
+    db.session.execute(
+        ItemImportChunkModel.__table__.delete().where(
+            ItemImportChunkModel.import_id == item_import.id
+        )
+    )
+
+
+def run_now(item_import: ItemImportModel, body: BinaryIO) -> None:
+    """Run the import in the request that brought its file, straight from it: on SQLite,
+    where no worker runs."""
+    run(item_import, iter(lambda: body.read(CHUNK_BYTES), b""), report_progress=False)
+
+
+def try_lock(name: str):
+    # Transaction-scoped, so it works through PgBouncer in transaction mode.
+    return func.pg_try_advisory_xact_lock(func.hashtextextended(name, 0))
+
+
+def wait_for_other_imports(store_id: int) -> None:
+    """Hold the store's import lock, once no other import into the store runs: two would
+    create the same tags, and each wait for the other's. Polled, as a wait longer than the
+    statement timeout would be cancelled."""
+    while not db.session.scalar(select(try_lock(f"imports into store {store_id}"))):
+        time.sleep(STORE_BUSY_SECONDS)
+
+
+def report(import_id: int, **changes) -> None:
+    """Show `changes` of a running import at once, outside its transaction, which is seen
+    only when it ends."""
+    with db.engine.begin() as connection:
+        connection.execute(
+            update(ItemImportModel).where(ItemImportModel.id == import_id).values(**changes)
+        )
+
+
+def abandoned_imports() -> list[int]:
+    """Unfinished imports whose job seems lost, oldest first."""
+    stale = datetime.now(UTC) - ABANDONED_AFTER
+    ids = db.session.scalars(
+        select(ItemImportModel.id)
+        .where(ItemImportModel.state.in_((QUEUED, RUNNING)), ItemImportModel.created_at < stale)
+        .order_by(ItemImportModel.id)
+    ).all()
+    db.session.rollback()
+    return list(ids)

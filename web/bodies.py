@@ -1,0 +1,86 @@
+"""Request bodies too big to hold in memory (catalogue imports): read as they arrive into a
+temporary file, which spills to disk past a megabyte, and hashed on the way for
+Idempotency-Key, up to a limit of their own instead of MAX_CONTENT_LENGTH."""
+
+import hashlib
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import BinaryIO
+
+from flask import g, request
+from flask_smorest import abort
+
+IN_MEMORY_BYTES = 1024 * 1024
+READ_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SpooledBody:
+    file: BinaryIO
+    size: int
+    digest: bytes
+
+
+def spool_body(media_types: tuple[str, ...], max_bytes: int) -> SpooledBody:
+    """The request's body, read once (415 unless it is one of `media_types`; 413 past
+    `max_bytes`, also when sent without a Content-Length)."""
+    if request.mimetype not in media_types:
+        abort(415, message=f"Send the body as one of: {', '.join(media_types)}.")
+    # Werkzeug refuses (413) a Content-Length past the limit, and a chunked body once it
+    # passes it.
+    request.max_content_length = max_bytes
+    # Closed with the request (g): the view reads it after this returns.
+    spooled = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES)  # noqa: SIM115
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := request.stream.read(READ_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            abort(413, message=f"The body is larger than {max_bytes:,} bytes.")
+        digest.update(chunk)
+        spooled.write(chunk)
+    spooled.seek(0)
+    g.spooled_body = body = SpooledBody(spooled, size, digest.digest())
+    return body
+
+
+def spooled_body() -> SpooledBody:
+    return g.spooled_body
+
+
+def body_to_fingerprint() -> bytes:
+    """What stands for the body in an Idempotency-Key's fingerprint: the body, or the
+    digest of a spooled one, which is never held whole."""
+    spooled = g.get("spooled_body")
+    return request.get_data(cache=True) if spooled is None else spooled.digest
+
+
+@dataclass(frozen=True)
+class StreamedBody:
+    """What a view reads as a stream: its media types, each with an example for the spec
+    (Swagger UI offers it to edit and send), and its size limit."""
+
+    examples: dict[str, str]
+    max_bytes: Callable[[], int]
+    limit_name: str
+
+    def openapi(self) -> dict:
+        return {
+            "required": True,
+            "content": {
+                media_type: {"schema": {"type": "string"}, "example": example}
+                for media_type, example in self.examples.items()
+            },
+        }
+
+    def spooled(self, view: Callable) -> Callable:
+        """`view`, once the body is spooled (spooled_body())."""
+
+        @wraps(view)
+        def spooling(*args, **kwargs):
+            spool_body(tuple(self.examples), self.max_bytes())
+            return view(*args, **kwargs)
+
+        return spooling
