@@ -50,8 +50,9 @@ openapi: $(VENV)/installed $(SECRET)
 ## Measure read throughput and reads at scale (bench/run.py), the hot read against its floor
 ## (bench/hot_read.py), deleting and purging a store
 ## against the seed's cascade and raw SQL (bench/deletion.py, which draws
-## docs/deletion-times.png), what the reads' statement timeout costs, and writes beside
-## logins on SQLite; wrk comes from Debian.
+## docs/deletion-times.png), what the reads' statement timeout costs, writes beside
+## logins on SQLite, and catalogue import and export against COPY (bench/import_export.py);
+## wrk comes from Debian.
 bench: $(VENV)/installed
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(BIN)/python bench/run.py
@@ -59,3 +60,4 @@ bench: $(VENV)/installed
 	$(BIN)/python bench/deletion.py
 	$(BIN)/python bench/read_timeout.py
 	$(BIN)/python bench/login_contention.py
+	$(BIN)/python bench/import_export.py

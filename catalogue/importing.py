@@ -7,18 +7,25 @@ COPY, inserts the same batches with executemany.
 """
 
 import io
+import queue
+import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple, TypeVar
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select, text
 
 from catalogue.lines import BadLine, items_of
 from db import db, insert_missing
 from models import ItemModel, ItemTagModel, TagModel
 
+T = TypeVar("T")
+
 # Items written at once: big enough that a batch's round trips cost little beside its rows,
 # small enough to hold in memory with their tags.
-BATCH_ITEMS = 5_000
+BATCH_ITEMS = 20_000
 # Bad lines an answer lists; past them, only counted.
 LISTED_BAD_LINES = 100
 # Tag names looked up (and created) per statement.
@@ -52,8 +59,8 @@ def import_items(
     written nothing worth keeping (the caller rolls back), if a line is bad. Past the first
     bad line, the rest is only checked, for the count."""
     counts, refused = Imported(), LinesRefused(0)
-    batch: list[dict] = []
-    for entry in items_of(chunks, media_type):
+    batch: list[NewItem] = []
+    for entry in read_ahead(new_items(items_of(chunks, media_type))):
         if isinstance(entry, BadLine):
             counts.lines = entry.line
             refused.total += 1
@@ -75,17 +82,82 @@ def import_items(
     return counts
 
 
-def write_batch(store_id: int, items: list[dict], counts: Imported) -> None:
+class NewItem(NamedTuple):
+    """An item to write, as small as it goes: a batch of them waits in memory."""
+
+    name: str
+    price: Decimal
+    description: str | None
+    # Each once: a tag named twice on one line is linked once.
+    tags: tuple[str, ...]
+
+
+def new_items(
+    entries: Iterable[tuple[int, dict] | BadLine],
+) -> Iterator[tuple[int, NewItem] | BadLine]:
+    for entry in entries:
+        if isinstance(entry, BadLine):
+            yield entry
+        else:
+            line, item = entry
+            tags = tuple(dict.fromkeys(item["tags"]))
+            yield line, NewItem(item["name"], item["price"], item.get("description"), tags)
+
+
+def read_ahead(entries: Iterator[T], batch: int = BATCH_ITEMS, depth: int = 2) -> Iterator[T]:
+    """`entries`, read and checked by a thread of their own up to `depth` batches ahead:
+    checking a line (marshmallow) costs about what writing it does, and a write waits on
+    the database (the foreign key checks at the end of each COPY) without the GIL, so both
+    go on at once."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+
+    def offer(some: object) -> bool:
+        """Hand `some` over, unless the reading stopped meanwhile."""
+        while not stopped.is_set():
+            try:
+                ready.put(some, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            some: list = []
+            for entry in entries:
+                some.append(entry)
+                if len(some) == batch:
+                    if not offer(some):
+                        return
+                    some = []
+            offer(some)
+            offer([])
+        except BaseException as error:
+            offer(error)
+
+    reader = threading.Thread(target=read, name="import-reader", daemon=True)
+    reader.start()
+    try:
+        while some := ready.get():
+            if isinstance(some, BaseException):
+                raise some
+            yield from some
+    finally:
+        stopped.set()
+        reader.join()
+
+
+def write_batch(store_id: int, items: list[NewItem], counts: Imported) -> None:
     if not items:
         return
-    tag_ids = tags_by_name(store_id, sorted({name for item in items for name in item["tags"]}))
+    tag_ids = tags_by_name(store_id, sorted({name for item in items for name in item.tags}))
     counts.tags_created += tag_ids.created
     item_ids = insert_items(store_id, items)
-    # A tag named twice on one line is linked once.
     links = [
         (item_id, tag_ids[name])
         for item_id, item in zip(item_ids, items, strict=True)
-        for name in dict.fromkeys(item["tags"])
+        for name in item.tags
     ]
     insert_links(links)
     counts.items += len(items)
@@ -110,32 +182,48 @@ def tags_by_name(store_id: int, names: list[str]) -> TagIds:
     return ids
 
 
-def insert_items(store_id: int, items: list[dict]) -> list[int]:
-    """Insert the items into the store; their ids, in order."""
-    rows = [(item["name"], item["price"], item.get("description"), store_id) for item in items]
-    if not copying():
-        statement = insert(ItemModel).returning(ItemModel.id, sort_by_parameter_order=True)
-        columns = ("name", "price", "description", "store_id")
-        values = [dict(zip(columns, row, strict=True)) for row in rows]
-        return list(db.session.scalars(statement, values))
-    # The ids first, so that the links can go in by COPY too. nextval() of a sequence is
-    # never rolled back: a refused import leaves a gap in the ids, as any failed insert does.
-    sequence = func.nextval(func.pg_get_serial_sequence("items", "id"))
-    ids = list(db.session.scalars(select(sequence).select_from(func.generate_series(1, len(rows)))))
-    copy("items (id, name, price, description, store_id)", (
-        (item_id, *row) for item_id, row in zip(ids, rows, strict=True)
-    ))  # fmt: skip
+def insert_items(store_id: int, items: list[NewItem]) -> list[int]:
+    """Insert the items into the store; their ids, in order, taken first, so that links
+    can be written without reading anything back."""
+    ids = new_item_ids(len(items))
+    if copying():
+        copy("items (id, name, price, description, store_id)", (
+            f"{item_id}\t{copy_text(item.name)}\t{item.price}\t"
+            f"{NULL if item.description is None else copy_text(item.description)}\t{store_id}\n"
+            for item_id, item in zip(ids, items, strict=True)
+        ))  # fmt: skip
+    else:
+        db.session.connection().execute(ItemModel.__table__.insert(), [
+            {"id": item_id, "name": item.name, "price": item.price,
+             "description": item.description, "store_id": store_id}
+            for item_id, item in zip(ids, items, strict=True)
+        ])  # fmt: skip
     return ids
+
+
+def new_item_ids(count: int) -> list[int]:
+    """`count` ids for new items. nextval() of a sequence is never rolled back: a refused
+    import leaves a gap in the ids, as any failed insert does. SQLite's write lock, held
+    since the transaction began (BEGIN IMMEDIATE), keeps any other writer from taking the
+    ids after the last one given (AUTOINCREMENT's sqlite_sequence), which these ids move on."""
+    if copying():
+        sequence = func.nextval(func.pg_get_serial_sequence("items", "id"))
+        return list(
+            db.session.scalars(select(sequence).select_from(func.generate_series(1, count)))
+        )
+    last = db.session.scalar(text("SELECT seq FROM sqlite_sequence WHERE name = 'items'")) or 0
+    return list(range(last + 1, last + 1 + count))
 
 
 def insert_links(links: list[tuple[int, int]]) -> None:
     if not links:
         return
     if copying():
-        copy("items_tags (item_id, tag_id)", links)
+        copy("items_tags (item_id, tag_id)", (f"{item}\t{tag}\n" for item, tag in links))
     else:
-        db.session.execute(
-            insert(ItemTagModel), [{"item_id": item, "tag_id": tag} for item, tag in links]
+        db.session.connection().execute(
+            ItemTagModel.__table__.insert(),
+            [{"item_id": item, "tag_id": tag} for item, tag in links],
         )
 
 
@@ -143,10 +231,11 @@ def copying() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def copy(into: str, rows: Iterable[tuple]) -> None:
-    """COPY `rows` into the table and columns `into`, through the session's connection,
-    with either driver."""
-    data = "".join(copy_lines(rows)).encode()
+def copy(into: str, lines: Iterable[str]) -> None:
+    """COPY `lines` (in COPY's text format) into the table and columns `into`, through the
+    session's connection, with either driver, in one piece: the driver takes the GIL again
+    for each piece it reads, and waits for it while the reading thread checks lines."""
+    data = "".join(lines).encode()
     connection = db.session.connection()
     raw = connection.connection.dbapi_connection
     statement = f"COPY {into} FROM STDIN"
@@ -155,18 +244,14 @@ def copy(into: str, rows: Iterable[tuple]) -> None:
             with cursor.copy(statement) as copying_rows:
                 copying_rows.write(data)
         else:
-            cursor.copy_expert(statement, io.BytesIO(data))
+            cursor.copy_expert(statement, io.BytesIO(data), size=len(data))
 
 
 # COPY's text format: tab-separated, \N for NULL, and these characters escaped.
 COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+NEEDS_ESCAPES = re.compile(r"[\\\t\n\r]")
+NULL = "\\N"
 
 
-def copy_lines(rows: Iterable[tuple]) -> Iterator[str]:
-    for row in rows:
-        yield (
-            "\t".join(
-                "\\N" if value is None else str(value).translate(COPY_ESCAPES) for value in row
-            )
-            + "\n"
-        )
+def copy_text(value: str) -> str:
+    return value.translate(COPY_ESCAPES) if NEEDS_ESCAPES.search(value) else value

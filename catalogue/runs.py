@@ -9,14 +9,15 @@ one store run one after another. On SQLite, which has no worker, the request run
 itself (`run_now`).
 """
 
+import functools
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from catalogue.importing import Imported, LinesRefused, import_items
 from db import db
@@ -47,9 +48,16 @@ def keep_file(item_import: ItemImportModel, body: BinaryIO) -> None:
         number += 1
 
 
-def kept_chunks(import_id: int) -> Iterator[bytes]:
+def kept_chunks(engine: Engine, import_id: int) -> Iterator[bytes]:
+    """The file of the import, read on connections of its own, one short transaction per
+    chunk: the import reads it in a thread of its own (catalogue.importing.read_ahead), and
+    may stop reading early (a CSV with a bad header), leaving this unfinished."""
     number = 0
-    while (chunk := db.session.scalar(chunk_number(import_id, number))) is not None:
+    while True:
+        with engine.connect() as connection:
+            chunk = connection.scalar(chunk_number(import_id, number))
+        if chunk is None:
+            return
         yield chunk
         number += 1
 
@@ -73,21 +81,27 @@ def run_import(import_id: int) -> bool:
     if postgres:
         wait_for_other_imports(item_import.store_id)
         report(import_id, state=RUNNING)
-    run(item_import, kept_chunks(import_id), report_progress=postgres)
+    show = functools.partial(report, import_id) if postgres else None
+    run(item_import, kept_chunks(db.engine, import_id), show)
     db.session.commit()
     return True
 
 
-def run(item_import: ItemImportModel, chunks: Iterator[bytes], report_progress: bool) -> None:
+def run(
+    item_import: ItemImportModel,
+    chunks: Iterable[bytes],
+    show: Callable[..., None] | None = None,
+) -> None:
     """Import the file, and set how it went on `item_import` (its chunks dropped), in the
-    current transaction; the caller commits."""
+    current transaction; the caller commits. `show(lines_read=n)` is told how far it got, as
+    it goes."""
     started = time.monotonic()
 
     def progress(counts: Imported) -> None:
         rate = counts.lines / max(time.monotonic() - started, 1e-6)
         logger.info("Import %d: %d lines read, %.0f lines/s", item_import.id, counts.lines, rate)
-        if report_progress:
-            report(item_import.id, lines_read=counts.lines)
+        if show is not None:
+            show(lines_read=counts.lines)
 
     savepoint = db.session.begin_nested()
     try:
@@ -131,7 +145,11 @@ def finish(item_import: ItemImportModel, state: str, lines: int, **outcome) -> N
 def run_now(item_import: ItemImportModel, body: BinaryIO) -> None:
     """Run the import in the request that brought its file, straight from it: on SQLite,
     where no worker runs."""
-    run(item_import, iter(lambda: body.read(CHUNK_BYTES), b""), report_progress=False)
+    run(item_import, file_chunks(body))
+
+
+def file_chunks(file: BinaryIO) -> Iterator[bytes]:
+    return iter(lambda: file.read(CHUNK_BYTES), b"")
 
 
 def try_lock(name: str):

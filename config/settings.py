@@ -51,6 +51,7 @@ class Settings(BaseSettings):
 
     deleted_store_retention_days: Annotated[float, Field(gt=0)] = 30.0
     purge_cron: str = "* * * * *"
+    worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     idempotency_key_hours: Annotated[float, Field(gt=0)] = 24.0
     require_if_match: bool = False
 

@@ -9,6 +9,7 @@ own: it connects straight to PostgreSQL, never through PgBouncer in transaction 
 from functools import cache
 
 import procrastinate
+import prometheus_client
 from flask import Flask
 
 from app import create_app
@@ -18,6 +19,9 @@ from jobs.connection import libpq_conninfo
 from jobs.purge import purge_expired
 
 settings = load_settings()
+if settings.worker_metrics_port:
+    # Its imports' counts and rates (observability/metrics.py), for Prometheus to scrape.
+    prometheus_client.start_http_server(settings.worker_metrics_port)
 
 
 queue = procrastinate.App(

@@ -15,7 +15,7 @@ from support import JWT_SECRET, PASSWORD, bearer_of
 from support.http import server_env
 
 from app import create_app
-from config.settings import Settings
+from config.settings import DEFAULT_POSTGRES_DRIVER, Settings
 from db import begin_transactions, configure_sqlite, db, engine_options
 from models import UserModel
 from security.tokens import issue_tokens
@@ -45,9 +45,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`database` is a driver ("psycopg", "psycopg2"), "sqlite" for tests marked sqlite_too,
-    and a driver behind PgBouncer ("psycopg2+pgbouncer") for tests marked pgbouncer_too."""
+    and a driver behind PgBouncer ("psycopg2+pgbouncer") for tests marked pgbouncer_too;
+    tests marked one_driver run with one driver, the default one if the run has it."""
     if "database" in metafunc.fixturenames:
         databases = list(POSTGRES_DRIVERS)
+        if metafunc.definition.get_closest_marker("one_driver"):
+            databases = [
+                DEFAULT_POSTGRES_DRIVER if DEFAULT_POSTGRES_DRIVER in databases else databases[0]
+            ]
         if metafunc.definition.get_closest_marker("sqlite_too"):
             databases.append("sqlite")
         if metafunc.definition.get_closest_marker("pgbouncer_too"):

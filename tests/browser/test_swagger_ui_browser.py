@@ -1,4 +1,5 @@
-"""Swagger UI in a real browser: it renders offline, and a user can run a cascading delete."""
+"""Swagger UI in a real browser: it renders offline, a user can run a cascading delete and
+import a small catalogue file."""
 
 import json
 from pathlib import Path
@@ -8,6 +9,8 @@ import pytest
 import requests
 from playwright.sync_api import sync_playwright
 from support import PASSWORD
+
+from catalogue.runs import run_import
 
 # Debian's Chromium (`make test` installs it), never a browser Playwright would download.
 CHROMIUM = "/usr/bin/chromium"
@@ -35,18 +38,23 @@ def try_it_out(
     page,
     method: str,
     path: str,
-    body: dict | None = None,
+    body: dict | str | None = None,
     screenshot: Path | None = None,
+    media_type: str | None = None,
     **parameters,
 ) -> dict:
-    """Open an operation, fill it in like a user, execute it and read the live response."""
+    """Open an operation, fill it in like a user, execute it and read the live response.
+    A `body` given as text is sent as it is, as `media_type` (picked in the body's menu)."""
     block = operation(page, method, path)
     block.locator(".opblock-summary").click()
     block.locator(".try-out__btn").click()
     for name, value in parameters.items():
         block.locator(f'tr[data-param-name="{name}"] input').fill(str(value))
+    if media_type is not None:
+        block.locator(".body-param-content-type select").select_option(media_type)
     if body is not None:
-        block.locator("textarea.body-param__text").fill(json.dumps(body))
+        text = body if isinstance(body, str) else json.dumps(body)
+        block.locator("textarea.body-param__text").fill(text)
     block.locator(".execute").click()
     live = block.locator(".live-responses-table .response")
     live.wait_for()
@@ -121,3 +129,29 @@ def test_user_runs_a_cascading_delete_from_swagger_ui(live_server, app, new_user
     assert restored["body"]["name"] == "Restored"
     assert requests.get(f"{live_server}/item/{item['body']['id']}").status_code == 200
     assert requested_hosts == {"127.0.0.1"}
+
+
+def test_user_imports_a_small_csv_file_from_swagger_ui(live_server, app, new_user, page):
+    new_user("admin", role="admin")
+    page.goto(f"{live_server}/swagger-ui")
+    page.locator(".opblock-tag-section").first.wait_for()
+    login = try_it_out(page, "post", "/login", {"username": "admin", "password": PASSWORD})
+    authorize(page, login["body"]["access_token"])
+    store = try_it_out(page, "post", "/store", {"name": "Imported in the browser"})
+    store_id = store["body"]["id"]
+
+    catalogue = "name,price,tags\nNovel,9.99,fiction|paperback\nPen,1,\n"
+    taken = try_it_out(
+        page, "post", "/store/{store_id}/item/import", catalogue, media_type="text/csv",
+        store_id=store_id,
+    )  # fmt: skip
+    assert taken["status"] == 202, taken
+    assert taken["body"]["media_type"] == "text/csv"
+    with app.app_context():  # the worker's part
+        assert run_import(taken["body"]["id"])
+
+    status = try_it_out(page, "get", "/import/{import_id}", import_id=taken["body"]["id"])
+    assert status["body"]["state"] == "succeeded", status
+    assert (status["body"]["items"], status["body"]["links"]) == (2, 2)
+    exported = requests.get(f"{live_server}/store/{store_id}/item/export", timeout=10)
+    assert [json.loads(line)["name"] for line in exported.text.splitlines()] == ["Novel", "Pen"]

@@ -61,22 +61,25 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     assert (str(published["published"]), published["target"]) == ("8000", 8080)
     assert services["nginx"]["depends_on"]["api"]["condition"] == "service_healthy"
     assert api["environment"]["TRUSTED_PROXIES"] == "1"
-    # Prometheus scrapes every api instance on the compose network; its UI stays local.
+    # Prometheus scrapes every api and worker instance on the compose network; its UI stays
+    # local.
     prometheus = services["prometheus"]
     (mounted,) = prometheus["volumes"]  # source:target:mode
     assert mounted.endswith("/deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro")
     assert prometheus["ports"] == ["127.0.0.1:9090:9090/tcp"]
-    (job,) = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())[
+    jobs = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())[
         "scrape_configs"
     ]
-    assert job["dns_sd_configs"] == [
-        {"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}
+    assert [job["dns_sd_configs"] for job in jobs] == [
+        [{"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}],
+        [{"names": ["worker"], "type": "A", "port": 9100, "refresh_interval": "15s"}],
     ]
     # The purge worker: the API's image, straight to PostgreSQL (it LISTENs), after the
     # api's start has run the migrations that make procrastinate's tables.
     worker = services["worker"]
     assert worker["command"] == ["procrastinate", "--app=jobs.tasks.queue", "worker"]
     assert make_url(worker["environment"]["DATABASE_URL"]).host == "db"
+    assert worker["environment"]["WORKER_METRICS_PORT"] == "9100"
     assert worker["depends_on"]["api"]["condition"] == "service_healthy"
     assert worker["build"] == api["build"]
 

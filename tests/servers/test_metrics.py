@@ -25,7 +25,8 @@ def throwaway_prometheus(target: str) -> Iterator[str]:
     every second instead of the instances compose's DNS names; yields its URL."""
     config = yaml.safe_load(PROMETHEUS_YML.read_text())
     config["global"]["scrape_interval"] = "1s"
-    (job,) = config["scrape_configs"]
+    job = next(job for job in config["scrape_configs"] if job["job_name"] == "api")
+    config["scrape_configs"] = [job]
     del job["dns_sd_configs"]
     job["static_configs"] = [{"targets": [target]}]
     root = Path(tempfile.mkdtemp(prefix="throwaway-prometheus-"))

@@ -260,3 +260,30 @@ def test_instances_scaled_or_restarted_later_are_reached_without_restarting_ngin
         names.addresses["api"] = ["127.0.0.3"]
         wait_for_nginx_to_forget()
         assert served_by_each() == {"127.0.0.2": 0, "127.0.0.3": 30}
+
+
+def test_only_the_import_path_takes_bodies_up_to_import_max_bytes(proxy, admin_headers):
+    session = requests.Session()
+    session.headers.update(admin_headers)
+    store = session.post(f"{proxy}/store", json={"name": "Imports"}, timeout=10).json()
+    # 3 MiB: past every other path's limit (1 MiB).
+    line = json.dumps({"name": "item", "price": 1, "description": "x" * 1000}) + "\n"
+    body = line.encode() * (3 * 1024 * 1024 // len(line))
+    jsonl = {"Content-Type": "application/x-ndjson"}
+    url = f"{proxy}/store/{store['id']}/item/import"
+    taken = session.post(url, data=body, headers=jsonl, timeout=30)
+    assert taken.status_code == 202, taken.text
+    assert_json_error(session.post(f"{proxy}/store", data=body, headers=jsonl, timeout=30), 413)
+
+    # Past IMPORT_MAX_BYTES: refused by its Content-Length, before a byte of it is sent.
+    host, port = proxy.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(
+            f"POST /store/{store['id']}/item/import HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/x-ndjson\r\nContent-Length: {257 * 1024 * 1024}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        answer = b"".join(iter(lambda: connection.recv(65536), b""))
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413")
+    assert json.loads(payload)["code"] == 413

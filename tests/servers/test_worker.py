@@ -1,6 +1,6 @@
 """procrastinate's worker (jobs/tasks.py) purges expired stores by itself, and finishes a purge
 whose worker was killed in the middle, touching nothing of another store; replicas share
-the work."""
+the work. It runs catalogue imports, and sweeps up those whose job was lost."""
 
 import os
 import signal
@@ -10,19 +10,26 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
+from sqlalchemy import text
 from support import JWT_SECRET
 from support.api import new_item, new_store
+from support.catalogue import JSONL, json_lines
+
+from db import db
+from tools.throwaway_postgres import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 200_000
 
 
-def worker(database_url: str) -> subprocess.Popen:
+def worker(database_url: str, **variables: str) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "JWT_SECRET_KEY": JWT_SECRET,
         "PURGE_CRON": "* * * * * *",  # every second
+        **variables,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "procrastinate", "--app=jobs.tasks.queue", "worker"],
@@ -80,3 +87,34 @@ def test_the_worker_purges_expired_stores_and_finishes_after_being_killed(app, c
     assert sql("SELECT id FROM items") == [(kept_item["id"],)]
     shown = client.get(f"/store/{kept['id']}").get_json()
     assert [item["id"] for item in shown["items"]] == [kept_item["id"]]
+
+
+def test_the_worker_runs_imports_and_sweeps_up_one_whose_job_was_lost(app, client, sql):
+    store = new_store(client)
+    body = json_lines(*({"name": f"item {n}", "price": 1, "tags": ["new"]} for n in range(5000)))
+    sent = client.post(f"/store/{store['id']}/item/import", data=body, content_type=JSONL)
+    assert sent.status_code == 202
+    # An import whose deferral never happened (the API died right after its commit).
+    lost = client.post(f"/store/{store['id']}/item/import", data=body, content_type=JSONL)
+    with app.app_context():
+        db.session.execute(
+            text("DELETE FROM procrastinate_jobs WHERE args->>'import_id' = :id"),
+            {"id": str(lost.get_json()["id"])},
+        )
+        db.session.execute(text("UPDATE item_imports SET created_at = now() - interval '1 hour'"))
+        db.session.commit()
+
+    port = free_port()
+    running = worker(app.config["SQLALCHEMY_DATABASE_URI"], WORKER_METRICS_PORT=str(port))
+    try:
+        states = "SELECT state FROM item_imports ORDER BY id"
+        wait_for(lambda: sql(states) == [("succeeded",), ("succeeded",)], running, timeout=60)
+        metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        running.terminate()
+        running.wait(timeout=30)
+    assert client.get(sent.headers["Location"]).get_json()["items"] == 5000
+    assert 'catalogue_imports_total{state="succeeded"} 2.0' in metrics
+    assert "catalogue_import_lines_total 10000.0" in metrics
+    assert sql("SELECT count(*), count(DISTINCT store_id) FROM items") == [(10_000, 1)]
+    assert sql("SELECT count(*) FROM tags") == [(1,)]

@@ -1,0 +1,177 @@
+"""Catalogue files at size, and beside other work: a round trip of 100,000 items in both
+formats, `flask import-items` / `flask export-items`, a delete of the store while its import
+runs, and two imports into one store at once."""
+
+import threading
+import time
+
+import pytest
+from flask import Flask
+from sqlalchemy import text
+from support.api import new_store
+from support.catalogue import CSV, JSONL, imported, json_lines, send_file
+
+from catalogue.runs import STORE_GONE, run_import
+from db import db
+
+ITEMS = 100_000
+TAGS = 50
+
+
+def numbers(first: int, last: int) -> str:
+    """A table of the numbers from `first` to `last`, in either database."""
+    return (
+        f"(WITH RECURSIVE s(n) AS (SELECT {first} UNION ALL SELECT n + 1 FROM s"
+        f" WHERE n < {last}) SELECT n FROM s) numbers"
+    )
+
+
+def seed_catalogue(engine, store_id: int, items: int) -> None:
+    """`items` items, every other one described, each linked to two of TAGS tags, one of
+    which has a "|" and a "\\" in its name."""
+    with engine.begin() as connection:
+        for statement in (
+            "INSERT INTO tags (name, store_id) SELECT 'tag ' || n"
+            f" || CASE n WHEN 3 THEN ' a|b\\c' ELSE '' END, :store FROM {numbers(0, TAGS - 1)}",
+            "INSERT INTO items (name, price, description, store_id)"
+            " SELECT 'item ' || n, (n % 1000) + 0.25,"
+            " CASE WHEN n % 2 = 1 THEN 'About \"item\" ' || n || ', in full' END, :store"
+            f" FROM {numbers(1, items)}",
+            "INSERT INTO items_tags (item_id, tag_id) SELECT i.id, t.id FROM items i"
+            " JOIN tags t ON t.store_id = i.store_id"
+            " AND t.id - (SELECT min(id) FROM tags WHERE store_id = :store)"
+            f" IN (i.id % {TAGS}, (i.id + 1) % {TAGS}) WHERE i.store_id = :store",
+        ):
+            connection.execute(text(statement), {"store": store_id})
+
+
+def catalogue(sql, store_id: int) -> list[tuple]:
+    """The store's items with their tag names, comparable across stores."""
+    return sql(
+        "SELECT i.name, i.price, i.description,"
+        " (SELECT count(*) FROM items_tags it WHERE it.item_id = i.id),"
+        " (SELECT min(t.name) || '/' || max(t.name) FROM items_tags it"
+        "  JOIN tags t ON t.id = it.tag_id WHERE it.item_id = i.id)"
+        " FROM items i WHERE i.store_id = :store ORDER BY i.id",
+        store=store_id,
+    )
+
+
+# Each driver's COPY is tested at a smaller size (tests/api/test_catalogue.py).
+@pytest.mark.sqlite_too
+@pytest.mark.one_driver
+@pytest.mark.parametrize("media_type", [JSONL, CSV])
+def test_a_store_of_100_000_items_exported_and_imported_is_the_same(
+    app, client, engine, sql, media_type
+):
+    original = new_store(client)
+    seed_catalogue(engine, original["id"], ITEMS)
+    with client.get(
+        f"/store/{original['id']}/item/export", headers={"Accept": media_type}
+    ) as response:
+        exported = response.get_data()
+    copy = new_store(client, "Copy")
+
+    status = imported(app, client, copy["id"], exported, media_type)
+
+    assert status["state"] == "succeeded", status
+    assert (status["items"], status["tags_created"], status["links"]) == (ITEMS, TAGS, 2 * ITEMS)
+    assert catalogue(sql, copy["id"]) == catalogue(sql, original["id"])
+
+
+@pytest.mark.sqlite_too
+def test_the_commands_import_and_export_files(app, client, sql, tmp_path):
+    store = new_store(client)
+    source = tmp_path / "in.csv"
+    source.write_text("name,price,tags\nNovel,9.99,fiction|paperback\nPen,1,\n")
+    runner = app.test_cli_runner()
+
+    result = runner.invoke(args=["import-items", str(store["id"]), str(source)])
+    assert result.exit_code == 0, result.output
+    assert "Imported 2 items into store 1, 2 new tags, 2 links." in result.output
+
+    out = tmp_path / "out.jsonl"
+    result = runner.invoke(args=["export-items", str(store["id"]), str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().count("\n") == 2
+    assert '"tags":["fiction","paperback"]' in out.read_text().replace(" ", "")
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"name": "x", "price": -1}\n')
+    result = runner.invoke(args=["import-items", str(store["id"]), str(bad)])
+    assert result.exit_code == 1
+    assert "line 1:" in result.output
+    assert sql("SELECT count(*) FROM items") == [(2,)]
+
+
+@pytest.mark.pgbouncer_too
+def test_on_postgresql_the_import_waits_for_the_worker_as_a_job(client, sql):
+    store = new_store(client)
+    response = send_file(client, store["id"], json_lines({"name": "a", "price": 1}))
+    assert response.get_json()["state"] == "queued"
+    jobs = (
+        "SELECT args->>'import_id' FROM procrastinate_jobs WHERE task_name = :task"
+        " ORDER BY id DESC LIMIT 1"
+    )
+    assert sql(jobs, task="jobs.tasks.import_catalogue") == [(str(response.get_json()["id"]),)]
+    assert sql("SELECT count(*) FROM item_import_chunks") == [(1,)]
+
+
+def taken(client, store_id: int, lines: int) -> int:
+    """An import of `lines` lines (each with a tag of its own) sent and kept, not yet run;
+    its id."""
+    items = ({"name": f"item {n}", "price": 1, "tags": [f"t{n}"]} for n in range(lines))
+    response = send_file(client, store_id, json_lines(*items))
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["id"]
+
+
+def test_a_store_deleted_while_its_import_runs_makes_it_fail_with_nothing_left(
+    app, client, sql, engine
+):
+    store = new_store(client)
+    import_id = taken(client, store["id"], 40_000)
+    with engine.connect() as blocker:
+        # Holds the import's last look at its store until the delete is in.
+        blocker.exec_driver_sql("BEGIN")
+        blocker.exec_driver_sql(f"SELECT 1 FROM stores WHERE id = {store['id']} FOR NO KEY UPDATE")
+        running = threading.Thread(target=lambda: run_in(app, import_id))
+        running.start()
+        wait_until(lambda: sql("SELECT lines_read FROM item_imports")[0][0] > 0)
+        blocker.exec_driver_sql(
+            f"UPDATE stores SET deleted_at = now(), expire_time = now() WHERE id = {store['id']}"
+        )
+        blocker.exec_driver_sql("COMMIT")
+        running.join(60)
+
+    assert sql("SELECT state, message FROM item_imports") == [("failed", STORE_GONE)]
+    assert sql("SELECT count(*) FROM items") == [(0,)]
+    assert sql("SELECT count(*) FROM tags") == [(0,)]
+    assert sql("SELECT count(*) FROM item_import_chunks") == [(0,)]
+
+
+def test_two_imports_into_one_store_creating_the_same_tags_both_finish(app, client, sql):
+    store = new_store(client)
+    first, second = (taken(client, store["id"], 20_000) for _ in range(2))
+    runs = [threading.Thread(target=run_in, args=(app, each)) for each in (first, second)]
+    for each in runs:
+        each.start()
+    for each in runs:
+        each.join(120)
+    assert sql("SELECT state FROM item_imports ORDER BY id") == [("succeeded",), ("succeeded",)]
+    assert sql("SELECT count(*), count(DISTINCT name) FROM items") == [(40_000, 20_000)]
+    assert sql("SELECT count(*) FROM tags") == [(20_000,)]
+    assert sql("SELECT count(*) FROM items_tags") == [(40_000,)]
+
+
+def run_in(app: Flask, import_id: int) -> None:
+    with app.app_context():
+        assert run_import(import_id)
+        db.session.remove()
+
+
+def wait_until(condition, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
