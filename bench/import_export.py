@@ -175,6 +175,7 @@ def imported(
 
         # wrk takes some CPU for READ_SECONDS of the import's run: it costs the import a few %.
         reads = reads_beside(run, reads_url, READ_SECONDS)
+        db.session.expire_all()  # it ran in another session
         assert db.session.get(ItemImportModel, import_id).state == "succeeded"
         return timing["seconds"], timing["rss"], store, taking, reads
 

@@ -78,9 +78,6 @@ def run_import(import_id: int) -> bool:
     if item_import is None or item_import.state not in (QUEUED, RUNNING):
         db.session.rollback()
         return False
-    if postgres:
-        wait_for_other_imports(item_import.store_id)
-        report(import_id, state=RUNNING)
     show = functools.partial(report, import_id) if postgres else None
     run(item_import, kept_chunks(db.engine, import_id), show)
     db.session.commit()
@@ -90,18 +87,22 @@ def run_import(import_id: int) -> bool:
 def run(
     item_import: ItemImportModel,
     chunks: Iterable[bytes],
-    show: Callable[..., None] | None = None,
+    show: Callable[[str, int], None] | None = None,
 ) -> None:
     """Import the file, and set how it went on `item_import` (its chunks dropped), in the
-    current transaction; the caller commits. `show(lines_read=n)` is told how far it got, as
-    it goes."""
+    current transaction; the caller commits. `show(state, lines_read)` is told when it
+    starts and how far it got, as it goes."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        wait_for_other_imports(item_import.store_id)
+    if show is not None:
+        show(RUNNING, 0)
     started = time.monotonic()
 
     def progress(counts: Imported) -> None:
         rate = counts.lines / max(time.monotonic() - started, 1e-6)
         logger.info("Import %d: %d lines read, %.0f lines/s", item_import.id, counts.lines, rate)
         if show is not None:
-            show(lines_read=counts.lines)
+            show(RUNNING, counts.lines)
 
     savepoint = db.session.begin_nested()
     try:
@@ -165,9 +166,10 @@ def wait_for_other_imports(store_id: int) -> None:
         time.sleep(STORE_BUSY_SECONDS)
 
 
-def report(import_id: int, **changes) -> None:
-    """Show `changes` of a running import at once, outside its transaction, which is seen
+def report(import_id: int, state: str, lines_read: int) -> None:
+    """Show how far a running import got at once, outside its transaction, which is seen
     only when it ends."""
+    changes = {"state": state, "lines_read": lines_read}
     with db.engine.begin() as connection:
         connection.execute(
             update(ItemImportModel).where(ItemImportModel.id == import_id).values(**changes)

@@ -76,7 +76,7 @@ def import_items(store_id: int, file: BinaryIO, format_: str | None) -> None:
     db.session.add(item_import)
     db.session.flush()
     progress = Progress("Imported")
-    run(item_import, file_chunks(file), lambda lines_read: progress(lines_read))
+    run(item_import, file_chunks(file), lambda _state, lines_read: progress(lines_read))
     db.session.commit()
     progress.done()
     if item_import.state != SUCCEEDED:
