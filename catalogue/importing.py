@@ -104,7 +104,7 @@ def new_items(
             yield line, NewItem(item["name"], item["price"], item.get("description"), tags)
 
 
-def read_ahead(entries: Iterator[T], batch: int = BATCH_ITEMS, depth: int = 2) -> Iterator[T]:
+def read_ahead(entries: Iterator[T], batch: int = BATCH_ITEMS, depth: int = 1) -> Iterator[T]:
     """`entries`, read and checked by a thread of their own up to `depth` batches ahead:
     checking a line (marshmallow) costs about what writing it does, and a write waits on
     the database (the foreign key checks at the end of each COPY) without the GIL, so both
