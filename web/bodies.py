@@ -70,7 +70,7 @@ class StreamedBody:
         return {
             "required": True,
             "content": {
-                media_type: {"schema": {"type": "string"}, "example": example}
+                media_type: {"schema": {"type": "string", "minLength": 1}, "example": example}
                 for media_type, example in self.examples.items()
             },
         }
