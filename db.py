@@ -282,3 +282,11 @@ def prune(model: type[Base], *expired, batch: int | None = None) -> int:
         chosen = select(*columns).where(*expired).limit(batch)
         pruned = delete(model).where(key.in_(chosen.with_for_update(skip_locked=True)))
     return db.session.execute(pruned, execution_options={"synchronize_session": False}).rowcount
+
+
+def took_advisory_lock(name: str) -> bool:
+    """Take PostgreSQL's advisory lock of `name` until the session's transaction ends, if no
+    other transaction holds it; whether it was taken. Transaction-scoped, so it works
+    through PgBouncer in transaction mode."""
+    lock = func.pg_try_advisory_xact_lock(func.hashtextextended(name, 0))
+    return bool(db.session.scalar(select(lock)))

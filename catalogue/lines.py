@@ -22,7 +22,6 @@ CSV = "text/csv"
 MEDIA_TYPES = (JSON_LINES, CSV)
 CSV_COLUMNS = ("name", "price", "description", "tags")
 REQUIRED_CSV_COLUMNS = {"name", "price"}
-TAG_SEPARATOR = "|"
 # Lines checked at once: marshmallow checks a list faster than its lines one by one.
 CHECKED_TOGETHER = 1_000
 
@@ -188,10 +187,3 @@ def split_tags(text: str) -> list[str]:
         start = token.end()
     name.append(text[start:])
     return [*names, "".join(name)]
-
-
-def joined_tags(names: Iterable[str]) -> str:
-    """The CSV field of these tag names."""
-    return TAG_SEPARATOR.join(
-        name.replace("\\", "\\\\").replace(TAG_SEPARATOR, "\\" + TAG_SEPARATOR) for name in names
-    )

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, insert, select, update
 
 from catalogue.importing import Imported, LinesRefused, import_items
-from db import db
+from db import db, took_advisory_lock
 from models import ItemImportChunkModel, ItemImportModel, StoreModel
 from models.item_import import FAILED, QUEUED, RUNNING, SUCCEEDED
 from models.queries import get_live
@@ -71,7 +71,7 @@ def chunk_number(import_id: int, number: int):
 def run_import(import_id: int) -> bool:
     """Run the import if it is unfinished and nobody runs it; whether this call ran it."""
     postgres = db.session.get_bind().dialect.name == "postgresql"
-    if postgres and not db.session.scalar(select(try_lock(f"import {import_id}"))):
+    if postgres and not took_advisory_lock(f"import {import_id}"):
         db.session.rollback()
         return False
     item_import = db.session.get(ItemImportModel, import_id)
@@ -153,16 +153,11 @@ def file_chunks(file: BinaryIO) -> Iterator[bytes]:
     return iter(lambda: file.read(CHUNK_BYTES), b"")
 
 
-def try_lock(name: str):
-    # Transaction-scoped, so it works through PgBouncer in transaction mode.
-    return func.pg_try_advisory_xact_lock(func.hashtextextended(name, 0))
-
-
 def wait_for_other_imports(store_id: int) -> None:
     """Hold the store's import lock, once no other import into the store runs: two would
     create the same tags, and each wait for the other's. Polled, as a wait longer than the
     statement timeout would be cancelled."""
-    while not db.session.scalar(select(try_lock(f"imports into store {store_id}"))):
+    while not took_advisory_lock(f"imports into store {store_id}"):
         time.sleep(STORE_BUSY_SECONDS)
 
 

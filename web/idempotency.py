@@ -20,11 +20,11 @@ from functools import wraps
 from flask import Response, current_app, g, request
 from flask_jwt_extended import current_user
 from flask_smorest import abort
-from sqlalchemy import Executable, Result, func, select
+from sqlalchemy import Executable, Result, select
 from sqlalchemy.orm import SessionTransaction
 
 from config.settings import current_settings
-from db import db, prune, read_outside_transactions, upsertable_insert
+from db import db, prune, read_outside_transactions, took_advisory_lock, upsertable_insert
 from models import IdempotencyKeyModel
 from security.throttle import client_of
 from web.bodies import body_to_fingerprint
@@ -112,19 +112,15 @@ class Claim:
         if self.transaction is not None and self.transaction is db.session().get_transaction():
             return
         with db.session.no_autoflush:
-            if db.session.get_bind().dialect.name == "postgresql":
-                # Transaction-scoped, so it works through PgBouncer in transaction mode.
-                lock = func.pg_try_advisory_xact_lock(
-                    func.hashtextextended(f"{self.scope} {self.key}", 0)
+            postgres = db.session.get_bind().dialect.name == "postgresql"
+            if postgres and not took_advisory_lock(f"{self.scope} {self.key}"):
+                db.session.rollback()
+                abort(
+                    409,
+                    message=f"A request with this {HEADER} is still running: retry it "
+                    "after Retry-After seconds to get its answer.",
+                    headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
                 )
-                if not db.session.scalar(select(lock)):
-                    db.session.rollback()
-                    abort(
-                        409,
-                        message=f"A request with this {HEADER} is still running: retry it "
-                        "after Retry-After seconds to get its answer.",
-                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-                    )
             self.replay_if_kept(db.session.execute)
         self.transaction = db.session().get_transaction()
 
