@@ -16,16 +16,13 @@ from werkzeug.routing import IntegerConverter
 
 from cli import register_commands
 from config.settings import Settings, load_settings
-from db import (
-    READS,
-    begin_transactions,
-    configure_sqlite,
-    db,
+from connections.faults import (
     drop_read_only_connections,
-    engine_options,
+    log_server_changes,
     ping_idle_connections,
-    read_engine_options,
 )
+from connections.options import engine_options, read_engine_options
+from db import READS, begin_transactions, configure_sqlite, db
 from observability import init_observability
 from resources.catalogue import blp as catalogue_blueprint
 from resources.health import blp as health_blueprint
@@ -113,6 +110,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
             drop_read_only_connections(engine)
             configure_sqlite(engine)
         begin_transactions(db.engine, settings.database_statement_timeout_ms)
+        log_server_changes(db.engine)
         init_observability(app, db.engines)
 
     @app.before_request

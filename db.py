@@ -2,13 +2,10 @@
 autocommit), and how their connections are set up on PostgreSQL and SQLite."""
 
 import sqlite3
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import flask_sqlalchemy.session
-import psycopg
-import psycopg2.extensions
 from flask import has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
@@ -28,8 +25,6 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -92,85 +87,12 @@ def read_outside_transactions(statement: Executable) -> Result:
     return db.session.execute(statement, bind_arguments={"bind": db.engines[READS]})
 
 
-def engine_options(url: str, connect_timeout: int, statement_timeout_ms: int) -> dict:
-    # An unexpected database error is logged with its SQL, not its values: they can be
-    # password hashes and emails.
-    options: dict[str, Any] = {"hide_parameters": True}
-    driver = make_url(url).get_driver_name()
-    if driver == "pysqlite":
-        # A writer waits this long for the database lock, then the request answers 503.
-        return {**options, "connect_args": {"timeout": statement_timeout_ms / 1000}}
-    if not url.startswith("postgresql"):
-        return options
-    # A database that is down or stuck answers 503 in seconds instead of hanging workers.
-    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
-    if driver == "psycopg":
-        # psycopg 3 prepares a statement on the server after 5 runs; behind PgBouncer in
-        # transaction mode that server connection may belong to another client by then.
-        connect_args["prepare_threshold"] = None
-    return {**options, "connect_args": connect_args}
-
-
-def read_engine_options(url: str, options: dict, statement_timeout_ms: int) -> dict:
-    """The engine of reads (READS): in autocommit, each statement carrying the statement
-    timeout (cursor_with_timeout)."""
-    # In autocommit there is no transaction to roll back when a connection goes back to the
-    # pool: the pool's reset on return would be a call for nothing on every read.
-    reads = {"url": url, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None, **options}
-    cursor = cursor_with_timeout(make_url(url).get_driver_name(), statement_timeout_ms)
-    if cursor is not None:
-        reads["connect_args"] = {**options["connect_args"], "cursor_factory": cursor}
-    return reads
-
-
 def read_outside_the_session(statement: Executable, parameters: dict) -> Any:
     """The one value of a read on the engine of reads, on a connection of its own rather
     than through the ORM session: for the hottest read (GET /store/<id>), the session's
     bookkeeping cost more than the statement's round trip (docs/benchmarks.md)."""
     with db.engines[READS].connect() as connection:
         return connection.scalar(statement, parameters)
-
-
-# What a server that refuses writes answers them: a hot standby, a demoted primary.
-READ_ONLY_SQL_TRANSACTION = "25006"
-
-
-def drop_read_only_connections(engine: Engine) -> None:
-    """Treat a server that refuses writes like a lost one: the pool drops its connections, so
-    the next request connects anew and finds the primary (libpq's target_session_attrs, or
-    PgBouncer reconnecting). A ping would not notice: SELECT 1 succeeds on a standby. The
-    error itself then answers 503 (web.errors)."""
-
-    @event.listens_for(engine, "handle_error")
-    def lost_if_read_only(context) -> None:
-        diagnostics = getattr(context.original_exception, "diag", None)
-        if diagnostics is not None and diagnostics.sqlstate == READ_ONLY_SQL_TRANSACTION:
-            context.is_disconnect = True
-
-
-def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:
-    """Check a pooled connection before use when it sat idle: after a database restart,
-    a worker reconnects by itself instead of failing requests on a dead connection.
-
-    Unlike `pool_pre_ping`, connections in steady use are not pinged: a ping is a round
-    trip, as costly as the one-statement GET /store/<id> it would precede. A restart
-    takes longer than `idle_seconds`, so every connection it killed was idle for longer.
-    """
-
-    @event.listens_for(engine.pool, "checkin")
-    def note_idle_since(_dbapi_connection, record) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine.pool, "checkout")
-    def ping_if_idle(dbapi_connection, record, _proxy) -> None:
-        idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as error:
-            # The pool drops this connection and hands out a fresh one.
-            raise DisconnectionError from error
 
 
 def configure_sqlite(engine: Engine) -> None:
@@ -207,43 +129,6 @@ def begin_transactions(engine: Engine, statement_timeout_ms: int) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {statement_timeout_ms:d}")
-
-
-def cursor_with_timeout(driver: str, statement_timeout_ms: int) -> type | None:
-    """The cursor class of the engine of reads, which gives every statement the statement
-    timeout in the same round trip: there is no transaction to SET LOCAL in (autocommit),
-    but PostgreSQL runs a query string of several statements as one implicit transaction,
-    so `SET LOCAL` holds for the statement after it, directly and through PgBouncer in
-    transaction mode alike. A read stuck behind a lock (a migration's) answers 503 instead of
-    holding a worker and a server connection.
-
-    A cursor class rather than a SQLAlchemy event: measured, the event's dispatch cost as much
-    again as the prefix itself. psycopg 3 sends several statements only when it binds
-    parameters on the client (ClientCursor), and gives the first statement's result first.
-    None for SQLite (readers never wait in WAL mode) and for a timeout of 0 (none to set).
-    """
-    if not statement_timeout_ms:
-        return None
-    prefix = f"SET LOCAL statement_timeout = {statement_timeout_ms:d}; "
-    if driver == "psycopg2":
-
-        class Psycopg2CursorWithTimeout(psycopg2.extensions.cursor):
-            def execute(self, query, vars=None):
-                return super().execute(self.prefix + query, vars)
-
-        Psycopg2CursorWithTimeout.prefix = prefix
-        return Psycopg2CursorWithTimeout
-    if driver == "psycopg":
-
-        class PsycopgCursorWithTimeout(psycopg.ClientCursor):
-            def execute(self, query, params=None, **options):
-                super().execute(self.prefix + query, params, **options)
-                self.nextset()
-                return self
-
-        PsycopgCursorWithTimeout.prefix = prefix
-        return PsycopgCursorWithTimeout
-    return None
 
 
 def upsertable_insert(model: type[Base]):

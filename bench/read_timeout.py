@@ -25,7 +25,7 @@ import psycopg2
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.run import DRIVERS, requests_per_second, serve, store_to_read
-from db import cursor_with_timeout
+from connections.options import cursor_with_timeout
 from tools.gunicorn_server import API
 from tools.throwaway_postgres import throwaway_postgres
 

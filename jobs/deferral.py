@@ -13,7 +13,7 @@ import procrastinate
 from flask import Response, current_app
 
 from config.settings import current_settings
-from jobs.connection import libpq_conninfo
+from connections.options import libpq_conninfo
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,9 @@ IMPORT_TASK = "jobs.tasks.import_catalogue"
 def job_queue() -> procrastinate.App:
     """The app's procrastinate queue, opened once, on its first deferral."""
     if (queue := current_app.extensions.get("job_queue")) is None:
+        settings = current_settings()
         connector = procrastinate.SyncPsycopgConnector(
-            conninfo=libpq_conninfo(current_settings().database_url),
+            conninfo=libpq_conninfo(settings.database_url, settings.database_connect_timeout),
             # One connection, opened when needed; no prepared statements, which PgBouncer
             # 1.18 in transaction mode cannot keep.
             min_size=0, max_size=1, kwargs={"prepare_threshold": None},

@@ -15,7 +15,7 @@ from flask import Flask
 from app import create_app
 from catalogue.runs import abandoned_imports, run_import
 from config.settings import load_settings
-from jobs.connection import libpq_conninfo
+from connections.options import libpq_conninfo
 from jobs.purge import purge_expired
 
 settings = load_settings()
@@ -25,7 +25,9 @@ if settings.worker_metrics_port:
 
 
 queue = procrastinate.App(
-    connector=procrastinate.PsycopgConnector(conninfo=libpq_conninfo(settings.database_url))
+    connector=procrastinate.PsycopgConnector(
+        conninfo=libpq_conninfo(settings.database_url, settings.database_connect_timeout)
+    )
 )
 
 

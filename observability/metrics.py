@@ -40,6 +40,14 @@ CONNECTIONS = Gauge(
     "db_connections_in_use", "Pooled database connections checked out, by engine",
     ["engine"], multiprocess_mode="livesum",
 )  # fmt: skip
+DATABASE_FAILURES = Counter(
+    "database_failures", "Requests the database could not serve (503), by kind: unavailable, "
+    "read_only (a standby or demoted primary), timeout", ["kind"],
+)  # fmt: skip
+RECONNECTIONS = Counter(
+    "database_reconnections", "Pooled connections opened again in place of one lost (a "
+    "server restarted, failed over or unreachable), by engine", ["engine"],
+)  # fmt: skip
 THROTTLED = Counter(
     "throttle_refusals", "Attempts refused with 429 while a limit's wait runs, by limit",
     ["limit"],
@@ -88,8 +96,19 @@ def count_import(state: str, lines: int, seconds: float) -> None:
     IMPORT_RATE.set(lines / max(seconds, 1e-6))
 
 
+def count_database_failure(kind: str) -> None:
+    DATABASE_FAILURES.labels(kind).inc()
+
+
 def count_connections(engine: Engine, name: str) -> None:
-    in_use = CONNECTIONS.labels(name)
+    in_use, reconnections = CONNECTIONS.labels(name), RECONNECTIONS.labels(name)
+
+    @event.listens_for(engine.pool, "connect")
+    def connected(_dbapi_connection, record) -> None:
+        # record_info outlives the connection: the pool's slot, reconnected once lost.
+        if record.record_info.get("connected"):
+            reconnections.inc()
+        record.record_info["connected"] = True
 
     @event.listens_for(engine.pool, "checkout")
     def checked_out(*_args) -> None:

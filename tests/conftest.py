@@ -16,7 +16,8 @@ from support.http import server_env
 
 from app import create_app
 from config.settings import DEFAULT_POSTGRES_DRIVER, Settings
-from db import begin_transactions, configure_sqlite, db, engine_options
+from connections.options import engine_options
+from db import begin_transactions, configure_sqlite, db
 from models import UserModel
 from security.tokens import issue_tokens
 from tools.gunicorn_server import API, gunicorn

@@ -9,7 +9,9 @@ from flask_smorest import abort
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from connections.faults import failure_kind
 from db import db
+from observability.metrics import count_database_failure
 
 RETRY_AFTER_SECONDS = 5
 
@@ -53,6 +55,7 @@ def described(error: DBAPIError) -> str:
 
 def database_unavailable(error: OperationalError) -> ErrorResponse:
     """The database is down, unreachable or timed out: a 503 the client can retry."""
+    count_database_failure(failure_kind(error))
     current_app.logger.warning("database unavailable: %s", described(error))
     db.session.rollback()
     return error_response(
@@ -64,8 +67,8 @@ def database_unavailable(error: OperationalError) -> ErrorResponse:
 
 def unexpected_database_error(error: DBAPIError) -> ErrorResponse:
     """A database error nobody planned for: a bug, logged with where it happened; unless the
-    connection was lost with it (a server that refuses writes, db.drop_read_only_connections):
-    then the database is unavailable."""
+    connection was lost with it (a server that refuses writes:
+    connections.faults.drop_read_only_connections): then the database is unavailable."""
     if error.connection_invalidated:
         return database_unavailable(error)
     current_app.logger.error(

@@ -13,7 +13,7 @@ from support.http import server_env, sign_up
 
 from app import create_app
 from config.settings import Settings
-from db import ping_idle_connections
+from connections.faults import ping_idle_connections
 from jobs.purge import purge_expired
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_postgres import free_port, throwaway_postgres
