@@ -1,0 +1,121 @@
+"""A silent partition between the API and its database, acted out in a network namespace
+of its own: run as `unshare -n python -m support.partition DRIVER VIA` (by
+tests/servers/test_partition.py), it prints what the clients saw as JSON.
+
+Inside the namespace, loopback is this run's alone: PostgreSQL (and PgBouncer), gunicorn and
+two clients talk over it, and iptables drops every packet to and from the database's port
+(no RST, nothing answers), as a firewall or a dead network path would, then lets them pass.
+"""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager, nullcontext
+from itertools import count
+
+import flask_migrate
+import requests
+from sqlalchemy import make_url
+
+from app import create_app
+from config.settings import Settings
+from support.http import server_env, sign_up
+from tools.gunicorn_server import API, ROOT, gunicorn
+from tools.throwaway_postgres import throwaway_pgbouncer, throwaway_postgres
+
+# Longer than any request may take under it (statement timeout + 5 s): none can wait it out.
+PARTITION_SECONDS = 15
+STATEMENT_TIMEOUT_MS = 5000
+AFTER_HEALING_SECONDS = 6
+
+
+def iptables(action: str, port: int) -> None:
+    for direction in ("--dport", "--sport"):
+        rule = ["OUTPUT", "-p", "tcp", direction, str(port), "-j", "DROP"]
+        subprocess.run(["iptables", action, *rule], check=True)
+
+
+@contextmanager
+def partitioned(port: int):
+    iptables("-A", port)
+    try:
+        yield
+    finally:
+        iptables("-D", port)
+
+
+def answer(what: str, started: float, status: int, created: int | None = None) -> dict:
+    return {"what": what, "started": started, "ended": time.monotonic(), "status": status,
+            "id": created}  # fmt: skip
+
+
+def clients(base_url: str, headers: dict, store_id: int, answers: list, stop: threading.Event):
+    """Two clients, one writing stores and one reading a store, each request recorded as
+    what answer() says."""
+    names = count()
+
+    def write() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            response = requests.post(
+                f"{base_url}/store", json={"name": f"Store {next(names)}"}, headers=headers,
+                timeout=60,
+            )  # fmt: skip
+            created = response.json().get("id") if response.status_code == 201 else None
+            answers.append(answer("write", started, response.status_code, created))
+
+    def read() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            response = requests.get(f"{base_url}/store/{store_id}", timeout=60)
+            answers.append(answer("read", started, response.status_code))
+
+    return [threading.Thread(target=work) for work in (write, read)]
+
+
+def act_out(driver: str, via: str) -> dict:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with throwaway_postgres() as cluster:
+        direct = cluster.url(driver)
+        with create_app(Settings(database_url=direct), TESTING=True).app_context():
+            flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        bouncer = throwaway_pgbouncer(make_url(direct)) if via == "pgbouncer" else nullcontext()
+        with bouncer as bouncer_port:
+            url = direct if bouncer_port is None else direct.replace(
+                f":{cluster.port}/", f":{bouncer_port}/"
+            )  # fmt: skip
+            env = server_env(url, DATABASE_STATEMENT_TIMEOUT_MS=str(STATEMENT_TIMEOUT_MS))
+            with gunicorn(API, env, "--workers", "2") as server:
+                headers = sign_up(server.url, "partitioned")
+                store = requests.post(
+                    f"{server.url}/store", json={"name": "Read"}, headers=headers, timeout=30
+                ).json()
+                answers: list = []
+                stop = threading.Event()
+                threads = clients(server.url, headers, store["id"], answers, stop)
+                for thread in threads:
+                    thread.start()
+                time.sleep(1)
+                with partitioned(cluster.port):
+                    partitioned_at = time.monotonic()
+                    time.sleep(PARTITION_SECONDS)
+                healed_at = time.monotonic()
+                time.sleep(AFTER_HEALING_SECONDS)
+                stop.set()
+                for thread in threads:
+                    thread.join()
+                acknowledged = [each["id"] for each in answers if each["id"] is not None]
+                found = [
+                    requests.get(f"{server.url}/store/{id}", timeout=30).status_code
+                    for id in acknowledged
+                ]
+    return {
+        "partitioned_at": partitioned_at, "healed_at": healed_at, "answers": answers,
+        "statement_timeout_s": STATEMENT_TIMEOUT_MS / 1000, "found": found,
+    }  # fmt: skip
+
+
+if __name__ == "__main__":
+    print(json.dumps(act_out(*sys.argv[1:])))
