@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import create_engine, event
 from support.api import assert_error
+from support.http import metric_total
 
 from db import db
 
@@ -65,3 +66,8 @@ def test_writes_to_a_server_refusing_them_answer_503_then_work_again(app, client
         event.remove(writes, "connect", made)
     names = [store["name"] for store in client.get("/store").get_json()]
     assert names == ["Before", "After"]
+    # Counted as its own kind of failure (the app in process counts in this process).
+    failures = metric_total(
+        client.get("/metrics").text, "database_failures_total", kind="read_only"
+    )
+    assert failures >= 2

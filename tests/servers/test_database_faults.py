@@ -9,7 +9,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from support.api import new_store
-from support.http import server_env, sign_up
+from support.http import metric_total, server_env, sign_up
 
 from app import create_app
 from config.settings import Settings
@@ -38,8 +38,14 @@ def assert_quick_503(method: str, url: str, **kwargs) -> None:
 
 
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
-def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster, driver):
-    with gunicorn(API, server_env(own_cluster.url(driver)), "--workers", "2") as server:
+def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster, driver, tmp_path):
+    log = tmp_path / "server.log"
+    with (
+        log.open("w") as server_log,
+        gunicorn(
+            API, server_env(own_cluster.url(driver)), "--workers", "2", stderr=server_log
+        ) as server,
+    ):
         signed_in = sign_up(server.url, "survivor")
         store = requests.post(
             f"{server.url}/store", json={"name": "Survivor"}, headers=signed_in
@@ -61,6 +67,14 @@ def test_requests_answer_503_while_the_database_is_down_then_recover(own_cluster
             assert requests.get(f"{server.url}/store/{store['id']}").json()["name"] == "Survivor"
         assert requests.get(f"{server.url}/health").status_code == 200
         assert requests.get(f"{server.url}/store").json()[0]["name"] == "Survivor"
+
+        # Operators see it: the failures by kind, the connections made again, and where
+        # writes go (said once per worker, not again on reconnecting to the same server).
+        exposed = requests.get(f"{server.url}/metrics", timeout=10).text
+        assert metric_total(exposed, "database_failures_total", kind="unavailable") >= 3
+        assert metric_total(exposed, "database_reconnections_total") >= 1
+    said = log.read_text().count(f"database writes go to 127.0.0.1:{own_cluster.port}")
+    assert 1 <= said <= 2, log.read_text()
 
 
 @pytest.mark.pgbouncer_too

@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from support.http import run_together
+from support.http import metric_total, run_together
 
 from web.idempotency import REPLAYED
 
@@ -51,15 +50,8 @@ def post_until_answered(
 def server_counts(base_url: str) -> tuple[float, float]:
     """From the workers' /metrics: POST /item requests answered, database connections in use."""
     exposed = requests.get(f"{base_url}/metrics", timeout=10).text
-    samples = [s for f in text_string_to_metric_families(exposed) for s in f.samples]
-    posts = sum(
-        s.value
-        for s in samples
-        if s.name == "http_requests_total"
-        and (s.labels["method"], s.labels["route"]) == ("POST", "/item")
-    )
-    connections = sum(s.value for s in samples if s.name == "db_connections_in_use")
-    return posts, connections
+    posts = metric_total(exposed, "http_requests_total", method="POST", route="/item")
+    return posts, metric_total(exposed, "db_connections_in_use")
 
 
 def wait_until_server_counts(base_url: str, expected: tuple[float, float]) -> None:

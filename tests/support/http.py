@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 import requests.adapters
+from prometheus_client.parser import text_string_to_metric_families
 
 from support import JWT_SECRET, PASSWORD, bearer_of
 
@@ -12,6 +13,16 @@ from support import JWT_SECRET, PASSWORD, bearer_of
 def server_env(database_url: str, **variables: str) -> dict[str, str]:
     """The environment of a gunicorn server of the suite, on that database."""
     return {"DATABASE_URL": database_url, "JWT_SECRET_KEY": JWT_SECRET, **variables}
+
+
+def metric_total(exposed: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` in a /metrics page whose labels include `labels`."""
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(exposed)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def store_item_and_tag_over_http(http, base_url: str, store_name: str) -> tuple[dict, dict, dict]:
