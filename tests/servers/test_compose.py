@@ -19,18 +19,20 @@ from tools.gunicorn_server import listening_socket, wait_until_serving
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def compose_config(directory: Path, **dotenv: str) -> subprocess.CompletedProcess:
-    """`docker-compose config` of the project's compose file beside a .env made as the
-    the README says (.env.example copied, then `dotenv` set), in `directory`, not the checkout:
-    a .env of the developer's own stays out of it."""
-    shutil.copy(ROOT / "docker-compose.yml", directory)
+def compose_config(directory: Path, *files: str, **dotenv: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` of the project's compose file (and `files` over it) beside a
+    .env made as the README says (.env.example copied, then `dotenv` set), in `directory`,
+    not the checkout: a .env of the developer's own stays out of it."""
+    for file in ("docker-compose.yml", *files):
+        shutil.copy(ROOT / file, directory)
     (directory / "deploy").symlink_to(ROOT / "deploy")
     lines = [f"{name}={value}" for name, value in dotenv.items()]
     (directory / ".env").write_text("\n".join([(ROOT / ".env.example").read_text(), *lines]))
     # Debian's docker-compose validates the file the same way on every machine, whichever
     # docker client (with or without its compose plugin) is installed (`make test` installs it).
     return subprocess.run(
-        ["docker-compose", "-f", "docker-compose.yml", "config"],
+        ["docker-compose", *(f"--file={file}" for file in ("docker-compose.yml", *files)),
+         "config"],
         cwd=directory, capture_output=True, text=True,
         env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
     )  # fmt: skip
@@ -154,3 +156,20 @@ def test_the_image_command_migrates_directly_then_serves_through_pgbouncer(backe
 def test_the_image_leaves_secrets_and_local_data_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", "instance"} <= set(ignored)
+
+
+def test_the_high_availability_file_puts_haproxy_before_two_patroni_nodes(tmp_path):
+    result = compose_config(tmp_path, "docker-compose.ha.yml", JWT_SECRET_KEY="x" * 64)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    # Everything that reached PostgreSQL as db:5432 now reaches HAProxy there.
+    assert services["db"]["build"]["context"].endswith("deploy/haproxy")
+    haproxy = (ROOT / "deploy" / "haproxy" / "haproxy.cfg").read_text()
+    for node in ("db1", "db2"):
+        patroni = services[node]
+        assert patroni["build"]["context"].endswith("deploy/patroni")
+        assert patroni["environment"]["PATRONI_NAME"] == node
+        assert patroni["environment"]["PATRONI_ETCD3_HOSTS"] == "etcd:2379"
+        assert f"server {node} {node}:5432 check port 8008" in haproxy
+    assert "pg_isready -h 127.0.0.1 -p 5432" in " ".join(services["db"]["healthcheck"]["test"])
+    assert services["worker"]["restart"] == "unless-stopped"

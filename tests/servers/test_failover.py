@@ -1,8 +1,9 @@
 """The primary dies and Patroni promotes its synchronous standby: under writers that retry
 with Idempotency-Keys and a reader, the API answers only 2xx and 503, writes resume by
-themselves within 5 s of the promotion, and every acknowledged write is on the new primary,
-none twice. Through the deployed path (PgBouncer, then HAProxy asking Patroni which node is
-the primary, as docker-compose.ha.yml runs them) and with a multi-host DATABASE_URL."""
+themselves within 5 s of the promotion, every acknowledged write is on the new primary,
+none twice, and the job worker and migrations find the new primary too. Through the
+deployed path (PgBouncer, then HAProxy asking Patroni which node is the primary, as
+docker-compose.ha.yml runs them) and with a multi-host DATABASE_URL."""
 
 import threading
 import time
@@ -13,7 +14,9 @@ import flask_migrate
 import pytest
 import requests
 from sqlalchemy import create_engine, make_url
+from support.catalogue import JSONL, json_lines
 from support.http import server_env, sign_up
+from support.worker import worker
 
 from app import create_app
 from config.settings import Settings
@@ -27,6 +30,7 @@ from tools.throwaway_patroni import (
 from tools.throwaway_postgres import throwaway_pgbouncer
 
 pytestmark = pytest.mark.one_driver
+MIGRATIONS = str(ROOT / "migrations")
 
 
 @contextmanager
@@ -98,6 +102,22 @@ class Load:
             thread.join()
 
 
+def import_runs(base_url: str, headers: dict, store_id: int) -> bool:
+    """Send a small catalogue file; whether the worker imported it within 30 s."""
+    sent = requests.post(
+        f"{base_url}/store/{store_id}/item/import", data=json_lines({"name": "Lamp", "price": 2}),
+        headers={**headers, "Content-Type": JSONL}, timeout=30,
+    )  # fmt: skip
+    assert sent.status_code == 202, sent.text
+    status_url = base_url + sent.headers["Location"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if requests.get(status_url, headers=headers, timeout=30).json()["state"] == "succeeded":
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def names_counted(url: str) -> dict[str, int]:
     """How many stores of each name the database holds."""
     engine = create_engine(url)
@@ -111,8 +131,10 @@ def names_counted(url: str) -> dict[str, int]:
 @pytest.mark.parametrize("path", ["deployed", "multi-host"])
 def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path):
     with throwaway_patroni() as cluster, database_url(cluster, path) as (url, migrations_url):
-        with create_app(Settings(database_url=migrations_url), TESTING=True).app_context():
-            flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        migrations = create_app(Settings(database_url=migrations_url), TESTING=True)
+        with migrations.app_context():
+            flask_migrate.upgrade(directory=MIGRATIONS)
+        jobs = worker(migrations_url)  # straight to PostgreSQL, as compose runs it
         with gunicorn(API, server_env(url), "--workers", "2") as server:
             headers = sign_up(server.url, "failing-over")
             store = requests.post(
@@ -125,6 +147,20 @@ def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path)
                 old_primary.kill()
                 promoted_at = wait_for(standby.is_primary, "the standby promoted", timeout=60)
                 time.sleep(8)
+            # procrastinate stops its worker once its connection is lost (a side task failed),
+            # and compose starts it again (restart: unless-stopped), as any supervisor would:
+            # the new one finds the new primary, and runs an import sent now.
+            assert jobs.wait(timeout=30) is not None
+            jobs = worker(migrations_url)
+            try:
+                assert import_runs(server.url, headers, store["id"]), jobs.stderr.read()
+            finally:
+                jobs.terminate()
+                jobs.wait(timeout=30)
+        # So do migrations: the last one taken back and made again, on the new primary.
+        with migrations.app_context():
+            flask_migrate.downgrade(directory=MIGRATIONS, revision="-1")
+            flask_migrate.upgrade(directory=MIGRATIONS)
         stored = names_counted(cluster.url(standby))
 
     statuses = {status for _, _, status in load.answers}

@@ -2,39 +2,21 @@
 whose worker was killed in the middle, touching nothing of another store; replicas share
 the work. It runs catalogue imports, and sweeps up those whose job was lost."""
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import requests
 from sqlalchemy import text
-from support import JWT_SECRET
 from support.api import new_item, new_store
 from support.catalogue import JSONL, json_lines
+from support.worker import worker
 
 from db import db
 from tools.throwaway_postgres import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 200_000
-
-
-def worker(database_url: str, **variables: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "JWT_SECRET_KEY": JWT_SECRET,
-        "PURGE_CRON": "* * * * * *",  # every second
-        **variables,
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "procrastinate", "--app=jobs.tasks.queue", "worker"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
 
 
 def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float) -> None:
