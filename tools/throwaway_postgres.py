@@ -46,14 +46,22 @@ def owned_temp_dir(prefix: str) -> Path:
 
 
 class ThrowawayPostgres:
-    """A cluster in a temporary directory, from the installed binaries (`pg_config --bindir`)."""
+    """A cluster in a temporary directory, from the installed binaries (`pg_config --bindir`):
+    a new one, or a hot standby of a running one (`standby_of`), streaming from it, copied
+    with `pg_basebackup -R -X stream` (initdb's trust rules let loopback replicate)."""
 
-    def __init__(self) -> None:
+    def __init__(self, standby_of: "ThrowawayPostgres | None" = None) -> None:
         self.bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
         self.root = owned_temp_dir("throwaway-postgres-")
         self.data = self.root / "data"
         self.port = 0
-        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        if standby_of is None:
+            self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        else:
+            self._run(
+                "pg_basebackup", "-D", self.data, "-R", "-X", "stream", "-c", "fast",
+                "-h", "127.0.0.1", "-p", str(standby_of.port), "-U", "postgres",
+            )  # fmt: skip
 
     def url(self, driver: str = "psycopg") -> str:
         """A SQLAlchemy URL of the cluster's database, with that driver."""
@@ -91,6 +99,10 @@ class ThrowawayPostgres:
         else:
             self.port = on_a_free_port(self._start_on)
 
+    def promote(self) -> None:
+        """Make this standby a primary, as a failover would."""
+        self._run("pg_ctl", "-D", self.data, "-w", "promote")
+
     def stop(self) -> None:
         self._run("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
 
@@ -101,8 +113,8 @@ class ThrowawayPostgres:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
-    cluster = ThrowawayPostgres()
+def throwaway_postgres(standby_of: ThrowawayPostgres | None = None) -> Iterator[ThrowawayPostgres]:
+    cluster = ThrowawayPostgres(standby_of)
     try:
         cluster.start()
         yield cluster

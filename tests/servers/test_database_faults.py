@@ -1,11 +1,12 @@
 """The database goes away or fails mid-way: clients get a quick JSON 503, and nothing is lost."""
 
 import time
+from contextlib import nullcontext
 
 import flask_migrate
 import pytest
 import requests
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 from support.api import new_store
@@ -16,7 +17,7 @@ from config.settings import Settings
 from connections.faults import ping_idle_connections
 from jobs.purge import purge_expired
 from tools.gunicorn_server import API, gunicorn
-from tools.throwaway_postgres import free_port, throwaway_postgres
+from tools.throwaway_postgres import free_port, throwaway_pgbouncer, throwaway_postgres
 
 
 @pytest.fixture
@@ -174,3 +175,43 @@ def test_a_read_stuck_behind_a_migrations_lock_answers_503_at_the_statement_time
             migration.rollback()
         # The lock gone, the same worker and its connections serve again.
         assert requests.get(f"{server.url}/store/{store['id']}", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("driver", "via"), [("psycopg2", "direct"), ("psycopg", "direct"), ("psycopg2", "pgbouncer")]
+)
+def test_a_hot_standby_serves_reads_answers_writes_503_and_takes_them_once_promoted(
+    own_cluster, driver, via
+):
+    """As the API meets a demoted primary, or PgBouncer a host that is no longer the primary:
+    a real streaming standby (pg_basebackup -R), then promoted as a failover would."""
+    with gunicorn(API, server_env(own_cluster.url(driver)), "--workers", "1") as server:
+        signed_in = sign_up(server.url, "standing-by")
+        store = requests.post(f"{server.url}/store", json={"name": "Kept"}, headers=signed_in)
+    with (
+        throwaway_postgres(standby_of=own_cluster) as standby,
+        throwaway_pgbouncer(make_url(standby.url(driver)))
+        if via == "pgbouncer"
+        else nullcontext() as bouncer_port,
+    ):
+        url = make_url(standby.url(driver)).set(port=bouncer_port or standby.port)
+        env = server_env(url.render_as_string(hide_password=False))
+        with gunicorn(API, env, "--workers", "1") as server:
+            assert requests.get(f"{server.url}/store/{store.json()['id']}").status_code == 200
+            for name in ("Refused", "Refused again"):
+                assert_quick_503(
+                    "POST", f"{server.url}/store", json={"name": name}, headers=signed_in
+                )
+
+            standby.promote()
+            deadline = time.monotonic() + 5
+            while (
+                answer := requests.post(
+                    f"{server.url}/store", json={"name": "Taken"}, headers=signed_in, timeout=10
+                )
+            ).status_code == 503:
+                assert time.monotonic() < deadline, "no write taken 5 s after the promotion"
+                time.sleep(0.1)
+            assert answer.status_code == 201, answer.text
+            names = [each["name"] for each in requests.get(f"{server.url}/store").json()]
+            assert names == ["Kept", "Taken"]
