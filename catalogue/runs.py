@@ -78,6 +78,13 @@ def run_import(import_id: int) -> bool:
     if item_import is None or item_import.state not in (QUEUED, RUNNING):
         db.session.rollback()
         return False
+    if item_import.attempts >= MAX_ATTEMPTS:
+        finish(item_import, FAILED, item_import.lines_read, message=GAVE_UP)
+        count_import(FAILED, item_import.lines_read, 0)
+        db.session.commit()
+        return True
+    if postgres:
+        count_attempt(import_id)
     show = functools.partial(report, import_id) if postgres else None
     run(item_import, kept_chunks(db.engine, import_id), show)
     db.session.commit()
@@ -130,6 +137,12 @@ def run(
 
 
 STORE_GONE = "The store was deleted while its import ran: nothing was imported."
+# Runs of one import that may end on a database error before it is given up.
+MAX_ATTEMPTS = 3
+GAVE_UP = (
+    f"The import ended on a database error {MAX_ATTEMPTS} times: nothing was imported. "
+    "Send the file again."
+)
 
 
 def finish(item_import: ItemImportModel, state: str, lines: int, **outcome) -> None:
@@ -168,6 +181,16 @@ def report(import_id: int, state: str, lines_read: int) -> None:
     with db.engine.begin() as connection:
         connection.execute(
             update(ItemImportModel).where(ItemImportModel.id == import_id).values(**changes)
+        )
+
+
+def count_attempt(import_id: int) -> None:
+    """Count a run begun, outside its transaction: counted still if it fails."""
+    with db.engine.begin() as connection:
+        connection.execute(
+            update(ItemImportModel)
+            .where(ItemImportModel.id == import_id)
+            .values(attempts=ItemImportModel.attempts + 1)
         )
 
 

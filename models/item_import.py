@@ -28,6 +28,9 @@ class ItemImportModel(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lines_read: Mapped[int] = mapped_column(default=0)
+    # Runs begun: one that ended on a database error (a failover, a timeout) is run again
+    # by the sweep, up to catalogue.runs.MAX_ATTEMPTS.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     items: Mapped[int] = mapped_column(default=0)
     tags_created: Mapped[int] = mapped_column(default=0)
     links: Mapped[int] = mapped_column(default=0)

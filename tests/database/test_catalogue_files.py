@@ -5,13 +5,17 @@ runs, and two imports into one store at once."""
 import threading
 import time
 
+import psycopg
+import psycopg2
 import pytest
 from flask import Flask
 from sqlalchemy import text
 from support.api import new_store
 from support.catalogue import CSV, JSONL, imported, json_lines, send_file
 
-from catalogue.runs import STORE_GONE, run_import
+from app import create_app
+from catalogue.runs import GAVE_UP, MAX_ATTEMPTS, STORE_GONE, run_import
+from config.settings import Settings
 from db import db
 
 ITEMS = 100_000
@@ -175,3 +179,29 @@ def wait_until(condition, timeout: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+DRIVER_ERRORS = (psycopg.Error, psycopg2.Error)
+
+
+def test_an_import_ending_on_database_errors_is_run_again_then_given_up(
+    app, client, sql, engine, database_url
+):
+    import_id = taken(client, new_store(client)["id"], lines=10)
+    impatient = Settings(database_url=database_url, database_statement_timeout_ms=300)
+    with engine.connect() as blocker:
+        # Its rows wait for this lock past the statement timeout: a database error each run.
+        blocker.exec_driver_sql("LOCK TABLE items IN ACCESS EXCLUSIVE MODE")
+        for _ in range(MAX_ATTEMPTS):
+            # COPY runs on the driver's own cursor: its error, not SQLAlchemy's.
+            with create_app(impatient, TESTING=True).app_context(), pytest.raises(DRIVER_ERRORS):
+                run_import(import_id)
+        blocker.rollback()
+    assert sql("SELECT state, attempts FROM item_imports") == [("running", MAX_ATTEMPTS)]
+
+    # The sweep's next run gives it up instead of failing a fourth time, and forever.
+    with app.app_context():
+        assert run_import(import_id)
+    assert sql("SELECT state, message FROM item_imports") == [("failed", GAVE_UP)]
+    assert sql("SELECT count(*) FROM items") == [(0,)]
+    assert sql("SELECT count(*) FROM item_import_chunks") == [(0,)]
