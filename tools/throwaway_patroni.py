@@ -54,9 +54,13 @@ def started(
         command, stdout=log.open("w"), stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})}, **popen,
     )  # fmt: skip
+    deadline = time.monotonic() + 60
     while answers(ready) != 200:
         if process.poll() is not None:
             raise subprocess.CalledProcessError(process.returncode, command)
+        if time.monotonic() > deadline:
+            stopped(process)
+            raise TimeoutError(f"{command[0]}: {ready} not 200 within 60 s (log: {log})")
         time.sleep(0.1)
     return process
 
@@ -216,14 +220,13 @@ def throwaway_haproxy(cluster: PatroniCluster) -> Iterator[int]:
     processes = []
 
     def start_on(port: int) -> None:
-        config = shipped.replace("bind *:5432", f"bind 127.0.0.1:{port}") + servers
+        health = f"127.0.0.1:{free_port()}"
+        config = shipped.replace("bind *:5432", f"bind 127.0.0.1:{port}")
+        config = config.replace("bind *:8405", f"bind {health}") + servers
         (root / "haproxy.cfg").write_text(config)
         command = ["haproxy", "-db", "-f", root / "haproxy.cfg"]
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        processes.append(process)
-        time.sleep(0.3)
-        if process.poll() is not None:
-            raise subprocess.CalledProcessError(process.returncode, command)
+        # Ready once its health says it found the one primary, as compose waits for it.
+        processes.append(started(command, root / "haproxy.log", f"http://{health}/health"))
 
     try:
         yield on_a_free_port(start_on)

@@ -171,5 +171,6 @@ def test_the_high_availability_file_puts_haproxy_before_two_patroni_nodes(tmp_pa
         assert patroni["environment"]["PATRONI_NAME"] == node
         assert patroni["environment"]["PATRONI_ETCD3_HOSTS"] == "etcd:2379"
         assert f"server {node} {node}:5432 check port 8008" in haproxy
-    assert "pg_isready -h 127.0.0.1 -p 5432" in " ".join(services["db"]["healthcheck"]["test"])
+    assert "http://127.0.0.1:8405/health" in services["db"]["healthcheck"]["test"]
+    assert "bind *:8405" in haproxy
     assert services["worker"]["restart"] == "unless-stopped"
