@@ -72,20 +72,20 @@ def configuration(root: Path) -> Path:
 
 @contextmanager
 def http_server_on_a_free_port(
-    start: Callable[[int], subprocess.Popen], ready_path: str = "", timeout: float = 30
+    start: Callable[[int], subprocess.Popen],
+    ready_path: str = "",
+    timeout: float = 30,
+    status: int | None = None,
 ) -> Iterator[str]:
-    """A server that binds its port itself (nginx, Prometheus): `start(port)` launches it on
-    a free loopback port, another one if that was taken meanwhile; yields its base URL once
-    it answers HTTP at `ready_path`, and stops it at the end."""
+    """A server that binds its port itself (nginx, Prometheus, etcd): `start(port)` launches
+    it on a free loopback port, another one if that was taken meanwhile; yields its base URL
+    once it answers HTTP at `ready_path` (with `status`, if given), and stops it at the end."""
     processes: list[subprocess.Popen] = []
 
     def started(port: int) -> None:
         process = start(port)
         processes.append(process)
-        try:
-            wait_until_serving(f"http://127.0.0.1:{port}{ready_path}", process, timeout)
-        except RuntimeError as exited:  # e.g. the port was taken meanwhile
-            raise subprocess.CalledProcessError(process.returncode, process.args) from exited
+        serving_or_failed(process, f"http://127.0.0.1:{port}{ready_path}", timeout, status)
 
     try:
         yield f"http://127.0.0.1:{on_a_free_port(started)}"
@@ -95,14 +95,29 @@ def http_server_on_a_free_port(
             process.wait(timeout=30)
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+def serving_or_failed(
+    process: subprocess.Popen, url: str, timeout: float = 30, status: int | None = None
+) -> None:
+    """Wait until the server answers at `url`; CalledProcessError if it exits first (its port
+    was taken meanwhile, say), for on_a_free_port to try another."""
+    try:
+        wait_until_serving(url, process, timeout, status)
+    except RuntimeError as exited:
+        raise subprocess.CalledProcessError(process.returncode, process.args) from exited
+
+
+def wait_until_serving(
+    url: str, process: subprocess.Popen, timeout: float = 30, status: int | None = None
+) -> None:
+    """Wait until `url` answers HTTP (with `status`, if given)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the server exited with {process.returncode}")
         try:
-            requests.get(url, timeout=2)
-            return
+            if status in (None, requests.get(url, timeout=2).status_code):
+                return
         except requests.RequestException:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     raise TimeoutError(f"no answer from {url} within {timeout} s")

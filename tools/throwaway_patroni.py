@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from tools.gunicorn_server import http_server_on_a_free_port, serving_or_failed
 from tools.throwaway_postgres import AS_POSTGRES, free_port, on_a_free_port, owned_temp_dir
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -47,21 +48,17 @@ def answers(url: str) -> int | None:
 def started(
     command: list, log: Path, ready: str, env: dict | None = None, **popen
 ) -> subprocess.Popen:
-    """Start a server that binds its own ports; once `ready` answers 200, the process. If it
-    exits first (say, its port was taken meanwhile), CalledProcessError, for
-    on_a_free_port to try other ports."""
+    """Start a server that binds its own ports, its output to `log`; once `ready` answers
+    200, the process (CalledProcessError if it exits first: tools.gunicorn_server)."""
     process = subprocess.Popen(
         command, stdout=log.open("w"), stderr=subprocess.STDOUT,
         env={**os.environ, **(env or {})}, **popen,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while answers(ready) != 200:
-        if process.poll() is not None:
-            raise subprocess.CalledProcessError(process.returncode, command)
-        if time.monotonic() > deadline:
-            stopped(process)
-            raise TimeoutError(f"{command[0]}: {ready} not 200 within 60 s (log: {log})")
-        time.sleep(0.1)
+    try:
+        serving_or_failed(process, ready, timeout=60, status=200)
+    except TimeoutError:
+        stopped(process)
+        raise
     return process
 
 
@@ -78,9 +75,8 @@ def stopped(process: subprocess.Popen) -> None:
 def throwaway_etcd() -> Iterator[str]:
     """A one-member etcd; yields its client address (host:port)."""
     root = Path(tempfile.mkdtemp(prefix="throwaway-etcd-"))
-    processes = []
 
-    def start_on(port: int) -> None:
+    def start_on(port: int) -> subprocess.Popen:
         peer = f"http://127.0.0.1:{free_port()}"
         command = [
             "etcd", "--name", "test", "--data-dir", root / f"data-{port}",
@@ -89,13 +85,13 @@ def throwaway_etcd() -> Iterator[str]:
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"test={peer}",
         ]  # fmt: skip
-        processes.append(started(command, root / "etcd.log", f"http://127.0.0.1:{port}/health"))
+        log = (root / "etcd.log").open("w")
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
     try:
-        yield f"127.0.0.1:{on_a_free_port(start_on)}"
+        with http_server_on_a_free_port(start_on, "/health", timeout=60, status=200) as url:
+            yield url.removeprefix("http://")
     finally:
-        for process in processes:
-            stopped(process)
         subprocess.run(["rm", "-rf", root], check=False)
 
 
