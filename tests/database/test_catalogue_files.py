@@ -50,13 +50,15 @@ def seed_catalogue(engine, store_id: int, items: int) -> None:
 
 
 def catalogue(sql, store_id: int) -> list[tuple]:
-    """The store's items with their tag names, comparable across stores."""
+    """The store's items with their tag names, comparable across stores. One join, not a
+    subquery per item: just after an import, whose tables have no statistics yet, those
+    took 40 s at 100,000 items on PostgreSQL."""
     return sql(
-        "SELECT i.name, i.price, i.description,"
-        " (SELECT count(*) FROM items_tags it WHERE it.item_id = i.id),"
-        " (SELECT min(t.name) || '/' || max(t.name) FROM items_tags it"
-        "  JOIN tags t ON t.id = it.tag_id WHERE it.item_id = i.id)"
-        " FROM items i WHERE i.store_id = :store ORDER BY i.id",
+        "SELECT i.name, i.price, i.description, count(it.tag_id),"
+        " min(t.name) || '/' || max(t.name)"
+        " FROM items i LEFT JOIN items_tags it ON it.item_id = i.id"
+        " LEFT JOIN tags t ON t.id = it.tag_id"
+        " WHERE i.store_id = :store GROUP BY i.id ORDER BY i.id",
         store=store_id,
     )
 
