@@ -47,19 +47,23 @@ def assert_json_error(response: requests.Response, status: int) -> None:
     assert set(body) == {"code", "status", "message"}
 
 
-def slow_client(url: str) -> socket.socket:
-    """Start a POST whose body will come one byte at a time."""
+def slow_client(url: str, headers: dict[str, str]) -> socket.socket:
+    """Start a POST whose body will come one byte at a time. Signed in, so that the app waits
+    for the body: refused at once (401), the worker would be free as soon as gunicorn stops
+    draining the unread body, which it once did within 2 s, under load."""
     host, port = url.removeprefix("http://").split(":")
     connection = socket.create_connection((host, int(port)))
+    signed_in = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
     connection.sendall(
         b"POST /store HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100\r\n\r\n{"
+        + signed_in
+        + b"Content-Length: 100\r\n\r\n{"
     )
     return connection
 
 
-def test_a_client_sending_its_body_byte_by_byte_holds_no_worker(one_worker, proxy):
-    with slow_client(proxy) as trickle:
+def test_a_client_sending_its_body_byte_by_byte_holds_no_worker(one_worker, proxy, admin_headers):
+    with slow_client(proxy, admin_headers) as trickle:
         for _ in range(5):
             trickle.sendall(b" ")
             # The only worker is free: nginx is the one waiting for the body.
@@ -67,7 +71,7 @@ def test_a_client_sending_its_body_byte_by_byte_holds_no_worker(one_worker, prox
             time.sleep(0.5)
 
     # Without nginx, the same client holds the only sync worker: nobody else is served.
-    with slow_client(one_worker.url) as trickle:
+    with slow_client(one_worker.url, admin_headers) as trickle:
         trickle.sendall(b" ")
         with pytest.raises(requests.Timeout):
             requests.get(f"{one_worker.url}/health", timeout=2)
