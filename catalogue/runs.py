@@ -80,7 +80,7 @@ def run_import(import_id: int) -> bool:
         return False
     if item_import.attempts >= MAX_ATTEMPTS:
         finish(item_import, FAILED, item_import.lines_read, message=GAVE_UP)
-        count_import(FAILED, item_import.lines_read, 0)
+        count_import(FAILED)
         db.session.commit()
         return True
     if postgres:
@@ -177,20 +177,19 @@ def wait_for_other_imports(store_id: int) -> None:
 def report(import_id: int, state: str, lines_read: int) -> None:
     """Show how far a running import got at once, outside its transaction, which is seen
     only when it ends."""
-    changes = {"state": state, "lines_read": lines_read}
-    with db.engine.begin() as connection:
-        connection.execute(
-            update(ItemImportModel).where(ItemImportModel.id == import_id).values(**changes)
-        )
+    changed_at_once(import_id, state=state, lines_read=lines_read)
 
 
 def count_attempt(import_id: int) -> None:
     """Count a run begun, outside its transaction: counted still if it fails."""
+    changed_at_once(import_id, attempts=ItemImportModel.attempts + 1)
+
+
+def changed_at_once(import_id: int, **values) -> None:
+    """Change the import's row in a transaction of its own, committed at once."""
     with db.engine.begin() as connection:
         connection.execute(
-            update(ItemImportModel)
-            .where(ItemImportModel.id == import_id)
-            .values(attempts=ItemImportModel.attempts + 1)
+            update(ItemImportModel).where(ItemImportModel.id == import_id).values(**values)
         )
 
 

@@ -90,10 +90,13 @@ def count_request(response: Response) -> Response:
     return response
 
 
-def count_import(state: str, lines: int, seconds: float) -> None:
+def count_import(state: str, lines: int = 0, seconds: float | None = None) -> None:
+    """An import ended; `lines` read in `seconds` (None: given up without a run, so no rate
+    of its own)."""
     IMPORTS.labels(state).inc()
     IMPORTED_LINES.inc(lines)
-    IMPORT_RATE.set(lines / max(seconds, 1e-6))
+    if seconds is not None:
+        IMPORT_RATE.set(lines / max(seconds, 1e-6))
 
 
 def count_database_failure(kind: str) -> None:

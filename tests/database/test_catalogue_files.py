@@ -9,6 +9,7 @@ import psycopg
 import psycopg2
 import pytest
 from flask import Flask
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from support.api import new_store
 from support.catalogue import CSV, JSONL, imported, json_lines, send_file
@@ -201,9 +202,16 @@ def test_an_import_ending_on_database_errors_is_run_again_then_given_up(
         blocker.rollback()
     assert sql("SELECT state, attempts FROM item_imports") == [("running", MAX_ATTEMPTS)]
 
-    # The sweep's next run gives it up instead of failing a fourth time, and forever.
+    # The sweep's next run gives it up instead of failing a fourth time, and forever:
+    # counted as failed, with no rate of lines, as it read none.
+    def failed_imports() -> float:
+        return REGISTRY.get_sample_value("catalogue_imports_total", {"state": "failed"}) or 0
+
+    before, rate = failed_imports(), REGISTRY.get_sample_value("catalogue_import_lines_per_second")
     with app.app_context():
         assert run_import(import_id)
+    assert failed_imports() == before + 1
+    assert REGISTRY.get_sample_value("catalogue_import_lines_per_second") == rate
     assert sql("SELECT state, message FROM item_imports") == [("failed", GAVE_UP)]
     assert sql("SELECT count(*) FROM items") == [(0,)]
     assert sql("SELECT count(*) FROM item_import_chunks") == [(0,)]
