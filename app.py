@@ -22,8 +22,9 @@ from connections.faults import (
     ping_idle_connections,
 )
 from connections.options import engine_options, read_engine_options
-from db import READS, begin_transactions, configure_sqlite, db
+from db import READ_METHODS, READS, ROUTING, begin_transactions, configure_sqlite, db
 from observability import init_observability
+from replication.routing import init_replication, replica_binds
 from resources.catalogue import blp as catalogue_blueprint
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
@@ -59,6 +60,14 @@ class App(Flask):
             return super().ensure_sync(func)
         return func
 
+    def dispatch_request(self):
+        """The view's answer; a GET whose hot standby failed its reads is answered again from
+        the primary (replication.routing)."""
+        routing = self.extensions.get(ROUTING)
+        if routing is None or request.method not in READ_METHODS:
+            return super().dispatch_request()
+        return routing.retried_on_the_primary(super().dispatch_request)
+
 
 @cache
 def is_coroutine(function: Callable) -> bool:
@@ -79,7 +88,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         SQLALCHEMY_DATABASE_URI=url,
         SQLALCHEMY_ENGINE_OPTIONS=options,
         SQLALCHEMY_BINDS={
-            READS: read_engine_options(url, options, settings.database_statement_timeout_ms)
+            READS: read_engine_options(url, options, settings.database_statement_timeout_ms),
+            **replica_binds(settings),
         },
         MAX_CONTENT_LENGTH=settings.max_content_length,
         API_TITLE="Stores REST API",
@@ -111,6 +121,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
             configure_sqlite(engine)
         begin_transactions(db.engine, settings.database_statement_timeout_ms)
         log_server_changes(db.engine)
+        init_replication(app, settings)
         init_observability(app, db.engines)
 
     @app.before_request

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import flask_sqlalchemy.session
-from flask import has_request_context, request
+from flask import current_app, g, has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     Connection,
@@ -54,9 +54,11 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC)
 
 
-# Requests that only read, and the engine they use (a bind of Flask-SQLAlchemy's).
+# Requests that only read; the engine of reads on the primary (a bind of Flask-SQLAlchemy's);
+# the app extension that sends GETs' reads to hot standbys, when there are some.
 READ_METHODS = ("GET", "HEAD")
 READS = "reads"
+ROUTING = "replication"
 
 
 class Session(flask_sqlalchemy.session.Session):
@@ -66,13 +68,30 @@ class Session(flask_sqlalchemy.session.Session):
 
     Nothing is lost: under READ COMMITTED each statement takes its own snapshot anyway,
     so a read-only transaction would make the reads no more consistent. And nothing
-    connects before the first query: the docs need no database.
+    connects before the first query: the docs need no database. With hot standbys
+    (DATABASE_REPLICA_URLS), that engine may be a standby's (replication.routing).
     """
 
     def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
-        if bind is None and has_request_context() and request.method in READ_METHODS:
-            return db.engines[READS]
+        if bind is None and reading_request():
+            return reads_engine()
         return super().get_bind(mapper=mapper, clause=clause, bind=bind, **kwargs)
+
+
+def reading_request() -> bool:
+    return has_request_context() and request.method in READ_METHODS
+
+
+def reads_engine() -> Engine:
+    """The engine of a GET's reads, chosen at its first read: a hot standby's, or the
+    primary's engine of reads; the latter for any other request."""
+    if not reading_request():
+        return db.engines[READS]
+    engine = g.get("reads_engine")
+    if engine is None:
+        routing = current_app.extensions.get(ROUTING)
+        engine = g.reads_engine = routing.engine_for_request() if routing else db.engines[READS]
+    return engine
 
 
 # Responses are built from objects after commit: expiring them would cost a query
@@ -81,17 +100,25 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False, "c
 
 
 def read_outside_transactions(statement: Executable) -> Result:
-    """Run a read on the engine of reads, whatever the request's method: it holds no
-    transaction afterwards, so no lock (on SQLite, not the database's write lock) and,
+    """Run a read on the primary's engine of reads, whatever the request's method: it holds
+    no transaction afterwards, so no lock (on SQLite, not the database's write lock) and,
     through PgBouncer in transaction mode, no server connection."""
     return db.session.execute(statement, bind_arguments={"bind": db.engines[READS]})
 
 
+def read_current(statement: Executable) -> Result:
+    """Run a read whose answer must be current (a token's revocation) on the primary: in a
+    GET outside transactions, never on a standby; otherwise in the request's transaction."""
+    if reading_request():
+        return read_outside_transactions(statement)
+    return db.session.execute(statement)
+
+
 def read_outside_the_session(statement: Executable, parameters: dict) -> Any:
-    """The one value of a read on the engine of reads, on a connection of its own rather
-    than through the ORM session: for the hottest read (GET /store/<id>), the session's
-    bookkeeping cost more than the statement's round trip (docs/benchmarks.md)."""
-    with db.engines[READS].connect() as connection:
+    """The one value of a read on the engine of reads (reads_engine), on a connection of its
+    own rather than through the ORM session: for the hottest read (GET /store/<id>), the
+    session's bookkeeping cost more than the statement's round trip (docs/benchmarks.md)."""
+    with reads_engine().connect() as connection:
         return connection.scalar(statement, parameters)
 
 

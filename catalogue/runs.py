@@ -25,6 +25,7 @@ from models import ItemImportChunkModel, ItemImportModel, StoreModel
 from models.item_import import FAILED, QUEUED, RUNNING, SUCCEEDED
 from models.queries import get_live
 from observability.metrics import count_import
+from replication.routing import note_write
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ def run_import(import_id: int) -> bool:
         count_attempt(import_id)
     show = functools.partial(report, import_id) if postgres else None
     run(item_import, kept_chunks(db.engine, import_id), show)
+    # The sender's reads see the import's items at once, as they would see a write of theirs.
+    note_write(item_import.user_id)
     db.session.commit()
     return True
 

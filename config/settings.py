@@ -9,7 +9,7 @@ halfway through a request. `create_app(Settings(database_url=...))` overrides an
 from typing import Annotated
 
 from flask import current_app
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # What postgresql:// (and postgres://) URLs use: both drivers work, and psycopg2 measured
@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     database_url: str = ""
     database_connect_timeout: Positive = 3
     database_statement_timeout_ms: NotNegative = 30_000
+    # Hot standbys that serve reads (replication/), comma-separated URLs like DATABASE_URL's;
+    # one further behind than the lag is left out until it catches up.
+    database_replica_urls: str = ""
+    database_replica_max_lag_seconds: Annotated[float, Field(gt=0)] = 5.0
     max_content_length: Positive = 1024 * 1024
     import_max_bytes: Positive = 256 * 1024 * 1024
 
@@ -58,11 +62,29 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def with_a_driver(cls, url: str) -> str:
-        # Some hosts hand out the scheme SQLAlchemy dropped in 1.4.
-        for scheme in ("postgres://", "postgresql://"):
-            if url.startswith(scheme):
-                return f"postgresql+{DEFAULT_POSTGRES_DRIVER}://" + url.removeprefix(scheme)
-        return url
+        return with_a_driver(url)
+
+    @field_validator("database_replica_urls")
+    @classmethod
+    def standbys_of_postgresql(cls, urls: str, info: ValidationInfo) -> str:
+        replicas = [with_a_driver(url.strip()) for url in urls.split(",") if url.strip()]
+        primary = info.data.get("database_url", "")
+        if replicas and not all(url.startswith("postgresql") for url in (primary, *replicas)):
+            # Without the URLs themselves: they hold passwords.
+            raise ValueError("hot standbys of a PostgreSQL DATABASE_URL, as postgresql:// URLs")
+        return ",".join(replicas)
+
+    @property
+    def replica_urls(self) -> list[str]:
+        return self.database_replica_urls.split(",") if self.database_replica_urls else []
+
+
+def with_a_driver(url: str) -> str:
+    # Some hosts hand out the scheme SQLAlchemy dropped in 1.4.
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return f"postgresql+{DEFAULT_POSTGRES_DRIVER}://" + url.removeprefix(scheme)
+    return url
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -3,6 +3,7 @@ from models.item import ItemModel
 from models.item_import import ItemImportModel
 from models.item_import_chunk import ItemImportChunkModel
 from models.item_tag import ItemTagModel
+from models.recent_write import RecentWriteModel
 from models.revoked_token import RevokedTokenModel
 from models.revoked_token_family import RevokedTokenFamilyModel
 from models.store import StoreModel
@@ -16,6 +17,7 @@ __all__ = [
     "ItemImportModel",
     "ItemModel",
     "ItemTagModel",
+    "RecentWriteModel",
     "RevokedTokenFamilyModel",
     "RevokedTokenModel",
     "StoreModel",

@@ -48,6 +48,21 @@ RECONNECTIONS = Counter(
     "database_reconnections", "Pooled connections opened again in place of one lost (a "
     "server restarted, failed over or unreachable), by engine", ["engine"],
 )  # fmt: skip
+READS = Counter(
+    "database_reads", "GETs whose reads a database served, with DATABASE_REPLICA_URLS set, by "
+    "database: primary, or a replica's name (replica1, ...)", ["database"],
+)  # fmt: skip
+READ_FALLBACKS = Counter(
+    "database_read_fallbacks", "GETs whose reads went to the primary though replicas are set, "
+    "by reason: lag (none within the maximum lag), down (none up, or the chosen one failed the "
+    "read), read_your_writes (none has replayed the reader's writes), conflict (a standby "
+    "cancelled the read for recovery)", ["reason"],
+)  # fmt: skip
+REPLICA_LAG = Gauge(
+    "database_replica_lag_seconds", "How far each replica is behind the primary, as its last "
+    "check found (to within a second); +Inf while it is down", ["replica"],
+    multiprocess_mode="livemax",
+)  # fmt: skip
 THROTTLED = Counter(
     "throttle_refusals", "Attempts refused with 429 while a limit's wait runs, by limit",
     ["limit"],
@@ -97,6 +112,19 @@ def count_import(state: str, lines: int = 0, seconds: float | None = None) -> No
     IMPORTED_LINES.inc(lines)
     if seconds is not None:
         IMPORT_RATE.set(lines / max(seconds, 1e-6))
+
+
+def count_read(database: str) -> None:
+    READS.labels(database).inc()
+
+
+def count_read_fallback(reason: str) -> None:
+    READ_FALLBACKS.labels(reason).inc()
+
+
+def show_replica(replica) -> None:
+    """A replica was checked: its lag (a replication.replicas.Replica's)."""
+    REPLICA_LAG.labels(replica.name).set(replica.lag_seconds)
 
 
 def count_database_failure(kind: str) -> None:

@@ -10,7 +10,7 @@ from flask_jwt_extended import JWTManager, create_access_token, create_refresh_t
 from sqlalchemy import select
 
 from config.settings import Settings
-from db import db, insert_missing
+from db import db, insert_missing, read_current
 from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
 from web.errors import ErrorResponse, error_response
 
@@ -89,7 +89,7 @@ def is_revoked(_header: dict, token: dict) -> bool:
         .where(RevokedTokenFamilyModel.family == token.get("fam"))
         .exists()
     )
-    found = db.session.execute(
+    found = read_current(
         select(UserModel, listed | family_listed).where(UserModel.id == int(token["sub"]))
     ).first()
     if found is None:

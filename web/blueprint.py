@@ -200,7 +200,7 @@ class Blueprint(flask_smorest.Blueprint):
                 # Outside the Idempotency-Key, whose fingerprint is the body's digest.
                 composed = streamed.spooled(composed)
             if changes:
-                composed = transactions.committed(composed)
+                composed = transactions.committed(composed, by_user=token is not None)
             if tagged:
                 composed = conditional.conditional(composed)
             if token:

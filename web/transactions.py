@@ -9,9 +9,11 @@ from collections.abc import Callable
 from functools import wraps
 
 from flask import Response
+from flask_jwt_extended import current_user
 from sqlalchemy.exc import IntegrityError
 
 from db import db
+from replication.routing import note_write
 from web import idempotency
 from web.errors import Refusal, refuse
 
@@ -58,15 +60,18 @@ def flush(*, on_unique: Refusal | None = None, on_foreign_key: Refusal | None = 
         refuse(refusal)
 
 
-def committed(view: Callable[..., Response]) -> Callable[..., Response]:
+def committed(view: Callable[..., Response], *, by_user: bool) -> Callable[..., Response]:
     """Commit what `view` wrote once it answered with success (with a kept Idempotency-Key
-    answer, in the same transaction); a refusal or an error writes nothing: the session is
+    answer, and, `by_user` (a token's), the note that lets its user's reads see it on hot
+    standbys, in the same transaction); a refusal or an error writes nothing: the session is
     rolled back when the request ends."""
 
     @wraps(view)
     def in_transaction(*args, **kwargs) -> Response:
         response = view(*args, **kwargs)
         if response.status_code < 400:
+            if by_user:
+                note_write(current_user.id, response)
             db.session.commit()
         return response
 

@@ -1,0 +1,178 @@
+"""Which database serves a GET's reads, so that every client still reads its own writes.
+
+A GET or HEAD reads from a hot standby that serves (replication.replicas: up, within
+DATABASE_REPLICA_MAX_LAG_SECONDS), one per client while it serves, so that a client's reads
+do not go back in time; everything else, and a security check in a GET (db.read_current),
+stays on the primary.
+
+Read your writes, after GitLab's database load balancing: a write that answers 2xx records,
+in its own transaction, that its user wrote (recent_writes). A later GET of that user (by its
+bearer token, or by the signed cookie the write set: Swagger UI sends no token with public
+GETs) asks the primary, in one indexed look-up, for its WAL insert position if the user wrote
+within the last WINDOW; a standby serves that read only once it has replayed past it, else the
+primary does. Past the window every standby that still serves has replayed the write anyway.
+A standby that fails a read (down, or a query cancelled by recovery) is retried on the
+primary, in the same request: the client sees no error.
+"""
+
+import logging
+import math
+import zlib
+from collections.abc import Callable
+
+import jwt
+from flask import Flask, Response, current_app, g, request
+from flask_jwt_extended import decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import Engine, Text, bindparam, cast, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
+
+from config.settings import Settings
+from connections.options import engine_options, read_engine_options
+from db import READS, ROUTING, db
+from models import RecentWriteModel
+from observability.metrics import count_read, count_read_fallback, show_replica
+from replication.replicas import STALE_AFTER_SECONDS, Replica, Replicas, lsn
+
+logger = logging.getLogger("stores.replicas")
+
+COOKIE = "read_your_writes"
+# The WAL of a committed write reaches the standbys' stream once flushed: at once under
+# synchronous_commit, within wal_writer_delay (200 ms) without it.
+FLUSHED_WITHIN_SECONDS = 1.0
+RECOVERY_CONFLICT = "40001"
+
+
+def replica_binds(settings: Settings) -> dict[str, dict]:
+    """Flask-SQLAlchemy binds of the standbys' engines, named replica1, replica2, ...: each
+    like the engine of reads (in autocommit, with the statement timeout)."""
+    timeout = settings.database_statement_timeout_ms
+    return {
+        f"replica{number}": read_engine_options(
+            url, engine_options(url, settings.database_connect_timeout, timeout), timeout
+        )
+        for number, url in enumerate(settings.replica_urls, 1)
+    }
+
+
+def init_replication(app: Flask, settings: Settings) -> None:
+    """Route GETs' reads to the standbys of DATABASE_REPLICA_URLS; none: nothing changes."""
+    names = replica_binds(settings)
+    if not names:
+        return
+    replicas = [Replica(name, db.engines[name]) for name in names]
+    app.extensions[ROUTING] = Routing(
+        Replicas(db.engines[READS], replicas, settings.database_replica_max_lag_seconds),
+        db.engines[READS],
+        app.config["JWT_SECRET_KEY"],
+    )
+
+
+class Routing:
+    def __init__(self, replicas: Replicas, primary: Engine, secret: str) -> None:
+        self.replicas, self.primary = replicas, primary
+        replicas.on_check = show_replica
+        # A standby that serves has replayed all the primary flushed up to the maximum lag
+        # before its last check, which is at most STALE_AFTER_SECONDS old.
+        self.window_seconds = (
+            replicas.max_lag_seconds + STALE_AFTER_SECONDS + FLUSHED_WITHIN_SECONDS
+        )
+        self.cookies = URLSafeTimedSerializer(secret, salt="read-your-writes")
+        window = func.make_interval(0, 0, 0, 0, 0, 0, self.window_seconds)
+        self.writer_position = select(cast(func.pg_current_wal_insert_lsn(), Text)).where(
+            RecentWriteModel.user_id == bindparam("user_id"),
+            RecentWriteModel.written_at > func.clock_timestamp() - window,
+        )
+
+    def engine_for_request(self) -> Engine:
+        """The engine of this GET's reads: a standby's, or the primary's (READS)."""
+        serving = self.replicas.serving()
+        if not serving:
+            down = not any(replica.up for replica in self.replicas.all)
+            return self.on_primary("down" if down else "lag")
+        reader = self.reader()
+        position = self.position_to_read(reader) if reader is not None else None
+        # One standby per client while the set that serves stays as it is.
+        key = str(reader) if reader is not None else request.remote_addr or ""
+        first = zlib.crc32(key.encode()) % len(serving)
+        chosen = serving[first]
+        if position is not None:
+            if chosen.replayed < position:
+                chosen = next((each for each in serving if each.replayed >= position), chosen)
+            try:
+                if not chosen.has_replayed(position):
+                    return self.on_primary("read_your_writes")
+            except DBAPIError:
+                chosen.lost()
+                return self.on_primary("down")
+        g.reads_replica = chosen
+        count_read(chosen.name)
+        return chosen.engine
+
+    def on_primary(self, reason: str) -> Engine:
+        count_read_fallback(reason)
+        count_read("primary")
+        return self.primary
+
+    def reader(self) -> int | None:
+        """Whose read this is, if it says: by a valid bearer token, or by the cookie of a
+        write (unforgeable: signed with JWT_SECRET_KEY)."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token:
+            try:
+                return int(decode_token(token)["sub"])
+            except (jwt.PyJWTError, JWTExtendedException, KeyError, ValueError):
+                pass  # not a token of ours: the read is anonymous
+        if cookie := request.cookies.get(COOKIE):
+            try:
+                return int(self.cookies.loads(cookie, max_age=math.ceil(self.window_seconds)))
+            except (BadSignature, ValueError):
+                pass
+        return None
+
+    def position_to_read(self, user_id: int) -> int | None:
+        """The WAL position a standby must have replayed to show all the user's writes; None
+        if the user wrote nothing within the window."""
+        with self.primary.connect() as connection:
+            position = connection.scalar(self.writer_position, {"user_id": user_id})
+        return None if position is None else lsn(position)
+
+    def retried_on_the_primary(self, dispatch: Callable[[], Response]) -> Response:
+        """The GET's answer; if a standby failed its reads, the primary's, as if the standby
+        had never been chosen."""
+        try:
+            return dispatch()
+        except DBAPIError as error:
+            replica = g.pop("reads_replica", None)
+            if replica is None:
+                raise
+            diagnostics = getattr(error.orig, "diag", None)
+            conflict = diagnostics is not None and diagnostics.sqlstate == RECOVERY_CONFLICT
+            if not conflict:
+                replica.lost()
+            logger.warning("database replica %s failed a read, retried on the primary: %s",
+                           replica.name, type(error.orig).__name__)  # fmt: skip
+            db.session.rollback()
+            g.reads_engine = self.on_primary("conflict" if conflict else "down")
+            return dispatch()
+
+
+def note_write(user_id: int, response: Response | None = None) -> None:
+    """Record, in the current transaction, that the user wrote: their next reads see it. With
+    the write's `response`, the cookie that says so to a client that sends no token."""
+    routing: Routing | None = current_app.extensions.get(ROUTING)
+    if routing is None:
+        return
+    now = func.clock_timestamp()
+    db.session.execute(
+        insert(RecentWriteModel)
+        .values(user_id=user_id, written_at=now)
+        .on_conflict_do_update(index_elements=[RecentWriteModel.user_id], set_={"written_at": now})
+    )
+    if response is not None:
+        response.set_cookie(
+            COOKIE, routing.cookies.dumps(user_id), max_age=math.ceil(routing.window_seconds),
+            httponly=True, samesite="Lax", secure=request.is_secure,
+        )  # fmt: skip

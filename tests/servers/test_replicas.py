@@ -1,0 +1,217 @@
+"""Reads on a hot standby (DATABASE_REPLICA_URLS), on real servers: a primary and a standby
+streaming from it, with each driver and through PgBouncer. GETs land on the standby (its own
+statistics say so); with its replay paused, a writer reads its writes by its token alone,
+others read the standby, writes never touch it, and a revoked token is refused at once; past
+the maximum lag, and stopped, it serves nothing, with no error to anyone, and serves again
+once back; a read cancelled by recovery is answered from the primary."""
+
+import threading
+import time
+from contextlib import ExitStack
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import event
+from support import bearer_of
+from support.replication import Replication
+
+from db import db
+from models import UserModel
+from security.tokens import issue_tokens
+
+pytestmark = pytest.mark.pgbouncer_too
+
+
+@pytest.fixture(scope="module")
+def replication():
+    with ExitStack() as stack:
+        yield Replication(stack)
+
+
+@pytest.fixture
+def replicated(replication: Replication, database: str) -> Replication:
+    replication.reset()
+    return replication
+
+
+def reads_served(database: str) -> float:
+    return REGISTRY.get_sample_value("database_reads_total", {"database": database}) or 0.0
+
+
+def fallbacks(reason: str) -> float:
+    return REGISTRY.get_sample_value("database_read_fallbacks_total", {"reason": reason}) or 0.0
+
+
+def writer_of(app, username: str = "owner") -> dict[str, str]:
+    """A user, straight on the primary, and the headers of their token."""
+    with app.app_context():
+        user = UserModel(username=username, email=f"{username}@example.com", password_hash="-")
+        db.session.add(user)
+        db.session.commit()
+    with app.test_request_context():
+        return bearer_of(issue_tokens(user, fresh=True)["access_token"])
+
+
+def wait_for(condition, timeout: float = 15.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(every)
+    return result
+
+
+def test_reads_land_on_the_replica(replicated, database):
+    app = replicated.app(database)
+    writer = writer_of(app)
+    client = app.test_client(use_cookies=False)
+    store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
+    replicated.wait_until_caught_up()
+    disconnect(app)
+    on_standby = replicated.scans(replicated.standby, "stores")
+    on_primary = replicated.scans(replicated.primary, "stores")
+    served = reads_served("replica1")
+
+    for _ in range(20):
+        assert client.get(f"/store/{store['id']}").status_code == 200
+        assert client.get("/store").get_json()[0]["name"] == "Lamps"
+
+    assert reads_served("replica1") - served == 40
+    disconnect(app)
+    wait_for(lambda: replicated.scans(replicated.standby, "stores") >= on_standby + 40)
+    # None of them on the primary (behind PgBouncer, whose server connections stay open, the
+    # write's own scans may be counted only now).
+    assert replicated.scans(replicated.primary, "stores") - on_primary < 40
+
+
+def disconnect(app) -> None:
+    """Close the app's connections: their backends exit, and flush their statistics."""
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose()
+    time.sleep(0.5)
+
+
+def test_with_replay_paused_writers_read_their_writes_and_others_the_replica(
+    replicated, database
+):
+    app = replicated.app(database)
+    writer = writer_of(app)
+    client = app.test_client(use_cookies=False)
+    writes_on_standby = []
+
+    def on_standby(*_args) -> None:
+        writes_on_standby.append(threading.current_thread().name)
+
+    with app.app_context():
+        standby = db.engines["replica1"]
+    with replicated.replay_paused():
+        for number in range(3):
+            event.listen(standby, "before_cursor_execute", on_standby)
+            created = client.post("/store", json={"name": f"Store {number}"}, headers=writer)
+            item = client.post(
+                "/item",
+                json={"name": "Lamp", "price": 20, "store_id": created.get_json()["id"]},
+                headers=writer,
+            )
+            event.remove(standby, "before_cursor_execute", on_standby)
+            assert (created.status_code, item.status_code) == (201, 201)
+            store_id = created.get_json()["id"]
+
+            assert client.get(f"/store/{store_id}", headers=writer).status_code == 200
+            assert client.get(f"/store/{store_id}/item", headers=writer).get_json()[0]["name"] == "Lamp"
+            # Anyone else reads the standby, paused before the store.
+            assert client.get(f"/store/{store_id}").status_code == 404
+            assert client.get(f"/item/{item.get_json()['id']}").status_code == 404
+        assert writes_on_standby == []
+
+        assert client.post("/logout", headers=writer).status_code == 200
+        refused = client.get("/user/me", headers=writer)
+        assert refused.status_code == 401
+        assert "revoked" in refused.get_json()["message"]
+
+
+def test_a_cookie_of_a_write_reads_it_without_a_token(replicated, database):
+    """Swagger UI sends no token with public GETs: the write's cookie tells whose they are."""
+    app = replicated.app(database)
+    writer = writer_of(app)
+    browser = app.test_client()
+    with replicated.replay_paused():
+        created = browser.post("/store", json={"name": "From the browser"}, headers=writer)
+        assert created.status_code == 201
+        assert "read_your_writes=" in created.headers["Set-Cookie"]
+        assert browser.get(f"/store/{created.get_json()['id']}").status_code == 200
+        forged = app.test_client(use_cookies=False)
+        forged_cookie = {"Cookie": "read_your_writes=1.forged.signature"}
+        assert forged.get(f"/store/{created.get_json()['id']}", headers=forged_cookie).status_code == 404
+
+
+def test_past_the_maximum_lag_the_replica_serves_nothing_until_it_caught_up(
+    replicated, database
+):
+    app = replicated.app(database, max_lag_seconds=1.0)
+    writer = writer_of(app)
+    client = app.test_client(use_cookies=False)
+    client.get("/store")  # the checks start
+    with replicated.replay_paused():
+        created = client.post("/store", json={"name": "Late"}, headers=writer).get_json()
+        lagging = fallbacks("lag")
+        # Behind by more than a second, the standby is left out: the primary has it.
+        wait_for(lambda: client.get(f"/store/{created['id']}").status_code == 200)
+        assert fallbacks("lag") > lagging
+    served = reads_served("replica1")
+    wait_for(lambda: client.get("/store").status_code == 200 and reads_served("replica1") > served)
+
+
+def test_a_stopped_replica_is_left_out_and_used_again_once_back(replicated, database):
+    app = replicated.app(database)
+    writer = writer_of(app)
+    client = app.test_client(use_cookies=False)
+    store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
+    replicated.wait_until_caught_up()
+    assert client.get(f"/store/{store['id']}").status_code == 200
+    replicated.standby.stop()
+    try:
+        # Every read answered, by the primary, from the first one after the stop.
+        answers = {client.get(f"/store/{store['id']}").status_code for _ in range(30)}
+        assert answers == {200}
+        assert fallbacks("down") > 0
+    finally:
+        replicated.standby.start()
+    served = reads_served("replica1")
+    wait_for(lambda: client.get(f"/store/{store['id']}").status_code == 200
+             and reads_served("replica1") > served)  # fmt: skip
+
+
+@pytest.mark.one_driver
+def test_a_read_cancelled_by_recovery_is_answered_from_the_primary(replicated, database):
+    app = replicated.app(database)
+    writer = writer_of(app)
+    client = app.test_client(use_cookies=False)
+    store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
+    replicated.wait_until_caught_up()
+    # The standby cancels its queries that hold a lock the replay needs, without waiting.
+    replicated.on(replicated.standby, "ALTER SYSTEM SET max_standby_streaming_delay = 0")
+    replicated.on(replicated.standby, "SELECT pg_reload_conf()")
+    conflicts = fallbacks("conflict")
+    locking = threading.Event()
+
+    def lock_stores_over_and_over() -> None:
+        while not locking.is_set():
+            replicated.on(replicated.primary, "BEGIN; LOCK TABLE stores IN ACCESS EXCLUSIVE MODE; COMMIT")
+
+    locker = threading.Thread(target=lock_stores_over_and_over)
+    locker.start()
+    try:
+        answers = set()
+        deadline = time.monotonic() + 30
+        while fallbacks("conflict") == conflicts and time.monotonic() < deadline:
+            answers.add(client.get(f"/store/{store['id']}").status_code)
+        assert answers == {200}
+        assert fallbacks("conflict") > conflicts
+    finally:
+        locking.set()
+        locker.join()
+        replicated.on(replicated.standby, "ALTER SYSTEM RESET max_standby_streaming_delay")
+        replicated.on(replicated.standby, "SELECT pg_reload_conf()")
+    cancelled = "SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = 'postgres'"
+    wait_for(lambda: replicated.on(replicated.standby, cancelled)[0][0] > 0)

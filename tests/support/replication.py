@@ -1,0 +1,107 @@
+"""A primary with a hot standby streaming from it (pg_basebackup -R), the API on both, and
+what tests do to them: pause the standby's replay, stop and start it, read its statistics."""
+
+import time
+from contextlib import ExitStack, contextmanager
+from collections.abc import Iterator
+
+import flask_migrate
+import psycopg
+from flask import Flask
+from sqlalchemy import make_url
+
+from app import create_app
+from config.settings import Settings
+from db import db
+from tools.gunicorn_server import ROOT
+from tools.throwaway_postgres import ThrowawayPostgres, throwaway_pgbouncer, throwaway_postgres
+
+from support import JWT_SECRET
+
+
+class Replication:
+    def __init__(self, stack: ExitStack) -> None:
+        self.stack = stack
+        self.primary = stack.enter_context(throwaway_postgres())
+        self.standby = stack.enter_context(throwaway_postgres(standby_of=self.primary))
+        self.pgbouncers: dict[str, int] = {}
+        self.apps: dict[tuple, Flask] = {}
+        migrating = create_app(Settings(database_url=self.primary.url()), TESTING=True)
+        with migrating.app_context():
+            flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+            db.engine.dispose()
+
+    def urls(self, database: str) -> tuple[str, str]:
+        """DATABASE_URL and DATABASE_REPLICA_URLS of `database` ("psycopg2", "psycopg+pgbouncer")."""
+        driver, _, through = database.partition("+")
+        urls = []
+        for cluster in (self.primary, self.standby):
+            url = make_url(cluster.url(driver))
+            if through:
+                url = url.set(port=self.pgbouncer(cluster))
+            urls.append(url.render_as_string(hide_password=False))
+        return urls[0], urls[1]
+
+    def pgbouncer(self, cluster: ThrowawayPostgres) -> int:
+        name = str(cluster.data)
+        if name not in self.pgbouncers:
+            self.pgbouncers[name] = self.stack.enter_context(
+                throwaway_pgbouncer(make_url(cluster.url()))
+            )
+        return self.pgbouncers[name]
+
+    def app(self, database: str, max_lag_seconds: float = 30.0) -> Flask:
+        """The API in process with the standby as its replica (a generous maximum lag unless
+        the test is about the lag)."""
+        key = (database, max_lag_seconds)
+        if key not in self.apps:
+            primary, replica = self.urls(database)
+            settings = Settings(
+                database_url=primary,
+                database_replica_urls=replica,
+                database_replica_max_lag_seconds=max_lag_seconds,
+            )
+            self.apps[key] = create_app(settings, TESTING=True, JWT_SECRET_KEY=JWT_SECRET)
+        return self.apps[key]
+
+    def on(self, cluster: ThrowawayPostgres, statement: str, *params) -> list[tuple]:
+        with psycopg.connect(cluster.url().replace("postgresql+psycopg", "postgresql"),
+                             autocommit=True) as connection:  # fmt: skip
+            cursor = connection.execute(statement, params or None)
+            return cursor.fetchall() if cursor.description else []
+
+    def reset(self) -> None:
+        """Empty tables, ids from 1, replay running, and the standby caught up."""
+        self.on(self.standby, "SELECT pg_wal_replay_resume()")
+        tables = self.on(
+            self.primary,
+            "SELECT string_agg(tablename, ', ') FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> 'alembic_version'",
+        )[0][0]
+        self.on(self.primary, f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        self.wait_until_caught_up()
+
+    def wait_until_caught_up(self, timeout: float = 10.0) -> None:
+        target = self.on(self.primary, "SELECT pg_current_wal_insert_lsn()")[0][0]
+        deadline = time.monotonic() + timeout
+        while not self.on(self.standby, "SELECT pg_last_wal_replay_lsn() >= %s", target)[0][0]:
+            assert time.monotonic() < deadline, "the standby did not catch up"
+            time.sleep(0.05)
+
+    @contextmanager
+    def replay_paused(self) -> Iterator[None]:
+        self.on(self.standby, "SELECT pg_wal_replay_pause()")
+        try:
+            yield
+        finally:
+            self.on(self.standby, "SELECT pg_wal_replay_resume()")
+
+    def scans(self, cluster: ThrowawayPostgres, table: str) -> int:
+        """Scans of `table` the server's statistics count (flushed by backends within 10 s)."""
+        found = self.on(
+            cluster,
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_user_tables "
+            "WHERE relname = %s",
+            table,
+        )
+        return found[0][0] if found else 0
