@@ -1,7 +1,8 @@
-"""Swagger UI in a real browser: it renders offline, a user can run a cascading delete and
-import a small catalogue file."""
+"""Swagger UI in a real browser: it renders offline, a user can run a cascading delete,
+import a small catalogue file, and reads its writes when GETs go to a lagging replica."""
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -9,8 +10,11 @@ import pytest
 import requests
 from playwright.sync_api import sync_playwright
 from support import PASSWORD
+from support.http import server_env, sign_up
+from support.replication import Replication
 
 from catalogue.runs import run_import
+from tools.gunicorn_server import API, gunicorn
 
 # Debian's Chromium (`make test` installs it), never a browser Playwright would download.
 CHROMIUM = "/usr/bin/chromium"
@@ -155,3 +159,30 @@ def test_user_imports_a_small_csv_file_from_swagger_ui(live_server, app, new_use
     assert (status["body"]["items"], status["body"]["links"]) == (2, 2)
     exported = requests.get(f"{live_server}/store/{store_id}/item/export", timeout=10)
     assert [json.loads(line)["name"] for line in exported.text.splitlines()] == ["Novel", "Pen"]
+
+
+def test_swagger_ui_reads_its_writes_from_a_lagging_replica(page):
+    """Swagger UI sends no token with a public GET: the cookie of its write has it read the
+    primary while the replica (its replay paused) lacks the store."""
+    with ExitStack() as stack:
+        replication = Replication(stack)
+        primary, replica = replication.urls("psycopg2")
+        env = server_env(
+            primary, DATABASE_REPLICA_URLS=replica, DATABASE_REPLICA_MAX_LAG_SECONDS="30"
+        )
+        server = stack.enter_context(gunicorn(API, env, "--workers", "1"))
+        headers = sign_up(server.url, "owner")
+        requests.get(f"{server.url}/store", timeout=10)  # the checks start
+        page.goto(f"{server.url}/swagger-ui")
+        page.locator(".opblock-tag-section").first.wait_for()
+        authorize(page, headers["Authorization"].removeprefix("Bearer "))
+        with replication.replay_paused():
+            store = try_it_out(page, "post", "/store", {"name": "From the browser"})
+            assert store["status"] == 201
+            path = f"{server.url}/store/{store['body']['id']}"
+            assert requests.get(path, timeout=10).status_code == 404  # not on the replica
+
+            found = try_it_out(page, "get", "/store/{store_id}", store_id=store["body"]["id"])
+
+            assert found["status"] == 200
+            assert found["body"]["name"] == "From the browser"

@@ -2,8 +2,8 @@
 what tests do to them: pause the standby's replay, stop and start it, read its statistics."""
 
 import time
-from contextlib import ExitStack, contextmanager
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import flask_migrate
 import psycopg
@@ -13,10 +13,9 @@ from sqlalchemy import make_url
 from app import create_app
 from config.settings import Settings
 from db import db
+from support import JWT_SECRET
 from tools.gunicorn_server import ROOT
 from tools.throwaway_postgres import ThrowawayPostgres, throwaway_pgbouncer, throwaway_postgres
-
-from support import JWT_SECRET
 
 
 class Replication:
@@ -32,7 +31,7 @@ class Replication:
             db.engine.dispose()
 
     def urls(self, database: str) -> tuple[str, str]:
-        """DATABASE_URL and DATABASE_REPLICA_URLS of `database` ("psycopg2", "psycopg+pgbouncer")."""
+        """DATABASE_URL and DATABASE_REPLICA_URLS for `database` ("psycopg+pgbouncer", ...)."""
         driver, _, through = database.partition("+")
         urls = []
         for cluster in (self.primary, self.standby):

@@ -50,6 +50,9 @@ def test_env_example_gives_the_defaults(example, monkeypatch):
         ("REQUIRE_IF_MATCH", "perhaps"),
         ("IPV6_CLIENT_PREFIX", "129"),
         ("DELETED_STORE_RETENTION_DAYS", "-1"),
+        # Standbys of the SQLite default: there is no such thing.
+        ("DATABASE_REPLICA_URLS", "postgresql://u@standby/d"),
+        ("DATABASE_REPLICA_MAX_LAG_SECONDS", "0"),
     ],
 )
 def test_a_bad_variable_stops_the_start_naming_it(monkeypatch, variable, value):
@@ -65,6 +68,18 @@ def test_settings_are_frozen():
 
 def test_host_style_urls_select_a_driver():
     assert Settings(database_url="postgres://u@h/d").database_url.startswith("postgresql+psycopg2")
+
+
+def test_replica_urls_are_a_list_each_with_a_driver():
+    settings = Settings(
+        database_url="postgresql://u@primary/d",
+        database_replica_urls=" postgres://u@one/d, postgresql+psycopg://u@two/d ,",
+    )
+    assert settings.replica_urls == [
+        "postgresql+psycopg2://u@one/d",
+        "postgresql+psycopg://u@two/d",
+    ]
+    assert Settings().replica_urls == []
 
 
 def test_create_app_takes_every_setting_from_its_argument_not_the_environment(monkeypatch):
