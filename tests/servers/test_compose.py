@@ -6,15 +6,18 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
 import yaml
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, make_url
+from sqlalchemy.exc import OperationalError
 from support import JWT_SECRET
 
 from tools.gunicorn_server import listening_socket, wait_until_serving
+from tools.throwaway_postgres import AS_POSTGRES, free_port, owned_temp_dir, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +58,21 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     # Requests through PgBouncer, migrations straight to PostgreSQL.
     assert make_url(api["environment"]["DATABASE_URL"]).host == "pgbouncer"
     assert make_url(api["environment"]["MIGRATIONS_DATABASE_URL"]).host == "db"
+    # GETs from the replica, through PgBouncer's pool of it; the replica copies db.
+    replica_url = make_url(api["environment"]["DATABASE_REPLICA_URLS"])
+    assert (replica_url.host, replica_url.database) == ("pgbouncer", "stores_replica")
+    pools = (ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini").read_text()
+    assert "stores_replica = host=replica port=5432 dbname=stores" in pools
+    replica = services["replica"]
+    assert replica["entrypoint"] == ["/usr/local/bin/start-replica"]
+    assert replica["environment"]["PRIMARY_HOST"] == "db"
+    assert replica["depends_on"]["db"]["condition"] == "service_healthy"
+    assert "replicadata" in config["volumes"]
+    assert any(  # source:target:mode
+        mount.endswith("/deploy/replica/allow-replication.sh:"
+                       "/docker-entrypoint-initdb.d/allow-replication.sh:ro")
+        for mount in database["volumes"]
+    )  # fmt: skip
     assert api["environment"]["JWT_SECRET_KEY"] == "x" * 64
     assert "/health" in " ".join(api["healthcheck"]["test"])
     # Only nginx faces clients; the API trusts it as its one proxy.
@@ -100,6 +118,61 @@ def test_what_env_sets_reaches_the_api(tmp_path):
     # Every setting .env.example lists reaches the API, not only these.
     listed = re.findall(r"^([A-Z_0-9]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
     assert set(listed) <= set(environment)
+
+
+def test_the_replica_service_copies_the_primary_and_streams_from_it(tmp_path):
+    """deploy/replica's scripts on real servers: the primary's first start allows the
+    replication role by password (scram, no trust rule left for it), and the replica's
+    first start copies the primary and runs as its hot standby."""
+    with throwaway_postgres() as primary:
+        hba = primary.data / "pg_hba.conf"
+        hba.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+        as_the_image = {"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
+                        "REPLICATION_PASSWORD": "s3cret", "PGHOST": "127.0.0.1",
+                        "PGPORT": str(primary.port), "PGDATA": str(primary.data)}  # fmt: skip
+        script = ROOT / "deploy" / "replica"
+        subprocess.run([*AS_POSTGRES, script / "allow-replication.sh"], check=True,
+                       env={**os.environ, **as_the_image})  # fmt: skip
+        subprocess.run([*AS_POSTGRES, primary.bindir / "pg_ctl", "-D", primary.data, "reload"],
+                       check=True, capture_output=True)  # fmt: skip
+        engine = create_engine(primary.url(), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE copied AS SELECT 42 AS answer")
+
+        root = owned_temp_dir("replica-")
+        port = free_port()
+        replica = subprocess.Popen(
+            [*AS_POSTGRES, script / "start.sh", primary.bindir / "postgres",
+             "-c", f"port={port}", "-c", "listen_addresses=127.0.0.1",
+             "-c", f"unix_socket_directories={root}"],
+            env={**os.environ, "PATH": f"{primary.bindir}:{os.environ['PATH']}",
+                 "PGDATA": str(root / "data"), "PRIMARY_HOST": "127.0.0.1",
+                 "PRIMARY_PORT": str(primary.port), "REPLICATION_PASSWORD": "s3cret"},
+        )  # fmt: skip
+        try:
+            standby = create_engine(make_url(primary.url()).set(port=port))
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with standby.connect() as connection:
+                        in_recovery = connection.exec_driver_sql("SELECT pg_is_in_recovery()")
+                        assert in_recovery.scalar() is True
+                        copied = connection.exec_driver_sql("SELECT answer FROM copied")
+                        assert copied.scalar() == 42
+                    break
+                except OperationalError:
+                    assert time.monotonic() < deadline
+                    assert replica.poll() is None
+                    time.sleep(0.2)
+            with engine.connect() as connection:
+                streaming = connection.exec_driver_sql(
+                    "SELECT usename, state FROM pg_stat_replication"
+                ).all()
+            assert ("replicator", "streaming") in [tuple(row) for row in streaming]
+        finally:
+            replica.terminate()
+            replica.wait(timeout=30)
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_gunicorn_runs_a_worker_per_cpu_it_may_use_unless_told():
@@ -174,3 +247,10 @@ def test_the_high_availability_file_puts_haproxy_before_two_patroni_nodes(tmp_pa
     assert "http://127.0.0.1:8405/health" in services["db"]["healthcheck"]["test"]
     assert "bind *:8405" in haproxy
     assert services["worker"]["restart"] == "unless-stopped"
+    # The replica streams through HAProxy from the primary, as Patroni's replication role.
+    assert services["replica"]["environment"]["PRIMARY_HOST"] == "db"
+    patroni = services["db1"]["environment"]
+    assert (
+        services["replica"]["environment"]["REPLICATION_PASSWORD"]
+        == patroni["PATRONI_REPLICATION_PASSWORD"]
+    )

@@ -11,6 +11,7 @@ from db import READS, db
 READ_ELSEWHERE = {
     "MIGRATIONS_DATABASE_URL": "deploy/start.sh",
     "POSTGRES_PASSWORD": "docker compose",
+    "REPLICATION_PASSWORD": "docker compose",
     "WEB_CONCURRENCY": "deploy/gunicorn.conf.py",
     "TEST_DATABASE_URL": "tests/conftest.py",
     "TEST_POSTGRES_DRIVERS": "tests/conftest.py",
