@@ -17,6 +17,7 @@ from support import bearer_of
 from support.http import metric_total, server_env, sign_up
 from support.replication import Replication
 
+from catalogue.runs import run_import
 from db import db
 from models import UserModel
 from security.tokens import issue_tokens
@@ -245,3 +246,24 @@ def test_every_instance_of_the_api_reads_a_clients_writes(replication):
         metrics = requests.get(f"{other.url}/metrics", timeout=10).text
     assert metric_total(metrics, "database_read_fallbacks_total", reason="read_your_writes") >= 10
     assert metric_total(metrics, "database_reads_total", database="replica1") >= 5
+
+
+@pytest.mark.one_driver
+def test_an_import_the_worker_runs_counts_as_its_senders_write(replicated, database):
+    app = replicated.app(database)
+    writer = writer_of(app)
+    client = app.test_client(use_cookies=False)
+    store = client.post("/store", json={"name": "Books"}, headers=writer).get_json()
+    taken = client.post(
+        f"/store/{store['id']}/item/import", data="name,price\nNovel,9.99\n",
+        content_type="text/csv", headers=writer,
+    )  # fmt: skip
+    assert taken.status_code == 202
+    noted = "SELECT written_at FROM recent_writes"
+    (sent_at,) = replicated.on(replicated.primary, noted)[0]
+    with app.app_context():  # the worker's part
+        assert run_import(taken.get_json()["id"])
+    # Its reads then wait for the items as for a write of theirs, however late the run.
+    assert replicated.on(replicated.primary, noted)[0][0] > sent_at
+    items = client.get(f"/store/{store['id']}/item", headers=writer).get_json()
+    assert [item["name"] for item in items] == ["Novel"]
