@@ -41,3 +41,25 @@ def test_a_silent_partition_holds_no_request_and_heals_within_3_s(driver, via):
 
     assert seen["found"], "no write was acknowledged"
     assert set(seen["found"]) == {200}  # every 201 is there
+
+
+def test_a_silent_replica_is_left_out_with_no_error_and_used_again_once_healed():
+    """The standby behind a silent partition: every read still answers 200 (a read caught on
+    it is answered again from the primary), none waits past tcp_user_timeout and keepalives'
+    bound, the standby serves nothing meanwhile, and serves again once the network heals."""
+    run = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "support.replica_partition"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-4000:]
+    seen = json.loads(run.stdout)
+    answers = seen["answers"]
+    assert {a["status"] for a in answers} == {200}
+    during = [a for a in answers if seen["partitioned_at"] <= a["started"] < seen["healed_at"]]
+    assert max(a["ended"] - a["started"] for a in during) <= 8
+    # Once found silent, the standby is left out: reads go on at the primary's pace.
+    assert len(during) > 100
+    before, during_partition, after = seen["served"]
+    assert during_partition - before <= 2  # the reads caught on it, at most, counted there
+    assert after > during_partition

@@ -246,6 +246,8 @@ def test_every_instance_of_the_api_reads_a_clients_writes(replication):
         metrics = requests.get(f"{other.url}/metrics", timeout=10).text
     assert metric_total(metrics, "database_read_fallbacks_total", reason="read_your_writes") >= 10
     assert metric_total(metrics, "database_reads_total", database="replica1") >= 5
+    # Paused for a few seconds, then replaying again: the last check's lag, well under a minute.
+    assert 0 <= metric_total(metrics, "database_replica_lag_seconds", replica="replica1") < 60
 
 
 @pytest.mark.one_driver
