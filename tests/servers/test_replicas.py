@@ -22,6 +22,7 @@ from db import db
 from models import UserModel
 from security.tokens import issue_tokens
 from tools.gunicorn_server import API, gunicorn
+from tools.throwaway_patroni import wait_for
 
 pytestmark = pytest.mark.pgbouncer_too
 
@@ -56,20 +57,18 @@ def writer_of(app, username: str = "owner") -> dict[str, str]:
         return bearer_of(issue_tokens(user, fresh=True)["access_token"])
 
 
-def wait_for(condition, timeout: float = 15.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(every)
-    return result
-
-
-def test_reads_land_on_the_replica(replicated, database):
-    app = replicated.app(database)
+def a_store_on_both(replicated, database: str, **app_options):
+    """The app, a writer's headers, a client without cookies, and a store the standby has."""
+    app = replicated.app(database, **app_options)
     writer = writer_of(app)
     client = app.test_client(use_cookies=False)
     store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
     replicated.wait_until_caught_up()
+    return app, writer, client, store
+
+
+def test_reads_land_on_the_replica(replicated, database):
+    app, _writer, client, store = a_store_on_both(replicated, database)
     disconnect(app)
     on_standby = replicated.scans(replicated.standby, "stores")
     on_primary = replicated.scans(replicated.primary, "stores")
@@ -81,7 +80,8 @@ def test_reads_land_on_the_replica(replicated, database):
 
     assert reads_served("replica1") - served == 40
     disconnect(app)
-    wait_for(lambda: replicated.scans(replicated.standby, "stores") >= on_standby + 40)
+    wait_for(lambda: replicated.scans(replicated.standby, "stores") >= on_standby + 40,
+             "the standby's statistics count the reads", 15)  # fmt: skip
     # None of them on the primary (behind PgBouncer, whose server connections stay open, the
     # write's own scans may be counted only now).
     assert replicated.scans(replicated.primary, "stores") - on_primary < 40
@@ -157,18 +157,16 @@ def test_past_the_maximum_lag_the_replica_serves_nothing_until_it_caught_up(repl
         created = client.post("/store", json={"name": "Late"}, headers=writer).get_json()
         lagging = fallbacks("lag")
         # Behind by more than a second, the standby is left out: the primary has it.
-        wait_for(lambda: client.get(f"/store/{created['id']}").status_code == 200)
+        wait_for(lambda: client.get(f"/store/{created['id']}").status_code == 200,
+                 "the store read from the primary", 15)  # fmt: skip
         assert fallbacks("lag") > lagging
     served = reads_served("replica1")
-    wait_for(lambda: client.get("/store").status_code == 200 and reads_served("replica1") > served)
+    wait_for(lambda: client.get("/store").status_code == 200 and reads_served("replica1") > served,
+             "reads on the standby again", 15)  # fmt: skip
 
 
 def test_a_stopped_replica_is_left_out_and_used_again_once_back(replicated, database):
-    app = replicated.app(database)
-    writer = writer_of(app)
-    client = app.test_client(use_cookies=False)
-    store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
-    replicated.wait_until_caught_up()
+    _app, _writer, client, store = a_store_on_both(replicated, database)
     assert client.get(f"/store/{store['id']}").status_code == 200
     replicated.standby.stop()
     try:
@@ -180,16 +178,12 @@ def test_a_stopped_replica_is_left_out_and_used_again_once_back(replicated, data
         replicated.standby.start()
     served = reads_served("replica1")
     wait_for(lambda: client.get(f"/store/{store['id']}").status_code == 200
-             and reads_served("replica1") > served)  # fmt: skip
+             and reads_served("replica1") > served, "reads on the standby again", 15)  # fmt: skip
 
 
 @pytest.mark.one_driver
 def test_a_read_cancelled_by_recovery_is_answered_from_the_primary(replicated, database):
-    app = replicated.app(database)
-    writer = writer_of(app)
-    client = app.test_client(use_cookies=False)
-    store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
-    replicated.wait_until_caught_up()
+    _app, _writer, client, store = a_store_on_both(replicated, database)
     # The standby cancels its queries that hold a lock the replay needs, without waiting.
     replicated.on(replicated.standby, "ALTER SYSTEM SET max_standby_streaming_delay = 0")
     replicated.on(replicated.standby, "SELECT pg_reload_conf()")
@@ -216,7 +210,8 @@ def test_a_read_cancelled_by_recovery_is_answered_from_the_primary(replicated, d
         replicated.on(replicated.standby, "ALTER SYSTEM RESET max_standby_streaming_delay")
         replicated.on(replicated.standby, "SELECT pg_reload_conf()")
     cancelled = "SELECT confl_lock FROM pg_stat_database_conflicts WHERE datname = 'postgres'"
-    wait_for(lambda: replicated.on(replicated.standby, cancelled)[0][0] > 0)
+    wait_for(lambda: replicated.on(replicated.standby, cancelled)[0][0] > 0,
+             "the standby's statistics count the conflicts", 15)  # fmt: skip
 
 
 def test_every_instance_of_the_api_reads_a_clients_writes(replication):
@@ -232,7 +227,7 @@ def test_every_instance_of_the_api_reads_a_clients_writes(replication):
         wait_for(lambda: requests.get(f"{other.url}/store", timeout=10).ok and metric_total(
             requests.get(f"{other.url}/metrics", timeout=10).text,
             "database_reads_total", database="replica1",
-        ))  # fmt: skip
+        ), "reads on the standby", 15)  # fmt: skip
         with replication.replay_paused():
             for number in range(5):
                 created = requests.post(

@@ -13,10 +13,10 @@ import time
 from contextlib import ExitStack
 
 import requests
+
 from support.http import metric_total, server_env, sign_up
 from support.partition import answer, partitioned
 from support.replication import Replication
-
 from tools.gunicorn_server import API, gunicorn
 
 PARTITIONED_SECONDS = 12
