@@ -51,7 +51,8 @@ openapi: $(VENV)/installed $(SECRET)
 ## (bench/hot_read.py), deleting and purging a store
 ## against the seed's cascade and raw SQL (bench/deletion.py, which draws
 ## docs/deletion-times.png), what the reads' statement timeout costs, writes beside
-## logins on SQLite, and catalogue import and export against COPY (bench/import_export.py);
+## logins on SQLite, catalogue import and export against COPY (bench/import_export.py), and
+## reads and writes with a hot standby, and its lag during a purge (bench/replicas.py);
 ## wrk comes from Debian.
 bench: $(VENV)/installed
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
@@ -61,3 +62,4 @@ bench: $(VENV)/installed
 	$(BIN)/python bench/read_timeout.py
 	$(BIN)/python bench/login_contention.py
 	$(BIN)/python bench/import_export.py
+	$(BIN)/python bench/replicas.py

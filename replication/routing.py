@@ -17,6 +17,7 @@ primary, in the same request: the client sees no error.
 
 import logging
 import math
+import time
 import zlib
 from collections.abc import Callable
 
@@ -42,6 +43,12 @@ COOKIE = "read_your_writes"
 # The WAL of a committed write reaches the standbys' stream once flushed: at once under
 # synchronous_commit, within wal_writer_delay (200 ms) without it.
 FLUSHED_WITHIN_SECONDS = 1.0
+# A process notes a user's write at most this often: the note of their last write may be this
+# much older than the write, and the window is that much longer. One upsert costs as much as
+# 10 % of a POST here (docs/benchmarks.md); a user's burst of writes pays it once a second.
+NOTED_EVERY_SECONDS = 1.0
+# Users whose notes this process keeps the time of, at most: then it forgets them all.
+NOTES_KEPT = 10_000
 RECOVERY_CONFLICT = "40001"
 
 
@@ -77,8 +84,13 @@ class Routing:
         # A standby that serves has replayed all the primary flushed up to the maximum lag
         # before its last check, which is at most STALE_AFTER_SECONDS old.
         self.window_seconds = (
-            replicas.max_lag_seconds + STALE_AFTER_SECONDS + FLUSHED_WITHIN_SECONDS
+            replicas.max_lag_seconds
+            + STALE_AFTER_SECONDS
+            + FLUSHED_WITHIN_SECONDS
+            + NOTED_EVERY_SECONDS
         )
+        # When this process's last committed note of each user was written (monotonic).
+        self.noted: dict[int, float] = {}
         self.cookies = URLSafeTimedSerializer(secret, salt="read-your-writes")
         window = func.make_interval(0, 0, 0, 0, 0, 0, self.window_seconds)
         self.writer_position = select(cast(func.pg_current_wal_insert_lsn(), Text)).where(
@@ -159,20 +171,32 @@ class Routing:
             return dispatch()
 
 
-def note_write(user_id: int, response: Response | None = None) -> None:
+def note_write(user_id: int, response: Response | None = None) -> Callable[[], None] | None:
     """Record, in the current transaction, that the user wrote: their next reads see it. With
-    the write's `response`, the cookie that says so to a client that sends no token."""
+    the write's `response`, the cookie that says so to a client that sends no token. Unless
+    this process noted their write less than NOTED_EVERY_SECONDS ago, what to call once the
+    transaction committed (later writes lean on this note until then)."""
     routing: Routing | None = current_app.extensions.get(ROUTING)
     if routing is None:
-        return
+        return None
+    if response is not None:
+        response.set_cookie(
+            COOKIE, routing.cookies.dumps(user_id), max_age=math.ceil(routing.window_seconds),
+            httponly=True, samesite="Lax", secure=request.is_secure,
+        )  # fmt: skip
+    noting = time.monotonic()
+    if noting - routing.noted.get(user_id, -math.inf) < NOTED_EVERY_SECONDS:
+        return None
     now = func.clock_timestamp()
     db.session.execute(
         insert(RecentWriteModel)
         .values(user_id=user_id, written_at=now)
         .on_conflict_do_update(index_elements=[RecentWriteModel.user_id], set_={"written_at": now})
     )
-    if response is not None:
-        response.set_cookie(
-            COOKIE, routing.cookies.dumps(user_id), max_age=math.ceil(routing.window_seconds),
-            httponly=True, samesite="Lax", secure=request.is_secure,
-        )  # fmt: skip
+
+    def committed() -> None:
+        if len(routing.noted) >= NOTES_KEPT:
+            routing.noted.clear()
+        routing.noted[user_id] = noting
+
+    return committed

@@ -70,9 +70,10 @@ def committed(view: Callable[..., Response], *, by_user: bool) -> Callable[..., 
     def in_transaction(*args, **kwargs) -> Response:
         response = view(*args, **kwargs)
         if response.status_code < 400:
-            if by_user:
-                note_write(current_user.id, response)
+            noted = note_write(current_user.id, response) if by_user else None
             db.session.commit()
+            if noted is not None:
+                noted()
         return response
 
     return in_transaction

@@ -61,6 +61,8 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     # GETs from the replica, through PgBouncer's pool of it; the replica copies db.
     replica_url = make_url(api["environment"]["DATABASE_REPLICA_URLS"])
     assert (replica_url.host, replica_url.database) == ("pgbouncer", "stores_replica")
+    # The worker notes its imports as their senders' writes: it knows of the replicas too.
+    assert services["worker"]["environment"]["DATABASE_REPLICA_URLS"] == str(replica_url)
     pools = (ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini").read_text()
     assert "stores_replica = host=replica port=5432 dbname=stores" in pools
     replica = services["replica"]

@@ -78,6 +78,9 @@ class Replication:
             "AND tablename <> 'alembic_version'",
         )[0][0]
         self.on(self.primary, f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        for app in self.apps.values():
+            # Its users' notes went with recent_writes: the next writes must write them.
+            app.extensions["replication"].noted.clear()
         self.wait_until_caught_up()
 
     def wait_until_caught_up(self, timeout: float = 10.0) -> None:
