@@ -21,7 +21,9 @@ depends_on = None
 # Built with the nested limit of its time: the text of this version stays as it was.
 STORE_DOCUMENT = ReplaceableObject(
     store_document.FUNCTION,
-    store_document.function_sql(nested_limit=10).replace(store_document.LIVE_ONLY, ''),
+    store_document.function_sql(nested_limit=10)
+    .replace(store_document.LIVE_ONLY, '')
+    .replace(store_document.IN_STORE_ORDER, store_document.IN_ID_ORDER),
 )
 
 

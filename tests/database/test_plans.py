@@ -37,6 +37,20 @@ BIG_STORE = """
     INSERT INTO items (name, price, store_id) VALUES ('after', 1, 5);
     ANALYZE;
 """
+# Statistics that know the big store alone (taken before the small one came, or a sample that
+# missed its few rows): store_document's generic plan then takes every item for the
+# requested store's, and walking the primary key for the first 11 looks cheapest.
+KNOWN_ALONE = """
+    INSERT INTO stores (id, name) VALUES (1, 'Big'), (2, 'Small');
+    INSERT INTO items (name, price, store_id)
+        SELECT 'item ' || n, 1, 1 FROM generate_series(1, 50000) n;
+    INSERT INTO tags (name, store_id) SELECT 'tag ' || n, 1 FROM generate_series(1, 20000) n;
+    INSERT INTO items_tags (item_id, tag_id) SELECT id, 1 + id %% 20000 FROM items;
+    ANALYZE;
+    INSERT INTO items (name, price, store_id)
+        SELECT 'small ' || n, 1, 2 FROM generate_series(1, 5) n;
+    INSERT INTO tags (name, store_id) SELECT 'small ' || n, 2 FROM generate_series(1, 5) n;
+"""
 HOT_READS = [
     "/store", "/store?after=1", "/store/1", "/store/3", "/store/1/item",
     "/store/1/item?after=40000", "/store/3/item", "/store/1/tag", "/store/1/tag?after=1500",
@@ -125,8 +139,22 @@ def test_hot_reads_use_indexes_and_read_only_what_they_return(
     client, engine, statements, big_store
 ):
     # One test for all the reads: the big store takes seconds to make, a read milliseconds.
+    assert costly_steps(client, engine, statements, HOT_READS) == []
+
+
+def test_a_small_store_reads_its_own_rows_when_the_statistics_know_a_big_one_alone(
+    client, engine, statements
+):
+    with engine.begin() as connection:
+        connection.exec_driver_sql(KNOWN_ALONE)
+    paths = ["/store/2", "/store/2/item", "/store/2/tag"]
+    assert costly_steps(client, engine, statements, paths) == []
+
+
+def costly_steps(client, engine, statements, paths: list[str]) -> list[tuple]:
+    """The steps of the reads of `paths`, in any plan, that read more than they should."""
     failures = []
-    for path in HOT_READS:
+    for path in paths:
         with statements() as sent:
             assert client.get(path).status_code == 200, path
 
@@ -140,4 +168,4 @@ def test_hot_reads_use_indexes_and_read_only_what_they_return(
                     for step, read in steps
                     if too_costly(path, step, read)
                 ]
-    assert failures == []
+    return failures
