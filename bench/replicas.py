@@ -5,7 +5,8 @@ and a standby streaming from it (both on this machine, as the API's workers are)
    interleaved; and under that read-only load, the share of reads the primary served
    (goal: at most 10 %), from the API's own counts (database_reads_total);
 2. write latency: POST /store one after another, without the replica, with it, and with
-   its replay paused (goal: at most 1.1 x);
+   its replay paused (goal: at most 1.1 x); and a minute of paused replay, each write read
+   back by its writer's token (goal: every one found);
 3. the purge of a store of ITEMS items with the standby streaming: the standby's replay lag
    throughout (goal: under 1 s), and the purge's rows per second against a raw DELETE's,
    each vacuumed first (goal: at least 0.8), and straight after a raw DELETE of as many rows
@@ -44,6 +45,8 @@ from jobs.purge import purge_expired  # noqa: E402
 from replication.replicas import lsn  # noqa: E402
 from tools.gunicorn_server import API  # noqa: E402
 from tools.throwaway_postgres import throwaway_postgres  # noqa: E402
+
+PAUSED_SECONDS = 60
 
 
 def reads_by_database(base_url: str) -> dict[str, float]:
@@ -115,6 +118,51 @@ def bench_writes(
         flush=True,
     )
     return max(with_replica, paused) / without
+
+
+def bench_a_paused_minute(standby_dsn: str, primary_url: str, replica_url: str, headers) -> dict:
+    """A writer creating stores for PAUSED_SECONDS with the standby's replay paused, reading
+    each back by its token, and an anonymous reader of the first: latencies, and answers."""
+    env = {"DATABASE_REPLICA_URLS": replica_url}
+    with (
+        serve(API, primary_url, "--workers", "2", **env) as (base_url, _master),
+        requests.Session() as writer,
+        psycopg.connect(standby_dsn, autocommit=True) as standby,
+    ):
+        writer.headers.update(headers())
+        first = writer.post(f"{base_url}/store", json={"name": "before the pause"}, timeout=10)
+        time.sleep(2)  # every worker's checks have seen it replayed
+        standby.execute("SELECT pg_wal_replay_pause()")
+        latencies, read_back, anonymous = [], [], []
+        until = time.monotonic() + PAUSED_SECONDS
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            created = writer.post(
+                f"{base_url}/store", json={"name": f"paused {len(latencies)}"}, timeout=10
+            )
+            latencies.append(time.perf_counter() - started)
+            found = writer.get(f"{base_url}/store/{created.json()['id']}", timeout=10)
+            read_back.append(found.status_code)
+            path = f"{base_url}/store/{first.json()['id']}"
+            anonymous.append(requests.get(path, timeout=10).status_code)
+        standby.execute("SELECT pg_wal_replay_resume()")
+        fallbacks = requests.get(f"{base_url}/metrics", timeout=10).text
+    lagging = sum(
+        sample.value
+        for family in text_string_to_metric_families(fallbacks)
+        for sample in family.samples
+        if sample.name == "database_read_fallbacks_total" and sample.labels["reason"] == "lag"
+    )
+    print(
+        f"  {PAUSED_SECONDS} s with replay paused: {len(latencies)} writes, median "
+        f"{statistics.median(latencies) * 1000:.2f} ms, p99 "
+        f"{statistics.quantiles(latencies, n=100)[98] * 1000:.2f} ms; the writer read "
+        f"{read_back.count(200)} of them back by its token (other answers: "
+        f"{sorted(set(read_back) - {200})}); anonymous reads {sorted(set(anonymous))}, "
+        f"{lagging:.0f} sent to the primary once the standby was past the maximum lag",
+        flush=True,
+    )
+    return {"read_back": read_back, "median": statistics.median(latencies)}
 
 
 class LagWatch:
@@ -218,11 +266,14 @@ def main() -> None:
         write_ratio = bench_writes(
             dsn(replica_url), primary_url, replica_url, headers, arguments.writes, arguments.runs
         )
+        paused = bench_a_paused_minute(dsn(replica_url), primary_url, replica_url, headers)
         print("Purging with the standby streaming:", flush=True)
         purge = bench_purge(primary_url, dsn(replica_url), arguments.items)
     goals = {
         "the primary serves at most 10 % of a read-only load": share <= 0.10,
         "write latency with a replica (replaying or paused) <= 1.1 x without": write_ratio <= 1.1,
+        "a minute of paused replay: the writer reads every write back": set(paused["read_back"])
+        == {200},
         "replay lag under 1 s during the purge": purge["vacuumed_lag"] < 1.0,
         "purge >= 0.8 x a raw DELETE's rows per second, each vacuumed first": (
             purge["raw_s"] / purge["vacuumed_s"] >= 0.8
