@@ -131,7 +131,9 @@ def bench_a_paused_minute(standby_dsn: str, primary_url: str, replica_url: str, 
     ):
         writer.headers.update(headers())
         first = writer.post(f"{base_url}/store", json={"name": "before the pause"}, timeout=10)
-        time.sleep(2)  # every worker's checks have seen it replayed
+        for _ in range(20):  # each worker's checks start, with its first GET
+            requests.get(f"{base_url}/store", timeout=10)
+        time.sleep(2)  # and have seen the store replayed
         standby.execute("SELECT pg_wal_replay_pause()")
         latencies, read_back, anonymous = [], [], []
         until = time.monotonic() + PAUSED_SECONDS
