@@ -266,3 +266,21 @@ def test_an_import_the_worker_runs_counts_as_its_senders_write(replicated, datab
     assert replicated.on(replicated.primary, noted)[0][0] > sent_at
     items = client.get(f"/store/{store['id']}/item", headers=writer).get_json()
     assert [item["name"] for item in items] == ["Novel"]
+
+
+@pytest.mark.one_driver
+def test_a_promoted_standby_is_left_out(database):
+    """A standby promoted (a failover elsewhere, or by mistake) no longer follows the primary:
+    it serves nothing once a check finds it out of recovery."""
+    with ExitStack() as stack:
+        own = Replication(stack)
+        app, writer, client, store = a_store_on_both(own, database)
+        assert client.get(f"/store/{store['id']}").status_code == 200
+        served = reads_served("replica1")
+        own.standby.promote()
+        wait_for(lambda: not app.extensions["replication"].replicas.all[0].up,
+                 "the promoted standby left out", 15)  # fmt: skip
+        created = client.post("/store", json={"name": "After"}, headers=writer).get_json()
+        anonymous = app.test_client(use_cookies=False)
+        assert anonymous.get(f"/store/{created['id']}").status_code == 200
+        assert reads_served("replica1") == served
