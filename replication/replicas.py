@@ -1,12 +1,13 @@
 """The hot standbys reads may go to, and what is known of each: up or not, how far its replay
-has come, and how far behind the primary it is. One thread per API process checks them all
-every CHECK_SECONDS (never a request: a request only reads what the last check found).
+has come, and how far behind the primary it is. In each API process a thread per standby
+checks it every CHECK_SECONDS (never a request: a request only reads what the last check
+found), so that a standby whose server is silent holds up no check of the others.
 
 Lag is measured against the primary's own WAL, not the standby's replay timestamps (which
 stand still on an idle primary and say nothing of a standby cut off from it): each check
 first samples the primary's flushed position, and a standby's lag is how long ago the newest
-sample it has replayed was taken. A standby whose check is older than STALE_AFTER_SECONDS
-counts as unknown, and serves nothing.
+of its check's samples that it has replayed was taken. A standby whose check is older than
+STALE_AFTER_SECONDS counts as unknown, and serves nothing.
 """
 
 import logging
@@ -15,7 +16,7 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -42,6 +43,8 @@ class Replica:
     replayed: int = 0
     lag_seconds: float = math.inf
     checked_at: float = -math.inf
+    # (monotonic time, the primary's flushed WAL position) before each check, oldest first.
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
 
     def serves(self, max_lag_seconds: float, now: float) -> bool:
         return (
@@ -67,13 +70,11 @@ class Replica:
 
 
 class Replicas:
-    """The standbys of one primary, and the thread that checks them; started by the first
+    """The standbys of one primary, and the threads that check them; started by the first
     request that asks, in the process that serves it (gunicorn forks workers after import)."""
 
     def __init__(self, primary: Engine, replicas: list[Replica], max_lag_seconds: float) -> None:
         self.primary, self.all, self.max_lag_seconds = primary, replicas, max_lag_seconds
-        # (monotonic time, the primary's flushed WAL position), oldest first.
-        self.samples: deque[tuple[float, int]] = deque()
         self.checking_in_pid: int | None = None
         self.starting = threading.Lock()
         self.on_check = lambda _replica: None
@@ -89,27 +90,37 @@ class Replicas:
         with self.starting:
             if self.checking_in_pid == os.getpid():
                 return
-            self.check()
-            threading.Thread(target=self.check_forever, name="replica-checks", daemon=True).start()
+            first_checks = []
+            for replica in self.all:
+                first_checks.append(checked := threading.Event())
+                name = f"replica-checks-{replica.name}"
+                threading.Thread(
+                    target=self.check_forever, args=(replica, checked), name=name, daemon=True
+                ).start()
+            # The first GET waits for the first checks, a silent standby's no longer than
+            # CHECK_SECONDS: until then it would go to the primary.
+            deadline = time.monotonic() + CHECK_SECONDS
+            for checked in first_checks:
+                checked.wait(max(0.0, deadline - time.monotonic()))
             self.checking_in_pid = os.getpid()
 
-    def check_forever(self) -> None:
+    def check_forever(self, replica: Replica, checked: threading.Event) -> None:
         while True:
-            time.sleep(CHECK_SECONDS)
             try:
-                self.check()
+                self.check(replica)
             except Exception:
-                # A bug here must not stop the checks: the standbys would go stale, and serve
+                # A bug here must not stop the checks: the standby would go stale, and serve
                 # nothing, for the rest of the process's life.
-                logger.exception("checking the database replicas failed")
+                logger.exception("checking the database replica %s failed", replica.name)
+            checked.set()
+            time.sleep(CHECK_SECONDS)
 
-    def check(self) -> None:
-        self.sample_primary()
-        for replica in self.all:
-            self.check_replica(replica)
-            self.on_check(replica)
+    def check(self, replica: Replica) -> None:
+        self.sample_primary(replica.samples)
+        self.check_replica(replica)
+        self.on_check(replica)
 
-    def sample_primary(self) -> None:
+    def sample_primary(self, samples: deque[tuple[float, int]]) -> None:
         try:
             with self.primary.connect() as connection:
                 position = lsn(connection.scalar(PRIMARY_POSITION))
@@ -118,10 +129,10 @@ class Replicas:
             # they serve nothing, as nothing says how far behind they are.
             return
         now = time.monotonic()
-        self.samples.append((now, position))
+        samples.append((now, position))
         # Kept: every sample younger than the maximum lag, and the newest one older.
-        while len(self.samples) > 1 and now - self.samples[1][0] > self.max_lag_seconds:
-            self.samples.popleft()
+        while len(samples) > 1 and now - samples[1][0] > self.max_lag_seconds:
+            samples.popleft()
 
     def check_replica(self, replica: Replica) -> None:
         was_up = replica.up
@@ -135,7 +146,7 @@ class Replicas:
         replica.up = bool(in_recovery) and replayed is not None
         if replica.up:
             replica.replayed = lsn(replayed)
-            replica.lag_seconds = self.lag_of(replica.replayed)
+            replica.lag_seconds = lag_of(replica.samples, replica.replayed)
             replica.checked_at = time.monotonic()
         else:
             replica.lag_seconds = math.inf
@@ -143,12 +154,13 @@ class Replicas:
             state = "up" if replica.up else "down"
             logger.warning("database replica %s is %s", replica.name, state)
 
-    def lag_of(self, replayed: int) -> float:
-        """How long ago the primary had written no more than the standby has replayed: the
-        newest sample at or before its position. Older than every sample: as old as they go,
-        at least (the maximum lag, or more)."""
-        now = time.monotonic()
-        for taken_at, position in reversed(self.samples):
-            if position <= replayed:
-                return now - taken_at
-        return math.inf
+
+def lag_of(samples: deque[tuple[float, int]], replayed: int) -> float:
+    """How long ago the primary had written no more than the standby has replayed: the newest
+    sample at or before its position. Older than every sample: as old as they go, at least
+    (the maximum lag, or more)."""
+    now = time.monotonic()
+    for taken_at, position in reversed(samples):
+        if position <= replayed:
+            return now - taken_at
+    return math.inf

@@ -5,6 +5,7 @@ others read the standby, writes never touch it, and a revoked token is refused a
 the maximum lag, and stopped, it serves nothing, with no error to anyone, and serves again
 once back; a read cancelled by recovery is answered from the primary."""
 
+import socket
 import threading
 import time
 from contextlib import ExitStack
@@ -18,6 +19,7 @@ from support.http import metric_total, server_env, sign_up
 from support.replication import Replication
 
 from catalogue.runs import run_import
+from config.settings import Settings
 from db import db
 from models import UserModel
 from security.tokens import issue_tokens
@@ -57,9 +59,9 @@ def writer_of(app, username: str = "owner") -> dict[str, str]:
         return bearer_of(issue_tokens(user, fresh=True)["access_token"])
 
 
-def a_store_on_both(replicated, database: str, **app_options):
+def a_store_on_both(replicated, database: str, *app_options):
     """The app, a writer's headers, a client without cookies, and a store the standby has."""
-    app = replicated.app(database, **app_options)
+    app = replicated.app(database, *app_options)
     writer = writer_of(app)
     client = app.test_client(use_cookies=False)
     store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
@@ -284,3 +286,20 @@ def test_a_promoted_standby_is_left_out(database):
         anonymous = app.test_client(use_cookies=False)
         assert anonymous.get(f"/store/{created['id']}").status_code == 200
         assert reads_served("replica1") == served
+
+
+@pytest.mark.one_driver
+def test_a_silent_replica_holds_up_no_check_of_the_others(replicated, database):
+    """A second replica that accepts connections and never answers (a silent server): its
+    checks wait out the connect timeout, and the first standby goes on serving every read."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        silent_url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        _app, _writer, client, store = a_store_on_both(replicated, database, 30.0, silent_url)
+        served, reads = reads_served("replica1"), 0
+        until = time.monotonic() + 3 * Settings().database_connect_timeout
+        while time.monotonic() < until:
+            assert client.get(f"/store/{store['id']}").status_code == 200
+            reads += 1
+            time.sleep(0.02)
+    assert reads_served("replica1") - served == reads

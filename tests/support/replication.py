@@ -49,15 +49,15 @@ class Replication:
             )
         return self.pgbouncers[name]
 
-    def app(self, database: str, max_lag_seconds: float = 30.0) -> Flask:
-        """The API in process with the standby as its replica (a generous maximum lag unless
-        the test is about the lag)."""
-        key = (database, max_lag_seconds)
+    def app(self, database: str, max_lag_seconds: float = 30.0, *also: str) -> Flask:
+        """The API in process with the standby as its replica, and the URLs `also` after it
+        (a generous maximum lag unless the test is about the lag)."""
+        key = (database, max_lag_seconds, *also)
         if key not in self.apps:
             primary, replica = self.urls(database)
             settings = Settings(
                 database_url=primary,
-                database_replica_urls=replica,
+                database_replica_urls=",".join((replica, *also)),
                 database_replica_max_lag_seconds=max_lag_seconds,
             )
             self.apps[key] = create_app(settings, TESTING=True, JWT_SECRET_KEY=JWT_SECRET)
