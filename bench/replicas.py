@@ -49,14 +49,19 @@ from tools.throwaway_postgres import throwaway_postgres  # noqa: E402
 PAUSED_SECONDS = 60
 
 
-def reads_by_database(base_url: str) -> dict[str, float]:
+def counted_by(base_url: str, name: str, label: str) -> dict[str, float]:
+    """The server's counter `name` (summed over its workers), by the value of `label`."""
     exposed = requests.get(f"{base_url}/metrics", timeout=10).text
     return {
-        sample.labels["database"]: sample.value
+        sample.labels[label]: sample.value
         for family in text_string_to_metric_families(exposed)
         for sample in family.samples
-        if sample.name == "database_reads_total"
+        if sample.name == name
     }
+
+
+def reads_by_database(base_url: str) -> dict[str, float]:
+    return counted_by(base_url, "database_reads_total", "database")
 
 
 def bench_reads(primary_url: str, replica_url: str, store_id: int, runs: int, seconds: int):
@@ -148,13 +153,8 @@ def bench_a_paused_minute(standby_dsn: str, primary_url: str, replica_url: str, 
             path = f"{base_url}/store/{first.json()['id']}"
             anonymous.append(requests.get(path, timeout=10).status_code)
         standby.execute("SELECT pg_wal_replay_resume()")
-        fallbacks = requests.get(f"{base_url}/metrics", timeout=10).text
-    lagging = sum(
-        sample.value
-        for family in text_string_to_metric_families(fallbacks)
-        for sample in family.samples
-        if sample.name == "database_read_fallbacks_total" and sample.labels["reason"] == "lag"
-    )
+        fallbacks = counted_by(base_url, "database_read_fallbacks_total", "reason")
+    lagging = fallbacks.get("lag", 0)
     print(
         f"  {PAUSED_SECONDS} s with replay paused: {len(latencies)} writes, median "
         f"{statistics.median(latencies) * 1000:.2f} ms, p99 "

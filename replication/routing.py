@@ -27,12 +27,11 @@ from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import Engine, Text, bindparam, cast, func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 
 from config.settings import Settings
 from connections.options import engine_options, read_engine_options
-from db import READS, ROUTING, db
+from db import READS, ROUTING, db, upsertable_insert
 from models import RecentWriteModel
 from observability.metrics import count_read, count_read_fallback, show_replica
 from replication.replicas import STALE_AFTER_SECONDS, Replica, Replicas, lsn
@@ -52,34 +51,41 @@ NOTES_KEPT = 10_000
 RECOVERY_CONFLICT = "40001"
 
 
+def replica_names(settings: Settings) -> list[str]:
+    """The binds of the standbys' engines: replica1, replica2, ..., in DATABASE_REPLICA_URLS'
+    order."""
+    return [f"replica{number}" for number in range(1, len(settings.replica_urls) + 1)]
+
+
 def replica_binds(settings: Settings) -> dict[str, dict]:
-    """Flask-SQLAlchemy binds of the standbys' engines, named replica1, replica2, ...: each
-    like the engine of reads (in autocommit, with the statement timeout)."""
+    """Flask-SQLAlchemy binds of the standbys' engines, each like the engine of reads (in
+    autocommit, with the statement timeout)."""
     timeout = settings.database_statement_timeout_ms
     return {
-        f"replica{number}": read_engine_options(
+        name: read_engine_options(
             url, engine_options(url, settings.database_connect_timeout, timeout), timeout
         )
-        for number, url in enumerate(settings.replica_urls, 1)
+        for name, url in zip(replica_names(settings), settings.replica_urls, strict=True)
     }
 
 
 def init_replication(app: Flask, settings: Settings) -> None:
     """Route GETs' reads to the standbys of DATABASE_REPLICA_URLS; none: nothing changes."""
-    names = replica_binds(settings)
+    names = replica_names(settings)
     if not names:
         return
     replicas = [Replica(name, db.engines[name]) for name in names]
     app.extensions[ROUTING] = Routing(
         Replicas(db.engines[READS], replicas, settings.database_replica_max_lag_seconds),
-        db.engines[READS],
         app.config["JWT_SECRET_KEY"],
     )
 
 
 class Routing:
-    def __init__(self, replicas: Replicas, primary: Engine, secret: str) -> None:
-        self.replicas, self.primary = replicas, primary
+    def __init__(self, replicas: Replicas, secret: str) -> None:
+        # The primary's engine of reads: the one the checks sample, and the one reads fall
+        # back to.
+        self.replicas, self.primary = replicas, replicas.primary
         replicas.on_check = show_replica
         # A standby that serves has replayed all the primary flushed up to the maximum lag
         # before its last check, which is at most STALE_AFTER_SECONDS old.
@@ -189,7 +195,7 @@ def note_write(user_id: int, response: Response | None = None) -> Callable[[], N
         return None
     now = func.clock_timestamp()
     db.session.execute(
-        insert(RecentWriteModel)
+        upsertable_insert(RecentWriteModel)
         .values(user_id=user_id, written_at=now)
         .on_conflict_do_update(index_elements=[RecentWriteModel.user_id], set_={"written_at": now})
     )
