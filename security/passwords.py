@@ -1,8 +1,6 @@
 """Passwords: Argon2 hashes, made and checked at a lower CPU priority than requests."""
 
-import os
 import secrets
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -12,6 +10,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
 
+from jobs.priority import lower_own_priority
 from models import UserModel
 
 T = TypeVar("T")
@@ -26,10 +25,6 @@ def password_hasher() -> PasswordHasher:
     return current_app.config["PASSWORD_HASHER"]
 
 
-# How much lower the CPU priority of password hashing is (a nice value, 0-19).
-HASHING_NICENESS = 10
-
-
 @cache  # one per process, made at first use: in each gunicorn worker, after the fork
 def hashing_thread() -> ThreadPoolExecutor:
     """A thread of lower CPU priority for Argon2: a login's hash keeps the machine's cores
@@ -37,11 +32,6 @@ def hashing_thread() -> ThreadPoolExecutor:
     one's priority), and the requests other workers serve meanwhile go first (figures in
     docs/benchmarks.md). Alone on the machine, it runs as fast as ever."""
     return ThreadPoolExecutor(1, thread_name_prefix="argon2", initializer=lower_own_priority)
-
-
-def lower_own_priority() -> None:
-    # Linux keeps a nice value per thread: this lowers the calling thread's only.
-    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASHING_NICENESS)
 
 
 def hashing(function: Callable[..., T], *args: Any) -> T:

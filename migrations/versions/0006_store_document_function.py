@@ -23,7 +23,8 @@ STORE_DOCUMENT = ReplaceableObject(
     store_document.FUNCTION,
     store_document.function_sql(nested_limit=10)
     .replace(store_document.LIVE_ONLY, '')
-    .replace(store_document.IN_STORE_ORDER, store_document.IN_ID_ORDER),
+    .replace(store_document.IN_STORE_ORDER, store_document.IN_ID_ORDER)
+    .replace(store_document.INDEXES_ONLY, ''),
 )
 
 

@@ -25,9 +25,9 @@ depends_on = None
 # The store document of live stores only, with the nested limit of its time.
 STORE_DOCUMENT = ReplaceableObject(
     store_document.FUNCTION,
-    store_document.function_sql(nested_limit=10).replace(
-        store_document.IN_STORE_ORDER, store_document.IN_ID_ORDER
-    ),
+    store_document.function_sql(nested_limit=10)
+    .replace(store_document.IN_STORE_ORDER, store_document.IN_ID_ORDER)
+    .replace(store_document.INDEXES_ONLY, ''),
 )
 
 

@@ -19,7 +19,8 @@ depends_on = None
 
 
 STORE_DOCUMENT = ReplaceableObject(
-    store_document.FUNCTION, store_document.function_sql(nested_limit=10)
+    store_document.FUNCTION,
+    store_document.function_sql(nested_limit=10).replace(store_document.INDEXES_ONLY, ''),
 )
 
 

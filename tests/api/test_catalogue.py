@@ -2,6 +2,8 @@
 /store/<id>/item/export, on every database."""
 
 import io
+import os
+import threading
 
 import pytest
 from support.api import (
@@ -13,6 +15,10 @@ from support.api import (
     signed_in,
 )
 from support.catalogue import CSV, JSONL, imported, json_lines, send_file
+
+from catalogue.importing import import_items
+from db import db
+from jobs.priority import LOWEST, NICENESS
 
 pytestmark = [pytest.mark.sqlite_too, pytest.mark.pgbouncer_too]
 
@@ -224,3 +230,21 @@ def test_a_deleted_store_is_exported_to_its_owner_until_it_expires(
     assert kept.status_code == 200
     assert b"Novel" in kept.get_data()
     assert read_whole(client, url).status_code == 200  # an admin
+
+
+def test_an_import_checks_its_lines_at_a_lower_cpu_priority(app, client):
+    """Reads served beside an import go first (docs/benchmarks.md has the figures)."""
+    store = new_store(client)
+    priorities = []
+
+    def chunks():
+        # The file is read, and its lines checked, in the import's reading thread.
+        priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        yield b'{"name": "Novel", "price": 9.99}\n'
+
+    with app.app_context():
+        counts = import_items(store["id"], chunks(), JSONL)
+        db.session.rollback()
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert counts.items == 1
+    assert priorities == [min(own + NICENESS, LOWEST)]

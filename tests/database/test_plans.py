@@ -51,6 +51,19 @@ KNOWN_ALONE = """
         SELECT 'small ' || n, 1, 2 FROM generate_series(1, 5) n;
     INSERT INTO tags (name, store_id) SELECT 'small ' || n, 2 FROM generate_series(1, 5) n;
 """
+# Tables as a new deployment has them, then an import's uncommitted rows into one store.
+SMALL = """
+    INSERT INTO stores (id, name) VALUES (1, 'Small'), (2, 'Importing');
+    INSERT INTO items (name, price, store_id)
+        SELECT 'item ' || n, 1, 1 FROM generate_series(1, 5) n;
+    INSERT INTO tags (name, store_id) SELECT 'tag ' || n, 1 FROM generate_series(1, 5) n;
+    ANALYZE;
+"""
+IMPORTING = """
+    INSERT INTO items (name, price, store_id)
+        SELECT 'new ' || n, 1, 2 FROM generate_series(1, 20000) n;
+    INSERT INTO tags (name, store_id) SELECT 'new ' || n, 2 FROM generate_series(1, 20000) n;
+"""
 HOT_READS = [
     "/store", "/store?after=1", "/store/1", "/store/3", "/store/1/item",
     "/store/1/item?after=40000", "/store/3/item", "/store/1/tag", "/store/1/tag?after=1500",
@@ -169,3 +182,26 @@ def costly_steps(client, engine, statements, paths: list[str]) -> list[tuple]:
                     if too_costly(path, step, read)
                 ]
     return failures
+
+
+def test_a_plan_kept_from_small_tables_reads_by_index_once_an_import_grows_them(engine):
+    """A connection keeps the plan it made when the tables were small, and an import's
+    uncommitted rows grow them under it: the plan still finds the store's rows by index."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql(SMALL)
+    with engine.connect() as reading, engine.connect() as importing:
+        cursor = reading.connection.dbapi_connection.cursor()
+        cursor.execute(EXPLAIN_AS_RUN)
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.execute("SELECT store_document(1)")  # planned now, and kept
+        importing.exec_driver_sql(IMPORTING)
+        messages = log_messages(reading.connection.dbapi_connection)
+        cursor.execute("SELECT store_document(1)")
+        document = json.loads(cursor.fetchone()[0])
+        importing.rollback()
+        reading.invalidate()  # auto_explain stays loaded: no other test gets this one
+    plans = [json.loads(message.split("plan:", 1)[1])["Plan"] for message in messages]
+    steps = [step for plan in plans for step, _read in rows_touched(plan)]
+    assert len(document["items"]) == 5
+    assert any(step.startswith("Index") for step in steps), steps
+    assert [step for step in steps if step.startswith("Seq Scan")] == []
