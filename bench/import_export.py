@@ -230,7 +230,7 @@ def main() -> None:
                 "SELECT it.item_id, it.tag_id FROM items_tags it JOIN items i ON i.id = it.item_id"
                 f" WHERE i.store_id = {store}",
             ])  # fmt: skip
-            statement = export_sql("postgresql", JSON_LINES).replace(":store_id", str(store))
+            statement = export_sql("postgresql", JSON_LINES) % {"store_id": store}
             statement_out = copy_to(connection, [statement])
             export_seconds, size = exported(app, store)
     path.unlink()

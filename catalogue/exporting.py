@@ -5,38 +5,30 @@ cursor a batch at a time. One statement: one consistent snapshot, in constant me
 
 from collections.abc import Iterator
 
-from sqlalchemy import text
-
 from catalogue.lines import CSV, CSV_COLUMNS
 from db import READS, db
 
 # Lines fetched per round trip.
 FETCHED_TOGETHER = 10_000
 
-# Each item's tags, names in id order: a JSON array, or joined by "|" with "|" and "\"
-# escaped. On PostgreSQL aggregated for the whole store at once, in one join (per item, a
-# subquery measured 3 times as slow); on SQLite, whose aggregates take no ORDER BY, per item
-# from an ordered subquery.
+# Each item's tags' names: a JSON array, or joined by "|" with "|" and "\" escaped; in the
+# order the join finds them (an ORDER BY in the aggregate sorts each item's few tags apart:
+# a third of the statement's time at a million items, measured on PostgreSQL 15). All the
+# store's links are joined at once and grouped by item (per item, a subquery measured 3
+# times as slow; an aggregated subquery joined to the items, 1.6 times).
 ESCAPED_NAME = "replace(replace(t.name, '\\', '\\\\'), '|', '\\|')"
-POSTGRES_TAGS = """LEFT JOIN (
-    SELECT it.item_id, {aggregate} AS tags
-    FROM items_tags it JOIN items i2 ON i2.id = it.item_id JOIN tags t ON t.id = it.tag_id
-    WHERE i2.store_id = :store_id GROUP BY it.item_id
-) tags ON tags.item_id = i.id"""
-POSTGRES_AGGREGATES = {
-    "json": "json_agg(t.name ORDER BY t.id)",
-    "csv": f"string_agg({ESCAPED_NAME}, '|' ORDER BY t.id)",
-}
-ITS_TAGS = "FROM items_tags it JOIN tags t ON t.id = it.tag_id WHERE it.item_id = i.id"
-SQLITE_TAGS = {
-    "json": f"(SELECT json_group_array(name) FROM (SELECT t.name {ITS_TAGS} ORDER BY t.id))",
-    "csv": f"(SELECT group_concat(name, '|') FROM (SELECT {ESCAPED_NAME} AS name {ITS_TAGS}"
-    " ORDER BY t.id))",
-}
+LINKED = "t.id IS NOT NULL"
 TAGS = {
-    "postgresql": {"json": "coalesce(CAST(tags.tags AS text), '[]')", "csv": "tags.tags"},
-    "sqlite": SQLITE_TAGS,
+    "postgresql": {
+        "json": f"coalesce(CAST(json_agg(t.name) FILTER (WHERE {LINKED}) AS text), '[]')",
+        "csv": f"string_agg({ESCAPED_NAME}, '|')",
+    },
+    "sqlite": {
+        "json": f"json_group_array(t.name) FILTER (WHERE {LINKED})",
+        "csv": f"group_concat({ESCAPED_NAME}, '|')",
+    },
 }
+STORE_ID = {"postgresql": "%(store_id)s", "sqlite": ":store_id"}
 JSON_LINE = {
     # Joined as text, each value made JSON by to_json: measured 10 % faster than
     # json_build_object.
@@ -55,19 +47,20 @@ CSV_LINE = (
 
 
 def export_sql(dialect: str, media_type: str) -> str:
-    """The statement of the lines of store :store_id's file in `media_type`."""
+    """The statement of the lines of a store's file in `media_type`, for the driver's own
+    cursor, with the driver's placeholder for the store's id."""
     kind = "csv" if media_type == CSV else "json"
     line = (CSV_LINE if kind == "csv" else JSON_LINE[dialect]).format(tags=TAGS[dialect][kind])
-    joined = ""
-    if dialect == "postgresql":
-        joined = POSTGRES_TAGS.format(aggregate=POSTGRES_AGGREGATES[kind])
-    return f"SELECT {line} FROM items i {joined} WHERE i.store_id = :store_id ORDER BY i.id"
+    return (
+        f"SELECT {line} FROM items i LEFT JOIN items_tags it ON it.item_id = i.id"
+        " LEFT JOIN tags t ON t.id = it.tag_id"
+        f" WHERE i.store_id = {STORE_ID[dialect]} GROUP BY i.id ORDER BY i.id"
+    )
 
 
 def exported_lines(store_id: int, media_type: str) -> Iterator[str]:
     """The file of the store's items in `media_type`, a batch of lines at a time."""
     dialect = db.engine.dialect.name
-    statement = text(export_sql(dialect, media_type))
     if media_type == CSV:
         yield ",".join(CSV_COLUMNS) + "\n"
     # A connection of its own, held until the last line is sent or the client goes; on
@@ -75,8 +68,14 @@ def exported_lines(store_id: int, media_type: str) -> Iterator[str]:
     # a snapshot per statement anyway, with no write lock (BEGIN IMMEDIATE).
     engine = db.engine if dialect == "postgresql" else db.engines[READS]
     with engine.connect() as connection, connection.begin():
-        result = connection.execute(
-            statement, {"store_id": store_id}, execution_options={"yield_per": FETCHED_TOGETHER}
-        )
-        for lines in result.scalars().partitions():
-            yield "\n".join(lines) + "\n"
+        # The driver's cursor, not SQLAlchemy's rows: they cost 2 us each, half the
+        # database's work for a line (psycopg2, a million lines: 6.3 s against 4.5 s).
+        driver_connection = connection.connection.dbapi_connection
+        postgres = dialect == "postgresql"
+        cursor = driver_connection.cursor(name="export") if postgres else driver_connection.cursor()
+        try:
+            cursor.execute(export_sql(dialect, media_type), {"store_id": store_id})
+            while lines := cursor.fetchmany(FETCHED_TOGETHER):
+                yield "\n".join(line for (line,) in lines) + "\n"
+        finally:
+            cursor.close()
