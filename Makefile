@@ -62,4 +62,5 @@ bench: $(VENV)/installed
 	$(BIN)/python bench/read_timeout.py
 	$(BIN)/python bench/login_contention.py
 	$(BIN)/python bench/import_export.py
+	$(BIN)/python bench/import_export.py --driver psycopg --pgbouncer
 	$(BIN)/python bench/replicas.py

@@ -1,9 +1,10 @@
 """Catalogue import and export against PostgreSQL's own COPY, side by side in one run.
 
-`.venv/bin/python bench/import_export.py [--items N] [--driver psycopg2|psycopg]` (part of
-`make bench`); starts its own PostgreSQL. Each item has two tags of 100; the file is JSON
-Lines. Each side writes into the same empty tables (COPY's rows are truncated before the
-import: writes slow down as the tables grow), vacuumed.
+`.venv/bin/python bench/import_export.py [--items N] [--driver psycopg2|psycopg]
+[--pgbouncer]` (part of `make bench`); starts its own PostgreSQL (and PgBouncer, for the
+API's side only). Each item has two tags of 100; the file is JSON Lines. Each side writes
+into the same empty tables (COPY's rows are truncated before the import: writes slow down
+as the tables grow), vacuumed.
 
 - import: COPY FROM of the same rows (items with ids, then their links, the tags there
   already) against the worker's run of an import (catalogue.runs.run_import) of the file;
@@ -19,11 +20,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
+from sqlalchemy import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,7 +47,7 @@ from config.settings import Settings  # noqa: E402
 from db import db  # noqa: E402
 from models import ItemImportModel  # noqa: E402
 from tools.gunicorn_server import API  # noqa: E402
-from tools.throwaway_postgres import throwaway_postgres  # noqa: E402
+from tools.throwaway_postgres import throwaway_pgbouncer, throwaway_postgres  # noqa: E402
 
 TAGS = 100
 READ_SECONDS = 5
@@ -204,16 +207,27 @@ def exported(app, store: int) -> tuple[float, int]:
         return time.perf_counter() - started, size
 
 
+@contextmanager
+def through_pgbouncer(url: str) -> Iterator[str]:
+    """`url` through PgBouncer, configured as docker-compose.yml runs it (its pool size too)."""
+    with throwaway_pgbouncer(make_url(url), pool_size=20) as port:
+        yield make_url(url).set(port=port).render_as_string(hide_password=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--driver", default="psycopg2", choices=("psycopg2", "psycopg"))
+    parser.add_argument(
+        "--pgbouncer", action="store_true", help="the API through PgBouncer (COPY straight)"
+    )
     args = parser.parse_args()
     path = catalogue_file(args.items)
     path_size = path.stat().st_size
-    with throwaway_postgres() as cluster:
+    with throwaway_postgres() as cluster, ExitStack() as stack:
         url = cluster.url(args.driver)
         admin_token_maker(url)  # migrates
+        url = stack.enter_context(through_pgbouncer(url)) if args.pgbouncer else url
         app = create_app(Settings(database_url=url, jwt_secret_key=JWT_SECRET))
         rows = args.items * 3  # each item and its two links
         with psycopg.connect(dsn(url), autocommit=True) as connection:
@@ -234,7 +248,8 @@ def main() -> None:
             statement_out = copy_to(connection, [statement])
             export_seconds, size = exported(app, store)
     path.unlink()
-    print(f"{args.items:,} items, {rows:,} rows with their links, {args.driver}")
+    through = " through PgBouncer" if args.pgbouncer else ""
+    print(f"{args.items:,} items, {rows:,} rows with their links, {args.driver}{through}")
     print(f"import:  COPY FROM {copy_seconds:6.1f} s  ({rows / copy_seconds:9,.0f} rows/s)")
     print(f"         the import {import_seconds:5.1f} s  ({rows / import_seconds:9,.0f} rows/s)")
     print(f"         ratio {copy_seconds / import_seconds:.2f} of COPY's rows/s (goal >= 0.5)")
