@@ -140,24 +140,28 @@ def emptied(connection: psycopg.Connection) -> None:
     connection.execute("TRUNCATE items_tags, items, tags")
 
 
-def reads_beside(run: Callable[[], object], url: str, seconds: int) -> tuple[float, float]:
+# wrk's connections: as many as saturate the machine, and one, a client alone.
+READERS = (16, 1)
+
+
+def reads_beside(run: Callable[[], object], url: str, seconds: int) -> list[tuple[float, float]]:
     """Requests per second of GET `url` (wrk) alone, then while `run` runs (measured from
-    `seconds` after it started, when the import is writing)."""
-    alone = requests_per_second(url, "", seconds)
+    `seconds` after it started, when the import is writing), for each of READERS."""
+    alone = [requests_per_second(url, "", seconds, connections=n) for n in READERS]
     worker = threading.Thread(target=run)
     worker.start()
     time.sleep(seconds)
-    beside = requests_per_second(url, "", seconds)
+    beside = [requests_per_second(url, "", seconds, connections=n) for n in READERS]
     worker.join()
-    return alone, beside
+    return list(zip(alone, beside, strict=True))
 
 
 def imported(
     app, connection: psycopg.Connection, path: Path, reads_url: str
-) -> tuple[float, float, int, float, tuple[float, float]]:
+) -> tuple[float, float, int, float, list[tuple[float, float]]]:
     """Seconds of the worker's run of the import, its peak RSS growth (MiB), the store, the
     seconds the request took to keep the file, and reads per second of `reads_url` alone and
-    beside the import."""
+    beside the import, for each of READERS."""
     with app.app_context():
         store = connection.execute(
             "INSERT INTO stores (name) VALUES ('import') RETURNING id"
@@ -183,7 +187,7 @@ def imported(
                 timing["seconds"] = time.perf_counter() - started
             timing["rss"] = rss.growth
 
-        # wrk takes some CPU for READ_SECONDS of the import's run: it costs the import a few %.
+        # wrk takes some CPU for 2 x READ_SECONDS of the import's run: it costs the import a few %.
         reads = reads_beside(run, reads_url, READ_SECONDS)
         db.session.expire_all()  # it ran in another session
         assert db.session.get(ItemImportModel, import_id).state == "succeeded"
@@ -254,8 +258,9 @@ def main() -> None:
     print(f"         the import {import_seconds:5.1f} s  ({rows / import_seconds:9,.0f} rows/s)")
     print(f"         ratio {copy_seconds / import_seconds:.2f} of COPY's rows/s (goal >= 0.5)")
     print(f"         peak RSS grew {rss_growth:.0f} MiB (goal < 64)")
-    print(f"         GET /store/<another> {reads[0]:,.0f} req/s alone, {reads[1]:,.0f} beside"
-          f" the import ({reads[1] / reads[0]:.2f}; 2 cores: the import takes both)")  # fmt: skip
+    for readers, (alone, beside) in zip(READERS, reads, strict=True):
+        print(f"         GET /store/<another>, {readers:2} connections: {alone:,.0f} req/s alone,"
+              f" {beside:,.0f} beside the import ({beside / alone:.2f})")  # fmt: skip
     file_mib = path_size / 2**20
     print(f"         the request kept the file ({file_mib:.0f} MiB) in {taking:.1f} s")
     print(f"export:  COPY TO items and links {raw_out:5.1f} s;"

@@ -123,12 +123,16 @@ wrk.headers["Authorization"] = "{authorization}"
 """
 
 
-def requests_per_second(base_url: str, path: str, seconds: int, script: str = "") -> float:
+def requests_per_second(
+    base_url: str, path: str, seconds: int, script: str = "", connections: int = 16
+) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
         lua.write(script)
         lua.flush()
+        threads = min(2, connections)
         report = subprocess.run(
-            ["wrk", "-t2", "-c16", f"-d{seconds}s", "-s", lua.name, f"{base_url}{path}"],
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", lua.name,
+             f"{base_url}{path}"],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     if "Non-2xx" in report:
