@@ -1,8 +1,8 @@
 """Catalogue import and export against PostgreSQL's own COPY, side by side in one run.
 
 `.venv/bin/python bench/import_export.py [--items N] [--driver psycopg2|psycopg]
-[--pgbouncer]` (part of `make bench`); starts its own PostgreSQL (and PgBouncer, for the
-API's side only). Each item has two tags of 100; the file is JSON Lines. Each side writes
+[--pgbouncer] [--pinned]` (part of `make bench`); starts its own PostgreSQL (and PgBouncer,
+for the API's side only). Each item has two tags of 100; the file is JSON Lines. Each side writes
 into the same empty tables (COPY's rows are truncated before the import: writes slow down
 as the tables grow), vacuumed.
 
@@ -15,6 +15,7 @@ as the tables grow), vacuumed.
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -47,7 +48,11 @@ from config.settings import Settings  # noqa: E402
 from db import db  # noqa: E402
 from models import ItemImportModel  # noqa: E402
 from tools.gunicorn_server import API  # noqa: E402
-from tools.throwaway_postgres import throwaway_pgbouncer, throwaway_postgres  # noqa: E402
+from tools.throwaway_postgres import (  # noqa: E402
+    ThrowawayPostgres,
+    throwaway_pgbouncer,
+    throwaway_postgres,
+)
 
 TAGS = 100
 READ_SECONDS = 5
@@ -134,6 +139,24 @@ def copy_from(connection: psycopg.Connection, items: int) -> float:
     return time.perf_counter() - started
 
 
+BACKEND = "SELECT pg_backend_pid()"
+
+
+def on_cpu(cpu: int, pid: int = 0) -> None:
+    """Run process (or, on Linux, thread) `pid` on `cpu` only; 0: the calling thread, which
+    the threads and processes it starts inherit."""
+    os.sched_setaffinity(pid, {cpu})
+
+
+def all_on_cpu_0(cluster: ThrowawayPostgres) -> None:
+    """PostgreSQL (its backends to come too) and this thread, with what it starts: the API
+    and wrk."""
+    postmaster = cluster.postmaster_pid()
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    for pid in (postmaster, *map(int, children), 0):
+        on_cpu(0, pid)
+
+
 def emptied(connection: psycopg.Connection) -> None:
     """The tables as COPY found them: COPY's links ran 1.24 x slower into tables already
     holding 200,000 items and their links, which would count against the import."""
@@ -157,11 +180,12 @@ def reads_beside(run: Callable[[], object], url: str, seconds: int) -> list[tupl
 
 
 def imported(
-    app, connection: psycopg.Connection, path: Path, reads_url: str
+    app, connection: psycopg.Connection, path: Path, reads_url: str, pinned: bool
 ) -> tuple[float, float, int, float, list[tuple[float, float]]]:
     """Seconds of the worker's run of the import, its peak RSS growth (MiB), the store, the
     seconds the request took to keep the file, and reads per second of `reads_url` alone and
-    beside the import, for each of READERS."""
+    beside the import, for each of READERS. `pinned`: the import's thread, those it starts
+    and its database backend on CPU 1, everything else on CPU 0."""
     with app.app_context():
         store = connection.execute(
             "INSERT INTO stores (name) VALUES ('import') RETURNING id"
@@ -182,6 +206,9 @@ def imported(
 
         def run() -> None:
             with app.app_context(), PeakRss() as rss:
+                if pinned:
+                    on_cpu(1)
+                    on_cpu(1, db.session.connection().exec_driver_sql(BACKEND).scalar())
                 started = time.perf_counter()
                 assert run_import(import_id)
                 timing["seconds"] = time.perf_counter() - started
@@ -225,6 +252,11 @@ def main() -> None:
     parser.add_argument(
         "--pgbouncer", action="store_true", help="the API through PgBouncer (COPY straight)"
     )
+    parser.add_argument(
+        "--pinned", action="store_true",
+        help="the import (its threads and backend) on CPU 1, all else on CPU 0: reads beside"
+        " an import that has a core of its own, as on a bigger machine",
+    )  # fmt: skip
     args = parser.parse_args()
     path = catalogue_file(args.items)
     path_size = path.stat().st_size
@@ -238,9 +270,11 @@ def main() -> None:
             copy_seconds = copy_from(connection, args.items)
             emptied(connection)
             other = seed_store(connection, "read beside the import", 10, 3)
+            if args.pinned:
+                all_on_cpu_0(cluster)
             with serve(API, url) as (base_url, _master):
                 import_seconds, rss_growth, store, taking, reads = imported(
-                    app, connection, path, f"{base_url}/store/{other}"
+                    app, connection, path, f"{base_url}/store/{other}", args.pinned
                 )
             vacuumed(connection)
             raw_out = copy_to(connection, [
@@ -253,6 +287,7 @@ def main() -> None:
             export_seconds, size = exported(app, store)
     path.unlink()
     through = " through PgBouncer" if args.pgbouncer else ""
+    through += ", the import on a CPU of its own" if args.pinned else ""
     print(f"{args.items:,} items, {rows:,} rows with their links, {args.driver}{through}")
     print(f"import:  COPY FROM {copy_seconds:6.1f} s  ({rows / copy_seconds:9,.0f} rows/s)")
     print(f"         the import {import_seconds:5.1f} s  ({rows / import_seconds:9,.0f} rows/s)")
