@@ -13,7 +13,7 @@ from db import db
 pytestmark = [pytest.mark.sqlite_too, pytest.mark.pgbouncer_too]
 
 # A file of several pieces (catalogue.runs.CHUNK_BYTES), with lines across their seams.
-ITEMS = 30_000
+ITEMS = 15_000
 
 
 def test_a_catalogue_goes_in_and_out_through_the_server(app, live_server, http, sql):
