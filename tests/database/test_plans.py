@@ -124,6 +124,11 @@ def log_messages(dbapi_connection) -> list[str]:
     return messages
 
 
+def logged_plans(messages: list[str]) -> list[dict]:
+    """The plans in auto_explain's log messages."""
+    return [json.loads(message.split("plan:", 1)[1])["Plan"] for message in messages]
+
+
 def plans_as_run(engine, statement: str, parameters) -> list[dict]:
     """The plans of `statement` and of what it runs inside, with the rows each step read,
     under both of a connection's plan choices for statements in functions."""
@@ -136,7 +141,7 @@ def plans_as_run(engine, statement: str, parameters) -> list[dict]:
             cursor.execute(f"SET plan_cache_mode = {mode}")
             cursor.execute(statement, parameters)
         connection.invalidate()  # auto_explain stays loaded: no other test gets this one
-    plans = [json.loads(message.split("plan:", 1)[1])["Plan"] for message in messages]
+    plans = logged_plans(messages)
     assert plans, statement
     return plans
 
@@ -200,8 +205,7 @@ def test_a_plan_kept_from_small_tables_reads_by_index_once_an_import_grows_them(
         document = json.loads(cursor.fetchone()[0])
         importing.rollback()
         reading.invalidate()  # auto_explain stays loaded: no other test gets this one
-    plans = [json.loads(message.split("plan:", 1)[1])["Plan"] for message in messages]
-    steps = [step for plan in plans for step, _read in rows_touched(plan)]
+    steps = [step for plan in logged_plans(messages) for step, _read in rows_touched(plan)]
     assert len(document["items"]) == 5
     assert any(step.startswith("Index") for step in steps), steps
     assert [step for step in steps if step.startswith("Seq Scan")] == []
