@@ -61,17 +61,17 @@ def export_sql(dialect: str, media_type: str) -> str:
 def exported_lines(store_id: int, media_type: str) -> Iterator[str]:
     """The file of the store's items in `media_type`, a batch of lines at a time."""
     dialect = db.engine.dialect.name
+    postgres = dialect == "postgresql"
     if media_type == CSV:
         yield ",".join(CSV_COLUMNS) + "\n"
     # A connection of its own, held until the last line is sent or the client goes; on
     # PostgreSQL in a transaction, where a server-side cursor lives; on SQLite, which reads
     # a snapshot per statement anyway, with no write lock (BEGIN IMMEDIATE).
-    engine = db.engine if dialect == "postgresql" else db.engines[READS]
+    engine = db.engine if postgres else db.engines[READS]
     with engine.connect() as connection, connection.begin():
         # The driver's cursor, not SQLAlchemy's rows: they cost 2 us each, half the
         # database's work for a line (psycopg2, a million lines: 6.3 s against 4.5 s).
         driver_connection = connection.connection.dbapi_connection
-        postgres = dialect == "postgresql"
         cursor = driver_connection.cursor(name="export") if postgres else driver_connection.cursor()
         try:
             cursor.execute(export_sql(dialect, media_type), {"store_id": store_id})
