@@ -2,13 +2,16 @@
 latency, database connections in use, throttle refusals; served at /metrics.
 
 Under gunicorn, every worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR
-(prometheus_client's multiprocess mode, set up in deploy/gunicorn.conf.py) and /metrics adds
+(prometheus_client's multiprocess mode, set up in gunicorn.conf.py) and /metrics adds
 them up, so whichever worker answers speaks for the whole instance. Without that variable
-(`flask run`, the tests' in-process apps) the one process counts in memory.
+(`flask run`, the tests' in-process apps, a gunicorn that did not read gunicorn.conf.py) the
+one process counts in memory, and /metrics says so (metrics_process_only); under gunicorn,
+each worker warns of it at start.
 """
 
 import os
 import re
+import sys
 from functools import cache, lru_cache
 
 from flask import Flask, Response, request
@@ -75,6 +78,15 @@ IMPORT_RATE = Gauge(
     "catalogue_import_lines_per_second", "Lines per second of the last import that ended",
     multiprocess_mode="mostrecent",
 )  # fmt: skip
+
+# Whether /metrics adds up the samples every process wrote to PROMETHEUS_MULTIPROC_DIR; read
+# once, as prometheus_client does when imported (above) to choose its kind of values.
+ADDED_UP = "PROMETHEUS_MULTIPROC_DIR" in os.environ
+if not ADDED_UP:
+    Gauge(
+        "metrics_process_only", "1: these counts are the answering process's alone (no "
+        "PROMETHEUS_MULTIPROC_DIR); under several gunicorn workers, each counts its own share",
+    ).set(1)  # fmt: skip
 
 # Flask's rule syntax to OpenAPI's: /store/<int:store_id> -> /store/{store_id}.
 RULE_VARIABLE = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -152,13 +164,23 @@ def count_connections(engine: Engine, name: str) -> None:
 
 def metrics() -> Response:
     registry = REGISTRY
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    if ADDED_UP:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
 
 def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
+    if not ADDED_UP and "gunicorn" in sys.modules:
+        # Another worker may answer the next scrape with counts of its own: say it where the
+        # operator starts the server, and in /metrics (metrics_process_only).
+        app.logger.warning(
+            "/metrics counts this gunicorn worker (pid %d) alone, not the others: "
+            "PROMETHEUS_MULTIPROC_DIR is not set, as gunicorn.conf.py sets it. Start gunicorn "
+            "in the project's directory, where it reads that file, or with --config "
+            "gunicorn.conf.py.",
+            os.getpid(),
+        )
     for name, engine in engines.items():
         count_connections(engine, name or "writes")
     # Not in the OpenAPI spec: it is for operators' Prometheus, and nginx keeps it from

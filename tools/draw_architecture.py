@@ -22,7 +22,7 @@ OUTPUT = ROOT / "docs" / "architecture.png"
 # Around the view's pieces: what every request meets before and after them.
 BEFORE = [
     ("nginx", "deploy/nginx: limits, JSON errors"),
-    ("gunicorn", "deploy/gunicorn.conf.py: a sync worker per core"),
+    ("gunicorn", "gunicorn.conf.py: a sync worker per core"),
     ("Flask app", "app.py; observability/: request log, metrics"),
 ]
 AFTER = [

@@ -42,7 +42,7 @@ def gunicorn(
     address: tuple[str, int] = ("127.0.0.1", 0),
     root: Path = ROOT,
 ) -> Iterator[Server]:
-    """Serve `app` of the checkout at `root` (this one by default) with its deploy/gunicorn.conf.py,
+    """Serve `app` of the checkout at `root` (this one by default) with its gunicorn.conf.py,
     `options` overriding it, at `address` (by default a free loopback port); the server's
     log (one line per request, and errors) goes to `stderr`, by default the caller's."""
     with listening_socket(address) as listener:
@@ -63,11 +63,34 @@ def gunicorn(
         process.wait(timeout=30)
 
 
+@contextmanager
+def serving_as_written(
+    command: list[str], env: dict[str, str], cwd: Path = ROOT, **popen
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run `command` as a deployment writes it (gunicorn, or a script that ends in one) with
+    `env` as its whole environment, plus a bind to a free loopback port: GUNICORN_CMD_ARGS,
+    which gunicorn applies over whatever configuration it reads. Yields the server's URL, once
+    it answers, and its process."""
+    with listening_socket() as listener:
+        bind = f"--bind fd://{listener.fileno()} --no-control-socket"
+        process = subprocess.Popen(
+            command, cwd=cwd, env={**env, "GUNICORN_CMD_ARGS": bind},
+            pass_fds=[listener.fileno()], **popen,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        wait_until_serving(url, process, timeout=60)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def configuration(root: Path) -> Path:
-    """The checkout's gunicorn.conf.py: in deploy/, or at the top in revisions before it
-    (bench/compare.py serves those too)."""
-    deployed = root / "deploy" / "gunicorn.conf.py"
-    return deployed if deployed.exists() else root / "gunicorn.conf.py"
+    """The checkout's gunicorn.conf.py: at the top, or in deploy/ in the revisions that kept it
+    there (bench/compare.py serves those too)."""
+    top = root / "gunicorn.conf.py"
+    return top if top.exists() else root / "deploy" / "gunicorn.conf.py"
 
 
 @contextmanager

@@ -182,7 +182,7 @@ def test_the_replica_service_copies_the_primary_and_streams_from_it(tmp_path):
 
 def test_gunicorn_runs_a_worker_per_cpu_it_may_use_unless_told():
     def workers(*command: str, **env: str) -> int:
-        script = "import runpy; print(runpy.run_path('deploy/gunicorn.conf.py')['workers'])"
+        script = "import runpy; print(runpy.run_path('gunicorn.conf.py')['workers'])"
         run = subprocess.run(
             [*command, sys.executable, "-c", script],
             cwd=ROOT, capture_output=True, text=True, check=True,

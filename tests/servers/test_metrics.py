@@ -1,9 +1,12 @@
 """Operators see the service: Debian's Prometheus scrapes /metrics of the API under gunicorn
 (4 workers, whose counts /metrics adds up), with compose's prometheus.yml, and reads back
-the traffic the test sent."""
+the traffic the test sent. A plain `gunicorn` started in the project's directory adds up its
+workers too; one that did not read gunicorn.conf.py says its counts are one worker's."""
 
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -12,11 +15,17 @@ from pathlib import Path
 
 import requests
 import yaml
-from support.http import server_env
+from support.http import metric_total, run_together, server_env
 
-from tools.gunicorn_server import API, gunicorn, http_server_on_a_free_port
+from tools.gunicorn_server import (
+    API,
+    ROOT,
+    gunicorn,
+    http_server_on_a_free_port,
+    serving_as_written,
+)
 
-PROMETHEUS_YML = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "prometheus.yml"
+PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 
 @contextmanager
@@ -99,3 +108,35 @@ def test_the_metrics_name_routes_by_their_template(client):
     assert 'route="/store/{store_id}",status="404"' in text
     assert 'route="unmatched"' in text
     assert "/store/123456" not in text  # never the raw path: bounded label values
+
+
+def plain_gunicorn(database_url: str, *options: str, **popen):
+    """`gunicorn -w 4 'app:create_app()'` as gunicorn's own docs start an app, from the
+    project's directory, with `options` before the app."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        **server_env(database_url),
+    }
+    return serving_as_written(["gunicorn", "-w", "4", *options, API], env, **popen)
+
+
+def test_a_plain_gunicorn_in_the_project_directory_adds_up_its_workers(database_url):
+    with plain_gunicorn(database_url) as (url, _):
+        # At once, from several clients: the 4 workers share them.
+        answers = run_together(
+            6, lambda _: [requests.get(f"{url}/store/999999", timeout=30) for _ in range(10)]
+        )
+        assert [a.status_code for each in answers for a in each] == [404] * 60
+        exposed = requests.get(f"{url}/metrics", timeout=30).text
+    counted = metric_total(exposed, "http_requests_total", route="/store/{store_id}", status="404")
+    assert counted == 60
+    assert "metrics_process_only" not in exposed
+
+
+def test_a_gunicorn_without_its_configuration_says_it_counts_one_worker(database_url, tmp_path):
+    log = tmp_path / "gunicorn.log"
+    with plain_gunicorn(database_url, "--config", "/dev/null", stderr=log.open("w")) as (url, _):
+        exposed = requests.get(f"{url}/metrics", timeout=30).text
+    assert metric_total(exposed, "metrics_process_only") == 1
+    # Each worker said so as it started.
+    assert log.read_text().count("/metrics counts this gunicorn worker") == 4

@@ -12,7 +12,7 @@ READ_ELSEWHERE = {
     "MIGRATIONS_DATABASE_URL": "deploy/start.sh",
     "POSTGRES_PASSWORD": "docker compose",
     "REPLICATION_PASSWORD": "docker compose",
-    "WEB_CONCURRENCY": "deploy/gunicorn.conf.py",
+    "WEB_CONCURRENCY": "gunicorn.conf.py",
     "TEST_DATABASE_URL": "tests/conftest.py",
     "TEST_POSTGRES_DRIVERS": "tests/conftest.py",
 }
