@@ -7,4 +7,7 @@ set -e
 # timeout, and should not take one of the few pooled server connections the API shares.
 DATABASE_URL="${MIGRATIONS_DATABASE_URL:-$DATABASE_URL}" DATABASE_STATEMENT_TIMEOUT_MS=0 \
   flask db upgrade
+# .env.example leaves WEB_CONCURRENCY empty (a worker per CPU, gunicorn.conf.py), and gunicorn
+# reads the variable as a number before its configuration: empty, it is unset.
+[ -n "${WEB_CONCURRENCY:-}" ] || unset WEB_CONCURRENCY
 exec gunicorn 'app:create_app()'

@@ -1,4 +1,5 @@
-"""Background jobs, run by procrastinate's worker: `procrastinate --app=jobs.tasks.queue worker`.
+"""Background jobs, run by procrastinate's worker, in the project's directory:
+`python -m procrastinate --app=jobs.tasks.queue worker`.
 
 procrastinate keeps its jobs in our PostgreSQL (its schema is migration 0008): no broker to
 run, periodic jobs deferred once whichever number of workers runs them, jobs fetched with

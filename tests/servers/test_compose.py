@@ -1,22 +1,32 @@
-"""docker-compose.yml is valid and wires the services as docs/operations.md says; the image's
-command migrates, then becomes gunicorn."""
+"""docker-compose.yml is valid and wires the services as docs/operations.md says; the commands
+it and the Dockerfile run in our image serve as written: the API's start migrates, then becomes
+gunicorn, and the worker runs imports."""
 
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import urlsplit
 
 import requests
 import yaml
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, make_url
+from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.exc import OperationalError
 from support import JWT_SECRET
+from support.http import sign_up
+from support.worker import import_runs
 
-from tools.gunicorn_server import listening_socket, wait_until_serving
+from tools.gunicorn_server import serving_as_written
 from tools.throwaway_postgres import AS_POSTGRES, free_port, owned_temp_dir, throwaway_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,7 +112,6 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     # The purge worker: the API's image, straight to PostgreSQL (it LISTENs), after the
     # api's start has run the migrations that make procrastinate's tables.
     worker = services["worker"]
-    assert worker["command"] == ["procrastinate", "--app=jobs.tasks.queue", "worker"]
     assert make_url(worker["environment"]["DATABASE_URL"]).host == "db"
     assert worker["environment"]["WORKER_METRICS_PORT"] == "9100"
     assert worker["depends_on"]["api"]["condition"] == "service_healthy"
@@ -201,36 +210,6 @@ def test_compose_refuses_to_run_without_a_token_secret(tmp_path):
     assert "JWT_SECRET_KEY" in result.stderr
 
 
-def test_the_image_command_migrates_directly_then_serves_through_pgbouncer(backends, new_database):
-    through_pgbouncer = new_database.set(host="127.0.0.1", port=backends.pgbouncer())
-    with listening_socket() as listener:
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            "FLASK_APP": "app:create_app",
-            "DATABASE_URL": through_pgbouncer.render_as_string(hide_password=False),
-            "MIGRATIONS_DATABASE_URL": new_database.render_as_string(hide_password=False),
-            "JWT_SECRET_KEY": JWT_SECRET,
-            "GUNICORN_CMD_ARGS": f"--bind fd://{listener.fileno()} --workers 2 --no-control-socket",
-        }
-        process = subprocess.Popen(
-            ["deploy/start.sh"], cwd=ROOT, env=env, pass_fds=[listener.fileno()]
-        )
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    try:
-        wait_until_serving(url, process, timeout=60)
-        assert requests.get(f"{url}/health", timeout=10).json()["database"] == "reachable"
-        # exec: the process the container starts is gunicorn itself, which gets the signals.
-        assert "gunicorn" in Path(f"/proc/{process.pid}/cmdline").read_text()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert process.returncode == 0  # a clean shutdown on SIGTERM
-    with create_engine(new_database).connect() as migrated:
-        version = migrated.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-    assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]
-
-
 def test_the_image_leaves_secrets_and_local_data_out():
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", "instance"} <= set(ignored)
@@ -259,3 +238,137 @@ def test_the_high_availability_file_puts_haproxy_before_two_patroni_nodes(tmp_pa
         services["replica"]["environment"]["REPLICATION_PASSWORD"]
         == patroni["PATRONI_REPLICATION_PASSWORD"]
     )
+
+
+class Image(NamedTuple):
+    """What the Dockerfile says of how its command runs."""
+
+    env: dict[str, str]
+    user: str
+    command: list[str]
+
+
+def dockerfile() -> Image:
+    env, user, command = {}, "root", []
+    for line in (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines():
+        instruction, _, argument = line.strip().partition(" ")
+        if instruction == "ENV":
+            env.update(pair.split("=", 1) for pair in shlex.split(argument))
+        elif instruction == "USER":
+            user = argument.strip()
+        elif instruction == "CMD":
+            command = json.loads(argument)
+    return Image(env, user, command)
+
+
+def as_a_user_of_its_own(image: Image) -> list[str]:
+    """The prefix that runs a command as the image does: as an unprivileged user (nobody, for
+    the image's `api`) when the suite is root."""
+    if image.user == "root" or os.geteuid() != 0:
+        return []
+    drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    # Through sh, as deploy/start.sh runs its programs.
+    reachable = [*drop, "sh", "-c", f"'{sys.executable}' -c 'import flask'"]
+    if subprocess.run(reachable, check=False, capture_output=True).returncode:
+        # The suite's packages are in a directory only root may enter (a checkout under
+        # /root and its .venv), where the image installs them for all to read: reading
+        # anything (CAP_DAC_READ_SEARCH), and writing only what the user may, stands in.
+        drop += ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+    return drop
+
+
+@contextmanager
+def the_image_directory() -> Iterator[Path]:
+    """The image's /app: the build context but what .dockerignore leaves out, the directory
+    itself the user's (`chown api /app`), its files root's."""
+    ignored = [pattern.removeprefix("**/") for pattern in
+               (ROOT / ".dockerignore").read_text().split()]  # fmt: skip
+    app = Path(tempfile.mkdtemp(prefix="image-app-"))
+    try:
+        shutil.copytree(ROOT, app, ignore=shutil.ignore_patterns(*ignored), dirs_exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(app, "nobody")
+        yield app
+    finally:
+        shutil.rmtree(app, ignore_errors=True)
+
+
+def environment(image: Image, service: dict, servers: dict[str, URL]) -> dict[str, str]:
+    """The image's environment and the service's variables as compose resolves them, with
+    the hosts its database URLs name (db, pgbouncer) the suite's servers, and its metrics on
+    a free port: nothing else from this process (no PYTHONPATH)."""
+    env = {
+        # The python image's own, with this suite's interpreter in the place of its.
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        **image.env,
+    }
+    for name, value in service["environment"].items():
+        if value and value.startswith("postgresql"):
+            urls = [make_url(url) for url in value.split(",")]
+            value = ",".join(
+                servers[url.host]
+                .set(drivername=url.drivername)
+                .render_as_string(hide_password=False)
+                for url in urls
+            )
+        env[name] = value or ""
+    if env.get("WORKER_METRICS_PORT"):
+        env["WORKER_METRICS_PORT"] = str(free_port())
+    return env
+
+
+def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_database):
+    """Each command compose runs in our image, as written, from a copy of what the image holds
+    and as its unprivileged user: the API's (the Dockerfile's CMD) migrates straight to
+    PostgreSQL, then serves through PgBouncer and passes compose's healthcheck; the worker's
+    runs an import queued through it to the end."""
+    result = compose_config(tmp_path, JWT_SECRET_KEY=JWT_SECRET)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    ours = {
+        name: service for name, service in services.items()
+        if service.get("build", {}).get("context") == str(tmp_path)
+    }  # fmt: skip
+    assert set(ours) == {"api", "worker"}, "a new service of our image: run its command here"
+    image = dockerfile()
+    user = as_a_user_of_its_own(image)
+    servers = {
+        "db": new_database,
+        "pgbouncer": new_database.set(host="127.0.0.1", port=backends.pgbouncer()),
+    }
+
+    def command(service: str) -> list[str]:
+        return [*user, *(ours[service].get("command") or image.command)]
+
+    api_env = environment(image, ours["api"], servers)
+    with (
+        the_image_directory() as app,
+        serving_as_written(command("api"), api_env, cwd=app) as (url, api),
+    ):
+        # exec: the process the container starts is gunicorn itself, which gets the signals.
+        assert "gunicorn" in Path(f"/proc/{api.pid}/cmdline").read_text()
+        # compose's healthcheck, asking this server's port instead of the container's 8000.
+        kind, *healthcheck = ours["api"]["healthcheck"]["test"]
+        assert kind == "CMD"
+        healthcheck = [part.replace(":8000/", f":{urlsplit(url).port}/") for part in healthcheck]
+        subprocess.run([*user, *healthcheck], cwd=app, env=api_env, check=True, timeout=30)
+
+        worker = subprocess.Popen(
+            command("worker"), cwd=app, env=environment(image, ours["worker"], servers),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            headers = sign_up(url, "image-commands")
+            store = requests.post(
+                f"{url}/store", json={"name": "Imported"}, headers=headers, timeout=30
+            ).json()
+            assert import_runs(url, headers, store["id"]), worker.stderr.read().decode()
+        finally:
+            worker.terminate()
+            _, errors = worker.communicate(timeout=30)
+        assert worker.returncode == 0, errors.decode()
+    assert api.returncode == 0  # a clean shutdown on SIGTERM
+    with create_engine(new_database).connect() as migrated:
+        version = migrated.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]

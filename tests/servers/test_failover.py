@@ -14,9 +14,8 @@ import flask_migrate
 import pytest
 import requests
 from sqlalchemy import create_engine, make_url
-from support.catalogue import JSONL, json_lines
 from support.http import server_env, sign_up
-from support.worker import worker
+from support.worker import import_runs, worker
 
 from app import create_app
 from config.settings import Settings
@@ -100,22 +99,6 @@ class Load:
         self.stop.set()
         for thread in self.threads:
             thread.join()
-
-
-def import_runs(base_url: str, headers: dict, store_id: int) -> bool:
-    """Send a small catalogue file; whether the worker imported it within 30 s."""
-    sent = requests.post(
-        f"{base_url}/store/{store_id}/item/import", data=json_lines({"name": "Lamp", "price": 2}),
-        headers={**headers, "Content-Type": JSONL}, timeout=30,
-    )  # fmt: skip
-    assert sent.status_code == 202, sent.text
-    status_url = base_url + sent.headers["Location"]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if requests.get(status_url, headers=headers, timeout=30).json()["state"] == "succeeded":
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def names_counted(url: str) -> dict[str, int]:
