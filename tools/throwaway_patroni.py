@@ -5,6 +5,7 @@ directories and timings changed."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -107,7 +108,11 @@ class PatroniNode:
     def start(self) -> None:
         config = yaml.safe_load((DEPLOY / "patroni" / "patroni.yml").read_text())
         config["bootstrap"]["dcs"].update(TIMINGS)
-        config["bootstrap"]["post_bootstrap"] = str(DEPLOY / "patroni" / "post-bootstrap.sh")
+        # Run by Patroni as postgres: a copy in its own directory, not the checkout, which may
+        # be in one only root enters (a clone under /root).
+        config["bootstrap"]["post_bootstrap"] = shutil.copy(
+            DEPLOY / "patroni" / "post-bootstrap.sh", self.root
+        )
         config["postgresql"]["bin_dir"] = subprocess.check_output(
             ["pg_config", "--bindir"], text=True
         ).strip()
@@ -132,10 +137,13 @@ class PatroniNode:
                 "DB_PASSWORD": PASSWORD,
             }
             command = ["patroni", self.root / "patroni.yml"]
-            # Patroni itself, not runuser around it, so that kill() kills Patroni.
+            # Patroni itself, not runuser around it, so that kill() kills Patroni. In its own
+            # directory: the processes it spawns go back to its working directory, which the
+            # checkout's may not be for postgres (a clone under /root).
             user = {"user": "postgres", "group": "postgres"} if AS_POSTGRES else {}
             log = self.root / "patroni.log"
-            self.process = started(command, log, f"{self.rest_api}/liveness", env, **user)
+            ready = f"{self.rest_api}/liveness"
+            self.process = started(command, log, ready, env, cwd=self.root, **user)
 
         on_a_free_port(start_on)
 

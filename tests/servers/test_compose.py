@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -134,18 +134,24 @@ def test_what_env_sets_reaches_the_api(tmp_path):
     assert set(listed) <= set(environment)
 
 
-def test_the_replica_service_copies_the_primary_and_streams_from_it(tmp_path):
+def test_the_replica_service_copies_the_primary_and_streams_from_it():
     """deploy/replica's scripts on real servers: the primary's first start allows the
     replication role by password (scram, no trust rule left for it), and the replica's
     first start copies the primary and runs as its hot standby."""
-    with throwaway_postgres() as primary:
+    # Run as postgres, as the image's entrypoint runs them: from a directory of its own, not
+    # the checkout, which may be in one only root enters (a clone under /root).
+    root = owned_temp_dir("replica-")
+    script = {name: shutil.copy(ROOT / "deploy" / "replica" / name, root)
+              for name in ("allow-replication.sh", "start.sh")}  # fmt: skip
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        primary = stack.enter_context(throwaway_postgres())
         hba = primary.data / "pg_hba.conf"
         hba.write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
         as_the_image = {"POSTGRES_USER": "postgres", "POSTGRES_DB": "postgres",
                         "REPLICATION_PASSWORD": "s3cret", "PGHOST": "127.0.0.1",
                         "PGPORT": str(primary.port), "PGDATA": str(primary.data)}  # fmt: skip
-        script = ROOT / "deploy" / "replica"
-        subprocess.run([*AS_POSTGRES, script / "allow-replication.sh"], check=True,
+        subprocess.run([*AS_POSTGRES, script["allow-replication.sh"]], check=True,
                        env={**os.environ, **as_the_image})  # fmt: skip
         subprocess.run([*AS_POSTGRES, primary.bindir / "pg_ctl", "-D", primary.data, "reload"],
                        check=True, capture_output=True)  # fmt: skip
@@ -153,10 +159,9 @@ def test_the_replica_service_copies_the_primary_and_streams_from_it(tmp_path):
         with engine.connect() as connection:
             connection.exec_driver_sql("CREATE TABLE copied AS SELECT 42 AS answer")
 
-        root = owned_temp_dir("replica-")
         port = free_port()
         replica = subprocess.Popen(
-            [*AS_POSTGRES, script / "start.sh", primary.bindir / "postgres",
+            [*AS_POSTGRES, script["start.sh"], primary.bindir / "postgres",
              "-c", f"port={port}", "-c", "listen_addresses=127.0.0.1",
              "-c", f"unix_socket_directories={root}"],
             env={**os.environ, "PATH": f"{primary.bindir}:{os.environ['PATH']}",
@@ -186,7 +191,6 @@ def test_the_replica_service_copies_the_primary_and_streams_from_it(tmp_path):
         finally:
             replica.terminate()
             replica.wait(timeout=30)
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def test_gunicorn_runs_a_worker_per_cpu_it_may_use_unless_told():

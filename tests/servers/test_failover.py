@@ -21,6 +21,7 @@ from app import create_app
 from config.settings import Settings
 from tools.gunicorn_server import API, ROOT, gunicorn
 from tools.throwaway_patroni import (
+    USER,
     PatroniCluster,
     throwaway_haproxy,
     throwaway_patroni,
@@ -159,3 +160,16 @@ def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path)
     assert load.acknowledged
     assert set(load.acknowledged) <= set(stored), set(load.acknowledged) - set(stored)
     assert max(stored.values()) == 1, {name for name, n in stored.items() if n > 1}
+
+
+def test_patroni_bootstraps_the_apis_role_and_database():
+    """The first primary runs deploy/patroni/post-bootstrap.sh, as postgres: the API's role
+    logs in to its database (quick, beside the failovers: tests/servers/test_clone.py)."""
+    with throwaway_patroni(nodes=1) as cluster:
+        engine = create_engine(cluster.url(cluster.primary()))
+        with engine.connect() as connection:
+            owner = connection.exec_driver_sql(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+            )
+            assert owner.scalar() == USER
+        engine.dispose()
