@@ -285,7 +285,7 @@ def as_a_user_of_its_own(image: Image) -> list[str]:
 def the_image_directory() -> Iterator[Path]:
     """The image's /app: the build context but what .dockerignore leaves out, the directory
     itself the user's (`chown api /app`), its files root's."""
-    ignored = [pattern.removeprefix("**/") for pattern in
+    ignored = [pattern.removeprefix("**/").rstrip("/") for pattern in
                (ROOT / ".dockerignore").read_text().split()]  # fmt: skip
     app = Path(tempfile.mkdtemp(prefix="image-app-"))
     try:
@@ -358,20 +358,22 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
         healthcheck = [part.replace(":8000/", f":{urlsplit(url).port}/") for part in healthcheck]
         subprocess.run([*user, *healthcheck], cwd=app, env=api_env, check=True, timeout=30)
 
+        log = tmp_path / "worker.log"
         worker = subprocess.Popen(
             command("worker"), cwd=app, env=environment(image, ours["worker"], servers),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL, stderr=log.open("w"),
         )  # fmt: skip
         try:
             headers = sign_up(url, "image-commands")
             store = requests.post(
                 f"{url}/store", json={"name": "Imported"}, headers=headers, timeout=30
             ).json()
-            assert import_runs(url, headers, store["id"]), worker.stderr.read().decode()
+            imported = import_runs(url, headers, store["id"])
         finally:
             worker.terminate()
-            _, errors = worker.communicate(timeout=30)
-        assert worker.returncode == 0, errors.decode()
+            worker.wait(timeout=30)
+        assert imported, log.read_text()
+        assert worker.returncode == 0, log.read_text()
     assert api.returncode == 0  # a clean shutdown on SIGTERM
     with create_engine(new_database).connect() as migrated:
         version = migrated.exec_driver_sql("SELECT version_num FROM alembic_version").all()
