@@ -1,4 +1,5 @@
-# Gunicorn settings, picked with bench/run.py on the 2-core machines this project runs on
+# Gunicorn settings, read by any gunicorn started in this directory (deploy/start.sh's too),
+# picked with bench/run.py on the 2-core machines this project runs on
 # (GET /store/<id> under wrk, PostgreSQL on the same machine; requests per second):
 #   sync, 2 workers: 818    sync, 4 workers: 695
 #   gthread, 2 workers x 4 threads: 612    gthread, 3 workers x 2 threads: 691
@@ -22,7 +23,7 @@ worker_class = "sync"
 workers = int(os.environ.get("WEB_CONCURRENCY") or len(os.sched_getaffinity(0)))
 # Long enough for a cascading delete of a very large store.
 timeout = 120
-# Limits of its own, behind nginx's (nginx/nginx.conf), which refuses longer request lines
+# Limits of its own, behind nginx's (deploy/nginx/nginx.conf), which refuses longer request lines
 # and headers first, in JSON: a request line of up to 8190 bytes (gunicorn's largest) leaves
 # the app's own 414 (MAX_URL_LENGTH) reachable when gunicorn faces clients itself.
 limit_request_line = 8190
@@ -30,10 +31,10 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 
 
-# prometheus_client's multiprocess mode (metrics.py): each worker writes its samples to files
-# in this directory, and /metrics adds them up. Set before anything imports prometheus_client
-# (it picks its kind of values at import); a directory of this server's own unless the
-# environment names one.
+# prometheus_client's multiprocess mode (observability/metrics.py): each worker writes its
+# samples to files in this directory, and /metrics adds them up. Set before anything imports
+# prometheus_client (it picks its kind of values at import); a directory of this server's own
+# unless the environment names one.
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_directory = tempfile.mkdtemp(
         prefix="stores-metrics-"
