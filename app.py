@@ -37,6 +37,7 @@ from security.tokens import init_tokens
 from web.api import Api
 from web.errors import database_unavailable, unexpected_database_error
 from web.fields import MAX_ID
+from web.headers import init_headers
 from web.openapi import BEARER_AUTH
 
 MAX_URL_LENGTH = 8192
@@ -99,6 +100,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/swagger-ui",
         OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
+        # Checked as each request is routed: another Host is a 400.
+        TRUSTED_HOSTS=settings.allowed_host_list,
         **config,
     )
     if settings.trusted_proxies:
@@ -110,6 +113,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     init_passwords(app)
     init_throttles(app, settings)
     init_tokens(app, settings)
+    init_headers(app)
 
     # Every integer in our URLs is a database id.
     app.url_map.converters["int"] = DatabaseIdConverter
