@@ -8,6 +8,7 @@ from typing import Any
 
 import flask_swagger_ui
 from flask import Flask, request, send_from_directory
+from flask_jwt_extended import jwt_required
 from flask_migrate import Migrate
 from flask_smorest import abort
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -41,6 +42,7 @@ from web.headers import init_headers
 from web.openapi import BEARER_AUTH
 
 MAX_URL_LENGTH = 8192
+TOKEN_CHECK_PATH = "/_auth/token"
 SWAGGER_UI_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
 
 
@@ -166,5 +168,13 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     def swagger_ui_assets(filename: str):
         # Served by us so that Swagger UI works offline, with no CDN.
         return send_from_directory(SWAGGER_UI_ASSETS, filename)
+
+    @app.get(TOKEN_CHECK_PATH)
+    @jwt_required()
+    def token_check() -> tuple[str, int]:
+        # nginx asks this, with an upload's headers and none of its body, before it takes
+        # the body (deploy/nginx/nginx.conf, auth_request): a valid access token, not revoked.
+        # Out of the OpenAPI spec: nginx's, not the clients'.
+        return "", 204
 
     return app

@@ -76,3 +76,25 @@ def test_allowed_hosts_their_subdomains_and_those_a_trusted_proxy_names():
 def test_allowed_hosts_cannot_be_empty(hosts):
     with pytest.raises(SettingsError, match="ALLOWED_HOSTS"):
         load_settings(allowed_hosts=hosts)
+
+
+def test_the_token_check_nginx_asks_before_an_upload(anonymous, new_user):
+    """app.py's token_check, which deploy/nginx/nginx.conf's auth_request asks: 204 for a
+    valid access token, 401 in the error shape for anything else; out of the spec."""
+    new_user("alice")
+    tokens = anonymous.post("/login", json={"username": "alice", "password": PASSWORD}).get_json()
+    access = bearer_of(tokens["access_token"])
+    assert anonymous.get("/_auth/token", headers=access).status_code == 204
+
+    assert anonymous.post("/logout", headers=access).status_code == 200
+    refused = [
+        {},
+        {"Authorization": "Bearer not-a-token"},
+        bearer_of(tokens["refresh_token"]),
+        access,  # revoked
+    ]
+    for headers in refused:
+        assert_error(anonymous.get("/_auth/token", headers=headers), 401)
+    assert not [
+        path for path in anonymous.get("/openapi.json").get_json()["paths"] if "_auth" in path
+    ]
