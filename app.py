@@ -14,6 +14,7 @@ from flask_smorest import abort
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
+from werkzeug.wsgi import host_is_trusted
 
 from cli import register_commands
 from config.settings import Settings, load_settings
@@ -42,6 +43,9 @@ from web.headers import init_headers
 from web.openapi import BEARER_AUTH
 
 MAX_URL_LENGTH = 8192
+# Asked by address (docker compose's healthcheck, Prometheus on every instance), from any
+# Host: their answers name no host.
+ANY_HOST_ENDPOINTS = {"health.Health", "metrics"}
 TOKEN_CHECK_PATH = "/_auth/token"
 SWAGGER_UI_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
 
@@ -102,8 +106,6 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/swagger-ui",
         OPENAPI_SWAGGER_UI_URL="/swagger-ui-assets/",
-        # Checked as each request is routed: another Host is a 400.
-        TRUSTED_HOSTS=settings.allowed_host_list,
         **config,
     )
     if settings.trusted_proxies:
@@ -139,6 +141,15 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
             >= MAX_URL_LENGTH
         ):
             abort(414, message=f"Keep the URL under {MAX_URL_LENGTH} characters.")
+
+    @app.before_request
+    def refuse_other_hosts() -> None:
+        # Links are built from the Host (or X-Forwarded-Host, from a trusted proxy): another
+        # one would have them point elsewhere, in the answer and in any cache that keeps it.
+        if request.endpoint not in ANY_HOST_ENDPOINTS and not host_is_trusted(
+            request.host, settings.allowed_host_list
+        ):
+            abort(400, message=f"This API is not served at {request.host!r} (ALLOWED_HOSTS).")
 
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)

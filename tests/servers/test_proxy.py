@@ -334,7 +334,7 @@ def test_the_nginx_image_answers_the_hosts_of_allowed_hosts(tmp_path, one_worker
     with throwaway_nginx(int(one_worker.url.rsplit(":", 1)[1]), config_file=config) as proxy:
 
         def status(host: str) -> int:
-            return requests.get(f"{proxy}/health", headers={"Host": host}, timeout=10).status_code
+            return requests.get(f"{proxy}/store", headers={"Host": host}, timeout=10).status_code
 
         # Past nginx, the API (ALLOWED_HOSTS unset: localhost) refuses them with its 400.
         assert status("api.example.com") == status("shop.example.org") == 400
