@@ -146,6 +146,15 @@ def test_huge_numbers_in_urls_and_headers_are_4xx(client, no_error_logged, path,
 
 
 @pytest.mark.sqlite_too
+def test_huge_numbers_in_write_headers_are_4xx(client, no_error_logged):
+    store = new_store(client)
+    keyed = client.post("/store", json={"name": "x"}, headers={"Idempotency-Key": HUGE[:4000]})
+    assert_error(keyed, 400)
+    stale = client.put(f"/store/{store['id']}", json={"name": "x"}, headers={"If-Match": HUGE})
+    assert_error(stale, 412)
+
+
+@pytest.mark.sqlite_too
 @pytest.mark.parametrize(
     ("path", "body"),
     [
