@@ -8,11 +8,13 @@ from typing import Any
 
 import flask_swagger_ui
 from flask import Flask, request, send_from_directory
+from flask_jwt_extended import jwt_required
 from flask_migrate import Migrate
 from flask_smorest import abort
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
+from werkzeug.wsgi import host_is_trusted
 
 from cli import register_commands
 from config.settings import Settings, load_settings
@@ -37,9 +39,14 @@ from security.tokens import init_tokens
 from web.api import Api
 from web.errors import database_unavailable, unexpected_database_error
 from web.fields import MAX_ID
+from web.headers import init_headers
 from web.openapi import BEARER_AUTH
 
 MAX_URL_LENGTH = 8192
+# Asked by address (docker compose's healthcheck, Prometheus on every instance), from any
+# Host: their answers name no host.
+ANY_HOST_ENDPOINTS = {"health.Health", "metrics"}
+TOKEN_CHECK_PATH = "/_auth/token"
 SWAGGER_UI_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
 
 
@@ -110,6 +117,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     init_passwords(app)
     init_throttles(app, settings)
     init_tokens(app, settings)
+    init_headers(app)
 
     # Every integer in our URLs is a database id.
     app.url_map.converters["int"] = DatabaseIdConverter
@@ -133,6 +141,15 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
             >= MAX_URL_LENGTH
         ):
             abort(414, message=f"Keep the URL under {MAX_URL_LENGTH} characters.")
+
+    @app.before_request
+    def refuse_other_hosts() -> None:
+        # Links are built from the Host (or X-Forwarded-Host, from a trusted proxy): another
+        # one would have them point elsewhere, in the answer and in any cache that keeps it.
+        if request.endpoint not in ANY_HOST_ENDPOINTS and not host_is_trusted(
+            request.host, settings.allowed_host_list
+        ):
+            abort(400, message=f"This API is not served at {request.host!r} (ALLOWED_HOSTS).")
 
     # Batch mode: SQLite can only alter a table by copying it.
     Migrate(app, db, render_as_batch=True)
@@ -162,5 +179,13 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     def swagger_ui_assets(filename: str):
         # Served by us so that Swagger UI works offline, with no CDN.
         return send_from_directory(SWAGGER_UI_ASSETS, filename)
+
+    @app.get(TOKEN_CHECK_PATH)
+    @jwt_required()
+    def token_check() -> tuple[str, int]:
+        # nginx asks this, with an upload's headers and none of its body, before it takes
+        # the body (deploy/nginx/nginx.conf, auth_request): a valid access token, not revoked.
+        # Out of the OpenAPI spec: nginx's, not the clients'.
+        return "", 204
 
     return app

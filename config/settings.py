@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     ipv6_client_prefix: Annotated[int, Field(ge=0, le=128)] = 64
 
     trusted_proxies: NotNegative = 0
+    # The hosts clients may name (Host, or X-Forwarded-Host from a trusted proxy),
+    # comma-separated; a leading dot allows every subdomain. Links are built from them.
+    allowed_hosts: str = "localhost,127.0.0.1"
 
     deleted_store_retention_days: Annotated[float, Field(gt=0)] = 30.0
     purge_cron: str = "* * * * *"
@@ -73,6 +76,17 @@ class Settings(BaseSettings):
             # Without the URLs themselves: they hold passwords.
             raise ValueError("hot standbys of a PostgreSQL DATABASE_URL, as postgresql:// URLs")
         return ",".join(replicas)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def some_hosts(cls, hosts: str) -> str:
+        if not any(host.strip() for host in hosts.split(",")):
+            raise ValueError("at least one host name, e.g. api.example.com,localhost")
+        return hosts
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return [host.strip() for host in self.allowed_hosts.split(",") if host.strip()]
 
     @property
     def replica_urls(self) -> list[str]:

@@ -14,13 +14,16 @@ NGINX_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "ngin
 
 
 @contextmanager
-def throwaway_nginx(upstream_port: int, **replacements: str) -> Iterator[str]:
-    """nginx proxying to 127.0.0.1:`upstream_port`; yields its base URL. `replacements`
-    swap whole lines of the configuration, e.g. a shorter timeout."""
+def throwaway_nginx(
+    upstream_port: int, config_file: Path = NGINX_CONF, **replacements: str
+) -> Iterator[str]:
+    """nginx proxying to 127.0.0.1:`upstream_port` with `config_file` (by default, the
+    shipped one); yields its base URL. `replacements` swap whole lines of the configuration,
+    e.g. a shorter timeout."""
     root = Path(tempfile.mkdtemp(prefix="throwaway-nginx-"))
 
     def start_on(port: int) -> subprocess.Popen:
-        config = NGINX_CONF.read_text()
+        config = config_file.read_text()
         for old, new in {
             "set $api http://api:8000;": f"set $api http://127.0.0.1:{upstream_port};",
             "listen 8080;": f"listen 127.0.0.1:{port};",

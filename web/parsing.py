@@ -1,12 +1,15 @@
 """How requests' arguments are read: strictly, with a message that says what to fix."""
 
 import json
+import sys
 from typing import Any, ClassVar, NoReturn
 
 from flask import Request
 from flask_smorest import abort
 from marshmallow import RAISE, Schema, fields
 from webargs.flaskparser import FlaskParser, is_json_request
+
+MAX_DIGITS = sys.get_int_max_str_digits()
 
 
 class ArgumentsParser(FlaskParser):
@@ -26,12 +29,15 @@ class ArgumentsParser(FlaskParser):
             abort(422, errors={"json": ["Send a JSON object in the body."]})
         if not is_json_request(request):
             abort(415, message="Send the body as JSON, with Content-Type: application/json.")
-        # A body nested deeper than Python's recursion limit is malformed JSON for
-        # the client (400), not a crash of ours.
+        # JSON that Python's parser cannot hold is the client's to fix (400), not a crash of
+        # ours: nested deeper than the recursion limit, or an integer of more digits than
+        # int() converts (sys.get_int_max_str_digits(), 4,300: a ValueError).
         try:
             body = super().load_json(request, schema)
         except RecursionError:
             abort(400, errors={"json": ["JSON nested too deeply."]})
+        except ValueError:
+            abort(400, errors={"json": [f"Integers in JSON have at most {MAX_DIGITS:,} digits."]})
         # JSON escapes can spell lone surrogates ("\ud800"): no Unicode text, and nothing
         # a database driver can encode.
         try:

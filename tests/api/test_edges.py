@@ -1,5 +1,9 @@
 """Bad input at the edges is a 4xx in the one JSON shape, never a 5xx."""
 
+import logging
+import re
+from typing import NamedTuple
+
 import pytest
 from sqlalchemy.engine import make_url
 from support.api import assert_error, new_item, new_store
@@ -50,6 +54,104 @@ def test_unparseable_or_hostile_json_is_4xx(client, body):
     response = client.post("/store", data=body, content_type="application/json")
     assert 400 <= response.status_code < 500
     assert_error(response, response.status_code)
+
+
+class JsonOperation(NamedTuple):
+    method: str
+    path: str  # with its ids filled in
+    needs_token: bool
+    fields: dict[str, str | None]  # name: JSON type
+
+
+def json_operations(client) -> list[JsonOperation]:
+    """Each operation of the app's own spec that takes a JSON body."""
+    spec = client.get("/openapi.json").get_json()
+    found = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            content = (
+                operation.get("requestBody", {}).get("content", {})
+                if method != "parameters"
+                else {}
+            )
+            if "application/json" not in content:
+                continue
+            reference = content["application/json"]["schema"]["$ref"]
+            schema = spec["components"]["schemas"][reference.rsplit("/", 1)[1]]
+            url = re.sub(r"\{\w+\}", "1", path)
+            found.append(
+                JsonOperation(
+                    method,
+                    url,
+                    bool(operation.get("security")),
+                    {name: field.get("type") for name, field in schema["properties"].items()},
+                )
+            )
+    return found
+
+
+@pytest.fixture
+def no_error_logged(caplog):
+    yield
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+HUGE = "9" * 5000  # past Python's int() limit of 4,300 digits
+
+
+@pytest.mark.sqlite_too
+@pytest.mark.parametrize("number", [HUGE, f"-{HUGE}", f"[{HUGE}]"])
+def test_an_integer_too_long_for_python_is_400_on_every_json_endpoint(
+    client, anonymous, no_error_logged, number
+):
+    operations = json_operations(client)
+    assert {"/login", "/register", "/store", "/item"} <= {each.path for each in operations}
+    body = f'{{"name": {number}, "price": 1}}'
+    for operation in operations:
+        for caller in (client,) if operation.needs_token else (client, anonymous):
+            response = caller.open(
+                operation.path, method=operation.method, data=body, content_type="application/json"
+            )
+            errors = assert_error(response, 400)["errors"]
+            assert errors == {"json": ["Integers in JSON have at most 4,300 digits."]}, operation
+
+
+@pytest.mark.sqlite_too
+@pytest.mark.parametrize("value", [int(HUGE[:4000]), 1e400, -1e400, HUGE, "1e400"])
+def test_huge_or_infinite_numbers_in_any_field_are_422_naming_it(client, no_error_logged, value):
+    """Every field of every JSON body given a number no column holds (Python's json reads
+    1e400 as infinity); and every numeric field given one spelt as a string."""
+    for operation in json_operations(client):
+        for name, kind in operation.fields.items():
+            if isinstance(value, str) and kind not in ("integer", "number"):
+                continue
+            response = client.open(operation.path, method=operation.method, json={name: value})
+            errors = assert_error(response, 422)["errors"]["json"]
+            assert name in errors, (operation, name)
+
+
+@pytest.mark.sqlite_too
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        (f"/store?page={HUGE[:4000]}", {}, 400),
+        (f"/store?after={HUGE[:4000]}", {}, 422),
+        (f"/item?page_size={HUGE[:4000]}", {}, 422),
+        (f"/store/{HUGE[:4000]}", {}, 404),
+        ("/store/1", {"If-None-Match": HUGE[:4000]}, 404),
+    ],
+)
+def test_huge_numbers_in_urls_and_headers_are_4xx(client, no_error_logged, path, headers, status):
+    assert_error(client.get(path, headers=headers), status)
+
+
+@pytest.mark.sqlite_too
+def test_huge_numbers_in_write_headers_are_4xx(client, no_error_logged):
+    store = new_store(client)
+    keyed = client.post("/store", json={"name": "x"}, headers={"Idempotency-Key": HUGE[:4000]})
+    assert_error(keyed, 400)
+    stale = client.put(f"/store/{store['id']}", json={"name": "x"}, headers={"If-Match": HUGE})
+    assert_error(stale, 412)
 
 
 @pytest.mark.sqlite_too

@@ -2,7 +2,10 @@
 slow clients hold no worker, nginx's own errors are JSON, the API sees the real client."""
 
 import json
+import os
+import re
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -16,7 +19,7 @@ from support.api import new_store
 from support.http import client_at, server_env
 
 from tools.gunicorn_server import API, Server, gunicorn, listening_socket
-from tools.throwaway_nginx import throwaway_nginx
+from tools.throwaway_nginx import NGINX_CONF, throwaway_nginx
 from tools.throwaway_postgres import free_port
 
 
@@ -55,7 +58,7 @@ def slow_client(url: str, headers: dict[str, str]) -> socket.socket:
     connection = socket.create_connection((host, int(port)))
     signed_in = "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
     connection.sendall(
-        b"POST /store HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /store HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         + signed_in
         + b"Content-Length: 100\r\n\r\n{"
     )
@@ -283,7 +286,7 @@ def test_only_the_import_path_takes_bodies_up_to_import_max_bytes(proxy, admin_h
     host, port = proxy.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as connection:
         connection.sendall(
-            f"POST /store/{store['id']}/item/import HTTP/1.1\r\nHost: x\r\n"
+            f"POST /store/{store['id']}/item/import HTTP/1.1\r\nHost: {host}\r\n"
             f"Content-Type: application/x-ndjson\r\nContent-Length: {257 * 1024 * 1024}\r\n"
             "Connection: close\r\n\r\n".encode()
         )
@@ -291,3 +294,114 @@ def test_only_the_import_path_takes_bodies_up_to_import_max_bytes(proxy, admin_h
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     assert json.loads(payload)["code"] == 413
+
+
+def test_nginx_answers_only_the_allowed_hosts_and_never_sniffed(proxy, one_worker):
+    refused = requests.get(f"{proxy}/store", headers={"Host": "evil.example"}, timeout=10)
+    assert_json_error(refused, 421)
+    # Behind it, the API refuses a host forged in X-Forwarded-Host by a proxy it trusts.
+    forged = requests.get(
+        f"{one_worker.url}/store", headers={"X-Forwarded-Host": "evil.example"}, timeout=10
+    )
+    assert_json_error(forged, 400)
+    answers = [
+        refused,
+        requests.get(f"{proxy}/store", headers={"Host": "localhost"}, timeout=10),
+        requests.get(f"{proxy}/swagger-ui", timeout=10),
+        requests.get(f"{proxy}/metrics", timeout=10),
+        requests.get(f"{proxy}/_auth/token", timeout=10),  # nginx's alone: not found outside
+        requests.get(f"{proxy}/item?page=" + "9" * 9000, timeout=10),
+    ]
+    assert [answer.status_code for answer in answers] == [421, 200, 200, 404, 404, 414]
+    for answer in answers:
+        assert answer.raw.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+    assert answers[2].headers["X-Frame-Options"] == "SAMEORIGIN"
+    assert_json_error(answers[4], 404)
+
+
+def test_the_nginx_image_answers_the_hosts_of_allowed_hosts(tmp_path, one_worker):
+    config = tmp_path / "nginx.conf"
+    config.write_text(NGINX_CONF.read_text())
+    entrypoint = NGINX_CONF.parent / "entrypoint.sh"
+    env = {"PATH": os.environ["PATH"], "NGINX_CONF": str(config)}
+    hosts = "api.example.com,.example.org"
+    subprocess.run(["sh", entrypoint, "true"], env={**env, "ALLOWED_HOSTS": hosts}, check=True)
+    refused = subprocess.run(
+        ["sh", entrypoint, "true"], env={**env, "ALLOWED_HOSTS": "a.example;b"}, check=False
+    )
+    assert refused.returncode == 1
+
+    with throwaway_nginx(int(one_worker.url.rsplit(":", 1)[1]), config_file=config) as proxy:
+
+        def status(host: str) -> int:
+            return requests.get(f"{proxy}/store", headers={"Host": host}, timeout=10).status_code
+
+        # Past nginx, the API (ALLOWED_HOSTS unset: localhost) refuses them with its 400.
+        assert status("api.example.com") == status("shop.example.org") == 400
+        assert status("localhost") == status("example.com") == 421
+
+
+def sent_upload(
+    url: str, path: str, length: int, headers: dict[str, str], **source
+) -> socket.socket:
+    """A connection that sent an upload's headers, saying `length` bytes will follow, and the
+    first MiB of them."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=5, **source)
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    connection.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-ndjson\r\n"
+        f"{head}Content-Length: {length}\r\n\r\n".encode()
+    )
+    line = b'{"name": "item", "price": 1}\n'
+    connection.sendall(line * min(length // len(line), 1024 * 1024 // len(line)))
+    return connection
+
+
+def answer_on(connection: socket.socket) -> tuple[int, dict]:
+    """The status and JSON body of the answer that came on `connection` (within its timeout)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += connection.recv(65536)
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic YTpi"])
+def test_an_upload_without_a_valid_token_is_refused_before_its_body_is_read(
+    proxy, client, authorization
+):
+    store = new_store(client)
+    headers = {"Authorization": authorization} if authorization else {}
+    path = f"/store/{store['id']}/item/import"
+    # 60 MiB announced, 1 MiB sent: the 401 comes without waiting for the rest (client_body_timeout
+    # is 10 s; this socket waits 5).
+    with sent_upload(proxy, path, 60 * 1024 * 1024, headers) as connection:
+        status, body = answer_on(connection)
+    assert (status, body["code"]) == (401, 401)
+    assert "Authorization: Bearer" in body["message"]
+
+
+def test_a_client_uploads_two_files_at_a_time_at_most(proxy, client, admin_headers):
+    store = new_store(client)
+    path = f"/store/{store['id']}/item/import"
+    length = 10 * 1024 * 1024
+    with ExitStack() as uploads:
+        for _ in range(2):  # in progress: nginx is reading their bodies
+            uploads.enter_context(sent_upload(proxy, path, length, admin_headers))
+        time.sleep(0.5)  # past their token checks
+        with sent_upload(proxy, path, length, admin_headers) as third:
+            status, body = answer_on(third)
+        assert (status, body["code"]) == (429, 429)
+
+        # Another client's upload is taken meanwhile.
+        other = client_at("127.0.0.2").post(
+            f"{proxy}{path}",
+            data=b'{"name": "item", "price": 1}\n',
+            headers={**admin_headers, "Content-Type": "application/x-ndjson"},
+            timeout=10,
+        )
+        assert other.status_code == 202, other.text

@@ -1,0 +1,28 @@
+"""Headers every answer carries, whatever view or error handler wrote it."""
+
+from flask import Flask, Response, request
+
+from db import READ_METHODS
+
+# Never sniffed into another type than the one declared (a JSON body taken for HTML), and
+# never framed by another origin's page (Swagger UI's buttons clicked through a decoy).
+EVERY_ANSWER = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "SAMEORIGIN",
+    "Content-Security-Policy": "frame-ancestors 'self'",
+}
+
+
+def init_headers(app: Flask) -> None:
+    app.after_request(with_security_headers)
+
+
+def with_security_headers(response: Response) -> Response:
+    for name, value in EVERY_ANSWER.items():
+        response.headers.setdefault(name, value)
+    # The answer to a write is the writer's alone: tokens (/login, /refresh, RFC 6749
+    # section 5.1 says no-store), a new resource, an error. Keyed on the method rather than on
+    # a list of token views, so that a new view that hands out tokens is covered too.
+    if request.method not in READ_METHODS:
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
