@@ -2,7 +2,7 @@
 
 from datetime import UTC
 
-from marshmallow import Schema, fields, post_load, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from web.fields import (
     MAX_PAGE_DEPTH,
@@ -235,6 +235,20 @@ class UserSchema(Schema):
     role = fields.String(required=True, metadata={"example": "user"})
 
 
+class WholeMatch(validate.Regexp):
+    """A pattern the whole value matches. Marshmallow's Regexp searches with re.match, whose
+    `$` lets a trailing newline through ("alice\n"); the pattern the spec shows keeps
+    JSON Schema's meaning, where `$` is the very end."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+MIN_PASSWORD_LENGTH = 8
+
+
 class UserCreateSchema(Schema):
     """What POST /register takes. A schema of its own rather than UserSchema with a
     write-only password: generated clients read `required` as present in responses too."""
@@ -243,16 +257,19 @@ class UserCreateSchema(Schema):
         required=True,
         validate=[
             validate.Length(min=3, max=80),
-            validate.Regexp(r"^[A-Za-z0-9._-]+$", error="Use letters, digits, '.', '_' or '-'."),
+            WholeMatch(r"^[A-Za-z0-9._-]+$", error="Use letters, digits, '.', '_' or '-'."),
         ],
-        metadata={"example": "alice"},
+        metadata={
+            "example": "alice",
+            "description": "Unique whatever its case: 'Alice' is taken once 'alice' is.",
+        },
     )
     email = fields.Email(
         required=True,
         validate=validate.Length(max=254),
         metadata={"example": "alice@example.com", "description": "Stored in lower case."},
     )
-    password = Password(min_length=8)
+    password = Password(min_length=MIN_PASSWORD_LENGTH)
 
     @post_load
     def lowercase_email(self, data: dict, **_kwargs) -> dict:
@@ -264,9 +281,16 @@ class UserCreateSchema(Schema):
 class LoginSchema(Schema):
     # Bounded: the username is a key of the login throttle.
     username = fields.String(
-        required=True, validate=[validate.Length(max=80), NO_NUL], metadata={"example": "alice"}
+        required=True,
+        validate=[validate.Length(max=80), NO_NUL],
+        metadata={"example": "alice", "description": "In any case: 'ALICE' logs in as alice."},
     )
     password = Password()
+
+
+class PasswordChangeSchema(Schema):
+    current_password = Password()
+    new_password = Password(min_length=MIN_PASSWORD_LENGTH)
 
 
 class DeviceCookieSchema(Schema):
