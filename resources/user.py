@@ -62,13 +62,17 @@ TOO_MANY = ("Too many attempts: wait for Retry-After seconds", RETRY_AFTER)
 TOO_MANY_LOGINS = (
     "Too many login attempts for this account or from your address: wait for Retry-After seconds."
 )
+TOO_MANY_REFRESHES = (
+    "Too many refreshes of this login: wait for Retry-After seconds, or log in again with "
+    "POST /login."
+)
 
 
 @blp.route("/register")
 class Register(MethodView):
     @blp.write(
         201, UserSchema, token=None, idempotent=address_scope, body=UserCreateSchema,
-        errors={409: "The username or the email is taken", 429: TOO_MANY},
+        errors={409: "The username (in any case) or the email is taken", 429: TOO_MANY},
     )  # fmt: skip
     def post(self, user_data: dict) -> UserModel:
         """Create a user account (a few per client address and hour)"""
@@ -122,8 +126,7 @@ class Login(MethodView):
 class Refresh(MethodView):
     @blp.write(
         200, TokensSchema, token="refresh", tagged=False,
-        errors={429: ("Too many refreshes of this login: wait for Retry-After seconds, or "
-                      "log in again", RETRY_AFTER)},
+        errors={429: (TOO_MANY_REFRESHES, RETRY_AFTER)},
     )  # fmt: skip
     def post(self) -> dict:
         """Trade a refresh token for a new (not fresh) access token and refresh token
@@ -133,11 +136,10 @@ class Refresh(MethodView):
         (60) times an hour.
         """
         token = get_jwt()
-        attempt(
-            (limit("refresh-family"), token["fam"]),
-            refusal="Too many refreshes of this login: wait for Retry-After seconds, or log "
-            "in again with POST /login.",
-        )
+        # The token's check began a transaction; the throttle reads with none open (through
+        # PgBouncer, a request holding two server connections could starve the pool).
+        end_transaction_early()
+        attempt((limit("refresh-family"), token["fam"]), refusal=TOO_MANY_REFRESHES)
         if not use_refresh_token(token):
             # Another request used this refresh token a moment ago: a replay all the same.
             refuse_replay(token)
@@ -186,6 +188,7 @@ class MyPassword(MethodView):
         revoked; the answer holds the tokens of a new login, fresh.
         """
         counted = login_counts(username_key(current_user.username), None)
+        end_transaction_early()  # the token's check began one: see Refresh
         delays = attempt(*counted, refusal=TOO_MANY_LOGINS)
         if not check_password(current_user, passwords["current_password"]):
             restart_delays(delays)
