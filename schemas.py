@@ -2,7 +2,7 @@
 
 from datetime import UTC
 
-from marshmallow import Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, fields, post_load, validate
 
 from web.fields import (
     MAX_PAGE_DEPTH,
@@ -12,6 +12,7 @@ from web.fields import (
     Name,
     Password,
     Price,
+    WholeMatch,
     first_entries,
 )
 
@@ -235,17 +236,6 @@ class UserSchema(Schema):
     role = fields.String(required=True, metadata={"example": "user"})
 
 
-class WholeMatch(validate.Regexp):
-    """A pattern the whole value matches. Marshmallow's Regexp searches with re.match, whose
-    `$` lets a trailing newline through ("alice\n"); the pattern the spec shows keeps
-    JSON Schema's meaning, where `$` is the very end."""
-
-    def __call__(self, value: str) -> str:
-        if self.regex.fullmatch(value) is None:
-            raise ValidationError(self._format_error(value))
-        return value
-
-
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -259,10 +249,7 @@ class UserCreateSchema(Schema):
             validate.Length(min=3, max=80),
             WholeMatch(r"^[A-Za-z0-9._-]+$", error="Use letters, digits, '.', '_' or '-'."),
         ],
-        metadata={
-            "example": "alice",
-            "description": "Unique whatever its case: 'Alice' is taken once 'alice' is.",
-        },
+        metadata={"example": "alice", "description": "Unique in any case: 'Alice' is 'alice'."},
     )
     email = fields.Email(
         required=True,
@@ -307,5 +294,5 @@ class TokensSchema(Schema):
 class LogoutQuerySchema(Schema):
     all = fields.Boolean(
         load_default=False,
-        metadata={"description": "Revoke every token of the user, not only this one."},
+        metadata={"description": "End every login of the user, not only this token's."},
     )
