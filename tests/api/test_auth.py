@@ -153,15 +153,18 @@ def test_refresh_rotates_and_a_replayed_refresh_token_is_refused(app, anonymous)
 
 
 @pytest.mark.sqlite_too
-def test_a_login_refreshed_many_times_keeps_one_row(anonymous, sql):
+def test_a_login_refreshed_many_times_keeps_one_row(app, anonymous, sql):
     register(anonymous)
     login = log_in(anonymous)
+    family = claims(app, login["refresh_token"])["fam"]
     used = []
     for _ in range(20):
         used.append(login["refresh_token"])
         login = anonymous.post("/refresh", headers=bearer_of(login["refresh_token"])).get_json()
 
     assert sql("SELECT used_generation, revoked FROM token_families") == [(20, False)]
+    refreshes = "SELECT key, hits FROM throttles WHERE key LIKE 'refresh-family:%'"
+    assert sql(refreshes) == [(f"refresh-family:{family}", 20)]
     # Every one traded is refused, the oldest too; and that revokes the login.
     assert_unauthorized(anonymous.post("/refresh", headers=bearer_of(used[0])), "revoked")
     assert sql("SELECT used_generation, revoked FROM token_families") == [(20, True)]
