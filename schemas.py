@@ -12,6 +12,7 @@ from web.fields import (
     Name,
     Password,
     Price,
+    WholeMatch,
     first_entries,
 )
 
@@ -235,6 +236,9 @@ class UserSchema(Schema):
     role = fields.String(required=True, metadata={"example": "user"})
 
 
+MIN_PASSWORD_LENGTH = 8
+
+
 class UserCreateSchema(Schema):
     """What POST /register takes. A schema of its own rather than UserSchema with a
     write-only password: generated clients read `required` as present in responses too."""
@@ -243,16 +247,16 @@ class UserCreateSchema(Schema):
         required=True,
         validate=[
             validate.Length(min=3, max=80),
-            validate.Regexp(r"^[A-Za-z0-9._-]+$", error="Use letters, digits, '.', '_' or '-'."),
+            WholeMatch(r"^[A-Za-z0-9._-]+$", error="Use letters, digits, '.', '_' or '-'."),
         ],
-        metadata={"example": "alice"},
+        metadata={"example": "alice", "description": "Unique in any case: 'Alice' is 'alice'."},
     )
     email = fields.Email(
         required=True,
         validate=validate.Length(max=254),
         metadata={"example": "alice@example.com", "description": "Stored in lower case."},
     )
-    password = Password(min_length=8)
+    password = Password(min_length=MIN_PASSWORD_LENGTH)
 
     @post_load
     def lowercase_email(self, data: dict, **_kwargs) -> dict:
@@ -264,9 +268,16 @@ class UserCreateSchema(Schema):
 class LoginSchema(Schema):
     # Bounded: the username is a key of the login throttle.
     username = fields.String(
-        required=True, validate=[validate.Length(max=80), NO_NUL], metadata={"example": "alice"}
+        required=True,
+        validate=[validate.Length(max=80), NO_NUL],
+        metadata={"example": "alice", "description": "In any case: 'ALICE' logs in as alice."},
     )
     password = Password()
+
+
+class PasswordChangeSchema(Schema):
+    current_password = Password()
+    new_password = Password(min_length=MIN_PASSWORD_LENGTH)
 
 
 class DeviceCookieSchema(Schema):
@@ -283,5 +294,5 @@ class TokensSchema(Schema):
 class LogoutQuerySchema(Schema):
     all = fields.Boolean(
         load_default=False,
-        metadata={"description": "Revoke every token of the user, not only this one."},
+        metadata={"description": "End every login of the user, not only this token's."},
     )

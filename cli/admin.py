@@ -17,8 +17,8 @@ from security.passwords import new_user
 @click.option("--email", help="The email of a new user (asked when missing).")
 @with_appcontext
 def create_admin(username: str, email: str | None) -> None:
-    """Make USERNAME an admin; a new user is created, asking for a password."""
-    user = db.session.scalar(select(UserModel).where(UserModel.username == username))
+    """Make USERNAME (in any case) an admin; a new user is created, asking for a password."""
+    user = db.session.scalar(select(UserModel).where(UserModel.named(username)))
     if user is None:
         user = prompted_user(username, email or click.prompt("Email"))
         db.session.add(user)

@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 
 from db import db, prune
 from jobs.purge import purge_expired
-from models import RevokedTokenFamilyModel, RevokedTokenModel
+from models import TokenFamilyModel
 from security.throttle import prune_expired as prune_expired_throttles
 from web.idempotency import prune_expired as prune_expired_keys
 
@@ -18,17 +18,16 @@ from web.idempotency import prune_expired as prune_expired_keys
 @click.command("prune-expired")
 @with_appcontext
 def prune_expired() -> None:
-    """Forget revoked tokens and token families that have expired anyway, throttle counts
+    """Forget token families whose tokens have all expired, throttle counts
     whose window is over and expired idempotency keys. Keyed writes and counted attempts
     prune as they go; this is for a backlog, from cron if you like."""
     now = datetime.now(UTC)
-    tokens = prune(RevokedTokenModel, RevokedTokenModel.expires_at < now)
-    families = prune(RevokedTokenFamilyModel, RevokedTokenFamilyModel.expires_at < now)
+    families = prune(TokenFamilyModel, TokenFamilyModel.expires_at < now)
     throttles = prune_expired_throttles()
     keys = prune_expired_keys()
     db.session.commit()
     click.echo(
-        f"Pruned {tokens} revoked token(s), {families} revoked token family(ies), "
+        f"Pruned {families} token family(ies), "
         f"{throttles} throttle count(s) and {keys} idempotency key(s), all expired."
     )
 

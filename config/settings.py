@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     login_attempts_per_account_from_new_clients: Positive = 100
     login_attempts_per_address: Positive = 30
     registrations_per_address: Positive = 10
+    refreshes_per_login: Positive = 60
     ipv6_client_prefix: Annotated[int, Field(ge=0, le=128)] = 64
 
     trusted_proxies: NotNegative = 0

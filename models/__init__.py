@@ -4,11 +4,10 @@ from models.item_import import ItemImportModel
 from models.item_import_chunk import ItemImportChunkModel
 from models.item_tag import ItemTagModel
 from models.recent_write import RecentWriteModel
-from models.revoked_token import RevokedTokenModel
-from models.revoked_token_family import RevokedTokenFamilyModel
 from models.store import StoreModel
 from models.tag import TagModel
 from models.throttle import ThrottleModel
+from models.token_family import TokenFamilyModel
 from models.user import UserModel
 
 __all__ = [
@@ -18,10 +17,9 @@ __all__ = [
     "ItemModel",
     "ItemTagModel",
     "RecentWriteModel",
-    "RevokedTokenFamilyModel",
-    "RevokedTokenModel",
     "StoreModel",
     "TagModel",
     "ThrottleModel",
+    "TokenFamilyModel",
     "UserModel",
 ]

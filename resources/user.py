@@ -8,17 +8,19 @@ from sqlalchemy import select, update
 
 from db import db, read_outside_transactions
 from models import UserModel
+from models.user import username_key
 from schemas import (
     DeviceCookieSchema,
     LoginSchema,
     LogoutQuerySchema,
     MessageSchema,
+    PasswordChangeSchema,
     TokensSchema,
     UserCreateSchema,
     UserSchema,
 )
 from security.devices import DEVICE_COOKIE, known_device, remember_device
-from security.passwords import check_password, new_user, rehashed_password
+from security.passwords import check_password, hashed_password, new_user, rehashed_password
 from security.throttle import (
     attempt,
     client_of,
@@ -27,7 +29,14 @@ from security.throttle import (
     restart_delays,
     succeeded,
 )
-from security.tokens import BEARER_CHALLENGE, REVOKED, issue_tokens, revoke, revoke_family
+from security.tokens import (
+    BEARER_CHALLENGE,
+    REVOKED,
+    issue_tokens,
+    refuse_replay,
+    revoke_family,
+    use_refresh_token,
+)
 from web.blueprint import Blueprint
 from web.errors import not_found, refuse
 from web.idempotency import address_scope
@@ -50,13 +59,20 @@ DEVICE_COOKIE_HEADER = {
 }
 
 TOO_MANY = ("Too many attempts: wait for Retry-After seconds", RETRY_AFTER)
+TOO_MANY_LOGINS = (
+    "Too many login attempts for this account or from your address: wait for Retry-After seconds."
+)
+TOO_MANY_REFRESHES = (
+    "Too many refreshes of this login: wait for Retry-After seconds, or log in again with "
+    "POST /login."
+)
 
 
 @blp.route("/register")
 class Register(MethodView):
     @blp.write(
         201, UserSchema, token=None, idempotent=address_scope, body=UserCreateSchema,
-        errors={409: "The username or the email is taken", 429: TOO_MANY},
+        errors={409: "The username (in any case) or the email is taken", 429: TOO_MANY},
     )  # fmt: skip
     def post(self, user_data: dict) -> UserModel:
         """Create a user account (a few per client address and hour)"""
@@ -67,12 +83,8 @@ class Register(MethodView):
         # Hashed with no transaction open: attempt() committed its own.
         user = new_user(user_data)
         db.session.add(user)
-        flush(
-            on_unique=(
-                409,
-                {"message": "A user with this username or email exists: pick another, or log in."},
-            )
-        )
+        taken = f"A user named {user.username!r} (in any case) or with the email {user.email!r}"
+        flush(on_unique=(409, {"message": f"{taken} exists: pick another, or log in."}))
         return user
 
 
@@ -86,18 +98,15 @@ class Login(MethodView):
     def post(self, credentials: dict, cookies: dict) -> dict:
         """Log in: get a fresh access token and a refresh token
 
-        Attempts are throttled per account and client (a growing delay after 5), per account
-        from new clients and per client address. A client that keeps the device cookie of a
-        login has an allowance of its own for that account, which nobody else uses up.
+        The username may be written in any case. Attempts are throttled per account and
+        client (a growing delay after 5), per account from new clients and per client
+        address. A client that keeps the device cookie of a login has an allowance of its own
+        for that account, which nobody else uses up.
         """
-        username, password = credentials["username"], credentials["password"]
+        username, password = username_key(credentials["username"]), credentials["password"]
         counted = login_counts(username, known_device(cookies.get(DEVICE_COOKIE), username))
-        delays = attempt(
-            *counted,
-            refusal="Too many login attempts for this account or from your address: "
-            "wait for Retry-After seconds.",
-        )
-        found = select(UserModel).where(UserModel.username == username)
+        delays = attempt(*counted, refusal=TOO_MANY_LOGINS)
+        found = select(UserModel).where(UserModel.named(username))
         user = read_outside_transactions(found).scalar()
         end_transaction_early()
         if not check_password(user, password):
@@ -115,26 +124,35 @@ class Login(MethodView):
 
 @blp.route("/refresh")
 class Refresh(MethodView):
-    @blp.write(200, TokensSchema, token="refresh", tagged=False)
+    @blp.write(
+        200, TokensSchema, token="refresh", tagged=False,
+        errors={429: (TOO_MANY_REFRESHES, RETRY_AFTER)},
+    )  # fmt: skip
     def post(self) -> dict:
         """Trade a refresh token for a new (not fresh) access token and refresh token
 
         The refresh token sent is revoked: each one can be used once. One used again
-        revokes every token of its login.
+        revokes every token of its login. A login is refreshed at most REFRESHES_PER_LOGIN
+        (60) times an hour.
         """
         token = get_jwt()
-        if not revoke(token):
+        # The token's check began a transaction; the throttle reads with none open (through
+        # PgBouncer, a request holding two server connections could starve the pool).
+        end_transaction_early()
+        attempt((limit("refresh-family"), token["fam"]), refusal=TOO_MANY_REFRESHES)
+        if not use_refresh_token(token):
             # Another request used this refresh token a moment ago: a replay all the same.
-            revoke_family(token)
+            refuse_replay(token)
             refuse(REVOKED_MEANWHILE)
-        return issue_tokens(current_user, fresh=False, family=token.get("fam"))
+        return issue_tokens(current_user, fresh=False, refreshed=token)
 
 
 @blp.route("/logout")
 class Logout(MethodView):
     @blp.write(200, MessageSchema, token="any", tagged=False, query=LogoutQuerySchema)
     def post(self, query: dict) -> dict:
-        """Revoke the token sent (an access or a refresh token), or with all=true every token"""
+        """End the login of the token sent (an access or a refresh token: either revokes
+        both), or with all=true every login of the user"""
         if query["all"]:
             db.session.execute(
                 update(UserModel)
@@ -142,9 +160,10 @@ class Logout(MethodView):
                 .values(token_version=UserModel.token_version + 1)
             )
             return {"message": "Logged out everywhere: every token of yours is revoked."}
-        if not revoke(get_jwt()):
+        # RFC 9700 (4.14.2): logging out ends the refresh token too.
+        if not revoke_family(get_jwt()):
             refuse(REVOKED_MEANWHILE)
-        return {"message": "Logged out: this token is revoked."}
+        return {"message": "Logged out: every token of this login is revoked, refresh tokens too."}
 
 
 @blp.route("/user/me")
@@ -153,6 +172,40 @@ class Me(MethodView):
     def get(self) -> UserModel:
         """Get the user the access token belongs to"""
         return current_user
+
+
+@blp.route("/user/me/password")
+class MyPassword(MethodView):
+    @blp.write(
+        200, TokensSchema, fresh=True, tagged=False, body=PasswordChangeSchema,
+        errors={403: "current_password is not your password", 429: TOO_MANY},
+    )  # fmt: skip
+    def put(self, passwords: dict) -> dict:
+        """Change your password, and end every login of yours: the answer is a new login
+
+        Needs a fresh access token and the current password, whose wrong guesses count as
+        failed logins to the account. Every token issued before (this login's too) is
+        revoked; the answer holds the tokens of a new login, fresh.
+        """
+        counted = login_counts(username_key(current_user.username), None)
+        end_transaction_early()  # the token's check began one: see Refresh
+        delays = attempt(*counted, refusal=TOO_MANY_LOGINS)
+        if not check_password(current_user, passwords["current_password"]):
+            restart_delays(delays)
+            abort(
+                403, message="current_password is not your password: send the one you log in with."
+            )
+        new_hash = hashed_password(passwords["new_password"])
+        succeeded(*counted)
+        # Raising the version refuses every token of the user at once (as logout?all=true).
+        changed = (
+            update(UserModel)
+            .where(UserModel.id == current_user.id)
+            .values(password_hash=new_hash, token_version=UserModel.token_version + 1)
+            .returning(UserModel)
+        )
+        user = db.session.scalar(changed, execution_options={"populate_existing": True})
+        return issue_tokens(user, fresh=True)
 
 
 @blp.route("/user/<int:user_id>")

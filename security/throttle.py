@@ -1,5 +1,6 @@
-"""Throttles counted in the database: logins per account and client, per client address and
-per account from unknown clients, sign-ups per client address.
+"""Throttles counted in the database: logins (and password changes) per account and client,
+per client address and per account from unknown clients, sign-ups per client address,
+refreshes per login.
 
 Hand-written rather than Flask-Limiter: its storages are process memory (each worker
 counts alone), Redis, Memcached or MongoDB, none of them the database that every instance
@@ -106,6 +107,8 @@ def throttle_limits(settings: Settings) -> dict[str, Limit]:
         Limit("login-address", settings.login_attempts_per_address),
         # Each sign-up costs an Argon2 hash (0.1 s of CPU, 64 MiB).
         Limit("register-address", settings.registrations_per_address),
+        # Until the hour is over: a login's refreshes, each of which writes its family's row.
+        Limit("refresh-family", settings.refreshes_per_login),
     )
     return {each.name: each for each in limits}
 

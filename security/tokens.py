@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask, current_app, g
 from flask_jwt_extended import JWTManager, create_access_token, create_refresh_token
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from config.settings import Settings
-from db import db, insert_missing, read_current
-from models import RevokedTokenFamilyModel, RevokedTokenModel, UserModel
+from db import db, read_current, upsertable_insert
+from models import TokenFamilyModel, UserModel
 from web.errors import ErrorResponse, error_response
 
 MIN_SECRET_BYTES = 32
@@ -49,29 +49,64 @@ def require_strong_secret(app: Flask) -> None:
     app.config["JWT_SECRET_KEY"] = secrets.token_hex(MIN_SECRET_BYTES)
 
 
-def issue_tokens(user: UserModel, *, fresh: bool, family: str | None = None) -> dict[str, str]:
-    """An access and a refresh token of the user; a login starts a new `family`, each
-    refresh continues its own (and a replayed refresh token revokes it whole)."""
-    claims = {"ver": user.token_version, "fam": family or str(uuid.uuid4())}
+def issue_tokens(
+    user: UserModel, *, fresh: bool, refreshed: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """An access and a refresh token of the user. A login starts a new family, whose refresh
+    tokens are numbered from 1; a refresh continues the family of the `refreshed` token,
+    one number on (a replayed refresh token revokes the family whole)."""
+    family = refreshed["fam"] if refreshed else str(uuid.uuid4())
+    generation = refreshed["gen"] + 1 if refreshed else 1
+    claims = {"ver": user.token_version, "fam": family}
     identity = str(user.id)
     return {
         "access_token": create_access_token(identity, fresh=fresh, additional_claims=claims),
-        "refresh_token": create_refresh_token(identity, additional_claims=claims),
+        "refresh_token": create_refresh_token(
+            identity, additional_claims={**claims, "gen": generation}
+        ),
     }
 
 
-def revoke(token: dict[str, Any]) -> bool:
-    """Revoke a decoded token, in the current transaction; False if it was revoked already
-    (two requests racing with one token: the second one to revoke it loses)."""
-    expires_at = datetime.fromtimestamp(token["exp"], UTC)
-    return insert_missing(RevokedTokenModel, [{"jti": token["jti"], "expires_at": expires_at}]) == 1
+def use_refresh_token(token: dict[str, Any]) -> bool:
+    """Mark a decoded refresh token used, it and its family's older ones, in the current
+    transaction; False if it was used already or its family revoked (two requests racing
+    with one token: the second one loses). The family keeps its one row."""
+    generation = token["gen"]
+    return change_family(
+        token,
+        unless=TokenFamilyModel.revoked | (TokenFamilyModel.used_generation >= generation),
+        used_generation=generation,
+    )
 
 
-def revoke_family(token: dict[str, Any]) -> None:
-    """Revoke every token of the token's family, and commit: a used refresh token came back,
-    and the request is refused (401), which commits nothing else."""
-    expires_at = datetime.now(UTC) + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"]
-    insert_missing(RevokedTokenFamilyModel, [{"family": token["fam"], "expires_at": expires_at}])
+def revoke_family(token: dict[str, Any]) -> bool:
+    """Revoke every token of the token's family (a logout, or a used refresh token back), in
+    the current transaction; False if it was revoked already."""
+    return change_family(token, unless=TokenFamilyModel.revoked, revoked=True)
+
+
+def change_family(token: dict[str, Any], *, unless: ColumnElement[bool], **changes) -> bool:
+    """Write `changes` to the row of the token's family (inserted if missing), unless its
+    row says `unless`, in one statement: of concurrent requests, those after the first see
+    its change, under the row's lock. Whether it was written."""
+    # Until then every token of the family, however refreshed, has expired.
+    lifetimes = ("JWT_ACCESS_TOKEN_EXPIRES", "JWT_REFRESH_TOKEN_EXPIRES")
+    expires_at = datetime.now(UTC) + max(current_app.config[name] for name in lifetimes)
+    insert = upsertable_insert(TokenFamilyModel).values(
+        family=token["fam"], expires_at=expires_at, **changes
+    )
+    upsert = insert.on_conflict_do_update(
+        index_elements=[TokenFamilyModel.family],
+        set_={**changes, "expires_at": expires_at},
+        where=~unless,
+    )
+    return db.session.execute(upsert.returning(TokenFamilyModel.family)).first() is not None
+
+
+def refuse_replay(token: dict[str, Any]) -> None:
+    """A used refresh token came back: revoke its family, and commit, as the request is
+    refused (401), which commits nothing else."""
+    revoke_family(token)
     db.session.commit()
 
 
@@ -83,14 +118,15 @@ def unauthorized(message: str) -> ErrorResponse:
 def is_revoked(_header: dict, token: dict) -> bool:
     # One round trip checks the token and loads its user, for token_user below
     # (Flask-JWT-Extended asks this first).
-    listed = select(RevokedTokenModel.jti).where(RevokedTokenModel.jti == token["jti"]).exists()
-    family_listed = (
-        select(RevokedTokenFamilyModel.family)
-        .where(RevokedTokenFamilyModel.family == token.get("fam"))
-        .exists()
+    refused = TokenFamilyModel.revoked
+    if token["type"] == "refresh":
+        # A token from before migration 0015 has no number; it fails the version check.
+        refused |= TokenFamilyModel.used_generation >= token.get("gen", 0)
+    listed = select(TokenFamilyModel.family).where(
+        TokenFamilyModel.family == token.get("fam"), refused
     )
     found = read_current(
-        select(UserModel, listed | family_listed).where(UserModel.id == int(token["sub"]))
+        select(UserModel, listed.exists()).where(UserModel.id == int(token["sub"]))
     ).first()
     if found is None:
         g.token_user = None
@@ -128,9 +164,9 @@ def token_expired(_header: dict, token: dict):
 
 @jwt.revoked_token_loader
 def token_revoked(_header: dict, token: dict):
-    if token["type"] == "refresh" and "fam" in token:
+    if token["type"] == "refresh":
         # Used already (or logged out), and back: whoever holds its family cannot be trusted.
-        revoke_family(token)
+        refuse_replay(token)
     return unauthorized(REVOKED)
 
 

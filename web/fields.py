@@ -28,6 +28,17 @@ def not_blank_no_nul(value: str) -> None:
         raise ValidationError("Must contain a non-blank character and no NUL characters.")
 
 
+class WholeMatch(validate.Regexp):
+    """A pattern the whole value matches. Marshmallow's Regexp tries re.match, whose `$`
+    lets a trailing newline through ("alice\n"); the spec shows the pattern with JSON
+    Schema's meaning, where `$` is the very end."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self.error)
+        return value
+
+
 def Name(**kwargs) -> fields.String:  # noqa: N802 - used like a field class
     return fields.String(
         validate=[validate.Length(min=1, max=80), not_blank_no_nul],

@@ -52,6 +52,7 @@ def test_register_returns_the_user_without_any_password(anonymous, sql):
         ("username", "al"),
         ("username", "a" * 81),
         ("username", "alice smith"),
+        ("username", "alice\n"),  # re.match's "$" let it by
         ("email", "not-an-email"),
         ("password", "seven77"),
         ("password", "x" * 1025),
@@ -63,14 +64,35 @@ def test_register_validates_each_field(anonymous, field, value):
 
 
 @pytest.mark.sqlite_too
-def test_a_taken_username_or_email_is_a_conflict(anonymous):
+def test_a_taken_username_in_any_case_or_email_is_a_conflict(anonymous, sql):
     register(anonymous)
-    taken_username = anonymous.post("/register", json={**ALICE, "email": "other@example.com"})
+    other = "other@example.com"
+    taken_username = anonymous.post("/register", json={**ALICE, "email": other})
+    in_capitals = anonymous.post("/register", json={**ALICE, "username": "ALICE", "email": other})
     taken_email = anonymous.post(
         "/register", json={**ALICE, "username": "alice2", "email": "ALICE@example.COM"}
     )
-    assert_error(taken_username, 409, "username or email exists")
-    assert_error(taken_email, 409, "username or email exists")
+    assert_error(taken_username, 409, "A user named 'alice' (in any case) or with the email")
+    assert_error(in_capitals, 409, "named 'ALICE' (in any case)")
+    assert_error(taken_email, 409, "with the email 'alice@example.com' exists")
+    assert sql("SELECT username FROM users") == [("alice",)]
+
+
+@pytest.mark.sqlite_too
+def test_login_takes_the_username_in_any_case(anonymous, sql):
+    register(anonymous, username="Alice")
+    # One account, one count: a case of its own is no fresh allowance of guesses.
+    for written in ("alice", "ALICE", "aLiCe"):
+        anonymous.post("/login", json={"username": written, "password": "wrong password"})
+    assert sql("SELECT key, hits FROM throttles WHERE key LIKE 'login-account:%'") == [
+        ("login-account:alice", 3)
+    ]
+    for written in ("Alice", "alice", "ALICE"):
+        log_in(anonymous, written)
+    # Only ASCII letters have a case: the Kelvin sign is no "k".
+    register(anonymous, username="kate", email="kate@example.com")
+    kelvin = anonymous.post("/login", json={"username": "\u212aate", "password": PASSWORD})
+    assert_error(kelvin, 401, "Wrong username or password")
 
 
 @pytest.mark.sqlite_too
@@ -131,6 +153,27 @@ def test_refresh_rotates_and_a_replayed_refresh_token_is_refused(app, anonymous)
 
 
 @pytest.mark.sqlite_too
+def test_a_login_refreshed_many_times_keeps_one_row(app, anonymous, sql):
+    register(anonymous)
+    login = log_in(anonymous)
+    family = claims(app, login["refresh_token"])["fam"]
+    used = []
+    for _ in range(20):
+        used.append(login["refresh_token"])
+        login = anonymous.post("/refresh", headers=bearer_of(login["refresh_token"])).get_json()
+
+    assert sql("SELECT used_generation, revoked FROM token_families") == [(20, False)]
+    refreshes = "SELECT key, hits FROM throttles WHERE key LIKE 'refresh-family:%'"
+    assert sql(refreshes) == [(f"refresh-family:{family}", 20)]
+    # Every one traded is refused, the oldest too; and that revokes the login.
+    assert_unauthorized(anonymous.post("/refresh", headers=bearer_of(used[0])), "revoked")
+    assert sql("SELECT used_generation, revoked FROM token_families") == [(20, True)]
+    assert_unauthorized(
+        anonymous.get("/user/me", headers=bearer_of(login["access_token"])), "revoked"
+    )
+
+
+@pytest.mark.sqlite_too
 def test_a_replayed_refresh_token_revokes_its_whole_family(app, anonymous):
     register(anonymous)
     stolen = log_in(anonymous)
@@ -173,20 +216,99 @@ def test_each_kind_of_token_only_where_it_belongs(anonymous):
 
 
 @pytest.mark.sqlite_too
-def test_logout_revokes_the_token_sent_and_only_it(anonymous):
+def test_logout_ends_the_login_of_the_token_sent_refresh_token_included(anonymous):
     register(anonymous)
-    tokens = log_in(anonymous)
+    tokens, other_login = log_in(anonymous), log_in(anonymous)
     access, refresh = bearer_of(tokens["access_token"]), bearer_of(tokens["refresh_token"])
+    refreshed = anonymous.post("/refresh", headers=refresh).get_json()
 
     assert anonymous.post("/logout", headers=access).status_code == 200
+
     assert_unauthorized(anonymous.get("/user/me", headers=access), "revoked")
     assert_unauthorized(anonymous.post("/logout", headers=access), "revoked")
+    # RFC 9700 4.14.2: the login's refresh token, however refreshed, ends with it.
+    for token in (refreshed["access_token"], refreshed["refresh_token"]):
+        assert_unauthorized(anonymous.post("/logout", headers=bearer_of(token)), "revoked")
+    assert_unauthorized(
+        anonymous.post("/refresh", headers=bearer_of(refreshed["refresh_token"])), "revoked"
+    )
+    # Another login is not this one.
+    other = bearer_of(other_login["access_token"])
+    assert anonymous.get("/user/me", headers=other).status_code == 200
 
-    # The refresh token was not sent, so it still works; logging out with it revokes it.
-    assert anonymous.post("/refresh", headers=refresh).status_code == 200
-    another_refresh = bearer_of(log_in(anonymous)["refresh_token"])
-    assert anonymous.post("/logout", headers=another_refresh).status_code == 200
-    assert_unauthorized(anonymous.post("/refresh", headers=another_refresh), "revoked")
+    # Logging out with a refresh token ends its access tokens too.
+    other_refresh = bearer_of(other_login["refresh_token"])
+    assert anonymous.post("/logout", headers=other_refresh).status_code == 200
+    assert_unauthorized(anonymous.get("/user/me", headers=other), "revoked")
+    assert_unauthorized(anonymous.post("/refresh", headers=other_refresh), "revoked")
+
+
+def change_password(client, tokens: dict, current: str = PASSWORD, new: str = "a new passphrase"):
+    return client.put(
+        "/user/me/password",
+        json={"current_password": current, "new_password": new},
+        headers=bearer_of(tokens["access_token"]),
+    )
+
+
+@pytest.mark.sqlite_too
+def test_a_new_password_ends_every_login_and_answers_a_new_one(app, anonymous, new_user, bearer):
+    register(anonymous)
+    mine, elsewhere = log_in(anonymous), log_in(anonymous)
+    bystander = bearer(new_user("bob"))
+
+    changed = change_password(anonymous, mine)
+
+    assert changed.status_code == 200
+    new_login = changed.get_json()
+    assert claims(app, new_login["access_token"])["fresh"] is True
+    for login in (mine, elsewhere):
+        assert_unauthorized(
+            anonymous.get("/user/me", headers=bearer_of(login["access_token"])), "log in again"
+        )
+        assert_unauthorized(
+            anonymous.post("/refresh", headers=bearer_of(login["refresh_token"])), "log in again"
+        )
+    assert (
+        anonymous.get("/user/me", headers=bearer_of(new_login["access_token"])).status_code == 200
+    )
+    assert (
+        anonymous.post("/refresh", headers=bearer_of(new_login["refresh_token"])).status_code == 200
+    )
+    assert anonymous.get("/user/me", headers=bystander).status_code == 200
+    wrong = anonymous.post("/login", json={"username": "alice", "password": PASSWORD})
+    assert_error(wrong, 401, "Wrong username or password")
+    log_in(anonymous, password="a new passphrase")
+
+
+@pytest.mark.sqlite_too
+def test_a_new_password_needs_a_fresh_token_and_the_current_password(anonymous, sql):
+    register(anonymous)
+    login = log_in(anonymous)
+    refreshed = anonymous.post("/refresh", headers=bearer_of(login["refresh_token"])).get_json()
+    before = sql("SELECT password_hash, token_version FROM users")
+
+    not_fresh = change_password(anonymous, refreshed)
+    wrong = change_password(anonymous, login, current="not my password")
+    too_short = change_password(anonymous, login, new="short")
+
+    assert_unauthorized(not_fresh, "fresh token")
+    assert_error(wrong, 403, "current_password is not your password")
+    body = assert_error(too_short, 422)
+    assert list(body["errors"]["json"]) == ["new_password"]
+    assert sql("SELECT password_hash, token_version FROM users") == before
+    # The wrong guess counted as a failed login to the account.
+    assert sql("SELECT key, hits FROM throttles WHERE key LIKE 'login-account:%'") == [
+        ("login-account:alice", 1)
+    ]
+
+
+def test_guessing_the_current_password_waits_as_failed_logins_do(anonymous):
+    register(anonymous)
+    login = log_in(anonymous)
+    guesses = [change_password(anonymous, login, current=f"guess {n}") for n in range(6)]
+    assert [guess.status_code for guess in guesses] == [403] * 5 + [429]
+    assert int(guesses[-1].headers["Retry-After"]) >= 1
 
 
 @pytest.mark.sqlite_too

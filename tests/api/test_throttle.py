@@ -1,5 +1,5 @@
-"""Logins are throttled per account and per client address, sign-ups per client address;
-the counts live in the database."""
+"""Logins are throttled per account and per client address, sign-ups per client address,
+refreshes per login; the counts live in the database."""
 
 import threading
 import time
@@ -9,7 +9,7 @@ import pytest
 import requests
 from argon2 import PasswordHasher
 from sqlalchemy import select
-from support import JWT_SECRET, PASSWORD
+from support import JWT_SECRET, PASSWORD, bearer_of
 from support.api import assert_error, change_settings
 from support.http import client_at, run_together, server_env, sign_up
 
@@ -103,6 +103,31 @@ def test_a_known_device_gets_in_while_many_addresses_guess_the_account(
     assert spray == [401] * 6 + [429]  # the account's allowance for new clients is spent
     assert_error(new_laptop, 429)  # OWASP's trade: new clients wait, known ones do not
     assert phone_elsewhere.status_code == 200
+
+
+def test_a_login_refreshed_too_often_waits_for_the_hour(app, anonymous, new_user, monkeypatch):
+    monkeypatch.setitem(
+        app.extensions["throttle_limits"], "refresh-family", Limit("refresh-family", 3)
+    )
+    new_user("alice")
+    login = log_in(anonymous, "alice", PASSWORD).get_json()
+    other_login = log_in(anonymous, "alice", PASSWORD).get_json()
+
+    def refresh(tokens: dict):
+        return anonymous.post("/refresh", headers=bearer_of(tokens["refresh_token"]))
+
+    answers = []
+    for _ in range(3):
+        answers.append(refresh(login))
+        login = answers[-1].get_json()
+    refused = refresh(login)
+
+    assert [answer.status_code for answer in answers] == [200] * 3
+    assert_error(refused, 429, "Too many refreshes of this login")
+    assert 3500 < int(refused.headers["Retry-After"]) <= 3600
+    assert refresh(other_login).status_code == 200  # a login of its own
+    # Refused, not used: the token works once the hour is over, and its login meanwhile.
+    assert anonymous.get("/user/me", headers=bearer_of(login["access_token"])).status_code == 200
 
 
 def test_a_device_cookie_is_signed_and_bound_to_its_account(app, anonymous, new_user):

@@ -9,7 +9,8 @@ from pathlib import Path
 import flask_migrate
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.exc import IntegrityError
 from support.api import new_item, new_store, new_tag
 from support.http import server_env
 
@@ -122,3 +123,81 @@ def upgrade_options(url: str) -> dict:
 
 def upgrade(url: str, revision: str) -> subprocess.CompletedProcess:
     return subprocess.run(upgrade_command(revision), **upgrade_options(url), timeout=120)
+
+
+# Before 0015: names that differ only in case, or by a newline the old pattern let through,
+# and names the renaming must step around.
+CLASHING_USERS = [
+    (1, "alice"),
+    (2, "Alice"),
+    (3, "ALICE"),
+    (4, "alice-2"),
+    (5, "bob\n"),
+    (6, "carol\n"),
+    (7, "Carol"),
+    (8, "dave"),
+]
+
+
+def test_usernames_that_clash_in_any_case_are_renamed_then_unique(
+    empty_database_url, request, capfd
+):
+    app = create_app(Settings(database_url=empty_database_url), TESTING=True)
+    migrations = str(request.config.rootpath / "migrations")
+    with app.app_context():
+        flask_migrate.upgrade(directory=migrations, revision="0014")
+        with db.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO users (id, username, email, password_hash, token_version) "
+                    "VALUES (:id, :username, :email, 'x', 0)"
+                ),
+                [
+                    {"id": id_, "username": name, "email": f"{id_}@example.com"}
+                    for id_, name in CLASHING_USERS
+                ],
+            )
+
+        capfd.readouterr()
+        flask_migrate.upgrade(directory=migrations, revision="0015")
+        # Reported on the migration's log (migrations/alembic.ini: stderr).
+        reported = [line for line in capfd.readouterr().err.splitlines() if "renamed" in line]
+
+        assert usernames() == [
+            (1, "alice"),  # the oldest keeps the name
+            (2, "Alice-2-1"),  # alice-2 is taken
+            (3, "ALICE-3"),
+            (4, "alice-2"),
+            (5, "bob"),  # the newline dropped
+            (6, "carol"),
+            (7, "Carol-7"),
+            (8, "dave"),
+        ]
+        assert [line.partition("] ")[2] for line in reported] == [
+            "user 2, 'Alice', renamed 'Alice-2-1': it clashed with user 1, 'alice'",
+            "user 3, 'ALICE', renamed 'ALICE-3': it clashed with user 1, 'alice'",
+            "user 5, 'bob\\n', renamed 'bob': a newline ended it",
+            "user 7, 'Carol', renamed 'Carol-7': it clashed with user 6, 'carol\\n'",
+            "user 6, 'carol\\n', renamed 'carol': a newline ended it",
+        ]
+        # Every token from before is revoked: the per-token revocations are gone.
+        with db.engine.connect() as connection:
+            versions = connection.exec_driver_sql("SELECT DISTINCT token_version FROM users")
+            assert versions.all() == [(1,)]
+        with pytest.raises(IntegrityError), db.engine.begin() as connection:
+            connection.exec_driver_sql(
+                "INSERT INTO users (username, email, password_hash) VALUES ('DAVE', 'd@x.org', 'x')"
+            )
+
+        flask_migrate.downgrade(directory=migrations, revision="0014")
+        assert usernames()[:2] == [(1, "alice"), (2, "Alice-2-1")]  # the new names are kept
+        assert {"revoked_tokens", "revoked_token_families"} <= set(
+            inspect(db.engine).get_table_names()
+        )
+        flask_migrate.upgrade(directory=migrations)
+        assert "token_families" in inspect(db.engine).get_table_names()
+
+
+def usernames() -> list[tuple[int, str]]:
+    with db.engine.connect() as connection:
+        return connection.exec_driver_sql("SELECT id, username FROM users ORDER BY id").all()
