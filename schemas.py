@@ -208,7 +208,7 @@ class IdempotencyKeySchema(Schema):
         data_key="Idempotency-Key",
         validate=[
             validate.Length(min=1, max=255),
-            validate.Regexp(IDEMPOTENCY_KEY_PATTERN, error="Use printable ASCII characters."),
+            WholeMatch(IDEMPOTENCY_KEY_PATTERN, error="Use printable ASCII characters."),
         ],
         # No example: Swagger UI would fill it in, the same key for every request.
         metadata={
