@@ -15,7 +15,7 @@ from support.api import new_store
 from support.catalogue import CSV, JSONL, imported, json_lines, send_file
 
 from app import create_app
-from catalogue.runs import GAVE_UP, MAX_ATTEMPTS, STORE_GONE, run_import
+from catalogue.runs import GAVE_UP, MAX_ATTEMPTS, STORE_GONE, run_abandoned_imports, run_import
 from config.settings import Settings
 from db import db
 
@@ -215,3 +215,23 @@ def test_an_import_ending_on_database_errors_is_run_again_then_given_up(
     assert sql("SELECT state, message FROM item_imports") == [("failed", GAVE_UP)]
     assert sql("SELECT count(*) FROM items") == [(0,)]
     assert sql("SELECT count(*) FROM item_import_chunks") == [(0,)]
+
+
+def test_an_import_ending_on_an_error_leaves_the_sweep_to_run_the_others(
+    client, sql, engine, database_url
+):
+    stuck, fine = new_store(client, "Stuck")["id"], new_store(client, "Fine")["id"]
+    taken(client, stuck, lines=10)
+    taken(client, fine, lines=10)
+    with engine.begin() as connection:  # their jobs lost long ago
+        connection.execute(text("UPDATE item_imports SET created_at = now() - interval '1 hour'"))
+    impatient = Settings(database_url=database_url, database_statement_timeout_ms=300)
+    with engine.connect() as blocker:
+        # The stuck import's rows wait for its store past the statement timeout.
+        blocker.execute(text("SELECT 1 FROM stores WHERE id = :id FOR UPDATE"), {"id": stuck})
+        with create_app(impatient, TESTING=True).app_context():
+            assert run_abandoned_imports() == 1
+        blocker.rollback()
+    assert sql("SELECT store_id, state, attempts FROM item_imports ORDER BY id") == [
+        (stuck, "running", 1), (fine, "succeeded", 1),
+    ]  # fmt: skip
