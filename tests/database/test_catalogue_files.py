@@ -9,12 +9,16 @@ import psycopg
 import psycopg2
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from support.api import new_store
 from support.catalogue import CSV, JSONL, imported, json_lines, send_file
 
 from app import create_app
+from catalogue.exporting import ESCAPED
+from catalogue.lines import FORMULA_STARTS, unescaped
 from catalogue.runs import GAVE_UP, MAX_ATTEMPTS, STORE_GONE, run_abandoned_imports, run_import
 from config.settings import Settings
 from db import db
@@ -235,3 +239,24 @@ def test_an_import_ending_on_an_error_leaves_the_sweep_to_run_the_others(
     assert sql("SELECT store_id, state, attempts FROM item_imports ORDER BY id") == [
         (stuck, "running", 1), (fine, "succeeded", 1),
     ]  # fmt: skip
+
+
+# Texts that start with quotes and formulas' characters often; any text the database holds.
+CELL_TEXTS = st.tuples(
+    st.text("'=+-@\t\r", max_size=4), st.text(st.characters(exclude_characters="\x00"))
+).map("".join)
+
+
+@pytest.mark.sqlite_too
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(CELL_TEXTS)
+def test_the_exports_escaping_of_a_cell_is_undone_by_the_import_and_no_cell_starts_a_formula(
+    engine, text_of_a_cell
+):
+    escaped = text(f"SELECT {ESCAPED.format(':cell')}")
+    with engine.connect() as connection:
+        cell = connection.scalar(escaped, {"cell": text_of_a_cell})
+    assert cell[:1] not in FORMULA_STARTS
+    assert unescaped(cell) == text_of_a_cell
