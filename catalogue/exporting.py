@@ -1,13 +1,18 @@
 """A store's catalogue out, as the importer reads it: one line per item, rendered by the
 database (the JSON object or the CSV row, tags aggregated), read through a server-side
-cursor a batch at a time. One statement: one consistent snapshot, in constant memory.
+cursor a batch at a time into a temporary file, which is sent once the transaction ended.
+One statement: one consistent snapshot, in constant memory.
 """
 
+import tempfile
 from collections.abc import Iterator
+from typing import BinaryIO
 
-from catalogue.lines import CSV, CSV_COLUMNS
+from catalogue.lines import CSV, CSV_COLUMNS, FORMULA_STARTS
 from db import READS, db
 
+# Held in memory up to this; on disk past it.
+IN_MEMORY_BYTES = 1024 * 1024
 # Lines fetched per round trip.
 FETCHED_TOGETHER = 10_000
 
@@ -38,10 +43,19 @@ JSON_LINE = {
     "sqlite": "json_object('name', i.name, 'price', i.price, 'description', i.description,"
     " 'tags', json({tags}))",
 }
+# A text cell safe to open in a spreadsheet (OWASP, "CSV Injection"): one quote put before
+# a text that starts with a formula's character, after any quotes, which the import takes
+# away again (catalogue.lines.unescaped). The characters are written into the SQL as they
+# are: a literal may hold a tab or a carriage return, in both databases.
+FORMULA_CHARACTERS = ", ".join(f"'{character}'" for character in sorted(FORMULA_STARTS))
+ESCAPED = (
+    f"CASE WHEN substr(ltrim({{0}}, ''''), 1, 1) IN ({FORMULA_CHARACTERS})"
+    " THEN '''' || {0} ELSE {0} END"
+)
 # Every text cell quoted, quotes doubled; an empty description is none.
 CSV_LINE = (
-    """'"' || replace(i.name, '"', '""') || '",' || i.price || ','"""
-    """ || coalesce('"' || replace(i.description, '"', '""') || '"', '')"""
+    """'"' || replace({name}, '"', '""') || '",' || i.price || ','"""
+    """ || coalesce('"' || replace({description}, '"', '""') || '"', '')"""
     """ || ',"' || replace(coalesce({tags}, ''), '"', '""') || '"'"""
 )
 
@@ -49,13 +63,29 @@ CSV_LINE = (
 def export_sql(dialect: str, media_type: str) -> str:
     """The statement of the lines of a store's file in `media_type`, for the driver's own
     cursor, with the driver's placeholder for the store's id."""
-    kind = "csv" if media_type == CSV else "json"
-    line = (CSV_LINE if kind == "csv" else JSON_LINE[dialect]).format(tags=TAGS[dialect][kind])
+    if media_type == CSV:
+        line = CSV_LINE.format(
+            name=ESCAPED.format("i.name"), description=ESCAPED.format("i.description"),
+            tags=ESCAPED.format(TAGS[dialect]["csv"]),
+        )  # fmt: skip
+    else:
+        line = JSON_LINE[dialect].format(tags=TAGS[dialect]["json"])
     return (
         f"SELECT {line} FROM items i LEFT JOIN items_tags it ON it.item_id = i.id"
         " LEFT JOIN tags t ON t.id = it.tag_id"
         f" WHERE i.store_id = {STORE_ID[dialect]} GROUP BY i.id ORDER BY i.id"
     )
+
+
+def export_file(store_id: int, media_type: str) -> BinaryIO:
+    """The file of the store's items in `media_type`, written whole, at its start: the
+    transaction it is read in ends before any wait on a client. It spills to disk past a
+    megabyte: memory stays flat whatever the store's size."""
+    file = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES)  # noqa: SIM115 - the caller's
+    for lines in exported_lines(store_id, media_type):
+        file.write(lines.encode())
+    file.seek(0)
+    return file
 
 
 def exported_lines(store_id: int, media_type: str) -> Iterator[str]:
@@ -64,9 +94,9 @@ def exported_lines(store_id: int, media_type: str) -> Iterator[str]:
     postgres = dialect == "postgresql"
     if media_type == CSV:
         yield ",".join(CSV_COLUMNS) + "\n"
-    # A connection of its own, held until the last line is sent or the client goes; on
-    # PostgreSQL in a transaction, where a server-side cursor lives; on SQLite, which reads
-    # a snapshot per statement anyway, with no write lock (BEGIN IMMEDIATE).
+    # A connection of its own, held until the last line is read; on PostgreSQL in a
+    # transaction, where a server-side cursor lives; on SQLite, which reads a snapshot per
+    # statement anyway, with no write lock (BEGIN IMMEDIATE).
     engine = db.engine if postgres else db.engines[READS]
     with engine.connect() as connection, connection.begin():
         # The driver's cursor, not SQLAlchemy's rows: they cost 2 us each, half the

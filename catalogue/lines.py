@@ -26,6 +26,8 @@ REQUIRED_CSV_COLUMNS = {"name", "price"}
 CHECKED_TOGETHER = 1_000
 
 ITEM_LINE = ItemImportSchema(many=True)
+# What a spreadsheet reads as the start of a formula in a cell (OWASP, "CSV Injection").
+FORMULA_STARTS = frozenset("=+-@\t\r")
 # Within a CSV field of tags: an escaped character, or a separator.
 TAG_TOKEN = re.compile(r"\\(.)|\|", re.DOTALL)
 # No item's line comes near this (a description of 10,000 characters, 100 tags); a longer
@@ -103,9 +105,27 @@ def json_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, object] | BadLine
         if line.isspace() or not line:
             continue
         try:
-            yield number, json.loads(line)
-        except ValueError:  # UnicodeDecodeError too
+            data = json.loads(line)
+        except ValueError:  # UnicodeDecodeError too, and integers past Python's 4,300 digits
             yield BadLine(number, {"line": ["Not a JSON object in UTF-8."]})
+        except RecursionError:
+            yield BadLine(number, {"line": ["JSON nested too deeply."]})
+        else:
+            # Only a \u escape spells a lone surrogate ("\ud800"): no text, and nothing a
+            # database driver can encode.
+            if b"\\u" in line and not is_text(data):
+                yield BadLine(number, {"line": ["A lone surrogate, which is not text."]})
+            else:
+                yield number, data
+
+
+def is_text(data: object) -> bool:
+    """Whether every string in `data` (parsed JSON, not nested too deeply) is Unicode text."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def csv_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, object] | BadLine]:
@@ -140,7 +160,8 @@ def decoded(lines: Iterable[bytes | None], undecodable: list[tuple]) -> Iterator
                 undecodable.append((number, {"line": [TOO_LONG]}))
                 yield "\n"
             else:
-                yield line.decode()
+                # Excel's "CSV UTF-8" begins with a byte-order mark.
+                yield line.decode("utf-8-sig" if number == 1 else "utf-8")
         except UnicodeDecodeError:
             undecodable.append((number, {"line": ["Not UTF-8."]}))
             yield "\n"
@@ -159,12 +180,22 @@ def header_problem(header: list[str]) -> str | None:
 
 def from_csv(row: dict[str, str]) -> dict:
     """A CSV row as the JSON line of the same item: the price a number, tags a list."""
-    item: dict = {"name": row["name"], "price": csv_number(row["price"])}
+    item: dict = {"name": unescaped(row["name"]), "price": csv_number(row["price"])}
     if row.get("description"):
-        item["description"] = row["description"]
+        item["description"] = unescaped(row["description"])
     if row.get("tags"):
-        item["tags"] = split_tags(row["tags"])
+        item["tags"] = split_tags(unescaped(row["tags"]))
     return item
+
+
+def unescaped(cell: str) -> str:
+    """The text of a CSV cell, without the quote the export puts before a text that starts
+    with a formula's character, after any quotes (catalogue.exporting.ESCAPED): a cell that
+    starts with quotes and then such a character lost one quote; any other is as it was
+    ("'Til death")."""
+    if cell[:1] == "'" and cell.lstrip("'")[:1] in FORMULA_STARTS:
+        return cell[1:]
+    return cell
 
 
 def csv_number(text: str) -> float | str:

@@ -196,6 +196,20 @@ def changed_at_once(import_id: int, **values) -> None:
         )
 
 
+def run_abandoned_imports() -> int:
+    """Run the unfinished imports whose job seems lost; how many this call ran. One that
+    ends on an error (a database error: its run is counted, MAX_ATTEMPTS) is logged and left
+    to the next sweep: the others still run."""
+    ran = 0
+    for import_id in abandoned_imports():
+        try:
+            ran += run_import(import_id)
+        except Exception:
+            logger.exception("Import %d ended on an error; the next sweep runs it again", import_id)
+            db.session.rollback()
+    return ran
+
+
 def abandoned_imports() -> list[int]:
     """Unfinished imports whose job seems lost, oldest first."""
     stale = datetime.now(UTC) - ABANDONED_AFTER

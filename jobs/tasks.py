@@ -14,7 +14,7 @@ import prometheus_client
 from flask import Flask
 
 from app import create_app
-from catalogue.runs import abandoned_imports, run_import
+from catalogue.runs import run_abandoned_imports, run_import
 from config.settings import load_settings
 from connections.options import libpq_conninfo
 from jobs.purge import purge_expired
@@ -63,4 +63,4 @@ def import_catalogue(import_id: int) -> bool:
 @queue.task(queueing_lock="sweep-abandoned-imports")
 def sweep_abandoned_imports(timestamp: int) -> int:
     with flask_app().app_context():
-        return sum(run_import(import_id) for import_id in abandoned_imports())
+        return run_abandoned_imports()

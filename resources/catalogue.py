@@ -1,11 +1,13 @@
+import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 
-from flask import Response, after_this_request, request, stream_with_context, url_for
+from flask import Response, after_this_request, request, url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user, verify_jwt_in_request
 from flask_smorest import abort
 
-from catalogue.exporting import exported_lines
+from catalogue.exporting import export_file
 from catalogue.lines import CSV, JSON_LINES, MEDIA_TYPES
 from catalogue.runs import keep_file, run_now
 from config.settings import current_settings
@@ -54,7 +56,10 @@ class ItemImport(MethodView):
     @blp.write(
         202, ItemImportStatusSchema, idempotent=user_scope, streamed=CATALOGUE_FILE,
         owner=store_to_import_into, tagged=False, headers=LOCATION_HEADER,
-        errors={404: "No store with this id", 422: "The body is empty"},
+        errors={
+            400: "The body ended before its Content-Length, or without its last chunk",
+            404: "No store with this id", 422: "The body is empty",
+        },
     )  # fmt: skip
     def post(self, store: StoreModel, store_id: int) -> tuple[ItemImportModel, dict]:
         """Import items from a JSON Lines or CSV file, all or nothing (its owner or an admin)
@@ -123,12 +128,31 @@ class ItemExport(MethodView):
         if media_type is None:
             abort(406, message=f"Accept {JSON_LINES} or {CSV}.")
         require_exportable(store_id)
-        lines = stream_with_context(exported_lines(store_id, media_type))
+        file = export_file(store_id, media_type)
+        # Sent once the request's transaction ended too (it ends as the view returns).
         name = f"store-{store_id}.{'csv' if media_type == CSV else 'jsonl'}"
-        return Response(
-            lines, mimetype=media_type,
+        response = Response(
+            iter(lambda: file.read(SENT_BYTES), b""), mimetype=media_type,
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )  # fmt: skip
+        response.call_on_close(file.close)
+        response.call_on_close(stalls_cut_off(request.environ.get("gunicorn.socket")))
+        return response
+
+
+# Each piece of an export is handed to the socket whole (gunicorn's sendall).
+SENT_BYTES = 64 * 1024
+
+
+def stalls_cut_off(client: socket.socket | None) -> Callable[[], None]:
+    """Bound the time the client may take to receive each piece sent (EXPORT_STALL_SECONDS):
+    a client that stops reading frees the worker then, rather than at gunicorn's timeout.
+    The function that lifts the bound again, for a next request on the connection."""
+    if client is None:  # Another server than gunicorn's (the tests' client)
+        return lambda: None
+    before = client.gettimeout()
+    client.settimeout(current_settings().export_stall_seconds)
+    return lambda: client.settimeout(before)
 
 
 def require_exportable(store_id: int) -> None:

@@ -7,10 +7,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from flask import g, request
 from flask_smorest import abort
+from werkzeug.exceptions import ClientDisconnected, HTTPException
+
+from db import db
 
 IN_MEMORY_BYTES = 1024 * 1024
 READ_BYTES = 64 * 1024
@@ -25,9 +28,14 @@ class SpooledBody:
 
 def spool_body(media_types: tuple[str, ...], max_bytes: int) -> SpooledBody:
     """The request's body, read once (415 unless it is one of `media_types`; 413 past
-    `max_bytes`, also when sent without a Content-Length)."""
+    `max_bytes`, also when sent without a Content-Length; 400 if it ends before its
+    Content-Length says, or without its last chunk: no file, nothing kept). No database
+    transaction is open while it arrives, at whatever pace the client sends it."""
     if request.mimetype not in media_types:
         abort(415, message=f"Send the body as one of: {', '.join(media_types)}.")
+    # Only reads came before (the token's checks). Committed as
+    # web.transactions.end_transaction_early does, which would import this module back.
+    db.session.commit()
     # Werkzeug refuses (413) a Content-Length past the limit, and a chunked body once it
     # passes it.
     request.max_content_length = max_bytes
@@ -35,15 +43,39 @@ def spool_body(media_types: tuple[str, ...], max_bytes: int) -> SpooledBody:
     spooled = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES)  # noqa: SIM115
     digest = hashlib.sha256()
     size = 0
-    while chunk := request.stream.read(READ_BYTES):
+    while chunk := read_some():
         size += len(chunk)
         if size > max_bytes:
             abort(413, message=f"The body is larger than {max_bytes:,} bytes.")
         digest.update(chunk)
         spooled.write(chunk)
+    if request.content_length is not None and size < request.content_length:
+        # gunicorn ends a body whose client went away as if it were whole.
+        cut_off()
     spooled.seek(0)
     g.spooled_body = body = SpooledBody(spooled, size, digest.digest())
     return body
+
+
+def read_some() -> bytes:
+    try:
+        return request.stream.read(READ_BYTES)
+    except ClientDisconnected:  # Werkzeug's: the body ended before its Content-Length
+        cut_off()
+    except HTTPException:  # 413
+        raise
+    except Exception:
+        # The server's reader of a broken body (gunicorn's NoMoreData,
+        # ChunkMissingTerminator...): the same cut-off body.
+        cut_off()
+
+
+def cut_off() -> NoReturn:
+    abort(
+        400,
+        message="The body ended before its Content-Length, or without its last chunk: "
+        "nothing was kept. Send the whole file again (with the same Idempotency-Key).",
+    )
 
 
 def spooled_body() -> SpooledBody:

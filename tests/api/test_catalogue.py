@@ -1,6 +1,7 @@
 """Catalogue files in and out: POST /store/<id>/item/import, GET /import/<id> and GET
 /store/<id>/item/export, on every database."""
 
+import csv
 import io
 import os
 import sys
@@ -255,3 +256,62 @@ def test_an_import_checks_its_lines_at_a_lower_cpu_priority_handing_the_gil_over
     assert counts.items == 1
     assert seen == [(min(own + NICENESS, LOWEST), min(switch_interval, GIL_HANDOVER_SECONDS))]
     assert sys.getswitchinterval() == switch_interval
+
+
+def test_lines_no_item_can_hold_are_line_errors_with_their_numbers(app, client, sql):
+    store = new_store(client)
+    body = (
+        b'{"name": "fine", "price": 1}\n'
+        b'{"name": "bad\\ud800", "price": 1}\n'
+        + b"[" * 100_000 + b"\n"
+        + b'{"name": "nul\\u0000", "price": 1}\n'
+        + b'{"name": "huge", "price": ' + b"9" * 5_000 + b"}\n"
+        + b'{"name": "nan", "price": NaN}\n'
+        + b'{"name": "far", "price": 1e400}\n'
+        + b'{"name": "tag", "price": 1, "tags": ["\\udfff"]}\n'
+    )  # fmt: skip
+    status = imported(app, client, store["id"], body)
+    assert status["state"] == "failed", status
+    assert [bad["line"] for bad in status["errors"]] == [2, 3, 4, 5, 6, 7, 8]
+    assert sql("SELECT count(*) FROM items") == [(0,)]
+
+    csv_body = "name,price\nfine,1\nnul\x00,1\nhuge," + "9" * 5_000 + "\nnan,nan\nfar,1e400\n"
+    status = imported(app, client, store["id"], csv_body.encode(), CSV)
+    assert status["state"] == "failed", status
+    assert [bad["line"] for bad in status["errors"]] == [3, 4, 5, 6]
+
+
+def test_a_csv_file_saved_by_excel_with_a_byte_order_mark_is_imported(app, client):
+    store = new_store(client)
+    status = imported(app, client, store["id"], "\ufeffname,price\nNovel,9.5\n".encode(), CSV)
+    assert status["state"] == "succeeded", status
+    assert [item["name"] for item in items_of(client, store["id"])] == ["Novel"]
+
+
+# Every character a spreadsheet starts a formula with, after none, one or two quotes; and
+# quotes before other text, which are left as they are.
+RISKY_NAMES = [
+    quotes + start + "SUM(1,2)" for quotes in ("", "'", "''") for start in "=+-@\t\r"
+] + ["'Til death", "''", "'", "plain", '=HYPERLINK("http://x","y")', "@cmd|' /C calc'!A0"]
+
+
+@pytest.mark.parametrize("media_type", [JSONL, CSV])
+def test_an_export_opens_safely_in_a_spreadsheet_and_imports_as_it_was(app, client, media_type):
+    store = new_store(client)
+    for number, name in enumerate(RISKY_NAMES):
+        item = new_item(client, store["id"], name, number, description=name)
+        tag = new_tag(client, store["id"], name)
+        client.post(f"/item/{item['id']}/tag/{tag['id']}")
+
+    exported = read_whole(client, f"/store/{store['id']}/item/export", Accept=media_type)
+    if media_type == CSV:
+        rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True), newline="")))
+        cells = [row[column] for row in rows for column in ("name", "description", "tags")]
+        assert len(cells) == 3 * len(RISKY_NAMES)
+        assert not [cell for cell in cells if cell[:1] in "=+-@\t\r"]
+        assert rows[0]["name"] == "'=SUM(1,2)"
+    copy = new_store(client, "Copy")
+    status = imported(app, client, copy["id"], exported.get_data(), media_type)
+    assert status["state"] == "succeeded", status
+    assert items_of(client, copy["id"]) == items_of(client, store["id"])
+    assert sorted(item["name"] for item in items_of(client, copy["id"])) == sorted(RISKY_NAMES)

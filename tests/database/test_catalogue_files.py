@@ -9,13 +9,17 @@ import psycopg
 import psycopg2
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sqlalchemy import text
 from support.api import new_store
 from support.catalogue import CSV, JSONL, imported, json_lines, send_file
 
 from app import create_app
-from catalogue.runs import GAVE_UP, MAX_ATTEMPTS, STORE_GONE, run_import
+from catalogue.exporting import ESCAPED
+from catalogue.lines import FORMULA_STARTS, unescaped
+from catalogue.runs import GAVE_UP, MAX_ATTEMPTS, STORE_GONE, run_abandoned_imports, run_import
 from config.settings import Settings
 from db import db
 
@@ -215,3 +219,44 @@ def test_an_import_ending_on_database_errors_is_run_again_then_given_up(
     assert sql("SELECT state, message FROM item_imports") == [("failed", GAVE_UP)]
     assert sql("SELECT count(*) FROM items") == [(0,)]
     assert sql("SELECT count(*) FROM item_import_chunks") == [(0,)]
+
+
+def test_an_import_ending_on_an_error_leaves_the_sweep_to_run_the_others(
+    client, sql, engine, database_url
+):
+    stuck, fine = new_store(client, "Stuck")["id"], new_store(client, "Fine")["id"]
+    taken(client, stuck, lines=10)
+    taken(client, fine, lines=10)
+    with engine.begin() as connection:  # their jobs lost long ago
+        connection.execute(text("UPDATE item_imports SET created_at = now() - interval '1 hour'"))
+    impatient = Settings(database_url=database_url, database_statement_timeout_ms=300)
+    with engine.connect() as blocker:
+        # The stuck import's rows wait for its store past the statement timeout.
+        blocker.execute(text("SELECT 1 FROM stores WHERE id = :id FOR UPDATE"), {"id": stuck})
+        with create_app(impatient, TESTING=True).app_context():
+            assert run_abandoned_imports() == 1
+        blocker.rollback()
+    assert sql("SELECT store_id, state, attempts FROM item_imports ORDER BY id") == [
+        (stuck, "running", 1), (fine, "succeeded", 1),
+    ]  # fmt: skip
+
+
+# Texts that start with quotes and formulas' characters often; any text the database holds
+# (no NUL, no lone surrogate: an item's refused).
+STORABLE = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
+CELL_TEXTS = st.tuples(st.text("'=+-@\t\r", max_size=4), st.text(STORABLE)).map("".join)
+
+
+@pytest.mark.sqlite_too
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(CELL_TEXTS)
+def test_the_exports_escaping_of_a_cell_is_undone_by_the_import_and_no_cell_starts_a_formula(
+    engine, text_of_a_cell
+):
+    escaped = text(f"SELECT {ESCAPED.format(':cell')}")
+    with engine.connect() as connection:
+        cell = connection.scalar(escaped, {"cell": text_of_a_cell})
+    assert cell[:1] not in FORMULA_STARTS
+    assert unescaped(cell) == text_of_a_cell

@@ -2,13 +2,19 @@
 and through PgBouncer in transaction mode, and on SQLite: the file taken in pieces, the job
 deferred, the export streamed from a server-side cursor."""
 
+import contextlib
 import json
+import socket
+import time
+from urllib.parse import urlsplit
 
 import pytest
 from support.catalogue import JSONL, json_lines
+from support.http import server_env
 
 from catalogue.runs import CHUNK_BYTES, run_import
 from db import db
+from tools.gunicorn_server import API, gunicorn
 
 pytestmark = [pytest.mark.sqlite_too, pytest.mark.pgbouncer_too]
 
@@ -52,3 +58,96 @@ def test_a_catalogue_goes_in_and_out_through_the_server(app, live_server, http, 
     assert [line["price"] for line in lines] == [item["price"] for item in items]
     assert [line["description"] for line in lines] == [item["description"] for item in items]
     assert [set(line["tags"]) for line in lines] == [set(item["tags"]) for item in items]
+
+
+def raw_request(url: str, head: str, body: bytes = b"", receive_buffer: int = 0) -> socket.socket:
+    """A connection to the server at `url` that sent `head` (the request line and headers,
+    without the blank line) and `body`, whatever its Content-Length says."""
+    parsed = urlsplit(url)
+    connection = socket.socket()
+    if receive_buffer:
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    connection.connect((parsed.hostname, parsed.port))
+    connection.sendall(head.encode() + b"\r\n\r\n" + body)
+    return connection
+
+
+def upload_head(store_id: int, size: int | None, headers: dict[str, str]) -> str:
+    length = "Transfer-Encoding: chunked" if size is None else f"Content-Length: {size}"
+    lines = [f"{name}: {value}" for name, value in headers.items()]
+    return "\r\n".join([
+        f"POST /store/{store_id}/item/import HTTP/1.1", "Host: localhost",
+        f"Content-Type: {JSONL}", length, *lines,
+    ])  # fmt: skip
+
+
+def test_a_cut_off_upload_keeps_nothing_and_its_key_serves_the_whole_file(
+    app, live_server, http, sql, admin_headers
+):
+    store = http.post(f"{live_server}/store", json={"name": "Cut"}).json()
+    body = json_lines(*({"name": f"item {n}", "price": 1} for n in range(20_000)))
+    key = {"Idempotency-Key": "cut-off-upload", **admin_headers}
+    chunk = f"{len(body) // 10:x}\r\n".encode() + body[: len(body) // 10] + b"\r\n"
+    for size, sent in ((len(body), body[: len(body) // 10]), (None, chunk)):
+        with raw_request(live_server, upload_head(store["id"], size, key), sent) as connection:
+            connection.shutdown(socket.SHUT_WR)  # the client goes away
+            answer = connection.makefile("rb").read()
+        assert not answer.startswith(b"HTTP/1.1 2"), answer
+        assert sql("SELECT count(*) FROM item_imports") == [(0,)]
+        assert sql("SELECT count(*) FROM items") == [(0,)]
+
+    sent = http.post(
+        f"{live_server}/store/{store['id']}/item/import", data=body,
+        headers={"Content-Type": JSONL, "Idempotency-Key": "cut-off-upload"}, timeout=120,
+    )  # fmt: skip
+    assert sent.status_code == 202, sent.text
+    with app.app_context():
+        if db.engine.dialect.name == "postgresql":
+            assert run_import(sent.json()["id"])
+    status = http.get(f"{live_server}{sent.headers['Location']}").json()
+    assert (status["state"], status["items"]) == ("succeeded", 20_000), status
+
+
+def open_transactions(sql) -> list[tuple]:
+    """Sessions of this database, other than the asking one, inside a transaction."""
+    return sql(
+        "SELECT state, query FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+    )
+
+
+def test_no_transaction_waits_on_a_slow_upload_or_a_stalled_export(
+    app, database, database_url, http, sql, admin_headers
+):
+    if database == "sqlite":
+        pytest.skip("pg_stat_activity is PostgreSQL's")
+    stall = 2
+    env = server_env(database_url, EXPORT_STALL_SECONDS=str(stall))
+    with gunicorn(API, env, "--workers", "1") as server:
+        store = http.post(f"{server.url}/store", json={"name": "Slow"}).json()
+        body = json_lines(*({"name": f"item {n}", "price": 1, "description": "d" * 1_000}
+                            for n in range(12_000)))  # fmt: skip
+        head = upload_head(store["id"], len(body), admin_headers)
+        with raw_request(server.url, head, body[:100_000]) as connection:
+            time.sleep(1)  # the server waits for the rest
+            assert open_transactions(sql) == []
+            connection.sendall(body[100_000:])
+            answer = connection.makefile("rb").readline()
+        assert answer.startswith(b"HTTP/1.1 202"), answer
+        import_id = int(sql("SELECT max(id) FROM item_imports")[0][0])
+        with app.app_context():
+            assert run_import(import_id)
+
+        head = f"GET /store/{store['id']}/item/export HTTP/1.1\r\nHost: localhost"
+        with raw_request(server.url, head, receive_buffer=4096) as connection:
+            time.sleep(1)  # the client reads nothing
+            assert open_transactions(sql) == []
+            started = time.monotonic()
+            # The worker is freed within the bound: it serves the next request.
+            assert http.get(f"{server.url}/store/{store['id']}", timeout=30).ok
+            assert time.monotonic() - started < stall + 5
+            received = b""
+            with contextlib.suppress(ConnectionResetError):
+                while piece := connection.recv(1 << 16):
+                    received += piece
+        assert len(received) < len(body)  # cut off
