@@ -11,7 +11,8 @@ from typing import BinaryIO, NoReturn
 
 from flask import g, request
 from flask_smorest import abort
-from werkzeug.exceptions import ClientDisconnected, HTTPException
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import ClientDisconnected
 
 from db import db
 
@@ -60,13 +61,10 @@ def spool_body(media_types: tuple[str, ...], max_bytes: int) -> SpooledBody:
 def read_some() -> bytes:
     try:
         return request.stream.read(READ_BYTES)
-    except ClientDisconnected:  # Werkzeug's: the body ended before its Content-Length
-        cut_off()
-    except HTTPException:  # 413
-        raise
-    except Exception:
-        # The server's reader of a broken body (gunicorn's NoMoreData,
-        # ChunkMissingTerminator...): the same cut-off body.
+    # Werkzeug's word for a body that ended before its Content-Length; gunicorn's reader's
+    # for a broken one (NoMoreData is an OSError, a chunk without its end a ParseException),
+    # and the socket's own (a reset, a timeout): the same cut-off body.
+    except (ClientDisconnected, OSError, ParseException):
         cut_off()
 
 

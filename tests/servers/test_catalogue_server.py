@@ -16,12 +16,14 @@ from catalogue.runs import CHUNK_BYTES, run_import
 from db import db
 from tools.gunicorn_server import API, gunicorn
 
-pytestmark = [pytest.mark.sqlite_too, pytest.mark.pgbouncer_too]
+# Each test on SQLite too, but the one that reads pg_stat_activity.
+pytestmark = pytest.mark.pgbouncer_too
 
 # A file of several pieces (catalogue.runs.CHUNK_BYTES), with lines across their seams.
 ITEMS = 15_000
 
 
+@pytest.mark.sqlite_too
 def test_a_catalogue_goes_in_and_out_through_the_server(app, live_server, http, sql):
     store = http.post(f"{live_server}/store", json={"name": "Served"}).json()
     items = [
@@ -81,6 +83,7 @@ def upload_head(store_id: int, size: int | None, headers: dict[str, str]) -> str
     ])  # fmt: skip
 
 
+@pytest.mark.sqlite_too
 def test_a_cut_off_upload_keeps_nothing_and_its_key_serves_the_whole_file(
     app, live_server, http, sql, admin_headers
 ):
@@ -119,8 +122,6 @@ def open_transactions(sql) -> list[tuple]:
 def test_no_transaction_waits_on_a_slow_upload_or_a_stalled_export(
     app, database, database_url, http, sql, admin_headers
 ):
-    if database == "sqlite":
-        pytest.skip("pg_stat_activity is PostgreSQL's")
     stall = 2
     env = server_env(database_url, EXPORT_STALL_SECONDS=str(stall))
     with gunicorn(API, env, "--workers", "1") as server:
