@@ -405,3 +405,15 @@ def test_a_client_uploads_two_files_at_a_time_at_most(proxy, client, admin_heade
             timeout=10,
         )
         assert other.status_code == 202, other.text
+
+
+def test_an_upload_whose_token_cannot_be_checked_is_503_to_try_again():
+    # Nothing listens on the API's port: nginx's token check gets no answer.
+    with throwaway_nginx(free_port()) as proxy:
+        upload = requests.post(
+            f"{proxy}/store/1/item/import", data=b'{"name": "item", "price": 1}\n',
+            headers={"Authorization": "Bearer a.b.c", "Content-Type": "application/x-ndjson"},
+            timeout=10,
+        )  # fmt: skip
+    assert_json_error(upload, 503)
+    assert upload.headers["Retry-After"] == "5"
