@@ -152,14 +152,14 @@ def test_a_cookie_of_a_write_reads_it_without_a_token(replicated, database):
 
 
 def test_past_the_maximum_lag_the_replica_serves_nothing_until_it_caught_up(replicated, database):
-    app = replicated.app(database, max_lag_seconds=1.0)
+    app = replicated.app(database, max_lag_seconds=2.0)
     writer = writer_of(app)
     client = app.test_client(use_cookies=False)
     client.get("/store")  # the checks start
     with replicated.replay_paused():
         created = client.post("/store", json={"name": "Late"}, headers=writer).get_json()
         lagging = fallbacks("lag")
-        # Behind by more than a second, the standby is left out: the primary has it.
+        # Behind by more than two seconds, the standby is left out: the primary has it.
         wait_for(lambda: client.get(f"/store/{created['id']}").status_code == 200,
                  "the store read from the primary", 15)  # fmt: skip
         assert fallbacks("lag") > lagging
