@@ -9,14 +9,15 @@ import socket
 import threading
 import time
 from contextlib import ExitStack
+from functools import partial
 
 import pytest
 import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 from support import bearer_of
-from support.http import metric_total, server_env, sign_up
-from support.replication import Replication
+from support.http import metric_total, run_together, server_env, sign_up
+from support.replication import Replication, frozen
 
 from catalogue.runs import run_import
 from config.settings import Settings
@@ -303,3 +304,81 @@ def test_a_silent_replica_holds_up_no_check_of_the_others(replicated, database):
             reads += 1
             time.sleep(0.02)
     assert reads_served("replica1") - served == reads
+
+
+TIMEOUT = Settings().database_replica_timeout_seconds
+# Past the timeout: the deadline thread's granularity (0.1 s), the read again on the primary,
+# and a loaded machine.
+WITHIN_THE_TIMEOUT = TIMEOUT + 1.5
+
+
+def timed(get) -> tuple[int, float]:
+    started = time.monotonic()
+    status = get().status_code
+    return status, time.monotonic() - started
+
+
+def test_a_frozen_replica_holds_a_read_no_longer_than_the_timeout(replicated, database):
+    """Its processes stopped (SIGSTOP), the standby's kernel still acknowledges: no TCP timeout
+    fires, and its statement timeout does not run. Our clock cuts the read off, the primary
+    answers it, and the standby is left out until it answers its checks again."""
+    _app, _writer, client, store = a_store_on_both(replicated, database)
+    assert client.get(f"/store/{store['id']}").status_code == 200
+    timed_out, on_replica, on_primary = (
+        fallbacks("timeout"),
+        reads_served("replica1"),
+        reads_served("primary"),
+    )
+    with frozen(replicated.standby):
+        answers = [timed(lambda: client.get(f"/store/{store['id']}")) for _ in range(10)]
+        assert {status for status, _ in answers} == {200}
+        assert max(took for _, took in answers) < WITHIN_THE_TIMEOUT, answers
+        # The first one waited for the timeout; the standby was left out for the others.
+        assert fallbacks("timeout") - timed_out == 1
+        assert sum(took for _, took in answers[1:]) < 1.0, answers
+    # Each read counted once, as the primary's.
+    assert reads_served("primary") - on_primary == 10
+    assert reads_served("replica1") == on_replica
+    wait_for(lambda: client.get(f"/store/{store['id']}").status_code == 200
+             and reads_served("replica1") > on_replica, "the standby again", 15)  # fmt: skip
+
+
+def test_a_frozen_replica_holds_no_request_of_an_instance_past_the_timeout(replication):
+    """gunicorn's two sync workers, as deployed (PgBouncer before each server): with the
+    standby frozen, every request of the instance, /health and /metrics included, answers
+    within the timeout; reads from the primary, and from the standby again once it thaws."""
+    replication.reset()
+    primary, replica = replication.urls("psycopg2+pgbouncer")
+    env = server_env(primary, DATABASE_REPLICA_URLS=replica, DATABASE_REPLICA_MAX_LAG_SECONDS="30")
+    with gunicorn(API, env, "--workers", "2") as server:
+        writer = sign_up(server.url, "owner")
+        store = requests.post(f"{server.url}/store", json={"name": "Lamps"}, headers=writer,
+                              timeout=10).json()  # fmt: skip
+        replication.wait_until_caught_up()
+
+        def on_the_standby() -> float:
+            metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+            return metric_total(metrics, "database_reads_total", database="replica1")
+
+        # Both workers read from the standby (each has its own checks).
+        for _ in range(20):
+            assert requests.get(f"{server.url}/store", timeout=10).ok
+        paths = [f"/store/{store['id']}", "/store", "/health", "/metrics"]
+
+        def client(number: int) -> list[tuple[str, int, float]]:
+            answers, until = [], time.monotonic() + 3 * TIMEOUT
+            while time.monotonic() < until:
+                path = paths[(number + len(answers)) % len(paths)]
+                status, took = timed(partial(requests.get, f"{server.url}{path}", timeout=60))
+                answers.append((path, status, took))
+            return answers
+
+        with frozen(replication.standby):
+            answers = [answer for each in run_together(6, client) for answer in each]
+        assert {status for _, status, _ in answers} == {200}
+        slowest = max(answers, key=lambda answer: answer[2])
+        assert slowest[2] < WITHIN_THE_TIMEOUT, slowest
+        assert len(answers) > 6 * 3  # not one request each, held all along
+        served = on_the_standby()
+        wait_for(lambda: requests.get(f"{server.url}/store", timeout=10).ok
+                 and on_the_standby() > served, "reads on the standby again", 15)  # fmt: skip
