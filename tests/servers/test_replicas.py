@@ -382,3 +382,78 @@ def test_a_frozen_replica_holds_no_request_of_an_instance_past_the_timeout(repli
         served = on_the_standby()
         wait_for(lambda: requests.get(f"{server.url}/store", timeout=10).ok
                  and on_the_standby() > served, "reads on the standby again", 15)  # fmt: skip
+
+
+def a_long_query_on_the_standby(replicated, seconds: float) -> threading.Thread:
+    """A report on the standby that reads items for `seconds` (holding its lock on them)."""
+    report = threading.Thread(target=replicated.on, args=(
+        replicated.standby,
+        "SELECT pg_sleep(%s) FROM (SELECT count(*) FROM items) AS counted", seconds,
+    ))  # fmt: skip
+    report.start()
+    wait_for(lambda: replicated.on(replicated.standby, "SELECT count(*) FROM pg_stat_activity "
+             "WHERE query LIKE 'SELECT pg_sleep%%' AND state = 'active'")[0][0],
+             "the report running", 10)  # fmt: skip
+    return report
+
+
+def a_store_of_many_items(replicated, database):
+    """As a_store_on_both, with pages of items for a VACUUM to cut off the table's end."""
+    app, writer, client, store = a_store_on_both(replicated, database)
+    many = "SELECT 'Item ' || n, 1, %s FROM generate_series(1, 5000) AS n"
+    replicated.on(replicated.primary, f"INSERT INTO items (name, price, store_id) {many}",
+                  store["id"])  # fmt: skip
+    replicated.wait_until_caught_up()
+    return app, writer, client, store
+
+
+def purged(replicated) -> None:
+    """The items deleted, before the report: its snapshot needs none of their rows (as with
+    hot_standby_feedback), so only the VACUUM's lock can conflict with it."""
+    replicated.on(replicated.primary, "DELETE FROM items")
+    replicated.wait_until_caught_up()
+
+
+def test_a_read_queued_behind_replay_on_the_replica_is_answered_from_the_primary(
+    replicated, database
+):
+    """PostgreSQL's defaults on the standby (max_standby_streaming_delay 30 s): a report reads
+    items there while the primary purges the store's items and a VACUUM cuts off the table's
+    empty end (explicitly here; the tables' own setting stops a plain VACUUM). Replay waits
+    for the report's lock, and every read of items there queues behind it: our clock cuts it
+    off, the primary answers, and the standby serves again once replay moved on."""
+    _app, _writer, client, store = a_store_of_many_items(replicated, database)
+    items = f"/store/{store['id']}/item"
+    assert client.get(items).status_code == 200
+    timed_out, on_replica = fallbacks("timeout"), reads_served("replica1")
+    purged(replicated)
+    report = a_long_query_on_the_standby(replicated, 4 * TIMEOUT)
+    replicated.on(replicated.primary, "VACUUM (TRUNCATE) items")
+    answers = []
+    while report.is_alive():
+        answers.append(timed(lambda: client.get(items)))
+    report.join()
+    assert {status for status, _ in answers} == {200}
+    assert max(took for _, took in answers) < WITHIN_THE_TIMEOUT, answers
+    assert fallbacks("timeout") > timed_out
+    wait_for(lambda: client.get(items).status_code == 200
+             and reads_served("replica1") > on_replica, "the standby again", 15)  # fmt: skip
+
+
+def test_a_vacuum_after_a_purge_holds_up_no_read_on_the_replica(replicated, database):
+    """items keeps its empty end (vacuum_truncate off): the VACUUM takes no lock for replay
+    to wait on, and the standby serves every read during the report."""
+    _app, _writer, client, store = a_store_of_many_items(replicated, database)
+    items = f"/store/{store['id']}/item"
+    timed_out, on_replica = fallbacks("timeout"), reads_served("replica1")
+    purged(replicated)
+    report = a_long_query_on_the_standby(replicated, 2 * TIMEOUT)
+    replicated.on(replicated.primary, "VACUUM items")
+    reads = 0
+    while report.is_alive():
+        status, took = timed(lambda: client.get(items))
+        assert (status, took < 1.0) == (200, True)
+        reads += 1
+    report.join()
+    assert fallbacks("timeout") == timed_out
+    assert reads_served("replica1") - on_replica == reads
