@@ -5,9 +5,11 @@ others read the standby, writes never touch it, and a revoked token is refused a
 the maximum lag, and stopped, it serves nothing, with no error to anyone, and serves again
 once back; a read cancelled by recovery is answered from the primary."""
 
+import logging
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from functools import partial
 
@@ -17,8 +19,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event
 from support import bearer_of
 from support.http import metric_total, run_together, server_env, sign_up
-from support.replication import Replication, frozen
+from support.replication import Replication, frozen, migrate, put_in_recovery
 
+from app import create_app
 from catalogue.runs import run_import
 from config.settings import Settings
 from db import db
@@ -26,6 +29,7 @@ from models import UserModel
 from security.tokens import issue_tokens
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_patroni import wait_for
+from tools.throwaway_postgres import throwaway_postgres
 
 pytestmark = pytest.mark.pgbouncer_too
 
@@ -457,3 +461,62 @@ def test_a_vacuum_after_a_purge_holds_up_no_read_on_the_replica(replicated, data
     report.join()
     assert fallbacks("timeout") == timed_out
     assert reads_served("replica1") - on_replica == reads
+
+
+@pytest.fixture
+def replica_log(caplog) -> Iterator[Callable[[], str]]:
+    """What the replicas' logger said during the test (it propagates nowhere pytest sees)."""
+    logger = logging.getLogger("stores.replicas")
+    logger.addHandler(caplog.handler)
+    yield lambda: "\n".join(record.getMessage() for record in caplog.records)
+    logger.removeHandler(caplog.handler)
+
+
+def refused(app, reason: str) -> bool:
+    """Whether the app's first replica is refused for `reason`, and the metric says so (other
+    apps of this process set it too, for their own replica1: it is 1 at times at least)."""
+    replica = app.extensions["replication"].replicas.all[0]
+    labels = {"replica": "replica1", "reason": reason}
+    value = REGISTRY.get_sample_value("database_replica_refused", labels)
+    return replica.refused == reason and value == 1
+
+
+def test_another_cluster_in_recovery_is_refused(replicated, database, replica_log):
+    """A server of its own initdb, with the same schema, put in recovery: it answers as a
+    standby, but its system identifier is not the primary's. Not one read goes to it."""
+    with throwaway_postgres() as other:
+        migrate(other)
+        replicated.on(other, "INSERT INTO stores (name) VALUES ('Impostor')")
+        put_in_recovery(other)
+        replicated.on(replicated.primary, "INSERT INTO stores (name) VALUES ('Real')")
+        primary = replicated.url(replicated.primary, database)
+        settings = Settings(database_url=primary,
+                            database_replica_urls=replicated.url(other, database))  # fmt: skip
+        app = create_app(settings, TESTING=True)
+        client = app.test_client(use_cookies=False)
+        refusals = fallbacks("refused")
+        names = {client.get("/store/1").get_json()["name"] for _ in range(20)}
+        assert names == {"Real"}
+        assert fallbacks("refused") - refusals == 20
+        wait_for(lambda: refused(app, "other_cluster"), "the metric", 5)
+    assert "database replica replica1 is refused: it is another cluster" in replica_log()
+
+
+@pytest.mark.one_driver
+def test_a_standby_promoted_and_put_back_without_a_rewind_is_refused(database, replica_log):
+    """Promoted, written to, and put back in recovery without pg_rewind: it follows the
+    primary's configuration but cannot stream ("highest timeline 1 of the primary is behind
+    recovery timeline 2"), and answers with rows the primary never had."""
+    with ExitStack() as stack:
+        own = Replication(stack)
+        app, _writer, client, store = a_store_on_both(own, database)
+        served = reads_served("replica1")
+        assert client.get(f"/store/{store['id']}").status_code == 200
+        assert reads_served("replica1") == served + 1
+        own.standby.promote()
+        own.on(own.standby, "UPDATE stores SET name = 'Diverged'")
+        put_in_recovery(own.standby)
+        wait_for(lambda: refused(app, "later_timeline"), "the standby refused", 15)
+        names = {client.get(f"/store/{store['id']}").get_json()["name"] for _ in range(20)}
+        assert names == {"Lamps"}
+    assert "its timeline 2 is later than the primary's 1" in replica_log()

@@ -35,14 +35,15 @@ class Replication:
 
     def urls(self, database: str) -> tuple[str, str]:
         """DATABASE_URL and DATABASE_REPLICA_URLS for `database` ("psycopg+pgbouncer", ...)."""
+        return self.url(self.primary, database), self.url(self.standby, database)
+
+    def url(self, cluster: ThrowawayPostgres, database: str) -> str:
+        """The URL of `cluster` for `database`: with its driver, through PgBouncer if it says."""
         driver, _, through = database.partition("+")
-        urls = []
-        for cluster in (self.primary, self.standby):
-            url = make_url(cluster.url(driver))
-            if through:
-                url = url.set(port=self.pgbouncer(cluster))
-            urls.append(url.render_as_string(hide_password=False))
-        return urls[0], urls[1]
+        url = make_url(cluster.url(driver))
+        if through:
+            url = url.set(port=self.pgbouncer(cluster))
+        return url.render_as_string(hide_password=False)
 
     def pgbouncer(self, cluster: ThrowawayPostgres) -> int:
         name = str(cluster.data)
