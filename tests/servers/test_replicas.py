@@ -6,6 +6,7 @@ the maximum lag, and stopped, it serves nothing, with no error to anyone, and se
 once back; a read cancelled by recovery is answered from the primary."""
 
 import logging
+import math
 import socket
 import threading
 import time
@@ -23,7 +24,7 @@ from support.replication import Replication, frozen, migrate, put_in_recovery
 
 from app import create_app
 from catalogue.runs import run_import
-from config.settings import Settings
+from config.settings import Settings, SettingsError, load_settings
 from db import db
 from models import UserModel
 from security.tokens import issue_tokens
@@ -520,3 +521,32 @@ def test_a_standby_promoted_and_put_back_without_a_rewind_is_refused(database, r
         names = {client.get(f"/store/{store['id']}").get_json()["name"] for _ in range(20)}
         assert names == {"Lamps"}
     assert "its timeline 2 is later than the primary's 1" in replica_log()
+
+
+@pytest.mark.one_driver
+def test_the_lag_of_a_replica_far_behind_is_a_number(replicated, database):
+    """Up, with its replay paused while the primary writes: its lag grows past the maximum,
+    second by second, in the gauge too (+Inf says down)."""
+    app = replicated.app(database, max_lag_seconds=2.0)
+    client = app.test_client(use_cookies=False)
+    client.get("/store")  # the checks start
+    replica = app.extensions["replication"].replicas.all[0]
+    wait_for(lambda: replica.serves(2.0, time.monotonic()), "the standby serving", 15)
+
+    def lag() -> float:
+        replicated.on(replicated.primary, "INSERT INTO stores (name) VALUES (gen_random_uuid())")
+        return REGISTRY.get_sample_value("database_replica_lag_seconds", {"replica": "replica1"})
+
+    with replicated.replay_paused():
+        wait_for(lambda: 6 <= lag() < math.inf and 6 <= replica.lag_seconds < 60,
+                 "a lag of 6 s and more", 20)  # fmt: skip
+        assert replica.up
+        assert replica.lag_known
+
+
+def test_a_maximum_lag_under_two_seconds_is_refused_at_start():
+    """Lag is sampled every second: a standby replaying close behind a busy primary reads 1-2 s
+    behind, and would serve nothing under a shorter maximum."""
+    with pytest.raises(SettingsError, match="DATABASE_REPLICA_MAX_LAG_SECONDS"):
+        load_settings(database_replica_max_lag_seconds=1.5)
+    assert load_settings(database_replica_max_lag_seconds=2).database_replica_max_lag_seconds == 2
