@@ -450,6 +450,9 @@ def test_a_vacuum_after_a_purge_holds_up_no_read_on_the_replica(replicated, data
     to wait on, and the standby serves every read during the report."""
     _app, _writer, client, store = a_store_of_many_items(replicated, database)
     items = f"/store/{store['id']}/item"
+    on_replica = reads_served("replica1")
+    wait_for(lambda: client.get(items).status_code == 200
+             and reads_served("replica1") > on_replica, "reads on the standby", 15)  # fmt: skip
     timed_out, on_replica = fallbacks("timeout"), reads_served("replica1")
     purged(replicated)
     report = a_long_query_on_the_standby(replicated, 2 * TIMEOUT)
