@@ -59,7 +59,8 @@ class Deadlines:
             if self.disarm(watch):
                 setattr(error, PAST_DEADLINE, seconds)
             raise
-        else:
+        finally:
+            # Whatever ends the block (an interrupt too): the descriptor may be closed next.
             self.disarm(watch)
 
     def arm(self, descriptor: int, seconds: float) -> Watch:
