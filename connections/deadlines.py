@@ -18,8 +18,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 # The thread wakes at most this often: deadlines pass up to this much late, and a process
@@ -30,10 +28,21 @@ PAST_DEADLINE = "past_deadline_seconds"
 
 
 class Watch:
-    __slots__ = ("descriptor", "done", "passed")
+    """One statement's deadline, as a context manager (Deadlines.bounded)."""
 
-    def __init__(self, descriptor: int) -> None:
-        self.descriptor, self.done, self.passed = descriptor, False, False
+    __slots__ = ("deadlines", "descriptor", "done", "passed", "seconds")
+
+    def __init__(self, deadlines: "Deadlines", descriptor: int, seconds: float) -> None:
+        self.deadlines, self.descriptor, self.seconds = deadlines, descriptor, seconds
+        self.done = self.passed = False
+
+    def __enter__(self) -> None:
+        self.deadlines.arm(self)
+
+    def __exit__(self, _type, error: BaseException | None, _traceback) -> None:
+        # Whatever ends the block (an interrupt too): the descriptor may be closed next.
+        if self.deadlines.disarm(self) and error is not None:
+            setattr(error, PAST_DEADLINE, self.seconds)
 
 
 class Deadlines:
@@ -48,31 +57,20 @@ class Deadlines:
     def forget_thread(self) -> None:
         self.thread, self.due, self.changed = None, [], threading.Condition()
 
-    @contextmanager
-    def bounded(self, connection: Any, seconds: float) -> Iterator[None]:
-        """Run the block with `connection` (a psycopg2 or psycopg connection) cut off once
+    def bounded(self, connection: Any, seconds: float) -> Watch:
+        """A context in which `connection` (a psycopg2 or psycopg connection) is cut off once
         `seconds` have passed; an error it then raises says so (past_deadline)."""
-        watch = self.arm(connection.fileno(), seconds)
-        try:
-            yield
-        except Exception as error:
-            if self.disarm(watch):
-                setattr(error, PAST_DEADLINE, seconds)
-            raise
-        finally:
-            # Whatever ends the block (an interrupt too): the descriptor may be closed next.
-            self.disarm(watch)
+        return Watch(self, connection.fileno(), seconds)
 
-    def arm(self, descriptor: int, seconds: float) -> Watch:
-        watch = Watch(descriptor)
+    def arm(self, watch: Watch) -> None:
         with self.changed:
             if self.thread is None:
                 self.thread = threading.Thread(target=self.keep, name="deadlines", daemon=True)
                 self.thread.start()
-            heapq.heappush(self.due, (time.monotonic() + seconds, next(self.order), watch))
+            due = time.monotonic() + watch.seconds
+            heapq.heappush(self.due, (due, next(self.order), watch))
             if self.due[0][2] is watch:
                 self.changed.notify()
-        return watch
 
     def disarm(self, watch: Watch) -> bool:
         """The statement ended: whether its deadline had passed first."""
