@@ -3,7 +3,11 @@ streaming from it, with each driver and through PgBouncer. GETs land on the stan
 statistics say so); with its replay paused, a writer reads its writes by its token alone,
 others read the standby, writes never touch it, and a revoked token is refused at once; past
 the maximum lag, and stopped, it serves nothing, with no error to anyone, and serves again
-once back; a read cancelled by recovery is answered from the primary."""
+once back; a read cancelled by recovery is answered from the primary. Frozen (SIGSTOP), or
+with reads queued behind replay waiting for a report, it holds a read no longer than
+DATABASE_REPLICA_TIMEOUT_SECONDS; another cluster, or a standby gone off the primary's
+timeline, serves nothing, and one following a new primary after a failover is never
+refused."""
 
 import logging
 import math
@@ -397,7 +401,7 @@ def a_long_query_on_the_standby(replicated, seconds: float) -> threading.Thread:
     ))  # fmt: skip
     report.start()
     wait_for(lambda: replicated.on(replicated.standby, "SELECT count(*) FROM pg_stat_activity "
-             "WHERE query LIKE 'SELECT pg_sleep%%' AND state = 'active'")[0][0],
+             "WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'")[0][0],
              "the report running", 10)  # fmt: skip
     return report
 
