@@ -3,16 +3,16 @@ it off takes an ACCESS EXCLUSIVE lock that hot standbys replay, which waits for 
 queries while every read of the table there queues behind it (docs/operations.md, "Read
 replicas")
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-03 18:00:00
 
 """
 from alembic import op
 
 
-revision = '0015'
-down_revision = '0014'
+revision = '0016'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
