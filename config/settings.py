@@ -34,9 +34,12 @@ class Settings(BaseSettings):
     database_connect_timeout: Positive = 3
     database_statement_timeout_ms: NotNegative = 30_000
     # Hot standbys that serve reads (replication/), comma-separated URLs like DATABASE_URL's;
-    # one further behind than the lag is left out until it catches up.
+    # one further behind than the lag is left out until it catches up. Lag is sampled every
+    # second, so a standby replaying close behind a busy primary reads 1-2 s behind.
     database_replica_urls: str = ""
-    database_replica_max_lag_seconds: Annotated[float, Field(gt=0)] = 5.0
+    database_replica_max_lag_seconds: Annotated[float, Field(ge=2)] = 5.0
+    # A read on a standby waits no longer (our clock: a stopped server's runs no timeout).
+    database_replica_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
     max_content_length: Positive = 1024 * 1024
     import_max_bytes: Positive = 256 * 1024 * 1024
     export_stall_seconds: Annotated[float, Field(gt=0)] = 30.0

@@ -7,6 +7,8 @@ import time
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
+from connections.deadlines import past_deadline
+
 logger = logging.getLogger("stores.database")
 
 
@@ -48,6 +50,10 @@ def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:
         try:
             engine.dialect.do_ping(dbapi_connection)
         except engine.dialect.loaded_dbapi.Error as error:
+            if past_deadline(error):
+                # A stopped standby: connecting to it again would wait out the connect
+                # timeout too. The pool drops this connection, and the read fails now.
+                raise
             # The pool drops this connection and hands out a fresh one.
             raise DisconnectionError from error
 

@@ -1,12 +1,15 @@
 """What connections are opened with: the engines' options (both PostgreSQL drivers and
 SQLite), the read engine's cursor, and the job worker's libpq connection string."""
 
+import math
 from typing import Any
 
 import psycopg
 import psycopg2.extensions
 from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
+
+from connections.deadlines import DEADLINES
 
 
 def libpq_timeouts(connect_timeout: int) -> dict[str, int]:
@@ -50,53 +53,78 @@ def engine_options(url: str, connect_timeout: int, statement_timeout_ms: int) ->
     return {**options, "connect_args": connect_args}
 
 
-def read_engine_options(url: str, options: dict, statement_timeout_ms: int) -> dict:
-    """The engine of reads (READS): in autocommit, each statement carrying the statement
-    timeout (cursor_with_timeout)."""
+def read_engine_options(
+    url: str, options: dict, statement_timeout_ms: int, deadline_seconds: float | None = None
+) -> dict:
+    """The engine of reads (READS), or a hot standby's: in autocommit, each statement carrying
+    the statement timeout, and on a standby cut off at `deadline_seconds` by our own clock
+    (cursor_with_timeout)."""
     # In autocommit there is no transaction to roll back when a connection goes back to the
     # pool: the pool's reset on return would be a call for nothing on every read.
     reads = {"url": url, "isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None, **options}
-    cursor = cursor_with_timeout(make_url(url).get_driver_name(), statement_timeout_ms)
+    driver = make_url(url).get_driver_name()
+    cursor = cursor_with_timeout(driver, statement_timeout_ms, deadline_seconds)
     if cursor is not None:
         reads["connect_args"] = {**options["connect_args"], "cursor_factory": cursor}
+    if deadline_seconds is not None:
+        # Connecting is bounded by libpq alone (there is no socket to cut yet): no longer than
+        # the deadline, but libpq takes 2 s at least.
+        connect_timeout = max(2, math.ceil(deadline_seconds))
+        reads["connect_args"] = {**reads["connect_args"], "connect_timeout": connect_timeout}
     return reads
 
 
-def cursor_with_timeout(driver: str, statement_timeout_ms: int) -> type | None:
-    """The cursor class of the engine of reads, which gives every statement the statement
+def cursor_with_timeout(
+    driver: str, statement_timeout_ms: int, deadline_seconds: float | None = None
+) -> type | None:
+    """The cursor class of an engine of reads, which gives every statement the statement
     timeout in the same round trip: there is no transaction to SET LOCAL in (autocommit),
     but PostgreSQL runs a query string of several statements as one implicit transaction,
     so `SET LOCAL` holds for the statement after it, directly and through PgBouncer in
     transaction mode alike. A read stuck behind a lock (a migration's) answers 503 instead of
-    holding a worker and a server connection.
+    holding a worker and a server connection. On a hot standby, each statement is also cut
+    off at `deadline_seconds` (connections.deadlines), however silent the server: a stopped
+    one runs no statement timeout.
 
     A cursor class rather than a SQLAlchemy event: measured, the event's dispatch cost as much
     again as the prefix itself. psycopg 3 sends several statements only when it binds
     parameters on the client (ClientCursor), and gives the first statement's result first.
-    None for SQLite (readers never wait in WAL mode) and for a timeout of 0 (none to set).
+    None for SQLite (readers never wait in WAL mode), and for neither a timeout (0) nor a
+    deadline.
     """
-    if not statement_timeout_ms:
+    if not statement_timeout_ms and deadline_seconds is None:
         return None
     prefix = f"SET LOCAL statement_timeout = {statement_timeout_ms:d}; "
+    prefix = prefix if statement_timeout_ms else ""
     if driver == "psycopg2":
 
-        class Psycopg2CursorWithTimeout(psycopg2.extensions.cursor):
+        class Psycopg2ReadCursor(psycopg2.extensions.cursor):
             def execute(self, query, vars=None):
                 return super().execute(self.prefix + query, vars)
 
-        Psycopg2CursorWithTimeout.prefix = prefix
-        return Psycopg2CursorWithTimeout
-    if driver == "psycopg":
+        cursor: type = Psycopg2ReadCursor
+    elif driver == "psycopg":
 
-        class PsycopgCursorWithTimeout(psycopg.ClientCursor):
+        class PsycopgReadCursor(psycopg.ClientCursor):
             def execute(self, query, params=None, **options):
                 super().execute(self.prefix + query, params, **options)
-                self.nextset()
+                if self.prefix:
+                    self.nextset()
                 return self
 
-        PsycopgCursorWithTimeout.prefix = prefix
-        return PsycopgCursorWithTimeout
-    return None
+        cursor = PsycopgReadCursor
+    else:
+        return None
+    cursor.prefix = prefix
+    if deadline_seconds is None:
+        return cursor
+
+    class BoundedReadCursor(cursor):
+        def execute(self, *args, **kwargs):
+            with DEADLINES.bounded(self.connection, deadline_seconds):
+                return super().execute(*args, **kwargs)
+
+    return BoundedReadCursor
 
 
 def libpq_conninfo(url: str, connect_timeout: int) -> str:

@@ -57,13 +57,22 @@ READS = Counter(
 )  # fmt: skip
 READ_FALLBACKS = Counter(
     "database_read_fallbacks", "GETs whose reads went to the primary though replicas are set, "
-    "by reason: lag (none within the maximum lag), down (none up, or the chosen one failed the "
-    "read), read_your_writes (none has replayed the reader's writes), conflict (a standby "
-    "cancelled the read for recovery)", ["reason"],
+    "by reason: lag (none within the maximum lag, or replayed past where it last failed), down "
+    "(none up, or the chosen one failed the read), timeout (the chosen one did not answer within "
+    "DATABASE_REPLICA_TIMEOUT_SECONDS), refused (none that answers is a standby of the "
+    "primary), read_your_writes (none has replayed the reader's writes), conflict (a standby "
+    "cancelled the read for recovery); a GET counts once", ["reason"],
 )  # fmt: skip
 REPLICA_LAG = Gauge(
     "database_replica_lag_seconds", "How far each replica is behind the primary, as its last "
-    "check found (to within a second); +Inf while it is down", ["replica"],
+    "check found (to within a second; one further behind than the primary's samples kept, 10 "
+    "minutes, reads as their age); +Inf while it is down or refused", ["replica"],
+    multiprocess_mode="livemax",
+)  # fmt: skip
+REPLICA_REFUSED = Gauge(
+    "database_replica_refused", "1 while a replica that answers is refused, by reason: "
+    "other_cluster (another system identifier), later_timeline (a timeline past the "
+    "primary's), ahead (replayed past what the primary flushed)", ["replica", "reason"],
     multiprocess_mode="livemax",
 )  # fmt: skip
 THROTTLED = Counter(

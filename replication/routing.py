@@ -11,8 +11,9 @@ bearer token, or by the signed cookie the write set: Swagger UI sends no token w
 GETs) asks the primary, in one indexed look-up, for its WAL insert position if the user wrote
 within the last WINDOW; a standby serves that read only once it has replayed past it, else the
 primary does. Past the window every standby that still serves has replayed the write anyway.
-A standby that fails a read (down, or a query cancelled by recovery) is retried on the
-primary, in the same request: the client sees no error.
+A standby that fails a read (down, past DATABASE_REPLICA_TIMEOUT_SECONDS, or a query
+cancelled by recovery) is retried on the primary, in the same request: the client sees no
+error.
 """
 
 import logging
@@ -30,11 +31,12 @@ from sqlalchemy import Engine, Text, bindparam, cast, func, select
 from sqlalchemy.exc import DBAPIError
 
 from config.settings import Settings
+from connections.deadlines import past_deadline
 from connections.options import engine_options, read_engine_options
 from db import READS, ROUTING, db, upsertable_insert
 from models import RecentWriteModel
-from observability.metrics import count_read, count_read_fallback, show_replica
-from replication.replicas import STALE_AFTER_SECONDS, Replica, Replicas, lsn
+from observability.metrics import REPLICA_REFUSED, count_read, count_read_fallback, show_replica
+from replication.replicas import REFUSALS, STALE_AFTER_SECONDS, Replica, Replicas, lsn
 
 logger = logging.getLogger("stores.replicas")
 
@@ -59,11 +61,13 @@ def replica_names(settings: Settings) -> list[str]:
 
 def replica_binds(settings: Settings) -> dict[str, dict]:
     """Flask-SQLAlchemy binds of the standbys' engines, each like the engine of reads (in
-    autocommit, with the statement timeout)."""
+    autocommit, with the statement timeout), every statement cut off by our own clock at
+    DATABASE_REPLICA_TIMEOUT_SECONDS."""
     timeout = settings.database_statement_timeout_ms
+    deadline = settings.database_replica_timeout_seconds
     return {
         name: read_engine_options(
-            url, engine_options(url, settings.database_connect_timeout, timeout), timeout
+            url, engine_options(url, settings.database_connect_timeout, timeout), timeout, deadline
         )
         for name, url in zip(replica_names(settings), settings.replica_urls, strict=True)
     }
@@ -86,7 +90,7 @@ class Routing:
         # The primary's engine of reads: the one the checks sample, and the one reads fall
         # back to.
         self.replicas, self.primary = replicas, replicas.primary
-        replicas.on_check = show_replica
+        replicas.on_check = show_checked
         # A standby that serves has replayed all the primary flushed up to the maximum lag
         # before its last check, which is at most STALE_AFTER_SECONDS old.
         self.window_seconds = (
@@ -108,8 +112,11 @@ class Routing:
         """The engine of this GET's reads: a standby's, or the primary's (READS)."""
         serving = self.replicas.serving()
         if not serving:
-            down = not any(replica.up for replica in self.replicas.all)
-            return self.on_primary("down" if down else "lag")
+            answering = [replica for replica in self.replicas.all if replica.up]
+            if not answering:
+                return self.on_primary("down")
+            refused = all(replica.refused is not None for replica in answering)
+            return self.on_primary("refused" if refused else "lag")
         reader = self.reader()
         position = self.position_to_read(reader) if reader is not None else None
         # One standby per client while the set that serves stays as it is.
@@ -122,16 +129,14 @@ class Routing:
             try:
                 if not chosen.has_replayed(position):
                     return self.on_primary("read_your_writes")
-            except DBAPIError:
+            except DBAPIError as error:
                 chosen.lost()
-                return self.on_primary("down")
+                return self.on_primary(failure(error))
         g.reads_replica = chosen
-        count_read(chosen.name)
         return chosen.engine
 
     def on_primary(self, reason: str) -> Engine:
         count_read_fallback(reason)
-        count_read("primary")
         return self.primary
 
     def reader(self) -> int | None:
@@ -159,22 +164,43 @@ class Routing:
 
     def retried_on_the_primary(self, dispatch: Callable[[], Response]) -> Response:
         """The GET's answer; if a standby failed its reads, the primary's, as if the standby
-        had never been chosen."""
+        had never been chosen. Counted once, as read by whichever database answered."""
         try:
             return dispatch()
         except DBAPIError as error:
             replica = g.pop("reads_replica", None)
             if replica is None:
                 raise
-            diagnostics = getattr(error.orig, "diag", None)
-            conflict = diagnostics is not None and diagnostics.sqlstate == RECOVERY_CONFLICT
-            if not conflict:
+            reason = failure(error)
+            if reason != "conflict":
                 replica.lost()
-            logger.warning("database replica %s failed a read, retried on the primary: %s",
-                           replica.name, type(error.orig).__name__)  # fmt: skip
+            logger.warning("database replica %s failed a read (%s), retried on the primary: %s",
+                           replica.name, reason, type(error.orig).__name__)  # fmt: skip
             db.session.rollback()
-            g.reads_engine = self.on_primary("conflict" if conflict else "down")
+            g.reads_engine = self.on_primary(reason)
             return dispatch()
+        finally:
+            if "reads_engine" in g:  # the GET read something
+                replica = g.get("reads_replica")
+                count_read(replica.name if replica is not None else "primary")
+
+
+def failure(error: DBAPIError) -> str:
+    """Why a standby failed a read: conflict (cancelled for recovery: it is up), timeout (past
+    our deadline), or down."""
+    if past_deadline(error.orig):
+        return "timeout"
+    diagnostics = getattr(error.orig, "diag", None)
+    if diagnostics is not None and diagnostics.sqlstate == RECOVERY_CONFLICT:
+        return "conflict"
+    return "down"
+
+
+def show_checked(replica: Replica) -> None:
+    """A check's findings in the metrics: the standby's lag, and whether it is refused."""
+    show_replica(replica)
+    for reason in REFUSALS:
+        REPLICA_REFUSED.labels(replica.name, reason).set(int(replica.refused == reason))
 
 
 def note_write(user_id: int, response: Response | None = None) -> Callable[[], None] | None:

@@ -3,28 +3,38 @@ streaming from it, with each driver and through PgBouncer. GETs land on the stan
 statistics say so); with its replay paused, a writer reads its writes by its token alone,
 others read the standby, writes never touch it, and a revoked token is refused at once; past
 the maximum lag, and stopped, it serves nothing, with no error to anyone, and serves again
-once back; a read cancelled by recovery is answered from the primary."""
+once back; a read cancelled by recovery is answered from the primary. Frozen (SIGSTOP), or
+with reads queued behind replay waiting for a report, it holds a read no longer than
+DATABASE_REPLICA_TIMEOUT_SECONDS; another cluster, or a standby gone off the primary's
+timeline, serves nothing, and one following a new primary after a failover is never
+refused."""
 
+import logging
+import math
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from functools import partial
 
 import pytest
 import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import event
 from support import bearer_of
-from support.http import metric_total, server_env, sign_up
-from support.replication import Replication
+from support.http import metric_total, run_together, server_env, sign_up
+from support.replication import Replication, frozen, migrate, put_in_recovery
 
+from app import create_app
 from catalogue.runs import run_import
-from config.settings import Settings
+from config.settings import Settings, SettingsError, load_settings
 from db import db
 from models import UserModel
 from security.tokens import issue_tokens
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_patroni import wait_for
+from tools.throwaway_postgres import throwaway_postgres
 
 pytestmark = pytest.mark.pgbouncer_too
 
@@ -152,14 +162,14 @@ def test_a_cookie_of_a_write_reads_it_without_a_token(replicated, database):
 
 
 def test_past_the_maximum_lag_the_replica_serves_nothing_until_it_caught_up(replicated, database):
-    app = replicated.app(database, max_lag_seconds=1.0)
+    app = replicated.app(database, max_lag_seconds=2.0)
     writer = writer_of(app)
     client = app.test_client(use_cookies=False)
     client.get("/store")  # the checks start
     with replicated.replay_paused():
         created = client.post("/store", json={"name": "Late"}, headers=writer).get_json()
         lagging = fallbacks("lag")
-        # Behind by more than a second, the standby is left out: the primary has it.
+        # Behind by more than two seconds, the standby is left out: the primary has it.
         wait_for(lambda: client.get(f"/store/{created['id']}").status_code == 200,
                  "the store read from the primary", 15)  # fmt: skip
         assert fallbacks("lag") > lagging
@@ -303,3 +313,298 @@ def test_a_silent_replica_holds_up_no_check_of_the_others(replicated, database):
             reads += 1
             time.sleep(0.02)
     assert reads_served("replica1") - served == reads
+
+
+TIMEOUT = Settings().database_replica_timeout_seconds
+# Past the timeout: the deadline thread's granularity (0.1 s), the read again on the primary,
+# and a loaded machine.
+WITHIN_THE_TIMEOUT = TIMEOUT + 1.5
+
+
+def timed(get) -> tuple[int, float]:
+    started = time.monotonic()
+    status = get().status_code
+    return status, time.monotonic() - started
+
+
+def test_a_frozen_replica_holds_a_read_no_longer_than_the_timeout(replicated, database):
+    """Its processes stopped (SIGSTOP), the standby's kernel still acknowledges: no TCP timeout
+    fires, and its statement timeout does not run. Our clock cuts the read off, the primary
+    answers it, and the standby is left out until it answers its checks again."""
+    _app, _writer, client, store = a_store_on_both(replicated, database)
+    assert client.get(f"/store/{store['id']}").status_code == 200
+    timed_out, on_replica, on_primary = (
+        fallbacks("timeout"),
+        reads_served("replica1"),
+        reads_served("primary"),
+    )
+    with frozen(replicated.standby):
+        answers = [timed(lambda: client.get(f"/store/{store['id']}")) for _ in range(10)]
+        assert {status for status, _ in answers} == {200}
+        assert max(took for _, took in answers) < WITHIN_THE_TIMEOUT, answers
+        # The first one waited for the timeout; the standby was left out for the others.
+        assert fallbacks("timeout") - timed_out == 1
+        assert sum(took for _, took in answers[1:]) < 1.0, answers
+    # Each read counted once, as the primary's.
+    assert reads_served("primary") - on_primary == 10
+    assert reads_served("replica1") == on_replica
+    wait_for(lambda: client.get(f"/store/{store['id']}").status_code == 200
+             and reads_served("replica1") > on_replica, "the standby again", 15)  # fmt: skip
+
+
+def test_a_frozen_replica_holds_no_request_of_an_instance_past_the_timeout(replication):
+    """gunicorn's two sync workers, as deployed (PgBouncer before each server): with the
+    standby frozen, every request of the instance, /health and /metrics included, answers
+    within the timeout; reads from the primary, and from the standby again once it thaws."""
+    replication.reset()
+    primary, replica = replication.urls("psycopg2+pgbouncer")
+    env = server_env(primary, DATABASE_REPLICA_URLS=replica, DATABASE_REPLICA_MAX_LAG_SECONDS="30")
+    with gunicorn(API, env, "--workers", "2") as server:
+        writer = sign_up(server.url, "owner")
+        store = requests.post(f"{server.url}/store", json={"name": "Lamps"}, headers=writer,
+                              timeout=10).json()  # fmt: skip
+        replication.wait_until_caught_up()
+
+        def on_the_standby() -> float:
+            metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+            return metric_total(metrics, "database_reads_total", database="replica1")
+
+        # Both workers read from the standby (each has its own checks).
+        for _ in range(20):
+            assert requests.get(f"{server.url}/store", timeout=10).ok
+        paths = [f"/store/{store['id']}", "/store", "/health", "/metrics"]
+
+        def client(number: int) -> list[tuple[str, int, float]]:
+            answers, until = [], time.monotonic() + 3 * TIMEOUT
+            while time.monotonic() < until:
+                path = paths[(number + len(answers)) % len(paths)]
+                status, took = timed(partial(requests.get, f"{server.url}{path}", timeout=60))
+                answers.append((path, status, took))
+            return answers
+
+        with frozen(replication.standby):
+            answers = [answer for each in run_together(6, client) for answer in each]
+        assert {status for _, status, _ in answers} == {200}
+        slowest = max(answers, key=lambda answer: answer[2])
+        assert slowest[2] < WITHIN_THE_TIMEOUT, slowest
+        assert len(answers) > 6 * 3  # not one request each, held all along
+        served = on_the_standby()
+        wait_for(lambda: requests.get(f"{server.url}/store", timeout=10).ok
+                 and on_the_standby() > served, "reads on the standby again", 15)  # fmt: skip
+
+
+def a_long_query_on_the_standby(replicated, seconds: float) -> threading.Thread:
+    """A report on the standby that reads items for `seconds` (holding its lock on them)."""
+    report = threading.Thread(target=replicated.on, args=(
+        replicated.standby,
+        "SELECT pg_sleep(%s) FROM (SELECT count(*) FROM items) AS counted", seconds,
+    ))  # fmt: skip
+    report.start()
+    wait_for(lambda: replicated.on(replicated.standby, "SELECT count(*) FROM pg_stat_activity "
+             "WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'")[0][0],
+             "the report running", 10)  # fmt: skip
+    return report
+
+
+def a_store_of_many_items(replicated, database):
+    """As a_store_on_both, with pages of items for a VACUUM to cut off the table's end."""
+    app, writer, client, store = a_store_on_both(replicated, database)
+    many = "SELECT 'Item ' || n, 1, %s FROM generate_series(1, 5000) AS n"
+    replicated.on(replicated.primary, f"INSERT INTO items (name, price, store_id) {many}",
+                  store["id"])  # fmt: skip
+    replicated.wait_until_caught_up()
+    return app, writer, client, store
+
+
+def purged(replicated) -> None:
+    """The items deleted, before the report: its snapshot needs none of their rows (as with
+    hot_standby_feedback), so only the VACUUM's lock can conflict with it."""
+    replicated.on(replicated.primary, "DELETE FROM items")
+    replicated.wait_until_caught_up()
+
+
+def test_a_read_queued_behind_replay_on_the_replica_is_answered_from_the_primary(
+    replicated, database
+):
+    """PostgreSQL's defaults on the standby (max_standby_streaming_delay 30 s): a report reads
+    items there while the primary purges the store's items and a VACUUM cuts off the table's
+    empty end (explicitly here; the tables' own setting stops a plain VACUUM). Replay waits
+    for the report's lock, and every read of items there queues behind it: our clock cuts it
+    off, the primary answers, and the standby serves again once replay moved on."""
+    _app, _writer, client, store = a_store_of_many_items(replicated, database)
+    items = f"/store/{store['id']}/item"
+    assert client.get(items).status_code == 200
+    timed_out, on_replica = fallbacks("timeout"), reads_served("replica1")
+    purged(replicated)
+    report = a_long_query_on_the_standby(replicated, 4 * TIMEOUT)
+    replicated.on(replicated.primary, "VACUUM (TRUNCATE) items")
+    answers = []
+    while report.is_alive():
+        answers.append(timed(lambda: client.get(items)))
+    report.join()
+    assert {status for status, _ in answers} == {200}
+    assert max(took for _, took in answers) < WITHIN_THE_TIMEOUT, answers
+    assert fallbacks("timeout") > timed_out
+    wait_for(lambda: client.get(items).status_code == 200
+             and reads_served("replica1") > on_replica, "the standby again", 15)  # fmt: skip
+
+
+def test_a_vacuum_after_a_purge_holds_up_no_read_on_the_replica(replicated, database):
+    """items keeps its empty end (vacuum_truncate off): the VACUUM takes no lock for replay
+    to wait on, and the standby serves every read during the report."""
+    _app, _writer, client, store = a_store_of_many_items(replicated, database)
+    items = f"/store/{store['id']}/item"
+    on_replica = reads_served("replica1")
+    wait_for(lambda: client.get(items).status_code == 200
+             and reads_served("replica1") > on_replica, "reads on the standby", 15)  # fmt: skip
+    timed_out, on_replica = fallbacks("timeout"), reads_served("replica1")
+    purged(replicated)
+    report = a_long_query_on_the_standby(replicated, 2 * TIMEOUT)
+    replicated.on(replicated.primary, "VACUUM items")
+    reads = 0
+    while report.is_alive():
+        status, took = timed(lambda: client.get(items))
+        assert (status, took < 1.0) == (200, True)
+        reads += 1
+    report.join()
+    assert fallbacks("timeout") == timed_out
+    assert reads_served("replica1") - on_replica == reads
+
+
+@pytest.fixture
+def replica_log(caplog) -> Iterator[Callable[[], str]]:
+    """What the replicas' logger said during the test (it propagates nowhere pytest sees)."""
+    logger = logging.getLogger("stores.replicas")
+    logger.addHandler(caplog.handler)
+    yield lambda: "\n".join(record.getMessage() for record in caplog.records)
+    logger.removeHandler(caplog.handler)
+
+
+def refused(app, reason: str) -> bool:
+    """Whether the app's first replica is refused for `reason`, and the metric says so (other
+    apps of this process set it too, for their own replica1: it is 1 at times at least)."""
+    replica = app.extensions["replication"].replicas.all[0]
+    labels = {"replica": "replica1", "reason": reason}
+    value = REGISTRY.get_sample_value("database_replica_refused", labels)
+    return replica.refused == reason and value == 1
+
+
+def test_another_cluster_in_recovery_is_refused(replicated, database, replica_log):
+    """A server of its own initdb, with the same schema, put in recovery: it answers as a
+    standby, but its system identifier is not the primary's. Not one read goes to it."""
+    with throwaway_postgres() as other:
+        migrate(other)
+        replicated.on(other, "INSERT INTO stores (name) VALUES ('Impostor')")
+        put_in_recovery(other)
+        replicated.on(replicated.primary, "INSERT INTO stores (name) VALUES ('Real')")
+        primary = replicated.url(replicated.primary, database)
+        settings = Settings(database_url=primary,
+                            database_replica_urls=replicated.url(other, database))  # fmt: skip
+        app = create_app(settings, TESTING=True)
+        client = app.test_client(use_cookies=False)
+        refusals = fallbacks("refused")
+        names = {client.get("/store/1").get_json()["name"] for _ in range(20)}
+        assert names == {"Real"}
+        assert fallbacks("refused") - refusals == 20
+        wait_for(lambda: refused(app, "other_cluster"), "the metric", 5)
+    assert "database replica replica1 is refused: it is another cluster" in replica_log()
+
+
+@pytest.mark.one_driver
+def test_a_standby_promoted_and_put_back_without_a_rewind_is_refused(database, replica_log):
+    """Promoted, written to, and put back in recovery without pg_rewind: it follows the
+    primary's configuration but cannot stream ("highest timeline 1 of the primary is behind
+    recovery timeline 2"), and answers with rows the primary never had."""
+    with ExitStack() as stack:
+        own = Replication(stack)
+        app, _writer, client, store = a_store_on_both(own, database)
+        served = reads_served("replica1")
+        assert client.get(f"/store/{store['id']}").status_code == 200
+        assert reads_served("replica1") == served + 1
+        own.standby.promote()
+        own.on(own.standby, "UPDATE stores SET name = 'Diverged'")
+        put_in_recovery(own.standby)
+        wait_for(lambda: refused(app, "later_timeline"), "the standby refused", 15)
+        names = {client.get(f"/store/{store['id']}").get_json()["name"] for _ in range(20)}
+        assert names == {"Lamps"}
+    assert "its timeline 2 is later than the primary's 1" in replica_log()
+
+
+@pytest.mark.one_driver
+def test_the_lag_of_a_replica_far_behind_is_a_number(replicated, database):
+    """Up, with its replay paused while the primary writes: its lag grows past the maximum,
+    second by second, in the gauge too (+Inf says down)."""
+    app = replicated.app(database, max_lag_seconds=2.0)
+    client = app.test_client(use_cookies=False)
+    client.get("/store")  # the checks start
+    replica = app.extensions["replication"].replicas.all[0]
+    wait_for(lambda: replica.serves(2.0, time.monotonic()), "the standby serving", 15)
+
+    def lag() -> float:
+        replicated.on(replicated.primary, "INSERT INTO stores (name) VALUES (gen_random_uuid())")
+        return REGISTRY.get_sample_value("database_replica_lag_seconds", {"replica": "replica1"})
+
+    with replicated.replay_paused():
+        wait_for(lambda: 6 <= lag() < math.inf and 6 <= replica.lag_seconds < 60,
+                 "a lag of 6 s and more", 20)  # fmt: skip
+        assert replica.up
+        assert replica.lag_known
+
+
+def test_a_maximum_lag_under_two_seconds_is_refused_at_start():
+    """Lag is sampled every second: a standby replaying close behind a busy primary reads 1-2 s
+    behind, and would serve nothing under a shorter maximum."""
+    with pytest.raises(SettingsError, match="DATABASE_REPLICA_MAX_LAG_SECONDS"):
+        load_settings(database_replica_max_lag_seconds=1.5)
+    assert load_settings(database_replica_max_lag_seconds=2).database_replica_max_lag_seconds == 2
+
+
+@pytest.mark.one_driver
+def test_a_standby_that_follows_a_new_primary_is_never_refused(database):
+    """A failover as a cluster manager makes one: the primary stops, another standby of it is
+    promoted (timeline 2), DATABASE_URL's hosts find it, and the API's standby follows it. The
+    standby's last restartpoint still names timeline 1: it is never refused on the way, and
+    serves again once caught up with the new primary."""
+    if "+" in database:
+        pytest.skip("DATABASE_URL names both hosts: PgBouncer has one server per pool")
+    with ExitStack() as stack:
+        own = Replication(stack)
+        candidate = stack.enter_context(throwaway_postgres(standby_of=own.primary))
+        hosts = f"host=127.0.0.1:{own.primary.port}&host=127.0.0.1:{candidate.port}"
+        settings = Settings(
+            database_url=f"postgresql+{database}://postgres@/postgres?{hosts}"
+            "&target_session_attrs=read-write",
+            database_replica_urls=own.url(own.standby, database),
+        )
+        app = create_app(settings, TESTING=True)
+        client = app.test_client(use_cookies=False)
+        replica = app.extensions["replication"].replicas.all[0]
+        own.on(own.primary, "INSERT INTO stores (name) VALUES ('Before')")
+        served = reads_served("replica1")
+        wait_for(lambda: client.get("/store").status_code == 200
+                 and reads_served("replica1") > served, "reads on the standby", 15)  # fmt: skip
+        verdicts, watching = set(), threading.Event()
+
+        def watch() -> None:
+            while not watching.is_set():
+                verdicts.add(replica.refused)
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            own.primary.stop()
+            candidate.promote()
+            follow = f"host=127.0.0.1 port={candidate.port} user=postgres"
+            own.on(own.standby, f"ALTER SYSTEM SET primary_conninfo = '{follow}'")
+            own.on(own.standby, "SELECT pg_reload_conf()")
+            own.on(candidate, "INSERT INTO stores (name) VALUES ('After')")
+            served = reads_served("replica1")
+            wait_for(lambda: "After" in {store["name"] for store in client.get("/store").get_json()}
+                     and reads_served("replica1") > served and replica.serves(30, time.monotonic())
+                     and own.on(own.standby, "SELECT received_tli FROM pg_stat_wal_receiver")
+                     == [(2,)], "reads of the new primary's rows on the standby", 30)  # fmt: skip
+        finally:
+            watching.set()
+            watcher.join()
+        assert verdicts == {None}

@@ -1,9 +1,15 @@
 """A primary with a hot standby streaming from it (pg_basebackup -R), the API on both, and
-what tests do to them: pause the standby's replay, stop and start it, read its statistics."""
+what tests do to them: pause the standby's replay, stop and start it, freeze its processes,
+read its statistics; and servers that only look like standbys of the primary."""
 
+import os
+import shutil
+import signal
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
 
 import flask_migrate
 import psycopg
@@ -25,21 +31,19 @@ class Replication:
         self.standby = stack.enter_context(throwaway_postgres(standby_of=self.primary))
         self.pgbouncers: dict[str, int] = {}
         self.apps: dict[tuple, Flask] = {}
-        migrating = create_app(Settings(database_url=self.primary.url()), TESTING=True)
-        with migrating.app_context():
-            flask_migrate.upgrade(directory=str(ROOT / "migrations"))
-            db.engine.dispose()
+        migrate(self.primary)
 
     def urls(self, database: str) -> tuple[str, str]:
         """DATABASE_URL and DATABASE_REPLICA_URLS for `database` ("psycopg+pgbouncer", ...)."""
+        return self.url(self.primary, database), self.url(self.standby, database)
+
+    def url(self, cluster: ThrowawayPostgres, database: str) -> str:
+        """The URL of `cluster` for `database`: with its driver, through PgBouncer if it says."""
         driver, _, through = database.partition("+")
-        urls = []
-        for cluster in (self.primary, self.standby):
-            url = make_url(cluster.url(driver))
-            if through:
-                url = url.set(port=self.pgbouncer(cluster))
-            urls.append(url.render_as_string(hide_password=False))
-        return urls[0], urls[1]
+        url = make_url(cluster.url(driver))
+        if through:
+            url = url.set(port=self.pgbouncer(cluster))
+        return url.render_as_string(hide_password=False)
 
     def pgbouncer(self, cluster: ThrowawayPostgres) -> int:
         name = str(cluster.data)
@@ -107,3 +111,61 @@ class Replication:
             table,
         )
         return found[0][0] if found else 0
+
+
+def migrate(cluster: ThrowawayPostgres) -> None:
+    """The API's schema on the cluster."""
+    migrating = create_app(Settings(database_url=cluster.url()), TESTING=True)
+    with migrating.app_context():
+        flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        db.engine.dispose()
+
+
+@contextmanager
+def frozen(cluster: ThrowawayPostgres, thawed_after: float = 20.0) -> Iterator[None]:
+    """Every process of the server stopped (SIGSTOP), as a frozen VM's: its kernel still
+    acknowledges every packet, so no TCP timeout fires and no statement timeout runs. Thawed
+    on leaving, or after `thawed_after` seconds whatever happens (a test must not hang)."""
+    postmaster = cluster.postmaster_pid()
+    os.kill(postmaster, signal.SIGSTOP)  # first: it forks no more backends
+    processes = [postmaster, *children_of(postmaster)]
+    for pid in processes[1:]:
+        os.kill(pid, signal.SIGSTOP)
+
+    def thaw() -> None:
+        for pid in processes:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    timer = threading.Timer(thawed_after, thaw)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        thaw()
+
+
+def children_of(parent: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command may hold spaces and parentheses: the fields after its last ")".
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def put_in_recovery(cluster: ThrowawayPostgres) -> None:
+    """Restart the server as a hot standby (standby.signal), following whatever its
+    configuration says (pg_basebackup -R's primary_conninfo), or nothing: then it replays what
+    it has and waits, answering reads."""
+    cluster.stop()
+    signal_file = cluster.data / "standby.signal"
+    signal_file.touch()
+    if os.geteuid() == 0:
+        shutil.chown(signal_file, "postgres", "postgres")
+    cluster.start()
