@@ -6,8 +6,8 @@ the maximum lag, and stopped, it serves nothing, with no error to anyone, and se
 once back; a read cancelled by recovery is answered from the primary. Frozen (SIGSTOP), or
 with reads queued behind replay waiting for a report, it holds a read no longer than
 DATABASE_REPLICA_TIMEOUT_SECONDS; another cluster, or a standby gone off the primary's
-timeline, serves nothing, and one following a new primary after a failover is never
-refused."""
+timeline, serves nothing (a standby that follows a new primary after a failover:
+test_replica_failover.py)."""
 
 import logging
 import math
@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import event
 from support import bearer_of
 from support.http import metric_total, run_together, server_env, sign_up
-from support.replication import Replication, frozen, migrate, put_in_recovery
+from support.replication import Replication, frozen, migrate, put_in_recovery, reads_served
 
 from app import create_app
 from catalogue.runs import run_import
@@ -49,10 +49,6 @@ def replication():
 def replicated(replication: Replication, database: str) -> Replication:
     replication.reset()
     return replication
-
-
-def reads_served(database: str) -> float:
-    return REGISTRY.get_sample_value("database_reads_total", {"database": database}) or 0.0
 
 
 def fallbacks(reason: str) -> float:
@@ -557,54 +553,3 @@ def test_a_maximum_lag_under_two_seconds_is_refused_at_start():
     with pytest.raises(SettingsError, match="DATABASE_REPLICA_MAX_LAG_SECONDS"):
         load_settings(database_replica_max_lag_seconds=1.5)
     assert load_settings(database_replica_max_lag_seconds=2).database_replica_max_lag_seconds == 2
-
-
-@pytest.mark.one_driver
-def test_a_standby_that_follows_a_new_primary_is_never_refused(database):
-    """A failover as a cluster manager makes one: the primary stops, another standby of it is
-    promoted (timeline 2), DATABASE_URL's hosts find it, and the API's standby follows it. The
-    standby's last restartpoint still names timeline 1: it is never refused on the way, and
-    serves again once caught up with the new primary."""
-    if "+" in database:
-        pytest.skip("DATABASE_URL names both hosts: PgBouncer has one server per pool")
-    with ExitStack() as stack:
-        own = Replication(stack)
-        candidate = stack.enter_context(throwaway_postgres(standby_of=own.primary))
-        hosts = f"host=127.0.0.1:{own.primary.port}&host=127.0.0.1:{candidate.port}"
-        settings = Settings(
-            database_url=f"postgresql+{database}://postgres@/postgres?{hosts}"
-            "&target_session_attrs=read-write",
-            database_replica_urls=own.url(own.standby, database),
-        )
-        app = create_app(settings, TESTING=True)
-        client = app.test_client(use_cookies=False)
-        replica = app.extensions["replication"].replicas.all[0]
-        own.on(own.primary, "INSERT INTO stores (name) VALUES ('Before')")
-        served = reads_served("replica1")
-        wait_for(lambda: client.get("/store").status_code == 200
-                 and reads_served("replica1") > served, "reads on the standby", 15)  # fmt: skip
-        verdicts, watching = set(), threading.Event()
-
-        def watch() -> None:
-            while not watching.is_set():
-                verdicts.add(replica.refused)
-                time.sleep(0.02)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            own.primary.stop()
-            candidate.promote()
-            follow = f"host=127.0.0.1 port={candidate.port} user=postgres"
-            own.on(own.standby, f"ALTER SYSTEM SET primary_conninfo = '{follow}'")
-            own.on(own.standby, "SELECT pg_reload_conf()")
-            own.on(candidate, "INSERT INTO stores (name) VALUES ('After')")
-            served = reads_served("replica1")
-            wait_for(lambda: "After" in {store["name"] for store in client.get("/store").get_json()}
-                     and reads_served("replica1") > served and replica.serves(30, time.monotonic())
-                     and own.on(own.standby, "SELECT received_tli FROM pg_stat_wal_receiver")
-                     == [(2,)], "reads of the new primary's rows on the standby", 30)  # fmt: skip
-        finally:
-            watching.set()
-            watcher.join()
-        assert verdicts == {None}

@@ -14,6 +14,7 @@ from pathlib import Path
 import flask_migrate
 import psycopg
 from flask import Flask
+from prometheus_client import REGISTRY
 from sqlalchemy import make_url
 
 from app import create_app
@@ -169,3 +170,8 @@ def put_in_recovery(cluster: ThrowawayPostgres) -> None:
     if os.geteuid() == 0:
         shutil.chown(signal_file, "postgres", "postgres")
     cluster.start()
+
+
+def reads_served(database: str) -> float:
+    """GETs this process's apps read from `database` (primary, replica1, ...), so far."""
+    return REGISTRY.get_sample_value("database_reads_total", {"database": database}) or 0.0
