@@ -11,6 +11,7 @@ from flask import Flask, request, send_from_directory
 from flask_jwt_extended import jwt_required
 from flask_migrate import Migrate
 from flask_smorest import abort
+from gunicorn.http.errors import NoMoreData, ParseException
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -37,7 +38,7 @@ from security.passwords import init_passwords
 from security.throttle import init_throttles
 from security.tokens import init_tokens
 from web.api import Api
-from web.errors import database_unavailable, unexpected_database_error
+from web.errors import broken_body, database_unavailable, unexpected_database_error
 from web.fields import MAX_ID
 from web.headers import init_headers
 from web.openapi import BEARER_AUTH
@@ -157,6 +158,9 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
 
     api = Api(app)
     app.register_error_handler(OperationalError, database_unavailable)
+    # Raised while a view reads the body, under gunicorn (NoMoreData: the body ended early).
+    app.register_error_handler(ParseException, broken_body)
+    app.register_error_handler(NoMoreData, broken_body)
     app.register_error_handler(DBAPIError, unexpected_database_error)
     api.register_converter(
         DatabaseIdConverter,

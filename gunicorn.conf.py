@@ -17,15 +17,16 @@ import tempfile
 from pathlib import Path
 
 bind = "0.0.0.0:8000"
-worker_class = "sync"
+# The sync worker, with gunicorn's own error answers in the API's JSON error shape.
+worker_class = "web.gunicorn_worker.JsonErrorsWorker"
 # One per CPU this process may run on: in a container limited to some CPUs (cpuset), that
 # many, not the host's count.
 workers = int(os.environ.get("WEB_CONCURRENCY") or len(os.sched_getaffinity(0)))
 # Long enough for a cascading delete of a very large store.
 timeout = 120
-# Limits of its own, behind nginx's (deploy/nginx/nginx.conf), which refuses longer request lines
-# and headers first, in JSON: a request line of up to 8190 bytes (gunicorn's largest) leaves
-# the app's own 414 (MAX_URL_LENGTH) reachable when gunicorn faces clients itself.
+# Limits of its own, behind nginx's (deploy/nginx/nginx.conf), which refuses longer request
+# lines and headers first; either answers in JSON. A request line of up to 8190 bytes
+# (gunicorn's largest) leaves the app's own 414 (MAX_URL_LENGTH) reachable when gunicorn faces clients itself.
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190

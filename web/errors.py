@@ -53,6 +53,14 @@ def described(error: DBAPIError) -> str:
     return said
 
 
+def broken_body(_error: Exception) -> ErrorResponse:
+    """gunicorn could not read the body the client sent (a chunk of no valid size, or without
+    its end): the client's to send again, not a bug of ours."""
+    return error_response(
+        400, "The body's chunked encoding is broken: send the request again, whole.", {}
+    )
+
+
 def database_unavailable(error: OperationalError) -> ErrorResponse:
     """The database is down, unreachable or timed out: a 503 the client can retry."""
     count_database_failure(failure_kind(error))

@@ -417,3 +417,35 @@ def test_an_upload_whose_token_cannot_be_checked_is_503_to_try_again():
         )  # fmt: skip
     assert_json_error(upload, 503)
     assert upload.headers["Retry-After"] == "5"
+
+
+def head_of(host: str) -> bytes:
+    return f"Host: {host}\r\nConnection: close\r\n".encode()
+
+
+# Requests neither gunicorn nor nginx can read as HTTP, or refuse by their limits.
+MALFORMED = {
+    "a control character in a header": b"GET /store HTTP/1.1\r\nX-Odd: a\x01b\r\n%s\r\n",
+    "101 headers": b"GET /store HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"%s\r\n",
+    "a header of 8,300 bytes": b"GET /store HTTP/1.1\r\nX-A: " + b"b" * 8295 + b"\r\n%s\r\n",
+    "a chunk of no size": b"POST /login HTTP/1.1\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n%s\r\nzz\r\n",
+    "a chunk without its end": b"POST /login HTTP/1.1\r\nContent-Type: application/json\r\n"
+    b"Transfer-Encoding: chunked\r\n%s\r\n2\r\n{}XX0\r\n\r\n",
+    "HTTP/2.0 on a request line": b"GET /store HTTP/2.0\r\n%s\r\n",
+    "TRACE": b"TRACE /store HTTP/1.1\r\n%s\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", MALFORMED.values(), ids=MALFORMED.keys())
+def test_what_no_server_can_read_is_answered_in_json_by_each(one_worker, proxy, request_bytes):
+    for url in (one_worker.url, proxy):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(request_bytes % head_of(host))
+            answer = b"".join(iter(lambda: connection.recv(65536), b""))
+        head, _, body = answer.partition(b"\r\n\r\n")
+        status = int(head.split()[1])
+        assert 400 <= status < 500 or status in (501, 505), (url, answer)
+        assert b"\r\ncontent-type: application/json" in head.lower(), (url, answer)
+        assert json.loads(body)["code"] == status, (url, answer)
