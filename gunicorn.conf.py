@@ -26,7 +26,8 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or len(os.sched_getaffinity(0)))
 timeout = 120
 # Limits of its own, behind nginx's (deploy/nginx/nginx.conf), which refuses longer request
 # lines and headers first; either answers in JSON. A request line of up to 8190 bytes
-# (gunicorn's largest) leaves the app's own 414 (MAX_URL_LENGTH) reachable when gunicorn faces clients itself.
+# (gunicorn's largest) leaves the app's own 414 (MAX_URL_LENGTH) reachable when gunicorn
+# faces clients itself.
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
