@@ -147,8 +147,10 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     def refuse_other_hosts() -> None:
         # Links are built from the Host (or X-Forwarded-Host, from a trusted proxy): another
         # one would have them point elsewhere, in the answer and in any cache that keeps it.
+        # In lower case, and without a final dot ("localhost.:8000"): the same host (DNS).
+        host = request.host.lower().replace(".:", ":").removesuffix(".")
         if request.endpoint not in ANY_HOST_ENDPOINTS and not host_is_trusted(
-            request.host, settings.allowed_host_list
+            host, settings.allowed_host_list
         ):
             abort(400, message=f"This API is not served at {request.host!r} (ALLOWED_HOSTS).")
 

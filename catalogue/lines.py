@@ -11,6 +11,7 @@ import csv
 import json
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 
 from marshmallow import ValidationError
@@ -28,6 +29,7 @@ CHECKED_TOGETHER = 1_000
 ITEM_LINE = ItemImportSchema(many=True)
 # What a spreadsheet reads as the start of a formula in a cell (OWASP, "CSV Injection").
 FORMULA_STARTS = frozenset("=+-@\t\r")
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 # Within a CSV field of tags: an escaped character, or a separator.
 TAG_TOKEN = re.compile(r"\\(.)|\|", re.DOTALL)
 # No item's line comes near this (a description of 10,000 characters, 100 tags); a longer
@@ -105,7 +107,8 @@ def json_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, object] | BadLine
         if line.isspace() or not line:
             continue
         try:
-            data = json.loads(line)
+            # Decoded first: json.loads() would pass a lone surrogate's UTF-8 bytes through.
+            data = json.loads(line.decode("utf-8-sig"))
         except ValueError:  # UnicodeDecodeError too, and integers past Python's 4,300 digits
             yield BadLine(number, {"line": ["Not a JSON object in UTF-8."]})
         except RecursionError:
@@ -199,11 +202,13 @@ def unescaped(cell: str) -> str:
 
 
 def csv_number(text: str) -> float | str:
-    # Left as text when it is no number: the schema's Price then says what it wants.
-    try:
-        return float(text) if "." in text or "e" in text.lower() else int(text)
-    except ValueError:
-        return text
+    """A price written as JSON writes numbers, in ASCII digits (int() and float() would take
+    "1_0", " 1" and other scripts' digits too); anything else is left as text, for the
+    schema's Price to say what it wants."""
+    if JSON_NUMBER.fullmatch(text):
+        with suppress(ValueError):  # past Python's 4,300 digits
+            return json.loads(text)
+    return text
 
 
 def split_tags(text: str) -> list[str]:

@@ -63,7 +63,10 @@ class Price(fields.Decimal):
         # Strings and booleans would pass as numbers otherwise ("12.5", True).
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
+        price = super()._deserialize(value, attr, data, **kwargs)
+        # -0.0 (or -0.004, rounded) is kept as 0.00: answered so, the write's answer and ETag
+        # are the next read's.
+        return price.copy_abs() if price.is_zero() else price
 
     def _serialize(self, value, attr, obj, **kwargs) -> float | None:
         return None if value is None else float(value)

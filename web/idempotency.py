@@ -56,15 +56,16 @@ class Replayed(Exception):  # noqa: N818 - not an error: the way out with the ke
 
 
 def fingerprint() -> str:
-    """What makes two requests the same one: method, path with query, and body, byte for
-    byte, or its digest if spooled (each part's length first, so that no two requests run
+    """What makes two requests the same one: method, path with query, media type and body,
+    byte for byte, or its digest if spooled (each part's length first, so that no two requests run
     together the same).
 
     Keyed with the app's secret: the body of POST /register holds a password, which a plain
     hash kept for a day would let anyone who reads the table guess at, fast.
     """
     digest = hmac.new(current_app.config["JWT_SECRET_KEY"].encode(), digestmod=hashlib.sha256)
-    for part in (request.method, request.full_path, body_to_fingerprint()):
+    # The media type too: the same bytes as CSV and as JSON Lines are two files.
+    for part in (request.method, request.full_path, request.mimetype, body_to_fingerprint()):
         data = part.encode() if isinstance(part, str) else part
         digest.update(len(data).to_bytes(8, "big") + data)
     return digest.hexdigest()

@@ -184,6 +184,9 @@ def test_an_idempotency_key_sent_again_gets_the_same_import(app, client, sql):
     assert again.get_json()["id"] == first.get_json()["id"]
     other = send_file(client, store["id"], json_lines({"name": "b", "price": 1}), headers=key)
     assert_error(other, 422)
+    # The same bytes as another kind of file are another request.
+    as_csv = send_file(client, store["id"], body, CSV, headers=key)
+    assert_error(as_csv, 422, "another request")
     assert sql("SELECT count(*) FROM item_imports") == [(1,)]
 
 
@@ -269,16 +272,22 @@ def test_lines_no_item_can_hold_are_line_errors_with_their_numbers(app, client, 
         + b'{"name": "nan", "price": NaN}\n'
         + b'{"name": "far", "price": 1e400}\n'
         + b'{"name": "tag", "price": 1, "tags": ["\\udfff"]}\n'
+        # A lone surrogate in UTF-8's form, with no escape: no UTF-8 at all.
+        + b'{"name": "raw\xed\xa0\x80", "price": 1}\n'
     )  # fmt: skip
     status = imported(app, client, store["id"], body)
     assert status["state"] == "failed", status
-    assert [bad["line"] for bad in status["errors"]] == [2, 3, 4, 5, 6, 7, 8]
+    assert [bad["line"] for bad in status["errors"]] == [2, 3, 4, 5, 6, 7, 8, 9]
     assert sql("SELECT count(*) FROM items") == [(0,)]
 
-    csv_body = "name,price\nfine,1\nnul\x00,1\nhuge," + "9" * 5_000 + "\nnan,nan\nfar,1e400\n"
+    # Prices as JSON writes numbers, in ASCII digits: not what int() and float() take too.
+    csv_body = (
+        "name,price\nfine,1\nnul\x00,1\nhuge," + "9" * 5_000 + "\nnan,nan\nfar,1e400\n"
+        "underscored,1_0\nspaced, 1\nindic,\u0661\u0662\ninfinite,inf\n"
+    )
     status = imported(app, client, store["id"], csv_body.encode(), CSV)
     assert status["state"] == "failed", status
-    assert [bad["line"] for bad in status["errors"]] == [3, 4, 5, 6]
+    assert [bad["line"] for bad in status["errors"]] == [3, 4, 5, 6, 7, 8, 9, 10]
 
 
 def test_a_csv_file_saved_by_excel_with_a_byte_order_mark_is_imported(app, client):

@@ -65,6 +65,21 @@ def test_a_writes_answer_carries_the_etag_the_next_read_has(client, resources):
         assert client.put(url, json=change).headers["ETag"] == client.get(url).headers["ETag"]
 
 
+@pytest.mark.parametrize("price", [-0.0, -0.004, -1e-9])
+def test_a_price_that_rounds_to_a_negative_zero_is_answered_as_it_is_kept(client, resources, price):
+    store_id = int(resources["store"].rsplit("/", 1)[1])
+    for written in (
+        client.post("/item", json={"name": "Free", "price": price, "store_id": store_id}),
+        client.put(resources["item"], json={"price": price}),
+    ):
+        assert written.status_code in (200, 201), written.get_json()
+        url = written.headers.get("Location", resources["item"])
+        read = client.get(url)
+        assert written.get_json()["price"] == read.get_json()["price"] == 0
+        assert str(written.get_json()["price"]) == "0.0"
+        assert written.headers["ETag"] == read.headers["ETag"]
+
+
 def test_a_restore_answers_the_stores_etag(client, resources):
     etag = client.get(resources["store"]).headers["ETag"]
     client.delete(resources["store"])

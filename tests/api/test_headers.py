@@ -56,7 +56,7 @@ def test_another_host_is_400_and_builds_no_link(client, host):
 
 def test_allowed_hosts_their_subdomains_and_those_a_trusted_proxy_names():
     settings = Settings(
-        database_url="sqlite://", allowed_hosts="api.example.com, .example.org", trusted_proxies=1
+        database_url="sqlite://", allowed_hosts="API.example.com, .example.org", trusted_proxies=1
     )
     client = create_app(settings, TESTING=True).test_client()
 
@@ -65,6 +65,9 @@ def test_allowed_hosts_their_subdomains_and_those_a_trusted_proxy_names():
         return client.get("/openapi.json", headers=headers).status_code
 
     assert status("api.example.com") == status("api.example.com:8443") == 200
+    # Host names are case-insensitive, and a final dot names the same host.
+    assert status("API.Example.COM") == status("api.example.com.") == 200
+    assert status("api.example.com.:8443") == status("EU.example.ORG") == 200
     assert status("eu.example.org") == status("a.b.example.org") == 200
     assert status("localhost") == status("example.com") == status("evil.example.com") == 400
     # Behind the trusted proxy, the host is the one it says the client asked for.
