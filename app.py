@@ -1,6 +1,7 @@
 """create_app(): the API, from its settings (config/settings.py) and its parts."""
 
 import inspect
+import re
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -29,6 +30,7 @@ from db import READ_METHODS, READS, ROUTING, begin_transactions, configure_sqlit
 from observability import init_observability
 from replication.routing import init_replication, replica_binds
 from resources.catalogue import blp as catalogue_blueprint
+from resources.catalogue import may_import_into
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
@@ -48,6 +50,7 @@ MAX_URL_LENGTH = 8192
 # Host: their answers name no host.
 ANY_HOST_ENDPOINTS = {"health.Health", "metrics"}
 TOKEN_CHECK_PATH = "/_auth/token"
+IMPORT_PATH = re.compile(r"/store/([0-9]+)/item/import")
 SWAGGER_UI_ASSETS = Path(flask_swagger_ui.__file__).parent / "dist"
 
 
@@ -189,9 +192,14 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     @app.get(TOKEN_CHECK_PATH)
     @jwt_required()
     def token_check() -> tuple[str, int]:
-        # nginx asks this, with an upload's headers and none of its body, before it takes
-        # the body (deploy/nginx/nginx.conf, auth_request): a valid access token, not revoked.
+        # nginx asks this, with an upload's headers and path and none of its body, before it
+        # takes the body (deploy/nginx/nginx.conf, auth_request): a valid access token, not
+        # revoked, of the store's owner or an admin; 403 for a store that is not theirs or
+        # not there (nginx's auth_request takes 2xx, 401 and 403 alone).
         # Out of the OpenAPI spec: nginx's, not the clients'.
+        upload = IMPORT_PATH.fullmatch(request.headers.get("X-Original-URI", "").partition("?")[0])
+        if upload is not None and not may_import_into(int(upload[1])):
+            return "", 403
         return "", 204
 
     return app

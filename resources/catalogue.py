@@ -14,12 +14,14 @@ from config.settings import current_settings
 from db import db
 from jobs.deferral import start_import
 from models import ItemImportModel, StoreModel
-from models.queries import get_live_or_404
+from models.queries import get_live, get_live_or_404
 from models.store import INCLUDE_DELETED
 from schemas import ItemImportStatusSchema
+from security.ownership import may_change
 from web.blueprint import Blueprint
 from web.bodies import StreamedBody, spooled_body
 from web.errors import not_found, refuse
+from web.fields import MAX_ID
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER
 
@@ -49,6 +51,13 @@ EXPORTED = {
 
 def store_to_import_into(store_id: int) -> StoreModel:
     return get_live_or_404(StoreModel, store_id)
+
+
+def may_import_into(store_id: int) -> bool:
+    """Whether the caller may import into the store: there, live, and theirs (or they are an
+    admin). Asked for nginx before it takes an upload's body (app.py's token check)."""
+    store = get_live(StoreModel, store_id) if store_id <= MAX_ID else None
+    return store is not None and may_change(store)
 
 
 @blp.route("/store/<int:store_id>/item/import")

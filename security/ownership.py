@@ -14,9 +14,13 @@ class Owned(Protocol):
     owner_id: int | None
 
 
+def may_change(target: Owned) -> bool:
+    return current_user.is_admin or target.owner_id == current_user.id
+
+
 def require_owner(target: Owned) -> None:
     """403 unless the caller owns `target`'s store or is an admin."""
-    if not (current_user.is_admin or target.owner_id == current_user.id):
+    if not may_change(target):
         abort(403, message=f"{NOT_THE_OWNER}.")
 
 

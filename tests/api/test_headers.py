@@ -3,7 +3,7 @@ only the hosts the operator allows are served (Links are built from the Host).""
 
 import pytest
 from support import PASSWORD, bearer_of
-from support.api import assert_error, new_store
+from support.api import assert_error, new_store, signed_in
 
 from app import create_app
 from config.settings import Settings, SettingsError, load_settings
@@ -104,3 +104,22 @@ def test_the_token_check_nginx_asks_before_an_upload(anonymous, new_user):
     assert not [
         path for path in anonymous.get("/openapi.json").get_json()["paths"] if "_auth" in path
     ]
+
+
+def test_the_token_check_of_an_upload_asks_whose_store_it_is(app, client, anonymous, new_user):
+    """With the upload's path (X-Original-URI), nginx also learns the caller may import into
+    that store: not another's, a deleted or missing one (403: all auth_request passes on)."""
+    new_user("alice")
+    tokens = anonymous.post("/login", json={"username": "alice", "password": PASSWORD}).get_json()
+    alice = signed_in(app, bearer_of(tokens["access_token"]))
+    hers, others = alice.post("/store", json={"name": "Hers"}).get_json(), new_store(client)
+    deleted = new_store(client, "Gone")
+    client.delete(f"/store/{deleted['id']}")
+
+    def check(caller, store_id: int) -> int:
+        uri = {"X-Original-URI": f"/store/{store_id}/item/import?x=1"}
+        return caller.get("/_auth/token", headers=uri).status_code
+
+    assert check(alice, hers["id"]) == check(client, others["id"]) == 204
+    for store_id in (others["id"], deleted["id"], 10**6, 10**20):
+        assert check(alice, store_id) == 403

@@ -16,7 +16,7 @@ import requests
 from dnslib import QTYPE, RR, A
 from dnslib.server import BaseResolver, DNSServer
 from support.api import new_store
-from support.http import client_at, server_env
+from support.http import client_at, server_env, sign_up
 
 from tools.gunicorn_server import API, Server, gunicorn, listening_socket
 from tools.throwaway_nginx import NGINX_CONF, throwaway_nginx
@@ -383,6 +383,19 @@ def test_an_upload_without_a_valid_token_is_refused_before_its_body_is_read(
         status, body = answer_on(connection)
     assert (status, body["code"]) == (401, 401)
     assert "Authorization: Bearer" in body["message"]
+
+
+def test_an_upload_into_a_store_not_the_callers_is_refused_before_its_body_is_read(
+    one_worker, proxy, client
+):
+    store = new_store(client)
+    mallory = sign_up(one_worker.url, "mallory")
+    for store_id in (store["id"], 2_000_000_000):
+        path = f"/store/{store_id}/item/import"
+        with sent_upload(proxy, path, 60 * 1024 * 1024, mallory) as connection:
+            status, body = answer_on(connection)
+        assert (status, body["code"]) == (403, 403)
+        assert "owner or an admin" in body["message"]
 
 
 def test_a_client_uploads_two_files_at_a_time_at_most(proxy, client, admin_headers):
