@@ -46,8 +46,11 @@ else:
 
 
 def on_starting(_server) -> None:
+    # Made if the environment names one not there yet: every worker would fail to start.
+    samples = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    samples.mkdir(parents=True, exist_ok=True)
     # Samples of an earlier run of the server are not this one's.
-    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+    for stale in samples.glob("*.db"):
         stale.unlink()
 
 

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     database_replica_timeout_seconds: Annotated[float, Field(gt=0)] = 2.0
     max_content_length: Positive = 1024 * 1024
     import_max_bytes: Positive = 256 * 1024 * 1024
-    export_stall_seconds: Annotated[float, Field(gt=0)] = 30.0
+    client_stall_seconds: Annotated[float, Field(gt=0)] = 30.0
 
     # Kept out of the repr: settings may be logged.
     jwt_secret_key: str = Field("", repr=False)

@@ -1,5 +1,3 @@
-import socket
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask import Response, after_this_request, request, url_for
@@ -19,7 +17,7 @@ from models.store import INCLUDE_DELETED
 from schemas import ItemImportStatusSchema
 from security.ownership import may_change
 from web.blueprint import Blueprint
-from web.bodies import StreamedBody, spooled_body
+from web.bodies import StreamedBody, client_stalls_cut_off, spooled_body
 from web.errors import not_found, refuse
 from web.fields import MAX_ID
 from web.idempotency import user_scope
@@ -145,23 +143,12 @@ class ItemExport(MethodView):
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )  # fmt: skip
         response.call_on_close(file.close)
-        response.call_on_close(stalls_cut_off(request.environ.get("gunicorn.socket")))
+        response.call_on_close(client_stalls_cut_off())
         return response
 
 
 # Each piece of an export is handed to the socket whole (gunicorn's sendall).
 SENT_BYTES = 64 * 1024
-
-
-def stalls_cut_off(client: socket.socket | None) -> Callable[[], None]:
-    """Bound the time the client may take to receive each piece sent (EXPORT_STALL_SECONDS):
-    a client that stops reading frees the worker then, rather than at gunicorn's timeout.
-    The function that lifts the bound again, for a next request on the connection."""
-    if client is None:  # Another server than gunicorn's (the tests' client)
-        return lambda: None
-    before = client.gettimeout()
-    client.settimeout(current_settings().export_stall_seconds)
-    return lambda: client.settimeout(before)
 
 
 def require_exportable(store_id: int) -> None:

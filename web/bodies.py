@@ -3,6 +3,7 @@ temporary file, which spills to disk past a megabyte, and hashed on the way for
 Idempotency-Key, up to a limit of their own instead of MAX_CONTENT_LENGTH."""
 
 import hashlib
+import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from flask_smorest import abort
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
+from config.settings import current_settings
 from db import db
 
 IN_MEMORY_BYTES = 1024 * 1024
@@ -44,12 +46,16 @@ def spool_body(media_types: tuple[str, ...], max_bytes: int) -> SpooledBody:
     spooled = tempfile.SpooledTemporaryFile(max_size=IN_MEMORY_BYTES)  # noqa: SIM115
     digest = hashlib.sha256()
     size = 0
-    while chunk := read_some():
-        size += len(chunk)
-        if size > max_bytes:
-            abort(413, message=f"The body is larger than {max_bytes:,} bytes.")
-        digest.update(chunk)
-        spooled.write(chunk)
+    lift_the_bound = client_stalls_cut_off()
+    try:
+        while chunk := read_some():
+            size += len(chunk)
+            if size > max_bytes:
+                abort(413, message=f"The body is larger than {max_bytes:,} bytes.")
+            digest.update(chunk)
+            spooled.write(chunk)
+    finally:
+        lift_the_bound()
     if request.content_length is not None and size < request.content_length:
         # gunicorn ends a body whose client went away as if it were whole.
         cut_off()
@@ -63,7 +69,8 @@ def read_some() -> bytes:
         return request.stream.read(READ_BYTES)
     # Werkzeug's word for a body that ended before its Content-Length; gunicorn's reader's
     # for a broken one (NoMoreData is an OSError, a chunk without its end a ParseException),
-    # and the socket's own (a reset, a timeout): the same cut-off body.
+    # and the socket's own (a reset; CLIENT_STALL_SECONDS without a byte): the same
+    # cut-off body.
     except (ClientDisconnected, OSError, ParseException):
         cut_off()
 
@@ -74,6 +81,19 @@ def cut_off() -> NoReturn:
         message="The body ended before its Content-Length, or without its last chunk: "
         "nothing was kept. Send the whole file again (with the same Idempotency-Key).",
     )
+
+
+def client_stalls_cut_off() -> Callable[[], None]:
+    """Bound the time a client may leave the worker waiting on its network, to send the next
+    piece of an upload or take the next of an answer (CLIENT_STALL_SECONDS): one that stalls
+    frees the worker then, rather than at gunicorn's timeout. The function that lifts the
+    bound again, for a next request on the connection."""
+    client: socket.socket | None = request.environ.get("gunicorn.socket")
+    if client is None:  # Another server than gunicorn's (the tests' client, flask run)
+        return lambda: None
+    before = client.gettimeout()
+    client.settimeout(current_settings().client_stall_seconds)
+    return lambda: client.settimeout(before)
 
 
 def spooled_body() -> SpooledBody:

@@ -122,8 +122,8 @@ def open_transactions(sql) -> list[tuple]:
 def test_no_transaction_waits_on_a_slow_upload_or_a_stalled_export(
     app, database, database_url, http, sql, admin_headers
 ):
-    stall = 2
-    env = server_env(database_url, EXPORT_STALL_SECONDS=str(stall))
+    stall = 3
+    env = server_env(database_url, CLIENT_STALL_SECONDS=str(stall))
     with gunicorn(API, env, "--workers", "1") as server:
         store = http.post(f"{server.url}/store", json={"name": "Slow"}).json()
         body = json_lines(*({"name": f"item {n}", "price": 1, "description": "d" * 1_000}
@@ -138,6 +138,14 @@ def test_no_transaction_waits_on_a_slow_upload_or_a_stalled_export(
         import_id = int(sql("SELECT max(id) FROM item_imports")[0][0])
         with app.app_context():
             assert run_import(import_id)
+
+        # One that stalls past the bound is cut off: 400, nothing kept, the worker freed.
+        with raw_request(server.url, head, body[:100_000]) as connection:
+            started = time.monotonic()
+            answer = connection.makefile("rb").readline()
+            assert time.monotonic() - started < stall + 5
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert sql("SELECT count(*) FROM item_imports") == [(1,)]
 
         head = f"GET /store/{store['id']}/item/export HTTP/1.1\r\nHost: localhost"
         with raw_request(server.url, head, receive_buffer=4096) as connection:

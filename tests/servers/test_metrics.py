@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import requests
 import yaml
 from support.http import metric_total, run_together, server_env
@@ -110,18 +111,23 @@ def test_the_metrics_name_routes_by_their_template(client):
     assert "/store/123456" not in text  # never the raw path: bounded label values
 
 
-def plain_gunicorn(database_url: str, *options: str, **popen):
+def plain_gunicorn(database_url: str, *options: str, variables: dict | None = None, **popen):
     """`gunicorn -w 4 'app:create_app()'` as gunicorn's own docs start an app, from the
-    project's directory, with `options` before the app."""
+    project's directory, with `options` before the app and these environment `variables`."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        **server_env(database_url),
+        **server_env(database_url, **(variables or {})),
     }
     return serving_as_written(["gunicorn", "-w", "4", *options, API], env, **popen)
 
 
-def test_a_plain_gunicorn_in_the_project_directory_adds_up_its_workers(database_url):
-    with plain_gunicorn(database_url) as (url, _):
+@pytest.mark.parametrize("named_directory", [False, True])
+def test_a_plain_gunicorn_in_the_project_directory_adds_up_its_workers(
+    database_url, tmp_path, named_directory
+):
+    # A directory the environment names, not there yet, is made.
+    samples = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "not" / "yet")}
+    with plain_gunicorn(database_url, variables=samples if named_directory else None) as (url, _):
         # At once, from several clients: the 4 workers share them.
         answers = run_together(
             6, lambda _: [requests.get(f"{url}/store/999999", timeout=30) for _ in range(10)]
