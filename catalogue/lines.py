@@ -10,6 +10,7 @@ An empty description is none (CSV cannot tell them apart).
 import csv
 import json
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ CHECKED_TOGETHER = 1_000
 ITEM_LINE = ItemImportSchema(many=True)
 # What a spreadsheet reads as the start of a formula in a cell (OWASP, "CSV Injection").
 FORMULA_STARTS = frozenset("=+-@\t\r")
+MAX_DIGITS = sys.get_int_max_str_digits()
 JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 # Within a CSV field of tags: an escaped character, or a separator.
 TAG_TOKEN = re.compile(r"\\(.)|\|", re.DOTALL)
@@ -109,8 +111,10 @@ def json_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, object] | BadLine
         try:
             # Decoded first: json.loads() would pass a lone surrogate's UTF-8 bytes through.
             data = json.loads(line.decode("utf-8-sig"))
-        except ValueError:  # UnicodeDecodeError too, and integers past Python's 4,300 digits
+        except (json.JSONDecodeError, UnicodeDecodeError):
             yield BadLine(number, {"line": ["Not a JSON object in UTF-8."]})
+        except ValueError:  # an integer past what int() converts
+            yield BadLine(number, {"line": [f"Integers have at most {MAX_DIGITS:,} digits."]})
         except RecursionError:
             yield BadLine(number, {"line": ["JSON nested too deeply."]})
         else:

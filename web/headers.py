@@ -25,4 +25,8 @@ def with_security_headers(response: Response) -> Response:
     # a list of token views, so that a new view that hands out tokens is covered too.
     if request.method not in READ_METHODS:
         response.headers.setdefault("Cache-Control", "no-store")
+    if request.method == "OPTIONS" and not response.content_length:
+        # Flask's own answer to OPTIONS: Allow alone, as no content, not an empty HTML page.
+        response.status_code = 204
+        del response.headers["Content-Type"]
     return response

@@ -278,6 +278,7 @@ def test_lines_no_item_can_hold_are_line_errors_with_their_numbers(app, client, 
     status = imported(app, client, store["id"], body)
     assert status["state"] == "failed", status
     assert [bad["line"] for bad in status["errors"]] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert status["errors"][3]["errors"] == {"line": ["Integers have at most 4,300 digits."]}
     assert sql("SELECT count(*) FROM items") == [(0,)]
 
     # Prices as JSON writes numbers, in ASCII digits: not what int() and float() take too.

@@ -123,3 +123,10 @@ def test_the_token_check_of_an_upload_asks_whose_store_it_is(app, client, anonym
     assert check(alice, hers["id"]) == check(client, others["id"]) == 204
     for store_id in (others["id"], deleted["id"], 10**6, 10**20):
         assert check(alice, store_id) == 403
+
+
+def test_options_answers_allow_with_no_content(anonymous):
+    answer = anonymous.options("/store")
+    assert answer.status_code == 204
+    assert "Content-Type" not in answer.headers
+    assert set(answer.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
