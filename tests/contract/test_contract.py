@@ -30,7 +30,7 @@ def test_the_api_keeps_its_openapi_contract(database, app, live_server, new_user
     # Stateful phase included: OpenAPI links chain POST -> GET/PUT/DELETE. Every check but
     # ensure_resource_availability (ST302, "created resource not found"): a scenario may
     # delete a store, which cascades to an item it created earlier, then use that item's
-    # link, and a 404 is right (seen on SQLite). tests/test_items.py and the other suites
+    # link, and a 404 is right (seen on SQLite). tests/api/test_items.py and the other suites
     # read back what they create. One schemathesis worker, so that the seed reproduces a run.
     # Not the import of catalogue files: its body is a file, any text, so what the fuzzer
     # calls a body of the wrong type (an object) arrives as a file like any other, taken

@@ -10,10 +10,11 @@ from catalogue.lines import CSV, JSON_LINES, BadLine, items_of, unescaped
 
 FUZZED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# Pieces that have broken a reader, or might: lone surrogates, NUL, deep nesting, numbers
+# Pieces that have broken a reader, or might: lone surrogates, NUL, deep nesting (past the
+# recursion limit, and no deeper: cut into pieces of a few bytes, 100,000 took minutes), numbers
 # Python or the database refuses, invalid UTF-8, odd CSV quoting, a byte-order mark.
 AWKWARD = st.sampled_from([
-    b'"\\ud800"', b'"\\udfff\\ud800"', b"\\u0000", b"\x00", b"[" * 100_000, b"{" * 5_000,
+    b'"\\ud800"', b'"\\udfff\\ud800"', b"\\u0000", b"\x00", b"[" * 5_000, b"{" * 5_000,
     b"9" * 5_000, b"NaN", b"-Infinity", b"1e400", b"\xff\xfe", b"\xed\xa0\x80", b'"', b'""',
     b"\r", b"\n", b",", b"|", b"\\", b"'", b"=", b"\xef\xbb\xbf", b'{"name": ', b'"price": ',
     b"name,price\n", b"}", b"]", b"1",
