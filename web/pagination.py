@@ -45,8 +45,8 @@ def page_of(
     page is `(parent, key) > (value, after) AND parent <= value`, which the (parent, key)
     index serves from the page's first entry to its last: given `parent = value AND key >
     after`, the planner may walk the primary key from `after` and filter, reading every later
-    row of other parents (20,016 rows for a page of 9 in tests/database/test_plans.py), and given the
-    row comparison with `parent = value`, it walks the parent's whole index range.
+    row of other parents (20,016 rows for a page of 9 in tests/database/test_plans.py), and
+    given the row comparison with `parent = value`, it walks the parent's whole index range.
 
     One row more than the page is read to know whether there is a next page: no count of
     every matching row, on any page.
