@@ -139,6 +139,22 @@ def test_a_plain_gunicorn_in_the_project_directory_adds_up_its_workers(
     assert "metrics_process_only" not in exposed
 
 
+@pytest.mark.one_driver
+def test_a_scrape_adds_up_the_workers_while_one_is_making_its_file(database_url, tmp_path):
+    # A worker makes its file of samples, then sizes it: a scrape in between (or ever after,
+    # if that worker died there) saw an empty file and answered 500 (client_python#1199).
+    samples = tmp_path / "samples"
+    with plain_gunicorn(database_url, variables={"PROMETHEUS_MULTIPROC_DIR": str(samples)}) as (
+        url,
+        _,
+    ):
+        (samples / "counter_4194304.db").touch()
+        assert requests.get(f"{url}/store/999999", timeout=30).status_code == 404
+        scraped = requests.get(f"{url}/metrics", timeout=30)
+    assert scraped.status_code == 200
+    assert metric_total(scraped.text, "http_requests_total", route="/store/{store_id}") == 1
+
+
 def test_a_gunicorn_without_its_configuration_says_it_counts_one_worker(database_url, tmp_path):
     log = tmp_path / "gunicorn.log"
     with plain_gunicorn(database_url, "--config", "/dev/null", stderr=log.open("w")) as (url, _):
