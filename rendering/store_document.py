@@ -7,10 +7,10 @@ Python objects instead of three queries, ORM rows and a marshmallow dump, worth 
 a second renderer (docs/benchmarks.md). The statement is a PL/pgSQL function, whose plans are
 kept for the life of the server connection (psycopg2 never prepares, and psycopg 3 must not
 behind PgBouncer), so the read is planned once per connection, not once per request. Its SQL
-is built here from NESTED_LIMIT; migrations install it (Alembic's replaceable objects,
-migrations/replaceable_objects.py), and tests hold the installed function equal to
-function_sql() and the two renderers' documents equal. Elsewhere (SQLite) StoreSchema
-renders it.
+is built here from NESTED_LIMIT; a migration installs it with the text function_sql() gave
+then, pasted in (Alembic's replaceable objects, migrations/replaceable_objects.py): a change
+here needs a new migration, as tests hold the installed function equal to function_sql() and
+the two renderers' documents equal. Elsewhere (SQLite) StoreSchema renders it.
 """
 
 from flask import Response, current_app, jsonify
@@ -26,8 +26,6 @@ from web.fields import NESTED_LIMIT
 from web.pagination import attach_firsts
 
 FUNCTION = "store_document(requested_id integer)"
-# What makes it render live stores only (migration 0007 added it).
-LIVE_ONLY = " AND store.deleted_at IS NULL"
 # How each collection's first rows are found, in the store's index order (migration 0013):
 # the function keeps the generic plan PL/pgSQL makes after five calls, and for
 # `store_id = requested_id ORDER BY id`, with statistics that know one big store alone (taken
@@ -36,7 +34,6 @@ LIVE_ONLY = " AND store.deleted_at IS NULL"
 # GET at a million items). A range is no equality the planner can drop from ORDER BY: only
 # the (store_id, id) index gives that order, whatever the estimate.
 IN_STORE_ORDER = "store_id BETWEEN requested_id AND requested_id ORDER BY store_id, id"
-IN_ID_ORDER = "store_id = requested_id ORDER BY id"
 # What keeps every plan the function makes to indexes (migration 0014): a plan made while
 # the tables were small (a seq scan of their few rows then cheapest) is kept for the life of
 # the connection, and then reads every row of a table grown since, an import's uncommitted
@@ -72,7 +69,7 @@ BEGIN
             (SELECT coalesce(jsonb_agg(tag ORDER BY tag.id), '[]') AS firsts FROM (
                 SELECT id, name, store_id FROM tags
                 WHERE {IN_STORE_ORDER} LIMIT {more}) tag) tags
-        WHERE store.id = requested_id{LIVE_ONLY}
+        WHERE store.id = requested_id AND store.deleted_at IS NULL
     );
 END
 $$"""

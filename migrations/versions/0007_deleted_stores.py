@@ -13,7 +13,6 @@ from alembic import op
 import sqlalchemy as sa
 
 from migrations.replaceable_objects import ReplaceableObject
-from rendering import store_document
 
 
 revision = '0007'
@@ -22,12 +21,34 @@ branch_labels = None
 depends_on = None
 
 
-# The store document of live stores only, with the nested limit of its time.
+# The store document of live stores only (store.deleted_at IS NULL), as this version
+# installed it.
 STORE_DOCUMENT = ReplaceableObject(
-    store_document.FUNCTION,
-    store_document.function_sql(nested_limit=10)
-    .replace(store_document.IN_STORE_ORDER, store_document.IN_ID_ORDER)
-    .replace(store_document.INDEXES_ONLY, ''),
+    'store_document(requested_id integer)',
+    '''RETURNS text
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN
+    RETURN (
+        SELECT jsonb_build_object(
+            'id', store.id, 'name', store.name, 'owner_id', store.owner_id,
+            'items', items.firsts - 10,
+            'items_has_more', jsonb_array_length(items.firsts) > 10,
+            'items_url', '/store/' || store.id || '/item',
+            'tags', tags.firsts - 10,
+            'tags_has_more', jsonb_array_length(tags.firsts) > 10,
+            'tags_url', '/store/' || store.id || '/tag'
+        )::text
+        FROM stores store,
+            (SELECT coalesce(jsonb_agg(item ORDER BY item.id), '[]') AS firsts FROM (
+                SELECT id, name, price, description, store_id FROM items
+                WHERE store_id = requested_id ORDER BY id LIMIT 11) item) items,
+            (SELECT coalesce(jsonb_agg(tag ORDER BY tag.id), '[]') AS firsts FROM (
+                SELECT id, name, store_id FROM tags
+                WHERE store_id = requested_id ORDER BY id LIMIT 11) tag) tags
+        WHERE store.id = requested_id AND store.deleted_at IS NULL
+    );
+END
+$$''',
 )
 
 

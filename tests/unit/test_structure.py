@@ -11,6 +11,9 @@ PRODUCT = [
     for path in ROOT.glob("**/*.py")
     if path.relative_to(ROOT).parts[0] not in {".venv", "tests", "bench", "tools", "migrations"}
 ]
+# What `import` names of it: its top-level modules and packages.
+PRODUCT_NAMES = {path.relative_to(ROOT).parts[0].removesuffix(".py") for path in PRODUCT}
+MIGRATIONS = sorted((ROOT / "migrations").glob("**/*.py"))
 RESOURCES = sorted((ROOT / "resources").glob("*.py"))
 CHILDREN = {"ItemModel", "TagModel"}
 COMPOSERS = {"read", "listing", "write"}
@@ -29,6 +32,17 @@ def calls(path: Path):
 
 def where(path: Path, node: ast.AST) -> str:
     return f"{path.relative_to(ROOT)}:{node.lineno}"
+
+
+def imports(path: Path):
+    """Each import statement of the module, anywhere in it, with the module it names
+    (`from a.b import c`: a.b; relative imports are not used here)."""
+    for node in ast.walk(tree(path)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            yield node, node.module or ""
 
 
 def test_no_product_module_is_over_300_lines():
@@ -137,3 +151,15 @@ def test_no_private_api_of_flask_smorest_or_apispec_is_used():
         and node.attr not in MARSHMALLOW_HOOKS
     ]
     assert not private
+
+
+def test_no_migration_imports_product_code():
+    """A migration is history: it holds the SQL it ran, as text. Built from product code, it
+    would install something else once that code changed."""
+    product = [
+        f"{where(path, node)} imports {name}"
+        for path in MIGRATIONS
+        for node, name in imports(path)
+        if name.partition(".")[0] in PRODUCT_NAMES
+    ]
+    assert not product
