@@ -20,8 +20,8 @@ from sqlalchemy import func, select, text
 
 from catalogue.lines import BadLine, items_of
 from db import db, insert_missing
-from jobs.priority import lower_own_priority
 from models import ItemModel, ItemTagModel, TagModel
+from priority import lower_own_priority
 
 T = TypeVar("T")
 
@@ -114,7 +114,7 @@ def read_ahead(entries: Iterator[T], batch: int = BATCH_ITEMS, depth: int = 1) -
     """`entries`, read and checked by a thread of their own up to `depth` batches ahead:
     checking a line (marshmallow) costs about what writing it does, and a write waits on
     the database (the foreign key checks at the end of each COPY) without the GIL, so both
-    go on at once. The thread runs at a lower CPU priority (jobs/priority.py): reads served
+    go on at once. The thread runs at a lower CPU priority (priority.py): reads served
     beside an import go first."""
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stopped = threading.Event()

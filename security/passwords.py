@@ -10,8 +10,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import Flask, current_app
 
-from jobs.priority import lower_own_priority
 from models import UserModel
+from priority import lower_own_priority
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from support.catalogue import CSV, JSONL, imported, json_lines, send_file
 
 from catalogue.importing import GIL_HANDOVER_SECONDS, import_items
 from db import db
-from jobs.priority import LOWEST, NICENESS
+from priority import LOWEST, NICENESS
 
 pytestmark = [pytest.mark.sqlite_too, pytest.mark.pgbouncer_too]
 
