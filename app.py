@@ -27,6 +27,7 @@ from connections.faults import (
 )
 from connections.options import engine_options, read_engine_options
 from db import READ_METHODS, READS, ROUTING, begin_transactions, configure_sqlite, db
+from models.queries import NotFoundError
 from observability import init_observability
 from replication.routing import init_replication, replica_binds
 from resources.catalogue import blp as catalogue_blueprint
@@ -40,7 +41,7 @@ from security.passwords import init_passwords
 from security.throttle import init_throttles
 from security.tokens import init_tokens
 from web.api import Api
-from web.errors import broken_body, database_unavailable, unexpected_database_error
+from web.errors import broken_body, database_unavailable, missing, unexpected_database_error
 from web.fields import MAX_ID
 from web.headers import init_headers
 from web.openapi import BEARER_AUTH
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     register_commands(app)
 
     api = Api(app)
+    app.register_error_handler(NotFoundError, missing)
     app.register_error_handler(OperationalError, database_unavailable)
     # Raised while a view reads the body, under gunicorn (NoMoreData: the body ended early).
     app.register_error_handler(ParseException, broken_body)

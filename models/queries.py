@@ -15,7 +15,6 @@ from db import db
 from models.item import ItemModel
 from models.store import INCLUDE_DELETED, StoreModel
 from models.tag import TagModel
-from web.errors import not_found, refuse
 
 Model = TypeVar("Model", StoreModel, ItemModel, TagModel)
 # "share": it stays as it is, or for an item or tag, its store stays live, until commit;
@@ -23,6 +22,14 @@ Model = TypeVar("Model", StoreModel, ItemModel, TagModel)
 # FOR NO KEY UPDATE: its key stays, so a running import's foreign key checks (KEY SHARE) go
 # on beside a delete, which the import then sees when it ends (catalogue/runs.py).
 Lock = Literal["share", "update"] | None
+
+
+class NotFoundError(LookupError):
+    """No live `model` `ident` (never there, purged, or of a deleted store): the web layer
+    answers 404 with its message (web/errors.py)."""
+
+    def __init__(self, model: type, ident: int) -> None:
+        super().__init__(f"{model.__name__.removesuffix('Model')} {ident} not found.")
 
 
 # Made once: building a loader option and its statement on every call costs a read 5 %.
@@ -56,20 +63,21 @@ def get_live(model: type[Model], ident: int, lock: Lock = None) -> Model | None:
     return None
 
 
-def get_live_or_404(model: type[Model], ident: int, lock: Lock = None) -> Model:
+def get_live_one(model: type[Model], ident: int, lock: Lock = None) -> Model:
+    """The live store, item or tag `ident`; NotFoundError if there is none."""
     found = get_live(model, ident, lock)
     if found is None:
-        refuse(not_found(model, ident))
+        raise NotFoundError(model, ident)
     return found
 
 
-def any_store_or_404(store_id: int) -> StoreModel:
-    """The store, deleted or not (404 if purged or never there), locked."""
+def get_any_store(store_id: int) -> StoreModel:
+    """The store, deleted or not (NotFoundError if purged or never there), locked."""
     store = db.session.get(
         StoreModel, store_id, with_for_update=True, execution_options={INCLUDE_DELETED: True}
     )
     if store is None:
-        refuse(not_found(StoreModel, store_id))
+        raise NotFoundError(StoreModel, store_id)
     return store
 
 

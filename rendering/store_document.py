@@ -19,9 +19,8 @@ from sqlalchemy.orm import aliased
 
 from db import db, read_outside_the_session
 from models import ItemModel, StoreModel, TagModel
-from models.queries import get_live_or_404
+from models.queries import NotFoundError, get_live_one
 from schemas import StoreSchema
-from web.errors import not_found, refuse
 from web.fields import NESTED_LIMIT
 from web.pagination import attach_firsts
 
@@ -101,7 +100,7 @@ def with_firsts(stores: list[StoreModel]) -> list[StoreModel]:
 
 def rendered_by_database(document: str | None, store_id: int) -> Response:
     if document is None:
-        refuse(not_found(StoreModel, store_id))
+        raise NotFoundError(StoreModel, store_id)
     return current_app.response_class(document, mimetype="application/json")
 
 
@@ -114,11 +113,11 @@ def store_answer(store: StoreModel) -> Response:
     return jsonify(StoreSchema().dump(with_firsts([store])[0]))
 
 
-def store_answer_or_404(store_id: int) -> Response:
+def store_answer_by_id(store_id: int) -> Response:
     """GET /store/<id>'s answer: on PostgreSQL, one statement whatever the outcome, on a
     connection of the engine of reads (db.read_outside_the_session), not through the ORM
     session."""
     if renders_in_database():
         document = read_outside_the_session(STORE_DOCUMENT, {"store_id": store_id})
         return rendered_by_database(document, store_id)
-    return store_answer(get_live_or_404(StoreModel, store_id))
+    return store_answer(get_live_one(StoreModel, store_id))

@@ -12,7 +12,7 @@ from config.settings import current_settings
 from db import db
 from jobs.deferral import start_import
 from models import ItemImportModel, StoreModel
-from models.queries import get_live, get_live_or_404
+from models.queries import get_live, get_live_one
 from models.store import INCLUDE_DELETED
 from schemas import ItemImportStatusSchema
 from security.ownership import may_change
@@ -48,7 +48,7 @@ EXPORTED = {
 
 
 def store_to_import_into(store_id: int) -> StoreModel:
-    return get_live_or_404(StoreModel, store_id)
+    return get_live_one(StoreModel, store_id)
 
 
 def may_import_into(store_id: int) -> bool:

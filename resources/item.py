@@ -8,7 +8,7 @@ from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
 from models.queries import (
     get_live,
-    get_live_or_404,
+    get_live_one,
     item_in_store_order_after,
     live_items,
     live_items_in_store_order,
@@ -52,13 +52,13 @@ def item_answer(item: ItemModel) -> Response:
 
 def item_to_change(*_body: dict, item_id: int) -> ItemModel:
     # Locked, so that a concurrent change or delete waits for us, or we for it (then: 404).
-    return get_live_or_404(ItemModel, item_id, lock="update")
+    return get_live_one(ItemModel, item_id, lock="update")
 
 
 def store_of_new_item(item_data: dict) -> StoreModel:
     # A related resource that does not exist is a 404, as JSON:API has it. Share-locked: its
     # deletion waits for the new item, or it is seen deleted (404).
-    return get_live_or_404(StoreModel, item_data["store_id"], lock="share")
+    return get_live_one(StoreModel, item_data["store_id"], lock="share")
 
 
 def page_of_store(store_id: int, **page: int) -> Page:
@@ -89,7 +89,7 @@ class Item(MethodView):
     @blp.read(ItemSchema, errors=NOT_HERE)
     def get(self, item_id: int) -> Response:
         """Get an item with its store and first tags"""
-        return item_answer(get_live_or_404(ItemModel, item_id))
+        return item_answer(get_live_one(ItemModel, item_id))
 
     @blp.write(
         200, ItemSchema, body=ItemUpdateSchema, owner=item_to_change, current=item_answer,
@@ -150,7 +150,7 @@ class ItemsInStore(MethodView):
     @blp.listing(ItemSchema, errors={404: "No store with this id"})
     def get(self, store_id: int, **page: int):
         """List the items of a store, page by page"""
-        get_live_or_404(StoreModel, store_id)
+        get_live_one(StoreModel, store_id)
         items, after = page_of_store(store_id, **page)
         return with_first_tags(items), after
 
@@ -160,7 +160,7 @@ class ItemsOfTag(MethodView):
     @blp.listing(ItemSchema, errors={404: "No tag with this id"})
     def get(self, tag_id: int, **page: int):
         """List the items linked to a tag, page by page"""
-        get_live_or_404(TagModel, tag_id)
+        get_live_one(TagModel, tag_id)
         linked = live_items().join(ItemTagModel, ItemTagModel.item_id == ItemModel.id)
         # In the link table's order: its (tag_id, item_id) index walks just this page.
         items, after = page_of(

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from config.settings import current_settings
 from db import db
 from models import ItemModel, StoreModel, TagModel
-from models.queries import any_store_or_404, count_up_to, get_live_or_404
+from models.queries import count_up_to, get_any_store, get_live_one
 from models.store import INCLUDE_DELETED
-from rendering.store_document import store_answer, store_answer_or_404, with_firsts
+from rendering.store_document import store_answer, store_answer_by_id, with_firsts
 from schemas import (
     COUNTED_UP_TO,
     DeletedStoreSchema,
@@ -35,11 +35,11 @@ NOT_HERE = {404: "No store with this id"}
 def store_to_change(*_body: dict, store_id: int) -> StoreModel:
     # Locked: a rename or delete waits for writes in the store, and they for it; so a
     # delete's counts are exact (an insert of an item or tag needs a share lock on it).
-    return get_live_or_404(StoreModel, store_id, lock="update")
+    return get_live_one(StoreModel, store_id, lock="update")
 
 
 def any_store_to_change(*_body: dict, store_id: int) -> StoreModel:
-    return any_store_or_404(store_id)
+    return get_any_store(store_id)
 
 
 def now() -> datetime:
@@ -62,7 +62,7 @@ class Store(MethodView):
     @blp.read(StoreSchema, errors=NOT_HERE)
     def get(self, store_id: int) -> Response:
         """Get a store with its first items and tags"""
-        return store_answer_or_404(store_id)
+        return store_answer_by_id(store_id)
 
     @blp.write(
         200, StoreSchema, body=PlainStoreSchema, owner=store_to_change, current=store_answer,

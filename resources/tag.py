@@ -6,7 +6,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
-from models.queries import get_live_or_404, live_tags
+from models.queries import get_live_one, live_tags
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 from web.blueprint import Blueprint
 from web.errors import not_found
@@ -40,16 +40,16 @@ def tag_answer(tag: TagModel) -> Response:
 
 def store_to_fill(*_body: dict, store_id: int) -> StoreModel:
     # Share-locked: its deletion waits for the new tag, or it is seen deleted (404).
-    return get_live_or_404(StoreModel, store_id, lock="share")
+    return get_live_one(StoreModel, store_id, lock="share")
 
 
 def tag_to_delete(*, tag_id: int) -> TagModel:
     # The lock keeps a concurrent link from slipping in between check and delete.
-    return get_live_or_404(TagModel, tag_id, lock="update")
+    return get_live_one(TagModel, tag_id, lock="update")
 
 
 def item_of_link(*, item_id: int, tag_id: int) -> ItemModel:
-    return get_live_or_404(ItemModel, item_id, lock="share")
+    return get_live_one(ItemModel, item_id, lock="share")
 
 
 @blp.route("/store/<int:store_id>/tag")
@@ -57,7 +57,7 @@ class TagsInStore(MethodView):
     @blp.listing(TagSchema, errors={404: "No store with this id"})
     def get(self, store_id: int, **page: int):
         """List the tags of a store, page by page"""
-        get_live_or_404(StoreModel, store_id)
+        get_live_one(StoreModel, store_id)
         tags, after = page_of(
             live_tags(), TagModel.id, parent=(TagModel.store_id, store_id), **page
         )
@@ -96,7 +96,7 @@ class Tag(MethodView):
     @blp.read(TagSchema, errors=NOT_HERE)
     def get(self, tag_id: int) -> Response:
         """Get a tag with its store and first items"""
-        return tag_answer(get_live_or_404(TagModel, tag_id))
+        return tag_answer(get_live_one(TagModel, tag_id))
 
     @blp.write(
         200, MessageSchema, owner=tag_to_delete, current=tag_answer,
@@ -121,7 +121,7 @@ class TagsOfItem(MethodView):
     @blp.listing(TagSchema, errors={404: "No item with this id"})
     def get(self, item_id: int, **page: int):
         """List the tags linked to an item, page by page"""
-        get_live_or_404(ItemModel, item_id)
+        get_live_one(ItemModel, item_id)
         linked = live_tags().join(ItemTagModel, ItemTagModel.tag_id == TagModel.id)
         # In the link table's order: its (item_id, tag_id) key walks just this page.
         tags, after = page_of(
@@ -148,7 +148,7 @@ class LinkTagsToItem(MethodView):
     )  # fmt: skip
     def post(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
         """Link a tag to an item of the same store (its owner or an admin)"""
-        tag = get_live_or_404(TagModel, tag_id)
+        tag = get_live_one(TagModel, tag_id)
         if item.store_id != tag.store_id:
             abort(
                 409,
@@ -168,7 +168,7 @@ class LinkTagsToItem(MethodView):
     )  # fmt: skip
     def delete(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
         """Unlink a tag from an item (its store's owner or an admin)"""
-        tag = get_live_or_404(TagModel, tag_id)
+        tag = get_live_one(TagModel, tag_id)
         unlinked = db.session.execute(
             delete(ItemTagModel).where(
                 ItemTagModel.item_id == item_id, ItemTagModel.tag_id == tag_id

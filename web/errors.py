@@ -1,5 +1,5 @@
 """Every error answer in Flask-Smorest's one shape, {code, status, message?, errors?}: the
-refusals views give (abort), and what database errors become."""
+refusals views give (abort), and what the data layer's and the database's errors become."""
 
 import traceback
 from typing import Any, NoReturn
@@ -11,6 +11,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 
 from connections.faults import failure_kind
 from db import db
+from models.queries import NotFoundError
 from observability.metrics import count_database_failure
 
 RETRY_AFTER_SECONDS = 5
@@ -26,7 +27,12 @@ def refuse(refusal: Refusal) -> NoReturn:
 
 
 def not_found(model: type, ident: int) -> Refusal:
-    return 404, {"message": f"{model.__name__.removesuffix('Model')} {ident} not found."}
+    return 404, {"message": str(NotFoundError(model, ident))}
+
+
+def missing(error: NotFoundError) -> ErrorResponse:
+    """What the data layer did not find (models.queries.get_live_one, ...): a 404."""
+    return error_response(404, str(error), {})
 
 
 def error_response(code: int, message: str, headers: dict[str, str]) -> ErrorResponse:

@@ -100,7 +100,7 @@ def test_views_load_items_and_tags_only_through_models_queries():
             or (isinstance(call.func, ast.Attribute) and call.func.attr in {"get", "query"})
         )
     ]
-    assert not other_ways, "load them with models.queries (live_items, get_live_or_404, ...)"
+    assert not other_ways, "load them with models.queries (live_items, get_live_one, ...)"
 
 
 def test_the_structure_test_sees_a_child_loaded_another_way(tmp_path):
