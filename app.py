@@ -37,12 +37,12 @@ from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
 from resources.user import blp as user_blueprint
+from schemas.fields import MAX_ID
 from security.passwords import init_passwords
 from security.throttle import init_throttles
 from security.tokens import init_tokens
 from web.api import Api
 from web.errors import broken_body, database_unavailable, missing, unexpected_database_error
-from web.fields import MAX_ID
 from web.headers import init_headers
 from web.openapi import BEARER_AUTH
 

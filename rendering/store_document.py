@@ -20,9 +20,9 @@ from sqlalchemy.orm import aliased
 from db import db, read_outside_the_session
 from models import ItemModel, StoreModel, TagModel
 from models.queries import NotFoundError, get_live_one
+from rendering.firsts import attach_firsts
 from schemas import StoreSchema
-from web.fields import NESTED_LIMIT
-from web.pagination import attach_firsts
+from schemas.fields import NESTED_LIMIT
 
 FUNCTION = "store_document(requested_id integer)"
 # How each collection's first rows are found, in the store's index order (migration 0013):

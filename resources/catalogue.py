@@ -15,11 +15,11 @@ from models import ItemImportModel, StoreModel
 from models.queries import get_live, get_live_one
 from models.store import INCLUDE_DELETED
 from schemas import ItemImportStatusSchema
+from schemas.fields import MAX_ID
 from security.ownership import may_change
 from web.blueprint import Blueprint
 from web.bodies import StreamedBody, client_stalls_cut_off, spooled_body
 from web.errors import not_found, refuse
-from web.fields import MAX_ID
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER
 

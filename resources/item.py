@@ -13,6 +13,7 @@ from models.queries import (
     live_items,
     live_items_in_store_order,
 )
+from rendering.firsts import attach_firsts, set_firsts
 from schemas import (
     ItemCreateSchema,
     ItemListArgsSchema,
@@ -24,7 +25,7 @@ from web.blueprint import Blueprint
 from web.errors import not_found
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
-from web.pagination import Page, attach_firsts, page_and_next, page_of, page_offset, set_firsts
+from web.pagination import Page, page_and_next, page_of, page_offset
 from web.transactions import flush
 
 blp = Blueprint("items", __name__, description="Items, each in one store")

@@ -7,12 +7,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
 from models.queries import get_live_one, live_tags
+from rendering.firsts import attach_firsts, set_firsts
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 from web.blueprint import Blueprint
 from web.errors import not_found
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
-from web.pagination import attach_firsts, page_of, set_firsts
+from web.pagination import page_of
 from web.transactions import flush
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")

@@ -19,10 +19,10 @@ from flask_jwt_extended import jwt_required
 from marshmallow import Schema
 
 from schemas import IdempotencyKeySchema, PageArgsSchema
+from schemas.fields import MAX_PAGE_DEPTH
 from security.ownership import NOT_THE_OWNER, Owned, require_admin, require_owner
 from web import conditional, idempotency, transactions
 from web.bodies import StreamedBody
-from web.fields import MAX_PAGE_DEPTH
 from web.openapi import BEARER_AUTH, ETAG_HEADER, RETRY_AFTER
 from web.pagination import LINK_HEADER, linked
 from web.parsing import ArgumentsParser

@@ -4,7 +4,7 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, post_load, validate
 
-from web.fields import (
+from schemas.fields import (
     MAX_PAGE_DEPTH,
     NO_NUL,
     After,
