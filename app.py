@@ -37,7 +37,7 @@ from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
 from resources.user import blp as user_blueprint
-from schemas.fields import MAX_ID
+from schemas.field_types import MAX_ID
 from security.passwords import init_passwords
 from security.throttle import init_throttles
 from security.tokens import init_tokens

@@ -23,7 +23,7 @@ import psycopg
 import psycopg2
 from flask import Flask, Response
 
-from schemas.fields import NESTED_LIMIT
+from schemas.field_types import NESTED_LIMIT
 
 STORE_PATH = re.compile(r"/store/(\d+)")
 NOT_FOUND = b'{"code": 404, "status": "Not Found"}'

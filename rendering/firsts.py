@@ -1,6 +1,6 @@
 """The first entries of a collection that a representation nests (a store's first items
 and tags, an item's first tags, a tag's first items), with whether there are more: set on
-the parents for the schemas to dump (schemas.fields.first_entries)."""
+the parents for the schemas to dump (schemas.field_types.first_entries)."""
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, any_, func, select
 
 from db import db
-from schemas.fields import NESTED_LIMIT
+from schemas.field_types import NESTED_LIMIT
 
 
 def attach_firsts(

@@ -22,7 +22,7 @@ from models import ItemModel, StoreModel, TagModel
 from models.queries import NotFoundError, get_live_one
 from rendering.firsts import attach_firsts
 from schemas import StoreSchema
-from schemas.fields import NESTED_LIMIT
+from schemas.field_types import NESTED_LIMIT
 
 FUNCTION = "store_document(requested_id integer)"
 # How each collection's first rows are found, in the store's index order (migration 0013):

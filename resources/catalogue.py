@@ -15,7 +15,7 @@ from models import ItemImportModel, StoreModel
 from models.queries import get_live, get_live_one
 from models.store import INCLUDE_DELETED
 from schemas import ItemImportStatusSchema
-from schemas.fields import MAX_ID
+from schemas.field_types import MAX_ID
 from security.ownership import may_change
 from web.blueprint import Blueprint
 from web.bodies import StreamedBody, client_stalls_cut_off, spooled_body

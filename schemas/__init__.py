@@ -4,7 +4,7 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, post_load, validate
 
-from schemas.fields import (
+from schemas.field_types import (
     MAX_PAGE_DEPTH,
     NO_NUL,
     After,

@@ -19,7 +19,7 @@ from flask_jwt_extended import jwt_required
 from marshmallow import Schema
 
 from schemas import IdempotencyKeySchema, PageArgsSchema
-from schemas.fields import MAX_PAGE_DEPTH
+from schemas.field_types import MAX_PAGE_DEPTH
 from security.ownership import NOT_THE_OWNER, Owned, require_admin, require_owner
 from web import conditional, idempotency, transactions
 from web.bodies import StreamedBody

@@ -11,7 +11,7 @@ from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import db
-from schemas.fields import MAX_PAGE_DEPTH
+from schemas.field_types import MAX_PAGE_DEPTH
 
 LINK_HEADER = {
     "Link": {

@@ -10,7 +10,7 @@ from marshmallow import ValidationError
 from support import PASSWORD
 from support.api import new_store
 
-from schemas.fields import NOT_BLANK_NO_NUL_PATTERN, not_blank_no_nul
+from schemas.field_types import NOT_BLANK_NO_NUL_PATTERN, not_blank_no_nul
 
 BODY_LIMIT = 1024 * 1024
 VARIANTS = {
