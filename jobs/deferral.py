@@ -1,9 +1,8 @@
 """Deferring jobs from the API: the import of a catalogue file, once its request committed.
 
 procrastinate's Task.defer runs synchronously on a connection pool of the app's own, by
-the task's name (the API never imports the worker's module, which reads the environment).
-A deferral that fails loses nothing: the import stays queued, and the worker's periodic
-sweep runs it (jobs/tasks.py).
+the task's name (the worker's queue is worker.py's). A deferral that fails loses nothing:
+the import stays queued, and the worker's periodic sweep runs it (jobs/tasks.py).
 """
 
 import logging

@@ -1,6 +1,6 @@
-"""procrastinate's worker (jobs/tasks.py) purges expired stores by itself, and finishes a purge
-whose worker was killed in the middle, touching nothing of another store; replicas share
-the work. It runs catalogue imports, and sweeps up those whose job was lost."""
+"""procrastinate's worker (worker.py, jobs/tasks.py) purges expired stores by itself, and
+finishes a purge whose worker was killed in the middle, touching nothing of another store;
+replicas share the work. It runs catalogue imports, and sweeps up those whose job was lost."""
 
 import re
 import signal

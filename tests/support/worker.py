@@ -1,4 +1,4 @@
-"""The job worker as deployed: procrastinate's, on jobs/tasks.py, in a process of its own; and
+"""The job worker as deployed: procrastinate's, on worker.py, in a process of its own; and
 an import sent to a real server, for it to run."""
 
 import os
@@ -23,7 +23,7 @@ def worker(database_url: str, **variables: str) -> subprocess.Popen:
         **variables,
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "procrastinate", "--app=jobs.tasks.queue", "worker"],
+        [sys.executable, "-m", "procrastinate", "--app=worker.queue", "worker"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
 
