@@ -68,7 +68,7 @@ class ItemImport(MethodView):
             404: "No store with this id", 422: "The body is empty",
         },
     )  # fmt: skip
-    def post(self, store: StoreModel, store_id: int) -> tuple[ItemImportModel, dict]:
+    def post(self, target: StoreModel, store_id: int) -> tuple[ItemImportModel, dict]:
         """Import items from a JSON Lines or CSV file, all or nothing (its owner or an admin)
 
         Each line is an item as POST /item takes it, with the names of its tags, found in
@@ -78,7 +78,7 @@ class ItemImport(MethodView):
         if body.size == 0:
             abort(422, message="The body is empty: send one item a line.")
         item_import = ItemImportModel(
-            store_id=store.id, user_id=current_user.id, media_type=request.mimetype,
+            store_id=target.id, user_id=current_user.id, media_type=request.mimetype,
             size=body.size, created_at=datetime.now(UTC),
         )  # fmt: skip
         db.session.add(item_import)

@@ -51,15 +51,15 @@ def item_answer(item: ItemModel) -> Response:
     return jsonify(ItemSchema().dump(with_first_tags([item])[0]))
 
 
-def item_to_change(*_body: dict, item_id: int) -> ItemModel:
+def item_to_change(item_id: int) -> ItemModel:
     # Locked, so that a concurrent change or delete waits for us, or we for it (then: 404).
     return get_live_one(ItemModel, item_id, lock="update")
 
 
-def store_of_new_item(item_data: dict) -> StoreModel:
+def store_of_new_item(body: dict) -> StoreModel:
     # A related resource that does not exist is a 404, as JSON:API has it. Share-locked: its
     # deletion waits for the new item, or it is seen deleted (404).
-    return get_live_one(StoreModel, item_data["store_id"], lock="share")
+    return get_live_one(StoreModel, body["store_id"], lock="share")
 
 
 def page_of_store(store_id: int, **page: int) -> Page:
@@ -96,16 +96,16 @@ class Item(MethodView):
         200, ItemSchema, body=ItemUpdateSchema, owner=item_to_change, current=item_answer,
         errors=NOT_HERE,
     )  # fmt: skip
-    def put(self, item: ItemModel, item_data: dict, item_id: int) -> Response:
+    def put(self, target: ItemModel, body: dict, item_id: int) -> Response:
         """Change an item's name, price or description (its store's owner or an admin)"""
-        for field, value in item_data.items():
-            setattr(item, field, value)
-        return item_answer(item)
+        for field, value in body.items():
+            setattr(target, field, value)
+        return item_answer(target)
 
     @blp.write(200, MessageSchema, owner=item_to_change, current=item_answer, errors=NOT_HERE)
-    def delete(self, item: ItemModel, item_id: int) -> dict:
+    def delete(self, target: ItemModel, item_id: int) -> dict:
         """Delete an item and its links to tags (its store's owner or an admin)"""
-        db.session.delete(item)
+        db.session.delete(target)
         return {"message": f"Item {item_id} deleted."}
 
 
@@ -135,13 +135,13 @@ class ItemList(MethodView):
             "GetStore": link("get", "/store/{store_id}", store_id="store_id"),
         },
     )  # fmt: skip
-    def post(self, store: StoreModel, item_data: dict) -> tuple[ItemModel, dict[str, str]]:
+    def post(self, target: StoreModel, body: dict) -> tuple[ItemModel, dict[str, str]]:
         """Create an item in a store (its owner or an admin)"""
-        item = ItemModel(**item_data)
+        item = ItemModel(**body)
         db.session.add(item)
         # The store can still vanish before the insert commits: the foreign key tells.
-        flush(on_foreign_key=not_found(StoreModel, store.id))
-        set_committed_value(item, "store", store)
+        flush(on_foreign_key=not_found(StoreModel, target.id))
+        set_committed_value(item, "store", target)
         set_firsts(item, "tags", [])
         return item, {"Location": url_for("items.Item", item_id=item.id)}
 

@@ -32,13 +32,13 @@ blp = Blueprint("stores", __name__, description="Stores, which own items and tag
 NOT_HERE = {404: "No store with this id"}
 
 
-def store_to_change(*_body: dict, store_id: int) -> StoreModel:
+def store_to_change(store_id: int) -> StoreModel:
     # Locked: a rename or delete waits for writes in the store, and they for it; so a
     # delete's counts are exact (an insert of an item or tag needs a share lock on it).
     return get_live_one(StoreModel, store_id, lock="update")
 
 
-def any_store_to_change(*_body: dict, store_id: int) -> StoreModel:
+def any_store_to_change(store_id: int) -> StoreModel:
     return get_any_store(store_id)
 
 
@@ -68,16 +68,16 @@ class Store(MethodView):
         200, StoreSchema, body=PlainStoreSchema, owner=store_to_change, current=store_answer,
         errors={**NOT_HERE, 409: "Another store has this name"},
     )  # fmt: skip
-    def put(self, store: StoreModel, store_data: dict, store_id: int) -> Response:
+    def put(self, target: StoreModel, body: dict, store_id: int) -> Response:
         """Rename a store (its owner or an admin)"""
-        store.name = store_data["name"]
-        return saved_store(store)
+        target.name = body["name"]
+        return saved_store(target)
 
     @blp.write(
         200, StoreDeletionSchema, fresh=True, owner=store_to_change, current=store_answer,
         errors=NOT_HERE,
     )  # fmt: skip
-    def delete(self, store: StoreModel, store_id: int) -> StoreModel:
+    def delete(self, target: StoreModel, store_id: int) -> StoreModel:
         """Delete a store with all its items, tags and their links (its owner or an admin,
         with a fresh token); POST /store/<id>/restore brings it back until its expire_time"""
         # Its rows stay until expire_time, hidden: the delete costs the same at any size.
@@ -87,20 +87,20 @@ class Store(MethodView):
                 count_up_to(TagModel, store_id, COUNTED_UP_TO),
             )
         ).one()
-        store.deleted_at = now()
-        store.expire_time = store.deleted_at + timedelta(
+        target.deleted_at = now()
+        target.expire_time = target.deleted_at + timedelta(
             days=current_settings().deleted_store_retention_days
         )
-        store.deleted_by = current_user.id
+        target.deleted_by = current_user.id
         exact = max(items, tags) < COUNTED_UP_TO
         bound = "" if exact else "at least "
-        store.message = (
+        target.message = (
             f"Store {store_id} deleted with {bound}{items:,} items and {tags:,} tags; "
             f"POST /store/{store_id}/restore brings it back until "
-            f"{store.expire_time:%Y-%m-%d %H:%M} UTC."
+            f"{target.expire_time:%Y-%m-%d %H:%M} UTC."
         )
-        store.deleted = {"items": items, "tags": tags, "exact": exact}
-        return store
+        target.deleted = {"items": items, "tags": tags, "exact": exact}
+        return target
 
 
 @blp.route("/store/<int:store_id>/restore")
@@ -113,14 +113,14 @@ class StoreRestore(MethodView):
             409: "The store is not deleted, or a live store has its name",
         },
     )  # fmt: skip
-    def post(self, store: StoreModel, restore_data: dict, store_id: int) -> Response:
+    def post(self, target: StoreModel, body: dict, store_id: int) -> Response:
         """Restore a deleted store before its expire_time, whole: same ids, items, tags and
         links (its owner or an admin, with a fresh token)"""
-        if store.deleted_at is None:
+        if target.deleted_at is None:
             abort(409, message=f"Store {store_id} is not deleted.")
-        if is_expired(store):
+        if is_expired(target):
             refuse(not_found(StoreModel, store_id))
-        name = restore_data.get("name", store.name)
+        name = body.get("name", target.name)
         # Named for the client; the unique index still decides (saved_store) if a store
         # takes the name between this look and the commit.
         taken = db.session.scalar(select(StoreModel.id).where(StoreModel.name == name))
@@ -130,9 +130,9 @@ class StoreRestore(MethodView):
                 message=f"Store {taken} is named {name!r} now: restore this one with another "
                 'name, {"name": "..."}.',
             )
-        store.name = name
-        store.deleted_at = store.expire_time = store.deleted_by = None
-        return saved_store(store)
+        target.name = name
+        target.deleted_at = target.expire_time = target.deleted_by = None
+        return saved_store(target)
 
 
 @blp.route("/store/<int:store_id>/purge")
@@ -188,8 +188,8 @@ class StoreList(MethodView):
             "ListItems": link("get", "/store/{store_id}/item", store_id="id"),
         },
     )  # fmt: skip
-    def post(self, store_data: dict) -> tuple[Response, int, dict[str, str]]:
+    def post(self, body: dict) -> tuple[Response, int, dict[str, str]]:
         """Create a store, owned by you"""
-        store = StoreModel(**store_data, owner_id=current_user.id)
+        store = StoreModel(**body, owner_id=current_user.id)
         answer = saved_store(store)
         return answer, 201, {"Location": url_for("stores.Store", store_id=store.id)}

@@ -39,17 +39,17 @@ def tag_answer(tag: TagModel) -> Response:
     return jsonify(TagSchema().dump(with_first_items([tag])[0]))
 
 
-def store_to_fill(*_body: dict, store_id: int) -> StoreModel:
+def store_to_fill(store_id: int) -> StoreModel:
     # Share-locked: its deletion waits for the new tag, or it is seen deleted (404).
     return get_live_one(StoreModel, store_id, lock="share")
 
 
-def tag_to_delete(*, tag_id: int) -> TagModel:
+def tag_to_delete(tag_id: int) -> TagModel:
     # The lock keeps a concurrent link from slipping in between check and delete.
     return get_live_one(TagModel, tag_id, lock="update")
 
 
-def item_of_link(*, item_id: int, tag_id: int) -> ItemModel:
+def item_of_link(item_id: int) -> ItemModel:
     return get_live_one(ItemModel, item_id, lock="share")
 
 
@@ -75,10 +75,10 @@ class TagsInStore(MethodView):
         },
     )  # fmt: skip
     def post(
-        self, store: StoreModel, tag_data: dict, store_id: int
+        self, target: StoreModel, body: dict, store_id: int
     ) -> tuple[TagModel, dict[str, str]]:
         """Create a tag in a store (its owner or an admin)"""
-        tag = TagModel(**tag_data, store_id=store_id)
+        tag = TagModel(**body, store_id=store_id)
         db.session.add(tag)
         flush(
             on_unique=(
@@ -87,7 +87,7 @@ class TagsInStore(MethodView):
             ),
             on_foreign_key=not_found(StoreModel, store_id),
         )
-        set_committed_value(tag, "store", store)
+        set_committed_value(tag, "store", target)
         set_firsts(tag, "items", [])
         return tag, {"Location": url_for("tags.Tag", tag_id=tag.id)}
 
@@ -103,7 +103,7 @@ class Tag(MethodView):
         200, MessageSchema, owner=tag_to_delete, current=tag_answer,
         errors={**NOT_HERE, 409: "The tag is still linked to items"},
     )  # fmt: skip
-    def delete(self, tag: TagModel, tag_id: int) -> dict:
+    def delete(self, target: TagModel, tag_id: int) -> dict:
         """Delete a tag that no item uses (its store's owner or an admin)"""
         # Whether any link is left, not how many: a tag of 20,000 items costs one index probe.
         linked = select(ItemTagModel).where(ItemTagModel.tag_id == tag_id).exists()
@@ -113,7 +113,7 @@ class Tag(MethodView):
                 message=f"Tag {tag_id} is still linked to items: unlink them first "
                 f"with DELETE /item/<item_id>/tag/{tag_id} (GET /tag/{tag_id}/item lists them).",
             )
-        db.session.delete(tag)
+        db.session.delete(target)
         return {"message": f"Tag {tag_id} deleted."}
 
 
@@ -147,27 +147,27 @@ class LinkTagsToItem(MethodView):
             "GetTag": link("get", "/tag/{tag_id}", tag_id="tag/id"),
         },
     )  # fmt: skip
-    def post(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
+    def post(self, target: ItemModel, item_id: int, tag_id: int) -> dict:
         """Link a tag to an item of the same store (its owner or an admin)"""
         tag = get_live_one(TagModel, tag_id)
-        if item.store_id != tag.store_id:
+        if target.store_id != tag.store_id:
             abort(
                 409,
                 message=f"Tag {tag_id} belongs to store {tag.store_id} and item {item_id} "
-                f"to store {item.store_id}: link a tag of the item's own store.",
+                f"to store {target.store_id}: link a tag of the item's own store.",
             )
         db.session.add(ItemTagModel(item_id=item_id, tag_id=tag_id))
         flush(
             on_unique=(409, {"message": f"Item {item_id} and tag {tag_id} are linked already."}),
             on_foreign_key=(404, {"message": "The item or the tag was deleted meanwhile."}),
         )
-        return {"message": f"Tag {tag_id} linked to item {item_id}.", "item": item, "tag": tag}
+        return {"message": f"Tag {tag_id} linked to item {item_id}.", "item": target, "tag": tag}
 
     @blp.write(
         200, LinkSchema, tagged=False, owner=item_of_link,
         errors={404: "No such item, tag or link"},
     )  # fmt: skip
-    def delete(self, item: ItemModel, item_id: int, tag_id: int) -> dict:
+    def delete(self, target: ItemModel, item_id: int, tag_id: int) -> dict:
         """Unlink a tag from an item (its store's owner or an admin)"""
         tag = get_live_one(TagModel, tag_id)
         unlinked = db.session.execute(
@@ -177,4 +177,8 @@ class LinkTagsToItem(MethodView):
         )
         if unlinked.rowcount == 0:
             abort(404, message=f"Item {item_id} and tag {tag_id} are not linked.")
-        return {"message": f"Tag {tag_id} unlinked from item {item_id}.", "item": item, "tag": tag}
+        return {
+            "message": f"Tag {tag_id} unlinked from item {item_id}.",
+            "item": target,
+            "tag": tag,
+        }

@@ -74,14 +74,14 @@ class Register(MethodView):
         201, UserSchema, token=None, idempotent=address_scope, body=UserCreateSchema,
         errors={409: "The username (in any case) or the email is taken", 429: TOO_MANY},
     )  # fmt: skip
-    def post(self, user_data: dict) -> UserModel:
+    def post(self, body: dict) -> UserModel:
         """Create a user account (a few per client address and hour)"""
         attempt(
             (limit("register-address"), client_of(request.remote_addr)),
             refusal="Too many sign-ups from your address: wait for Retry-After seconds.",
         )
         # Hashed with no transaction open: attempt() committed its own.
-        user = new_user(user_data)
+        user = new_user(body)
         db.session.add(user)
         taken = f"A user named {user.username!r} (in any case) or with the email {user.email!r}"
         flush(on_unique=(409, {"message": f"{taken} exists: pick another, or log in."}))
@@ -95,7 +95,7 @@ class Login(MethodView):
         cookies=DeviceCookieSchema, headers=DEVICE_COOKIE_HEADER,
         errors={401: "Wrong username or password", 429: TOO_MANY},
     )  # fmt: skip
-    def post(self, credentials: dict, cookies: dict) -> dict:
+    def post(self, body: dict, cookies: dict) -> dict:
         """Log in: get a fresh access token and a refresh token
 
         The username may be written in any case. Attempts are throttled per account and
@@ -103,7 +103,7 @@ class Login(MethodView):
         address. A client that keeps the device cookie of a login has an allowance of its own
         for that account, which nobody else uses up.
         """
-        username, password = username_key(credentials["username"]), credentials["password"]
+        username, password = username_key(body["username"]), body["password"]
         counted = login_counts(username, known_device(cookies.get(DEVICE_COOKIE), username))
         delays = attempt(*counted, refusal=TOO_MANY_LOGINS)
         found = select(UserModel).where(UserModel.named(username))
@@ -180,7 +180,7 @@ class MyPassword(MethodView):
         200, TokensSchema, fresh=True, tagged=False, body=PasswordChangeSchema,
         errors={403: "current_password is not your password", 429: TOO_MANY},
     )  # fmt: skip
-    def put(self, passwords: dict) -> dict:
+    def put(self, body: dict) -> dict:
         """Change your password, and end every login of yours: the answer is a new login
 
         Needs a fresh access token and the current password, whose wrong guesses count as
@@ -190,12 +190,12 @@ class MyPassword(MethodView):
         counted = login_counts(username_key(current_user.username), None)
         end_transaction_early()  # the token's check began one: see Refresh
         delays = attempt(*counted, refusal=TOO_MANY_LOGINS)
-        if not check_password(current_user, passwords["current_password"]):
+        if not check_password(current_user, body["current_password"]):
             restart_delays(delays)
             abort(
                 403, message="current_password is not your password: send the one you log in with."
             )
-        new_hash = hashed_password(passwords["new_password"])
+        new_hash = hashed_password(body["new_password"])
         succeeded(*counted)
         # Raising the version refuses every token of the user at once (as logout?all=true).
         changed = (

@@ -8,6 +8,7 @@ in the one right order and documents each of them:
       > the view
 """
 
+import inspect
 from collections.abc import Callable, Mapping
 from functools import wraps
 from types import MappingProxyType
@@ -85,14 +86,15 @@ class Blueprint(flask_smorest.Blueprint):
     ) -> Callable:
         """A request that changes something, committed once it answered `status`.
 
-        `owner` finds what the view changes, from the view's own arguments (404 if it is not
-        there: that it exists is public, as reads are); anyone but the store's owner or an
-        admin is refused (403), and the view gets it as its first argument. With `current`,
-        which renders it as its GET does, an If-Match naming another ETag is refused (412):
-        `owner` locks it, so that the comparison holds until the write commits. The parsed
-        body, query and cookies come next, in that order; a `streamed` body is spooled
-        instead, for the view to read (web.bodies.spooled_body). `idempotent` is the scope
-        of the request's Idempotency-Key; `tagged` answers carry ETags and take If-Match.
+        `owner` finds what the view changes, from the view's arguments it names (404 if it is
+        not there: that it exists is public, as reads are); anyone but the store's owner or
+        an admin is refused (403), and the view gets it as `target`. With `current`, which
+        renders it as its GET does, an If-Match naming another ETag is refused (412): `owner`
+        locks it, so that the comparison holds until the write commits. The view gets the
+        parsed body, query and cookies by name too, as `body`, `query` and `cookies`; a
+        `streamed` body is spooled instead, for the view to read (web.bodies.spooled_body).
+        `idempotent` is the scope of the request's Idempotency-Key; `tagged` answers carry
+        ETags and take If-Match.
         """
         return self.compose(
             status, schema, token=token, fresh=fresh, admin=admin, tagged=tagged, body=body,
@@ -184,14 +186,16 @@ class Blueprint(flask_smorest.Blueprint):
                 documented["requestBody"] = streamed.openapi()
             composed = self.doc(**documented)(composed)
             if cookies:
-                composed = self.arguments(cookies, location="cookies")(composed)
+                composed = self.arguments(cookies, location="cookies", arg_name="cookies")(composed)
             if query or page_arguments:
-                composed = self.arguments(
-                    query or page_arguments, location="query", as_kwargs=many
-                )(composed)
+                # A page's arguments come one by one (page_size, after, ...).
+                named = {"as_kwargs": True} if many else {"arg_name": "query"}
+                composed = self.arguments(query or page_arguments, location="query", **named)(
+                    composed
+                )
             if body:
                 required = not getattr(body, "BODY_OPTIONAL", False)
-                composed = self.arguments(body, required=required)(composed)
+                composed = self.arguments(body, required=required, arg_name="body")(composed)
             if idempotent:
                 composed = self.arguments(
                     IdempotencyKeySchema, location="headers", as_kwargs=True, error_status_code=400
@@ -253,15 +257,17 @@ def logged_in(view: Callable, token: Token, *, fresh: bool, admin: bool) -> Call
 def owned(
     view: Callable, load: Callable[..., Owned], current: Callable[[Any], Response] | None
 ) -> Callable:
-    """`view`, given what `load` finds first, once the caller may change it and, with
-    `current`, once If-Match names it as it is."""
+    """`view`, given what `load` finds as `target`, once the caller may change it and, with
+    `current`, once If-Match names it as it is. `load` gets the view's arguments it names
+    (`store_id` of the URL, the `body`)."""
+    names = inspect.signature(load).parameters
 
     @wraps(view)
-    def guarded(view_self, *args, **kwargs):
-        target = load(*args, **kwargs)
+    def guarded(view_self, **arguments):
+        target = load(**{name: arguments[name] for name in names})
         require_owner(target)
         if current is not None and conditional.wants_comparison():
             conditional.refuse_unless_current(current(target))
-        return view(view_self, target, *args, **kwargs)
+        return view(view_self, target=target, **arguments)
 
     return guarded
