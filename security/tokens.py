@@ -1,4 +1,5 @@
-"""Who is calling: JWTs, their revocation, and the answers to tokens that do not pass."""
+"""Who is calling: JWTs and their revocation (what a token that does not pass is answered:
+web/errors.py)."""
 
 import secrets
 import uuid
@@ -12,7 +13,6 @@ from sqlalchemy import ColumnElement, select
 from config.settings import Settings
 from db import db, read_current, upsertable_insert
 from models import TokenFamilyModel, UserModel
-from web.errors import ErrorResponse, error_response
 
 MIN_SECRET_BYTES = 32
 MAKE_A_SECRET = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
@@ -110,10 +110,6 @@ def refuse_replay(token: dict[str, Any]) -> None:
     db.session.commit()
 
 
-def unauthorized(message: str) -> ErrorResponse:
-    return error_response(401, message, BEARER_CHALLENGE)
-
-
 @jwt.token_in_blocklist_loader
 def is_revoked(_header: dict, token: dict) -> bool:
     # One round trip checks the token and loads its user, for token_user below
@@ -140,45 +136,3 @@ def is_revoked(_header: dict, token: dict) -> bool:
 @jwt.user_lookup_loader
 def token_user(_header: dict, _token: dict) -> UserModel | None:
     return g.pop("token_user", None)
-
-
-@jwt.unauthorized_loader
-def token_missing(reason: str):
-    return unauthorized(
-        f"{reason}. Log in with POST /login and send the access token as "
-        "'Authorization: Bearer <token>'."
-    )
-
-
-@jwt.invalid_token_loader
-def token_invalid(reason: str):
-    return unauthorized(f"Invalid token: {reason}.")
-
-
-@jwt.expired_token_loader
-def token_expired(_header: dict, token: dict):
-    if token["type"] == "refresh":
-        return unauthorized("The refresh token has expired: log in again with POST /login.")
-    return unauthorized("The access token has expired: get a new one with POST /refresh.")
-
-
-@jwt.revoked_token_loader
-def token_revoked(_header: dict, token: dict):
-    if token["type"] == "refresh":
-        # Used already (or logged out), and back: whoever holds its family cannot be trusted.
-        refuse_replay(token)
-    return unauthorized(REVOKED)
-
-
-@jwt.user_lookup_error_loader
-def token_user_gone(_header: dict, _token: dict):
-    return unauthorized(
-        "The token's user was deleted or logged out everywhere: log in again with POST /login."
-    )
-
-
-@jwt.needs_fresh_token_loader
-def token_not_fresh(_header: dict, _token: dict):
-    return unauthorized(
-        "This needs a fresh token, one from POST /login: a refreshed token is not enough."
-    )

@@ -1,5 +1,6 @@
 """Every error answer in Flask-Smorest's one shape, {code, status, message?, errors?}: the
-refusals views give (abort), and what the data layer's and the database's errors become."""
+refusals views give (abort), what the data layer's and the database's errors become, and
+what a token that does not pass gets (Flask-JWT-Extended's callbacks)."""
 
 import traceback
 from typing import Any, NoReturn
@@ -13,6 +14,7 @@ from connections.faults import failure_kind
 from db import db
 from models.queries import NotFoundError
 from observability.metrics import count_database_failure
+from security.tokens import BEARER_CHALLENGE, REVOKED, jwt, refuse_replay
 
 RETRY_AFTER_SECONDS = 5
 
@@ -93,4 +95,50 @@ def unexpected_database_error(error: DBAPIError) -> ErrorResponse:
     db.session.rollback()
     return error_response(
         500, "Something went wrong on our side; it is logged. Please report it.", {}
+    )
+
+
+def unauthorized(message: str) -> ErrorResponse:
+    return error_response(401, message, BEARER_CHALLENGE)
+
+
+@jwt.unauthorized_loader
+def token_missing(reason: str):
+    return unauthorized(
+        f"{reason}. Log in with POST /login and send the access token as "
+        "'Authorization: Bearer <token>'."
+    )
+
+
+@jwt.invalid_token_loader
+def token_invalid(reason: str):
+    return unauthorized(f"Invalid token: {reason}.")
+
+
+@jwt.expired_token_loader
+def token_expired(_header: dict, token: dict):
+    if token["type"] == "refresh":
+        return unauthorized("The refresh token has expired: log in again with POST /login.")
+    return unauthorized("The access token has expired: get a new one with POST /refresh.")
+
+
+@jwt.revoked_token_loader
+def token_revoked(_header: dict, token: dict):
+    if token["type"] == "refresh":
+        # Used already (or logged out), and back: whoever holds its family cannot be trusted.
+        refuse_replay(token)
+    return unauthorized(REVOKED)
+
+
+@jwt.user_lookup_error_loader
+def token_user_gone(_header: dict, _token: dict):
+    return unauthorized(
+        "The token's user was deleted or logged out everywhere: log in again with POST /login."
+    )
+
+
+@jwt.needs_fresh_token_loader
+def token_not_fresh(_header: dict, _token: dict):
+    return unauthorized(
+        "This needs a fresh token, one from POST /login: a refreshed token is not enough."
     )

@@ -14,6 +14,17 @@ PRODUCT = [
 # What `import` names of it: its top-level modules and packages.
 PRODUCT_NAMES = {path.relative_to(ROOT).parts[0].removesuffix(".py") for path in PRODUCT}
 MIGRATIONS = sorted((ROOT / "migrations").glob("**/*.py"))
+# The layers, top down, by top-level module or package (docs/architecture.md): each imports
+# from its own layer and those below, never from one above.
+LAYERS = [
+    {"app", "worker", "cli", "gunicorn.conf"},  # entry points: they put the parts together
+    {"resources", "web"},  # HTTP
+    {"rendering", "catalogue", "jobs", "security"},  # the work
+    {"schemas"},  # representations
+    {"models", "db", "replication"},  # data
+    {"config", "connections", "observability", "priority"},  # what all of it stands on
+]
+LAYER = {name: depth for depth, names in enumerate(LAYERS) for name in names}
 RESOURCES = sorted((ROOT / "resources").glob("*.py"))
 CHILDREN = {"ItemModel", "TagModel"}
 COMPOSERS = {"read", "listing", "write"}
@@ -163,3 +174,68 @@ def test_no_migration_imports_product_code():
         if name.partition(".")[0] in PRODUCT_NAMES
     ]
     assert not product
+
+
+def top_level(path: Path) -> str:
+    return path.relative_to(ROOT).parts[0].removesuffix(".py")
+
+
+def arrows() -> list[tuple[Path, ast.AST, str, str]]:
+    """Each import of product code by product code: the importer's file, the statement, and
+    the top-level names of both ends."""
+    return [
+        (path, node, top_level(path), target)
+        for path in PRODUCT
+        for node, name in imports(path)
+        if (target := name.partition(".")[0]) in PRODUCT_NAMES
+    ]
+
+
+def test_every_module_has_its_layer():
+    assert set(LAYER) == PRODUCT_NAMES
+
+
+def test_no_import_runs_from_a_lower_layer_to_a_higher_one():
+    upward = [
+        f"{where(path, node)}: {source} imports {target}"
+        for path, node, source, target in arrows()
+        if LAYER[target] < LAYER[source]
+    ]
+    assert not upward
+
+
+def test_no_two_packages_import_each_other_even_through_others():
+    """Within a layer too: a loop (web -> schemas -> web) makes two folders one."""
+    graph = {name: set() for name in PRODUCT_NAMES}
+    for _path, _node, source, target in arrows():
+        if source != target:
+            graph[source].add(target)
+    assert not loops(graph)
+
+
+def loops(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The loops of a directed graph, each found once from each of its nodes' first visit
+    (a depth-first walk: an edge back to a node still on the path closes one)."""
+    found, done = [], set()
+
+    def walk(node: str, path: list[str]) -> None:
+        for successor in sorted(graph[node]):
+            if successor in path:
+                found.append([*path[path.index(successor) :], successor])
+            elif successor not in done:
+                walk(successor, [*path, successor])
+        done.add(node)
+
+    for start in sorted(graph):
+        if start not in done:
+            walk(start, [start])
+    return found
+
+
+def test_the_structure_test_sees_an_upward_arrow_and_a_loop(tmp_path):
+    module = tmp_path / "queries.py"
+    module.write_text("def f():\n    from web.errors import refuse\nimport schemas.field_types\n")
+    assert sorted(name for _node, name in imports(module)) == ["schemas.field_types", "web.errors"]
+    assert loops({"web": {"schemas"}, "schemas": {"web"}, "db": set()}) == [
+        ["schemas", "web", "schemas"]
+    ]
