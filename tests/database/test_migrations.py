@@ -9,6 +9,7 @@ from pathlib import Path
 import flask_migrate
 import pytest
 from alembic.script import ScriptDirectory
+from procrastinate.schema import SchemaManager
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import IntegrityError
 from support.api import new_item, new_store, new_tag
@@ -42,6 +43,18 @@ OUR_INDEXES = (
 )
 # Reflection skips SQLite's indexes of expressions (lower(username)).
 SQLITE_INDEXES = "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY 1"
+# procrastinate's schema, as the database describes it.
+JOB_QUEUE = [
+    "SELECT oid::regprocedure::text, pg_get_functiondef(oid) FROM pg_proc"
+    " WHERE proname LIKE 'procrastinate%' AND prokind = 'f' ORDER BY 1",
+    "SELECT table_name, column_name, data_type, column_default, is_nullable"
+    " FROM information_schema.columns WHERE table_name LIKE 'procrastinate%' ORDER BY 1, 2",
+    "SELECT indexdef FROM pg_indexes WHERE tablename LIKE 'procrastinate%' ORDER BY 1",
+    "SELECT pg_get_triggerdef(oid) FROM pg_trigger"
+    " WHERE tgrelid::regclass::text LIKE 'procrastinate%' AND NOT tgisinternal ORDER BY 1",
+    "SELECT typname, enumlabel FROM pg_enum JOIN pg_type ON pg_type.oid = enumtypid"
+    " ORDER BY 1, enumsortorder",
+]
 COUNTS = (
     "SELECT (SELECT count(*) FROM stores), (SELECT count(*) FROM items),"
     " (SELECT count(*) FROM tags), (SELECT count(*) FROM items_tags)"
@@ -170,6 +183,18 @@ def plain(described):
     if described is None or isinstance(described, bool | int | str):
         return described
     return str(described)
+
+
+def test_the_migrated_job_queue_is_the_installed_procrastinates(sql, new_database):
+    """Migration 0008 holds procrastinate 3.10.0's schema, as text: upgrading procrastinate
+    past a change of its schema needs a migration of ours, or this fails."""
+    migrated = [sql(query) for query in JOB_QUEUE]
+    with create_engine(new_database).begin() as scratch:
+        # As migration 0008 runs it, through text().
+        scratch.execute(text(SchemaManager.get_schema()))
+        installed = [[tuple(row) for row in scratch.execute(text(query))] for query in JOB_QUEUE]
+    assert all(migrated)
+    assert migrated == installed
 
 
 @pytest.mark.parametrize("starting_from", [None, "0003"])

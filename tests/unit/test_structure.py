@@ -176,6 +176,19 @@ def test_no_migration_imports_product_code():
     assert not product
 
 
+def test_a_migration_imports_only_alembic_sqlalchemy_and_the_standard_library():
+    """Nor a library's SQL that its next version changes (0008 holds procrastinate's)."""
+    allowed = {"alembic", "sqlalchemy", "migrations", *sys.stdlib_module_names}
+    others = [
+        f"{where(path, node)} imports {name}"
+        for path in MIGRATIONS
+        if path.parent.name == "versions"
+        for node, name in imports(path)
+        if name.partition(".")[0] not in allowed
+    ]
+    assert not others
+
+
 def top_level(path: Path) -> str:
     return path.relative_to(ROOT).parts[0].removesuffix(".py")
 
