@@ -228,7 +228,8 @@ class Routing:
         """If a known reader's GET read from the primary, note it, committed at once (the
         engine of reads is in autocommit): its next reads must not show an older state."""
         reader = g.get("reader")
-        if reader is None or g.get("reads_engine") is not self.primary:
+        on_primary = g.get("reads_engine") is self.primary or g.get("read_the_primary", False)
+        if reader is None or not on_primary:
             return
         noting = self.note_due(reader)
         if noting is None:
@@ -280,6 +281,18 @@ def show_checked(replica: Replica) -> None:
         REPLICA_REFUSED.labels(replica.name, reason).set(int(replica.refused == reason))
 
 
+def read_the_primary() -> None:
+    """This GET reads from the primary past the engine of reads too (an export's snapshot): a
+    known reader's answer is noted all the same."""
+    g.read_the_primary = True
+
+
+def forget_reader() -> None:
+    """This write ends a login (a logout): its answer clears the cookie rather than setting
+    it, and the client reads as anyone until it sends a token again."""
+    g.reader_forgotten = True
+
+
 def note(user_id: int) -> Insert:
     """The upsert that records, on the primary, that the user wrote (or read the primary) now."""
     now = func.clock_timestamp()
@@ -299,10 +312,14 @@ def note_write(user_id: int, response: Response | None = None) -> Callable[[], N
     if routing is None:
         return None
     if response is not None:
-        response.set_cookie(
-            COOKIE, routing.cookies.dumps(user_id), max_age=routing.cookie_seconds,
-            httponly=True, samesite="Lax", secure=request.is_secure,
-        )  # fmt: skip
+        attributes = {"httponly": True, "samesite": "Lax", "secure": request.is_secure}
+        if g.get("reader_forgotten", False):
+            response.delete_cookie(COOKIE, **attributes)
+        else:
+            response.set_cookie(
+                COOKIE, routing.cookies.dumps(user_id), max_age=routing.cookie_seconds,
+                **attributes,
+            )  # fmt: skip
     noting = routing.note_due(user_id)
     if noting is None:
         return None

@@ -206,3 +206,17 @@ def test_a_read_the_primary_answered_is_noted_and_the_reader_goes_home_again(rep
     served = reads_served(home.name)
     wait_for(lambda: client.get(read, headers=reader).status_code == 200
              and reads_served(home.name) > served, "reads on the reader's standby", 15)  # fmt: skip
+
+
+def test_the_cookie_lasts_as_long_as_a_login_and_a_logout_clears_it(replicated, database):
+    """It says only whose the reads are: kept past the window, a browser's reads stay
+    monotonic; logged out, the browser reads as anyone."""
+    app = replicated.app(database)
+    writer = writer_of(app)
+    browser = app.test_client()
+    created = browser.post("/store", json={"name": "Lamps"}, headers=writer)
+    assert created.status_code == 201
+    assert f"Max-Age={30 * 86400}" in created.headers["Set-Cookie"]
+    assert browser.get_cookie("read_your_writes") is not None
+    assert browser.post("/logout", headers=writer).status_code == 200
+    assert browser.get_cookie("read_your_writes") is None
