@@ -7,13 +7,13 @@ DATABASE_REPLICA_MAX_LAG_SECONDS); everything else, and a security check in a GE
 
 Read your writes, after GitLab's database load balancing: a write that answers 2xx records,
 in its own transaction, that its user wrote (recent_writes). A later GET of that user (by its
-bearer token, or by the signed cookie the write set: Swagger UI sends no token with public
-GETs) asks the primary, in one indexed look-up, for its WAL insert position if the user wrote
-within the last WINDOW; a standby serves that read only once it has replayed past it, else the
-primary does. Past the window every standby that still serves has replayed the write anyway.
-A standby that fails a read (down, past DATABASE_REPLICA_TIMEOUT_SECONDS, or a query
-cancelled by recovery) is retried on the primary, in the same request: the client sees no
-error.
+bearer token, or by the signed cookie a write set, which lasts as long as a login: Swagger UI
+sends no token with public GETs) asks the primary, in one indexed look-up, for its WAL insert
+position if the user wrote within the last WINDOW; a standby serves that read only once it has
+replayed past it, else the primary does. Past the window every standby that still serves has
+replayed the write anyway. A standby that fails a read (down, past
+DATABASE_REPLICA_TIMEOUT_SECONDS, or a query cancelled by recovery) is retried on the primary,
+in the same request: the client sees no error.
 
 Monotonic reads, for a reader known by token or cookie, across workers and instances: each
 process keeps its own view of which standbys serve (its own checks), and standbys replay at
