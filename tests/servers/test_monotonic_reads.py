@@ -179,12 +179,14 @@ def test_a_known_readers_read_costs_one_look_up_and_writes_nothing(replicated, d
 
 
 def test_a_read_the_primary_answered_is_noted_and_the_reader_goes_home_again(replicated, database):
-    """The reader's standby out (its replay paused past the maximum lag): the primary answers,
-    and notes it; once the standby caught up, the reader reads from it again."""
+    """The reader's standby out (its replay paused past the maximum lag, the store renamed
+    meanwhile): the primary answers, and notes it; once the standby caught up, the reader reads
+    the new name from it."""
     app = replicated.app(database, MAX_LAG_SECONDS)
     reader = writer_of(app, "reader")
     client = app.test_client(use_cookies=False)
-    store = client.post("/store", json={"name": "Lamps"}, headers=writer_of(app)).get_json()
+    writer = writer_of(app)
+    store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
     replicated.wait_until_caught_up()
     reader_id = int(client.get("/user/me", headers=reader).get_json()["id"])
     routing = app.extensions["replication"]
@@ -197,14 +199,18 @@ def test_a_read_the_primary_answered_is_noted_and_the_reader_goes_home_again(rep
     noted_before = replicated.on(replicated.primary, noted, reader_id)
 
     with replicated.replay_paused(standby):
+        renamed = client.put(read, json={"name": "Lights"}, headers=writer)
+        assert renamed.status_code == 200
+        # Behind the primary's WAL by more than the maximum lag (an idle primary would leave
+        # a paused standby caught up).
         wait_for(lambda: not routing.replicas.serves(home), "the standby out", 15)
         on_primary = reads_served("primary")
-        assert client.get(read, headers=reader).status_code == 200
+        assert client.get(read, headers=reader).get_json()["name"] == "Lights"
         assert reads_served("primary") == on_primary + 1
         assert replicated.on(replicated.primary, noted, reader_id) > noted_before
 
     served = reads_served(home.name)
-    wait_for(lambda: client.get(read, headers=reader).status_code == 200
+    wait_for(lambda: client.get(read, headers=reader).get_json()["name"] == "Lights"
              and reads_served(home.name) > served, "reads on the reader's standby", 15)  # fmt: skip
 
 
