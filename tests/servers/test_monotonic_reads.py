@@ -226,3 +226,25 @@ def test_the_cookie_lasts_as_long_as_a_login_and_a_logout_clears_it(replicated, 
     assert browser.get_cookie("read_your_writes") is not None
     assert browser.post("/logout", headers=writer).status_code == 200
     assert browser.get_cookie("read_your_writes") is None
+
+
+def test_a_known_readers_export_read_on_the_primary_is_noted(replicated, database):
+    """An export reads one snapshot on the primary, whichever standby the reader's other reads
+    go to: the primary's state, noted as any read it answered."""
+    app = replicated.app(database)
+    reader = writer_of(app, "reader")
+    client = app.test_client(use_cookies=False)
+    store = client.post("/store", json={"name": "Lamps"}, headers=writer_of(app)).get_json()
+    replicated.wait_until_caught_up()
+    reader_id = int(client.get("/user/me", headers=reader).get_json()["id"])
+    routing = app.extensions["replication"]
+    wait_for(lambda: client.get(f"/store/{store['id']}", headers=reader).status_code == 200
+             and routing.replicas.serves(routing.home_of(reader_id)), "the reader's standby "
+             "serving", 15)  # fmt: skip
+    # Whatever the primary answered it until then forgotten: its reads from now on count.
+    replicated.on(replicated.primary, "DELETE FROM recent_writes WHERE user_id = %s", reader_id)
+    routing.noted.clear()
+    notes = "SELECT count(*) FROM recent_writes WHERE user_id = %s"
+    exported = client.get(f"/store/{store['id']}/item/export", headers=reader)
+    assert exported.status_code == 200
+    assert replicated.on(replicated.primary, notes, reader_id) == [(1,)]
