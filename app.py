@@ -74,11 +74,12 @@ class App(Flask):
 
     def dispatch_request(self):
         """The view's answer; a GET whose hot standby failed its reads is answered again from
-        the primary (replication.routing)."""
+        the primary, and a known reader's GET answered from the primary is noted
+        (replication.routing)."""
         routing = self.extensions.get(ROUTING)
         if routing is None or request.method not in READ_METHODS:
             return super().dispatch_request()
-        return routing.retried_on_the_primary(super().dispatch_request)
+        return routing.answered(super().dispatch_request)
 
 
 @cache

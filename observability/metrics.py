@@ -58,11 +58,12 @@ READS = Counter(
 )  # fmt: skip
 READ_FALLBACKS = Counter(
     "database_read_fallbacks", "GETs whose reads went to the primary though replicas are set, "
-    "by reason: lag (none within the maximum lag, or replayed past where it last failed), down "
-    "(none up, or the chosen one failed the read), timeout (the chosen one did not answer within "
-    "DATABASE_REPLICA_TIMEOUT_SECONDS), refused (none that answers is a standby of the "
-    "primary), read_your_writes (none has replayed the reader's writes), conflict (a standby "
-    "cancelled the read for recovery); a GET counts once", ["reason"],
+    "by reason: lag (none within the maximum lag, or replayed past where it last failed; for a "
+    "reader known by token or cookie, its own standby), down (none up, or the chosen one failed "
+    "the read), timeout (the chosen one did not answer within DATABASE_REPLICA_TIMEOUT_SECONDS), "
+    "refused (none that answers is a standby of the primary), read_your_writes (the reader's "
+    "standby has not replayed its writes, or what the primary answered it), conflict (a "
+    "standby cancelled the read for recovery); a GET counts once", ["reason"],
 )  # fmt: skip
 REPLICA_LAG = Gauge(
     "database_replica_lag_seconds", "How far each replica is behind the primary, as its last "

@@ -142,6 +142,10 @@ class Replicas:
         now = time.monotonic()
         return [replica for replica in self.all if replica.serves(self.max_lag_seconds, now)]
 
+    def serves(self, replica: Replica) -> bool:
+        self.keep_checking()
+        return replica.serves(self.max_lag_seconds, time.monotonic())
+
     def keep_checking(self) -> None:
         if self.checking_in_pid == os.getpid():
             return

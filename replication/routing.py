@@ -1,19 +1,33 @@
-"""Which database serves a GET's reads, so that every client still reads its own writes.
+"""Which database serves a GET's reads, so that every client still reads its own writes, and
+a client that says who it is never reads an older state than it was answered before.
 
 A GET or HEAD reads from a hot standby that serves (replication.replicas: up, within
-DATABASE_REPLICA_MAX_LAG_SECONDS), one per client while it serves, so that a client's reads
-do not go back in time; everything else, and a security check in a GET (db.read_current),
-stays on the primary.
+DATABASE_REPLICA_MAX_LAG_SECONDS); everything else, and a security check in a GET
+(db.read_current), stays on the primary.
 
 Read your writes, after GitLab's database load balancing: a write that answers 2xx records,
 in its own transaction, that its user wrote (recent_writes). A later GET of that user (by its
-bearer token, or by the signed cookie the write set: Swagger UI sends no token with public
-GETs) asks the primary, in one indexed look-up, for its WAL insert position if the user wrote
-within the last WINDOW; a standby serves that read only once it has replayed past it, else the
-primary does. Past the window every standby that still serves has replayed the write anyway.
-A standby that fails a read (down, past DATABASE_REPLICA_TIMEOUT_SECONDS, or a query
-cancelled by recovery) is retried on the primary, in the same request: the client sees no
-error.
+bearer token, or by the signed cookie a write set, which lasts as long as a login: Swagger UI
+sends no token with public GETs) asks the primary, in one indexed look-up, for its WAL insert
+position if the user wrote within the last WINDOW; a standby serves that read only once it has
+replayed past it, else the primary does. Past the window every standby that still serves has
+replayed the write anyway. A standby that fails a read (down, past
+DATABASE_REPLICA_TIMEOUT_SECONDS, or a query cancelled by recovery) is retried on the primary,
+in the same request: the client sees no error.
+
+Monotonic reads, for a reader known by token or cookie, across workers and instances: each
+process keeps its own view of which standbys serve (its own checks), and standbys replay at
+different paces, so a reader must not move between standbys. It reads from one home standby,
+picked by its user id among DATABASE_REPLICA_URLS (the same list everywhere, whichever
+serve), or from the primary: never another standby, which may be behind what its home showed
+it. A read the primary answers (the home does not serve here, has not replayed the reader's
+position, or failed the read) shows the primary's newest state, so it is noted like a write,
+before the answer leaves: within the window, the next look-up (any process's) asks the home
+for the primary's position then; past it, a home that serves has replayed that state (the
+window's argument). A standby's replay only goes forward: reads from the home are monotonic
+in themselves. The normal read still costs one look-up; only reads answered by the primary
+write a note (at most once a second per user and process). An anonymous read goes to the
+standby its address hashes to among those that serve, which may move when that set changes.
 """
 
 import logging
@@ -21,19 +35,22 @@ import math
 import time
 import zlib
 from collections.abc import Callable
+from functools import partial
 
 import jwt
 from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import Engine, Text, bindparam, cast, func, select
+from sqlalchemy import Engine, Insert, Text, bindparam, cast, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
+from werkzeug.exceptions import HTTPException
 
 from config.settings import Settings
 from connections.deadlines import past_deadline
 from connections.options import engine_options, read_engine_options
-from db import READS, ROUTING, db, upsertable_insert
+from db import READS, ROUTING, db
 from models import RecentWriteModel
 from observability.metrics import REPLICA_REFUSED, count_read, count_read_fallback, show_replica
 from replication.replicas import REFUSALS, STALE_AFTER_SECONDS, Replica, Replicas, lsn
@@ -82,11 +99,14 @@ def init_replication(app: Flask, settings: Settings) -> None:
     app.extensions[ROUTING] = Routing(
         Replicas(db.engines[READS], replicas, settings.database_replica_max_lag_seconds),
         app.config["JWT_SECRET_KEY"],
+        # The cookie says only whose the reads are (never what they may do): it lasts as long
+        # as a login, so that a client that keeps it keeps its reads monotonic.
+        settings.jwt_refresh_token_days * 86400,
     )
 
 
 class Routing:
-    def __init__(self, replicas: Replicas, secret: str) -> None:
+    def __init__(self, replicas: Replicas, secret: str, cookie_seconds: int) -> None:
         # The primary's engine of reads: the one the checks sample, and the one reads fall
         # back to.
         self.replicas, self.primary = replicas, replicas.primary
@@ -102,6 +122,7 @@ class Routing:
         # When this process's last committed note of each user was written (monotonic).
         self.noted: dict[int, float] = {}
         self.cookies = URLSafeTimedSerializer(secret, salt="read-your-writes")
+        self.cookie_seconds = cookie_seconds
         window = func.make_interval(0, 0, 0, 0, 0, 0, self.window_seconds)
         self.writer_position = select(cast(func.pg_current_wal_insert_lsn(), Text)).where(
             RecentWriteModel.user_id == bindparam("user_id"),
@@ -110,28 +131,36 @@ class Routing:
 
     def engine_for_request(self) -> Engine:
         """The engine of this GET's reads: a standby's, or the primary's (READS)."""
-        serving = self.replicas.serving()
-        if not serving:
-            answering = [replica for replica in self.replicas.all if replica.up]
-            if not answering:
-                return self.on_primary("down")
-            refused = all(replica.refused is not None for replica in answering)
-            return self.on_primary("refused" if refused else "lag")
         reader = self.reader()
-        position = self.position_to_read(reader) if reader is not None else None
-        # One standby per client while the set that serves stays as it is.
-        key = str(reader) if reader is not None else request.remote_addr or ""
-        first = zlib.crc32(key.encode()) % len(serving)
-        chosen = serving[first]
+        if reader is None:
+            return self.anonymous_engine()
+        g.reader = reader
+        home = self.home_of(reader)
+        if not self.replicas.serves(home):
+            return self.on_primary(why_none_serves([home]))
+        position = self.position_to_read(reader)
         if position is not None:
-            if chosen.replayed < position:
-                chosen = next((each for each in serving if each.replayed >= position), chosen)
             try:
-                if not chosen.has_replayed(position):
+                if not home.has_replayed(position):
                     return self.on_primary("read_your_writes")
             except DBAPIError as error:
-                chosen.lost()
+                home.lost()
                 return self.on_primary(failure(error))
+        g.reads_replica = home
+        return home.engine
+
+    def home_of(self, reader: int) -> Replica:
+        """The reader's standby: by its user id among all of DATABASE_REPLICA_URLS, not among
+        those that serve, which each process sees on its own."""
+        return self.replicas.all[zlib.crc32(str(reader).encode()) % len(self.replicas.all)]
+
+    def anonymous_engine(self) -> Engine:
+        """The standby the client's address hashes to among those that serve: the same one
+        while that set stays as it is."""
+        serving = self.replicas.serving()
+        if not serving:
+            return self.on_primary(why_none_serves(self.replicas.all))
+        chosen = serving[zlib.crc32((request.remote_addr or "").encode()) % len(serving)]
         g.reads_replica = chosen
         return chosen.engine
 
@@ -150,7 +179,7 @@ class Routing:
                 pass  # not a token of ours: the read is anonymous
         if cookie := request.cookies.get(COOKIE):
             try:
-                return int(self.cookies.loads(cookie, max_age=math.ceil(self.window_seconds)))
+                return int(self.cookies.loads(cookie, max_age=self.cookie_seconds))
             except (BadSignature, ValueError):
                 pass
         return None
@@ -161,6 +190,17 @@ class Routing:
         with self.primary.connect() as connection:
             position = connection.scalar(self.writer_position, {"user_id": user_id})
         return None if position is None else lsn(position)
+
+    def answered(self, dispatch: Callable[[], Response]) -> Response:
+        """The GET's answer (retried_on_the_primary); a known reader's answered from the
+        primary, a refusal such as a 404 included, is noted like a write before it leaves."""
+        try:
+            response = self.retried_on_the_primary(dispatch)
+        except HTTPException:
+            self.note_primary_read()
+            raise
+        self.note_primary_read()
+        return response
 
     def retried_on_the_primary(self, dispatch: Callable[[], Response]) -> Response:
         """The GET's answer; if a standby failed its reads, the primary's, as if the standby
@@ -184,6 +224,44 @@ class Routing:
                 replica = g.get("reads_replica")
                 count_read(replica.name if replica is not None else "primary")
 
+    def note_primary_read(self) -> None:
+        """If a known reader's GET read from the primary, note it, committed at once (the
+        engine of reads is in autocommit): its next reads must not show an older state."""
+        reader = g.get("reader")
+        on_primary = g.get("reads_engine") is self.primary or g.get("read_the_primary", False)
+        if reader is None or not on_primary:
+            return
+        noting = self.note_due(reader)
+        if noting is None:
+            return
+        with self.primary.connect() as connection:
+            connection.execute(note(reader))
+        self.noted_at(reader, noting)
+
+    def note_due(self, user_id: int) -> float | None:
+        """When this note is taken (monotonic), unless this process noted the user less than
+        NOTED_EVERY_SECONDS ago: the window is that much longer."""
+        noting = time.monotonic()
+        if noting - self.noted.get(user_id, -math.inf) < NOTED_EVERY_SECONDS:
+            return None
+        return noting
+
+    def noted_at(self, user_id: int, noting: float) -> None:
+        """The user's note taken at `noting` is committed: later ones lean on it until
+        NOTED_EVERY_SECONDS later."""
+        if len(self.noted) >= NOTES_KEPT:
+            self.noted.clear()
+        self.noted[user_id] = noting
+
+
+def why_none_serves(replicas: list[Replica]) -> str:
+    """Why none of `replicas` serves: down (none answers), refused (each that answers is
+    refused), or lag (behind, unchecked lately, or not yet replayed where it failed)."""
+    answering = [replica for replica in replicas if replica.up]
+    if not answering:
+        return "down"
+    return "refused" if all(replica.refused is not None for replica in answering) else "lag"
+
 
 def failure(error: DBAPIError) -> str:
     """Why a standby failed a read: conflict (cancelled for recovery: it is up), timeout (past
@@ -203,6 +281,28 @@ def show_checked(replica: Replica) -> None:
         REPLICA_REFUSED.labels(replica.name, reason).set(int(replica.refused == reason))
 
 
+def read_the_primary() -> None:
+    """This GET reads from the primary past the engine of reads too (an export's snapshot): a
+    known reader's answer is noted all the same."""
+    g.read_the_primary = True
+
+
+def forget_reader() -> None:
+    """This write ends a login (a logout): its answer clears the cookie rather than setting
+    it, and the client reads as anyone until it sends a token again."""
+    g.reader_forgotten = True
+
+
+def note(user_id: int) -> Insert:
+    """The upsert that records, on the primary, that the user wrote (or read the primary) now."""
+    now = func.clock_timestamp()
+    return (
+        postgresql.insert(RecentWriteModel)
+        .values(user_id=user_id, written_at=now)
+        .on_conflict_do_update(index_elements=[RecentWriteModel.user_id], set_={"written_at": now})
+    )
+
+
 def note_write(user_id: int, response: Response | None = None) -> Callable[[], None] | None:
     """Record, in the current transaction, that the user wrote: their next reads see it. With
     the write's `response`, the cookie that says so to a client that sends no token. Unless
@@ -212,23 +312,16 @@ def note_write(user_id: int, response: Response | None = None) -> Callable[[], N
     if routing is None:
         return None
     if response is not None:
-        response.set_cookie(
-            COOKIE, routing.cookies.dumps(user_id), max_age=math.ceil(routing.window_seconds),
-            httponly=True, samesite="Lax", secure=request.is_secure,
-        )  # fmt: skip
-    noting = time.monotonic()
-    if noting - routing.noted.get(user_id, -math.inf) < NOTED_EVERY_SECONDS:
+        attributes = {"httponly": True, "samesite": "Lax", "secure": request.is_secure}
+        if g.get("reader_forgotten", False):
+            response.delete_cookie(COOKIE, **attributes)
+        else:
+            response.set_cookie(
+                COOKIE, routing.cookies.dumps(user_id), max_age=routing.cookie_seconds,
+                **attributes,
+            )  # fmt: skip
+    noting = routing.note_due(user_id)
+    if noting is None:
         return None
-    now = func.clock_timestamp()
-    db.session.execute(
-        upsertable_insert(RecentWriteModel)
-        .values(user_id=user_id, written_at=now)
-        .on_conflict_do_update(index_elements=[RecentWriteModel.user_id], set_={"written_at": now})
-    )
-
-    def committed() -> None:
-        if len(routing.noted) >= NOTES_KEPT:
-            routing.noted.clear()
-        routing.noted[user_id] = noting
-
-    return committed
+    db.session.execute(note(user_id))
+    return partial(routing.noted_at, user_id, noting)

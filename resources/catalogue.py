@@ -14,6 +14,7 @@ from jobs.deferral import start_import
 from models import ItemImportModel, StoreModel
 from models.queries import get_live, get_live_one
 from models.store import INCLUDE_DELETED
+from replication.routing import read_the_primary
 from schemas import ItemImportStatusSchema
 from schemas.field_types import MAX_ID
 from security.ownership import may_change
@@ -135,6 +136,7 @@ class ItemExport(MethodView):
         if media_type is None:
             abort(406, message=f"Accept {JSON_LINES} or {CSV}.")
         require_exportable(store_id)
+        read_the_primary()
         file = export_file(store_id, media_type)
         # Sent once the request's transaction ended too (it ends as the view returns).
         name = f"store-{store_id}.{'csv' if media_type == CSV else 'jsonl'}"

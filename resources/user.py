@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from db import db, read_outside_transactions
 from models import UserModel
 from models.user import username_key
+from replication.routing import forget_reader
 from schemas import (
     DeviceCookieSchema,
     LoginSchema,
@@ -153,6 +154,7 @@ class Logout(MethodView):
     def post(self, query: dict) -> dict:
         """End the login of the token sent (an access or a refresh token: either revokes
         both), or with all=true every login of the user"""
+        forget_reader()
         if query["all"]:
             db.session.execute(
                 update(UserModel)

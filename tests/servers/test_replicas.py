@@ -22,16 +22,20 @@ import pytest
 import requests
 from prometheus_client import REGISTRY
 from sqlalchemy import event
-from support import bearer_of
 from support.http import metric_total, run_together, server_env, sign_up
-from support.replication import Replication, frozen, migrate, put_in_recovery, reads_served
+from support.replication import (
+    Replication,
+    frozen,
+    migrate,
+    put_in_recovery,
+    reads_served,
+    writer_of,
+)
 
 from app import create_app
 from catalogue.runs import run_import
 from config.settings import Settings, SettingsError, load_settings
 from db import db
-from models import UserModel
-from security.tokens import issue_tokens
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_patroni import wait_for
 from tools.throwaway_postgres import throwaway_postgres
@@ -53,16 +57,6 @@ def replicated(replication: Replication, database: str) -> Replication:
 
 def fallbacks(reason: str) -> float:
     return REGISTRY.get_sample_value("database_read_fallbacks_total", {"reason": reason}) or 0.0
-
-
-def writer_of(app, username: str = "owner") -> dict[str, str]:
-    """A user, straight on the primary, and the headers of their token."""
-    with app.app_context():
-        user = UserModel(username=username, email=f"{username}@example.com", password_hash="-")
-        db.session.add(user)
-        db.session.commit()
-    with app.test_request_context():
-        return bearer_of(issue_tokens(user, fresh=True)["access_token"])
 
 
 def a_store_on_both(replicated, database: str, *app_options):

@@ -1,5 +1,5 @@
-"""A primary with a hot standby streaming from it (pg_basebackup -R), the API on both, and
-what tests do to them: pause the standby's replay, stop and start it, freeze its processes,
+"""A primary with hot standbys streaming from it (pg_basebackup -R), the API on them, and
+what tests do to them: pause a standby's replay, stop and start it, freeze its processes,
 read its statistics; and servers that only look like standbys of the primary."""
 
 import os
@@ -20,23 +20,30 @@ from sqlalchemy import make_url
 from app import create_app
 from config.settings import Settings
 from db import db
-from support import JWT_SECRET
+from models import UserModel
+from security.tokens import issue_tokens
+from support import JWT_SECRET, bearer_of
 from tools.gunicorn_server import ROOT
 from tools.throwaway_postgres import ThrowawayPostgres, throwaway_pgbouncer, throwaway_postgres
 
 
 class Replication:
-    def __init__(self, stack: ExitStack) -> None:
+    def __init__(self, stack: ExitStack, standbys: int = 1) -> None:
         self.stack = stack
         self.primary = stack.enter_context(throwaway_postgres())
-        self.standby = stack.enter_context(throwaway_postgres(standby_of=self.primary))
+        self.standbys = [
+            stack.enter_context(throwaway_postgres(standby_of=self.primary))
+            for _ in range(standbys)
+        ]
+        self.standby = self.standbys[0]
         self.pgbouncers: dict[str, int] = {}
         self.apps: dict[tuple, Flask] = {}
         migrate(self.primary)
 
     def urls(self, database: str) -> tuple[str, str]:
         """DATABASE_URL and DATABASE_REPLICA_URLS for `database` ("psycopg+pgbouncer", ...)."""
-        return self.url(self.primary, database), self.url(self.standby, database)
+        replicas = ",".join(self.url(standby, database) for standby in self.standbys)
+        return self.url(self.primary, database), replicas
 
     def url(self, cluster: ThrowawayPostgres, database: str) -> str:
         """The URL of `cluster` for `database`: with its driver, through PgBouncer if it says."""
@@ -75,8 +82,9 @@ class Replication:
             return cursor.fetchall() if cursor.description else []
 
     def reset(self) -> None:
-        """Empty tables, ids from 1, replay running, and the standby caught up."""
-        self.on(self.standby, "SELECT pg_wal_replay_resume()")
+        """Empty tables, ids from 1, replay running, and the standbys caught up."""
+        for standby in self.standbys:
+            self.on(standby, "SELECT pg_wal_replay_resume()")
         tables = self.on(
             self.primary,
             "SELECT string_agg(tablename, ', ') FROM pg_tables WHERE schemaname = 'public' "
@@ -91,17 +99,20 @@ class Replication:
     def wait_until_caught_up(self, timeout: float = 10.0) -> None:
         target = self.on(self.primary, "SELECT pg_current_wal_insert_lsn()")[0][0]
         deadline = time.monotonic() + timeout
-        while not self.on(self.standby, "SELECT pg_last_wal_replay_lsn() >= %s", target)[0][0]:
-            assert time.monotonic() < deadline, "the standby did not catch up"
-            time.sleep(0.05)
+        for standby in self.standbys:
+            while not self.on(standby, "SELECT pg_last_wal_replay_lsn() >= %s", target)[0][0]:
+                assert time.monotonic() < deadline, "a standby did not catch up"
+                time.sleep(0.05)
 
     @contextmanager
-    def replay_paused(self) -> Iterator[None]:
-        self.on(self.standby, "SELECT pg_wal_replay_pause()")
+    def replay_paused(self, standby: ThrowawayPostgres | None = None) -> Iterator[None]:
+        """The replay of `standby` (the first one by default) paused while the block runs."""
+        standby = standby or self.standby
+        self.on(standby, "SELECT pg_wal_replay_pause()")
         try:
             yield
         finally:
-            self.on(self.standby, "SELECT pg_wal_replay_resume()")
+            self.on(standby, "SELECT pg_wal_replay_resume()")
 
     def scans(self, cluster: ThrowawayPostgres, table: str) -> int:
         """Scans of `table` the server's statistics count (flushed by backends within 10 s)."""
@@ -175,3 +186,13 @@ def put_in_recovery(cluster: ThrowawayPostgres) -> None:
 def reads_served(database: str) -> float:
     """GETs this process's apps read from `database` (primary, replica1, ...), so far."""
     return REGISTRY.get_sample_value("database_reads_total", {"database": database}) or 0.0
+
+
+def writer_of(app: Flask, username: str = "owner") -> dict[str, str]:
+    """A user, straight on the primary, and the headers of their token."""
+    with app.app_context():
+        user = UserModel(username=username, email=f"{username}@example.com", password_hash="-")
+        db.session.add(user)
+        db.session.commit()
+    with app.test_request_context():
+        return bearer_of(issue_tokens(user, fresh=True)["access_token"])
