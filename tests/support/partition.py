@@ -2,8 +2,8 @@
 of its own: run as `unshare -n python -m support.partition DRIVER VIA` (by
 tests/servers/test_partition.py), it prints what the clients saw as JSON.
 
-Inside the namespace, loopback is this run's alone: PostgreSQL (and PgBouncer), gunicorn and
-the clients talk over it, and iptables drops every packet to and from the database's port
+Inside the namespace, loopback is this run's alone: PostgreSQL (and PgBouncer), gunicorn with
+2 sync workers and five clients talk over it, and iptables drops every packet to and from the database's port
 (no RST, nothing answers), as a firewall or a dead network path would, then lets them pass.
 """
 
@@ -27,10 +27,15 @@ from support.http import server_env, sign_up
 from tools.gunicorn_server import API, ROOT, gunicorn
 from tools.throwaway_postgres import throwaway_pgbouncer, throwaway_postgres
 
+# As the issue's report: longer than any request may take under it (8 s: none waits it out).
 PARTITION_SECONDS = 10
 STATEMENT_TIMEOUT_MS = 5000
 AFTER_HEALING_SECONDS = 6
+# More clients than gunicorn's 2 workers: requests queue for a worker, as under load.
 WRITERS = 4
+# The reader's pause between reads: its pooled connection idles past the 0.1 s after which a
+# checkout pings it (connections.faults), while the writers' are in steady use.
+READ_PAUSE_SECONDS = 0.2
 
 
 def iptables(action: str, port: int) -> None:
@@ -62,7 +67,8 @@ def answer(what: str, started: float, response: requests.Response, key: str = ""
 
 def clients(base_url: str, headers: dict, store_id: int, answers: list, stop: threading.Event):
     """WRITERS clients creating stores, each with an Idempotency-Key it sends again until the
-    write is answered 2xx, and one reading a store; each request recorded as answer() says."""
+    write is answered 2xx, and one reading a store every READ_PAUSE_SECONDS; each request
+    recorded as answer() says. None waits for Retry-After: they keep the workers busy."""
 
     def write(writer: int) -> None:
         written = 0
@@ -84,6 +90,7 @@ def clients(base_url: str, headers: dict, store_id: int, answers: list, stop: th
             started = time.monotonic()
             response = requests.get(f"{base_url}/store/{store_id}", timeout=60)
             answers.append(answer("read", started, response))
+            time.sleep(READ_PAUSE_SECONDS)
 
     writers = [threading.Thread(target=write, args=(number,)) for number in range(WRITERS)]
     return [*writers, threading.Thread(target=read)]
