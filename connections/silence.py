@@ -11,12 +11,12 @@ request's 3 s connect timeout, then 3 s connecting itself; none of them over 4.3
 worker (tests/servers/test_partition.py).
 
 So a failure of the server's connection that came after a wait of SILENT_AFTER_SECONDS or
-more (a server that restarts, fails over or refuses answers at once: those are retried by the
-next request as before) makes the process take the server for silent: every checkout and
-connect of its engines fails at once, and answers 503 with Retry-After, and one thread probes
-the server, each probe bounded by PROBE_TIMEOUT_SECONDS and PROBE_PAUSE_SECONDS after the
-last; the first that gets an answer ends it. While the server answers, this costs a request nothing but
-a flag read at checkout: no round trip.
+more makes the process take the server for silent (a server that restarts, fails over or
+refuses answers at once, and the next request tries again as before): every checkout and
+connect of its engines fails at once, answering 503 with Retry-After, and one thread probes
+the server, each probe bounded by PROBE_TIMEOUT_SECONDS, PROBE_PAUSE_SECONDS after the last;
+the first that gets an answer ends it. While the server answers, this costs a request a flag
+read at checkout, no round trip.
 """
 
 import logging

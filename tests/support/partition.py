@@ -3,8 +3,9 @@ of its own: run as `unshare -n python -m support.partition DRIVER VIA` (by
 tests/servers/test_partition.py), it prints what the clients saw as JSON.
 
 Inside the namespace, loopback is this run's alone: PostgreSQL (and PgBouncer), gunicorn with
-2 sync workers and five clients talk over it, and iptables drops every packet to and from the database's port
-(no RST, nothing answers), as a firewall or a dead network path would, then lets them pass.
+2 sync workers and five clients talk over it, and iptables drops every packet to and from the
+database's port (no RST, nothing answers), as a firewall or a dead network path would, then
+lets them pass.
 """
 
 import json
