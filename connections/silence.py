@@ -20,7 +20,6 @@ read at checkout, no round trip.
 """
 
 import logging
-import os
 import threading
 import time
 from typing import Any
@@ -48,14 +47,12 @@ class Silence:
     it. One per server, shared by the engines that reach it (writes and reads)."""
 
     def __init__(self) -> None:
+        # Set only by a process that has used the database: never gunicorn's master, which
+        # forks the workers, even with preload.
         self.since: float | None = None
         self.lock = threading.Lock()
         # How the engines connect (dialect, args, keyword args), for the probe.
         self.connect_with: tuple[Any, list, dict] | None = None
-        os.register_at_fork(after_in_child=self.forget)
-
-    def forget(self) -> None:
-        self.since, self.lock = None, threading.Lock()
 
     def guard(self, engine: Engine) -> None:
         """Make `engine` fail at once while the server is silent, and find it silent when

@@ -21,17 +21,22 @@ from tools.gunicorn_server import ROOT
 BOUND_SECONDS = 8
 
 
-@pytest.mark.parametrize(
-    ("driver", "via"), [("psycopg2", "direct"), ("psycopg", "direct"), ("psycopg2", "pgbouncer")]
-)
-def test_a_silent_partition_holds_no_request_and_heals_within_3_s(driver, via):
+def in_a_partition(*arguments: str) -> dict:
+    """What support/partition.py's clients saw, run with `arguments` in a network namespace."""
     run = subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "support.partition", driver, via],
+        ["unshare", "-n", sys.executable, "-m", "support.partition", *arguments],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"},
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-4000:]
-    seen = json.loads(run.stdout)
+    return json.loads(run.stdout)
+
+
+@pytest.mark.parametrize(
+    ("driver", "via"), [("psycopg2", "direct"), ("psycopg", "direct"), ("psycopg2", "pgbouncer")]
+)
+def test_a_silent_partition_holds_no_request_and_heals_within_3_s(driver, via):
+    seen = in_a_partition(driver, via)
     partitioned_at, healed_at = seen["partitioned_at"], seen["healed_at"]
     answers = seen["answers"]
     log = seen["server_log"][-4000:]
@@ -61,6 +66,20 @@ def test_a_silent_partition_holds_no_request_and_heals_within_3_s(driver, via):
     assert seen["found"], "no write was acknowledged"
     assert set(seen["found"]) == {200}
     assert set(seen["stores_by_name"].values()) == {1}
+
+
+@pytest.mark.parametrize("driver", ["psycopg2", "psycopg"])
+def test_a_silent_server_costs_one_wait_per_process(driver):
+    """An idle pooled connection's ping finds the silence (tcp_user_timeout), and the read
+    answers 503 then, without connecting again (before: then a connect_timeout more, 7.2 s);
+    the next read answers 503 at once (before: its own connect_timeout, 3 s); once the
+    network heals, a probe finds the server and reads succeed again."""
+    seen = in_a_partition("lone", driver)
+    first, second = seen["first"], seen["second"]
+    assert first["status"] == second["status"] == 503
+    assert first["seconds"] <= 5, first
+    assert second["seconds"] <= 0.5, second
+    assert seen["healed_after"] <= 3, seen
 
 
 def test_a_silent_replica_is_left_out_with_no_error_and_used_again_once_healed():

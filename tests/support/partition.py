@@ -1,6 +1,6 @@
 """A silent partition between the API and its database, acted out in a network namespace
-of its own: run as `unshare -n python -m support.partition DRIVER VIA` (by
-tests/servers/test_partition.py), it prints what the clients saw as JSON.
+of its own: run as `unshare -n python -m support.partition DRIVER VIA`, or `... lone DRIVER`
+(by tests/servers/test_partition.py), it prints what the clients saw as JSON.
 
 Inside the namespace, loopback is this run's alone: PostgreSQL (and PgBouncer), gunicorn with
 2 sync workers and five clients talk over it, and iptables drops every packet to and from the
@@ -143,5 +143,34 @@ def act_out(driver: str, via: str) -> dict:
     }  # fmt: skip
 
 
+def a_lone_client(driver: str) -> dict:
+    """One client, in process, on an idle pooled connection: how long a read took, and what
+    it got, when the partition had just begun (its connection is pinged first), the read
+    after it, and the first read to succeed once the network healed (reads every 0.1 s)."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with throwaway_postgres() as cluster:
+        app = create_app(Settings(database_url=cluster.url(driver)), TESTING=True)
+        with app.app_context():
+            flask_migrate.upgrade(directory=str(ROOT / "migrations"))
+        client = app.test_client()
+
+        def read() -> dict:
+            started = time.monotonic()
+            status = client.get("/store/1").status_code  # 404 from the database: none yet
+            return {"seconds": time.monotonic() - started, "status": status}
+
+        read()
+        time.sleep(0.2)  # past the 0.1 s of idleness after which a checkout pings
+        with partitioned(cluster.port):
+            first, second = read(), read()
+        healed_at = time.monotonic()
+        while read()["status"] != 404 and time.monotonic() - healed_at < 10:
+            time.sleep(0.1)
+        return {"first": first, "second": second, "healed_after": time.monotonic() - healed_at}
+
+
 if __name__ == "__main__":
-    print(json.dumps(act_out(*sys.argv[1:])))
+    if sys.argv[1] == "lone":
+        print(json.dumps(a_lone_client(sys.argv[2])))
+    else:
+        print(json.dumps(act_out(*sys.argv[1:])))
