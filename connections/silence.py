@@ -8,7 +8,8 @@ that waits, waits too; then it waits out the same timeout again itself, for a se
 process already knows is silent. Measured under 4 writers and a reader on 2 workers: 10.3 s
 for a request that waited in gunicorn's queue behind a statement's 4.2 s and another
 request's 3 s connect timeout, then 3 s connecting itself; none of them over 4.3 s in the
-worker (tests/servers/test_partition.py).
+worker (tests/servers/test_partition.py). And within one request: an idle connection's ping
+failed after 4.2 s, and the pool connected again, for 3 s more.
 
 So a failure of the server's connection that came after a wait of SILENT_AFTER_SECONDS or
 more makes the process take the server for silent (a server that restarts, fails over or
