@@ -26,6 +26,7 @@ from connections.faults import (
     ping_idle_connections,
 )
 from connections.options import engine_options, read_engine_options
+from connections.silence import Silence
 from db import READ_METHODS, READS, ROUTING, begin_transactions, configure_sqlite, db
 from models.queries import NotFoundError
 from observability import init_observability
@@ -129,8 +130,15 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     app.url_map.converters["int"] = DatabaseIdConverter
     db.init_app(app)
     with app.app_context():
+        # The primary's engines (writes, and reads) fail at once while it is silent; a
+        # standby's are left out of the reads by replication.routing instead.
+        primary = (db.engine, db.engines[READS])
+        silence = Silence() if url.startswith("postgresql") else None
         for engine in db.engines.values():
-            ping_idle_connections(engine)
+            guarded = silence if engine in primary else None
+            ping_idle_connections(engine, silence=guarded)
+            if guarded is not None:
+                guarded.guard(engine)
             drop_read_only_connections(engine)
             configure_sqlite(engine)
         begin_transactions(db.engine, settings.database_statement_timeout_ms)

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from connections.deadlines import past_deadline
+from connections.silence import Silence
 
 logger = logging.getLogger("stores.database")
 
@@ -29,13 +30,19 @@ def drop_read_only_connections(engine: Engine) -> None:
             context.is_disconnect = True
 
 
-def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:
+def ping_idle_connections(
+    engine: Engine, idle_seconds: float = 0.1, silence: Silence | None = None
+) -> None:
     """Check a pooled connection before use when it sat idle: after a database restart,
     a worker reconnects by itself instead of failing requests on a dead connection.
 
     Unlike `pool_pre_ping`, connections in steady use are not pinged: a ping is a round
     trip, as costly as the one-statement GET /store/<id> it would precede. A restart
     takes longer than `idle_seconds`, so every connection it killed was idle for longer.
+
+    With `silence` (connections.silence), a checkout is refused while the server is silent,
+    and a ping that failed after a long wait finds it silent: connecting again would wait out
+    the connect timeout too.
     """
 
     @event.listens_for(engine.pool, "checkin")
@@ -44,8 +51,11 @@ def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:
 
     @event.listens_for(engine.pool, "checkout")
     def ping_if_idle(dbapi_connection, record, _proxy) -> None:
+        now = time.monotonic()
+        if silence is not None:
+            silence.checked_out(engine.dialect, record, now)
         idle_since = record.info.get("idle_since")
-        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+        if idle_since is None or now - idle_since < idle_seconds:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
@@ -54,7 +64,9 @@ def ping_idle_connections(engine: Engine, idle_seconds: float = 0.1) -> None:
                 # A stopped standby: connecting to it again would wait out the connect
                 # timeout too. The pool drops this connection, and the read fails now.
                 raise
-            # The pool drops this connection and hands out a fresh one.
+            if silence is not None:
+                silence.found_if_waited(now)
+            # The pool drops this connection and hands out a fresh one (none while silent).
             raise DisconnectionError from error
 
 

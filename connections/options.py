@@ -22,8 +22,9 @@ def libpq_timeouts(connect_timeout: int) -> dict[str, int]:
     acknowledged for `tcp_user_timeout` ms breaks the connection, and a connection waiting
     for an answer is probed after 2 s of silence (`keepalives_idle`), each second, and
     broken once a probe is unanswered for `tcp_user_timeout`: a request on a silent server
-    fails, and answers 503, within about 6 s (tests/servers/test_partition.py). A server
-    that is merely busy answers the probes from its kernel, so no slow query is cut off.
+    fails, and answers 503, within 5 s, and the requests after it in the same process at once
+    (connections.silence; the bound: docs/operations.md, "A silent network"). A server that
+    is merely busy answers the probes from its kernel, so no slow query is cut off.
     """
     return {
         "connect_timeout": connect_timeout,

@@ -32,8 +32,8 @@ def read_for(base_url: str, path: str, seconds: float, answers: list) -> None:
     until = time.monotonic() + seconds
     while time.monotonic() < until:
         started = time.monotonic()
-        status = requests.get(f"{base_url}{path}", timeout=60).status_code
-        answers.append(answer("read", started, status))
+        response = requests.get(f"{base_url}{path}", timeout=60)
+        answers.append(answer("read", started, response))
 
 
 def act_out() -> dict:
