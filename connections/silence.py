@@ -101,10 +101,19 @@ class Silence:
         threading.Thread(target=self.probe_until_answered, name="silence", daemon=True).start()
 
     def probe_until_answered(self) -> None:
-        while not self.answers():
+        while not self.answered_or_probe_broke():
             time.sleep(PROBE_PAUSE_SECONDS)
         logger.warning("database answers again after %.1f s", time.monotonic() - self.since)
         self.since = None
+
+    def answered_or_probe_broke(self) -> bool:
+        # A probe that fails other than by the server's silence (a bug) must not leave the
+        # process refusing every request for good: it ends the state, as before it began.
+        try:
+            return self.answers()
+        except Exception:
+            logger.exception("database probe failed; requests try the server again")
+            return True
 
     def answers(self) -> bool:
         dialect, cargs, cparams = self.connect_with
