@@ -25,7 +25,7 @@ from models import ItemImportChunkModel, ItemImportModel, StoreModel
 from models.item_import import FAILED, QUEUED, RUNNING, SUCCEEDED
 from models.queries import get_live
 from observability.metrics import count_import
-from replication.routing import note_write
+from replication.notes import note_write
 
 logger = logging.getLogger(__name__)
 

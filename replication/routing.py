@@ -31,19 +31,15 @@ standby its address hashes to among those that serve, which may move when that s
 """
 
 import logging
-import math
-import time
 import zlib
 from collections.abc import Callable
-from functools import partial
 
 import jwt
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import Engine, Insert, Text, bindparam, cast, func, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Engine, Text, bindparam, cast, func, select
 from sqlalchemy.exc import DBAPIError
 from werkzeug.exceptions import HTTPException
 
@@ -53,20 +49,14 @@ from connections.options import engine_options, read_engine_options
 from db import READS, ROUTING, db
 from models import RecentWriteModel
 from observability.metrics import REPLICA_REFUSED, count_read, count_read_fallback, show_replica
+from replication.notes import COOKIE, NOTED_EVERY_SECONDS, Notes, note
 from replication.replicas import REFUSALS, STALE_AFTER_SECONDS, Replica, Replicas, lsn
 
 logger = logging.getLogger("stores.replicas")
 
-COOKIE = "read_your_writes"
 # The WAL of a committed write reaches the standbys' stream once flushed: at once under
 # synchronous_commit, within wal_writer_delay (200 ms) without it.
 FLUSHED_WITHIN_SECONDS = 1.0
-# A process notes a user's write at most this often: the note of their last write may be this
-# much older than the write, and the window is that much longer. One upsert costs as much as
-# 10 % of a POST here (docs/benchmarks.md); a user's burst of writes pays it once a second.
-NOTED_EVERY_SECONDS = 1.0
-# Users whose notes this process keeps the time of, at most: then it forgets them all.
-NOTES_KEPT = 10_000
 RECOVERY_CONFLICT = "40001"
 
 
@@ -119,8 +109,7 @@ class Routing:
             + FLUSHED_WITHIN_SECONDS
             + NOTED_EVERY_SECONDS
         )
-        # When this process's last committed note of each user was written (monotonic).
-        self.noted: dict[int, float] = {}
+        self.notes = Notes()
         self.cookies = URLSafeTimedSerializer(secret, salt="read-your-writes")
         self.cookie_seconds = cookie_seconds
         window = func.make_interval(0, 0, 0, 0, 0, 0, self.window_seconds)
@@ -231,27 +220,12 @@ class Routing:
         on_primary = g.get("reads_engine") is self.primary or g.get("read_the_primary", False)
         if reader is None or not on_primary:
             return
-        noting = self.note_due(reader)
+        noting = self.notes.due(reader)
         if noting is None:
             return
         with self.primary.connect() as connection:
             connection.execute(note(reader))
-        self.noted_at(reader, noting)
-
-    def note_due(self, user_id: int) -> float | None:
-        """When this note is taken (monotonic), unless this process noted the user less than
-        NOTED_EVERY_SECONDS ago: the window is that much longer."""
-        noting = time.monotonic()
-        if noting - self.noted.get(user_id, -math.inf) < NOTED_EVERY_SECONDS:
-            return None
-        return noting
-
-    def noted_at(self, user_id: int, noting: float) -> None:
-        """The user's note taken at `noting` is committed: later ones lean on it until
-        NOTED_EVERY_SECONDS later."""
-        if len(self.noted) >= NOTES_KEPT:
-            self.noted.clear()
-        self.noted[user_id] = noting
+        self.notes.taken(reader, noting)
 
 
 def why_none_serves(replicas: list[Replica]) -> str:
@@ -279,49 +253,3 @@ def show_checked(replica: Replica) -> None:
     show_replica(replica)
     for reason in REFUSALS:
         REPLICA_REFUSED.labels(replica.name, reason).set(int(replica.refused == reason))
-
-
-def read_the_primary() -> None:
-    """This GET reads from the primary past the engine of reads too (an export's snapshot): a
-    known reader's answer is noted all the same."""
-    g.read_the_primary = True
-
-
-def forget_reader() -> None:
-    """This write ends a login (a logout): its answer clears the cookie rather than setting
-    it, and the client reads as anyone until it sends a token again."""
-    g.reader_forgotten = True
-
-
-def note(user_id: int) -> Insert:
-    """The upsert that records, on the primary, that the user wrote (or read the primary) now."""
-    now = func.clock_timestamp()
-    return (
-        postgresql.insert(RecentWriteModel)
-        .values(user_id=user_id, written_at=now)
-        .on_conflict_do_update(index_elements=[RecentWriteModel.user_id], set_={"written_at": now})
-    )
-
-
-def note_write(user_id: int, response: Response | None = None) -> Callable[[], None] | None:
-    """Record, in the current transaction, that the user wrote: their next reads see it. With
-    the write's `response`, the cookie that says so to a client that sends no token. Unless
-    this process noted their write less than NOTED_EVERY_SECONDS ago, what to call once the
-    transaction committed (later writes lean on this note until then)."""
-    routing: Routing | None = current_app.extensions.get(ROUTING)
-    if routing is None:
-        return None
-    if response is not None:
-        attributes = {"httponly": True, "samesite": "Lax", "secure": request.is_secure}
-        if g.get("reader_forgotten", False):
-            response.delete_cookie(COOKIE, **attributes)
-        else:
-            response.set_cookie(
-                COOKIE, routing.cookies.dumps(user_id), max_age=routing.cookie_seconds,
-                **attributes,
-            )  # fmt: skip
-    noting = routing.note_due(user_id)
-    if noting is None:
-        return None
-    db.session.execute(note(user_id))
-    return partial(routing.noted_at, user_id, noting)

@@ -14,7 +14,7 @@ from jobs.deferral import start_import
 from models import ItemImportModel, StoreModel
 from models.queries import get_live, get_live_one
 from models.store import INCLUDE_DELETED
-from replication.routing import read_the_primary
+from replication.notes import read_the_primary
 from schemas import ItemImportStatusSchema
 from schemas.field_types import MAX_ID
 from security.ownership import may_change

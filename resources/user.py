@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from db import db, read_outside_transactions
 from models import UserModel
 from models.user import username_key
-from replication.routing import forget_reader
+from replication.notes import forget_reader
 from schemas import (
     DeviceCookieSchema,
     LoginSchema,

@@ -13,7 +13,7 @@ from flask_jwt_extended import current_user
 from sqlalchemy.exc import IntegrityError
 
 from db import db
-from replication.routing import note_write
+from replication.notes import note_write
 from web import idempotency
 from web.errors import Refusal, refuse
 

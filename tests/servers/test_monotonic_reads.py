@@ -243,7 +243,7 @@ def test_a_known_readers_export_read_on_the_primary_is_noted(replicated, databas
              "serving", 15)  # fmt: skip
     # Whatever the primary answered it until then forgotten: its reads from now on count.
     replicated.on(replicated.primary, "DELETE FROM recent_writes WHERE user_id = %s", reader_id)
-    routing.noted.clear()
+    routing.notes.taken_at.clear()
     notes = "SELECT count(*) FROM recent_writes WHERE user_id = %s"
     exported = client.get(f"/store/{store['id']}/item/export", headers=reader)
     assert exported.status_code == 200

@@ -261,7 +261,7 @@ def test_an_import_the_worker_runs_counts_as_its_senders_write(replicated, datab
     assert taken.status_code == 202
     noted = "SELECT written_at FROM recent_writes"
     (sent_at,) = replicated.on(replicated.primary, noted)[0]
-    app.extensions["replication"].noted.clear()  # the worker's process has noted nothing
+    app.extensions["replication"].notes.taken_at.clear()  # the worker's process has noted nothing
     with app.app_context():  # the worker's part
         assert run_import(taken.get_json()["id"])
     # Its reads then wait for the items as for a write of theirs, however late the run.

@@ -93,7 +93,7 @@ class Replication:
         self.on(self.primary, f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
         for app in self.apps.values():
             # Its users' notes went with recent_writes: the next writes must write them.
-            app.extensions["replication"].noted.clear()
+            app.extensions["replication"].notes.taken_at.clear()
         self.wait_until_caught_up()
 
     def wait_until_caught_up(self, timeout: float = 10.0) -> None:
