@@ -35,9 +35,11 @@ test: $(VENV)/installed
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-## Under a minute, no server started: the unit tests, and the in-process ones on SQLite.
+## Under a minute: the unit tests, the in-process ones on SQLite, and once each the paths only
+## PostgreSQL takes (a throwaway cluster, psycopg 3); no test marked slow.
 test-quick: $(VENV)/installed
-	$(BIN)/python -m pytest -m "unit or ((api or database) and sqlite)"
+	TEST_POSTGRES_DRIVERS=psycopg $(BIN)/python -m pytest \
+	  -m "unit or ((api or database) and (sqlite or postgres_path) and not pgbouncer and not slow)"
 
 format: $(VENV)/installed
 	$(BIN)/ruff check --fix .

@@ -58,9 +58,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             databases.append("sqlite")
         if metafunc.definition.get_closest_marker("pgbouncer_too"):
             databases += [driver + THROUGH_PGBOUNCER for driver in POSTGRES_DRIVERS]
-        # `-m sqlite` selects the tests that need no database server (make test-quick).
+        # `-m sqlite` selects the tests that need no database server, `-m "not pgbouncer"`
+        # leaves PgBouncer out (make test-quick).
         marked = [
-            pytest.param(each, marks=pytest.mark.sqlite) if each == "sqlite" else each
+            pytest.param(each, marks=pytest.mark.sqlite)
+            if each == "sqlite"
+            else pytest.param(each, marks=pytest.mark.pgbouncer)
+            if each.endswith(THROUGH_PGBOUNCER)
+            else each
             for each in databases
         ]
         metafunc.parametrize("database", marked, indirect=True)

@@ -32,6 +32,7 @@ def rows_of_store(sql, store_id: int) -> dict[str, int]:
     return dict(zip(["stores", "items", "tags", "links"], counts, strict=True))
 
 
+@pytest.mark.postgres_path
 @pytest.mark.sqlite_too
 def test_delete_store_removes_its_items_tags_and_links(app, client, sql):
     doomed = fill_store(client, "Doomed", items=3, tags=2)
@@ -68,6 +69,7 @@ def test_delete_empty_store(client):
     assert response.get_json()["deleted"] == {"items": 0, "tags": 0, "exact": True}
 
 
+@pytest.mark.postgres_path
 @pytest.mark.sqlite_too
 def test_database_itself_cascades_a_raw_delete(client, sql, engine):
     """The database, not the ORM, is the last line of defence."""

@@ -42,6 +42,7 @@ def read_whole(client, url: str, **headers: str):
     return response
 
 
+@pytest.mark.postgres_path
 def test_a_json_lines_file_imports_items_with_their_tags_found_or_created(app, client):
     store = new_store(client)
     fiction = new_tag(client, store["id"], "fiction")
@@ -69,6 +70,7 @@ def test_a_json_lines_file_imports_items_with_their_tags_found_or_created(app, c
     assert tags[0]["id"] == fiction["id"]
 
 
+@pytest.mark.postgres_path
 def test_a_csv_file_imports_the_same_way(app, client):
     store = new_store(client)
     body = (
@@ -86,6 +88,7 @@ def test_a_csv_file_imports_the_same_way(app, client):
     ]  # fmt: skip
 
 
+@pytest.mark.postgres_path
 def test_bad_lines_are_named_by_number_and_field_and_nothing_is_imported(app, client, sql):
     store = new_store(client)
     good = {"name": "Novel", "price": 9.99, "tags": ["new"]}
@@ -190,6 +193,7 @@ def test_an_idempotency_key_sent_again_gets_the_same_import(app, client, sql):
     assert sql("SELECT count(*) FROM item_imports") == [(1,)]
 
 
+@pytest.mark.postgres_path
 @pytest.mark.parametrize("media_type", [JSONL, CSV])
 def test_the_export_is_the_file_the_import_reads(app, client, media_type):
     store = new_store(client)

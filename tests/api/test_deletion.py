@@ -183,6 +183,7 @@ def test_counts_of_a_big_store_stop_at_a_bound(client, monkeypatch):
     assert "with at least 2 items" in answer["message"]
 
 
+@pytest.mark.postgres_path
 @pytest.mark.sqlite_too
 def test_purge_goes_in_batches_and_a_cut_off_purge_is_finished_by_the_next(
     app, client, sql, monkeypatch
@@ -207,6 +208,7 @@ def test_purge_goes_in_batches_and_a_cut_off_purge_is_finished_by_the_next(
     assert purge(app) == []
 
 
+@pytest.mark.postgres_path
 @pytest.mark.sqlite_too
 def test_stores_purge_only_once_expired_and_those_of_deleted_users_too(
     app, anonymous, new_user, bearer, sql, monkeypatch
@@ -273,6 +275,7 @@ def test_the_item_list_goes_store_by_store_past_deleted_stores(client):
     assert_error(client.get(f"/item?after={items[first][2]}"), 404, "not found (deleted since?)")
 
 
+@pytest.mark.slow
 @pytest.mark.sqlite_too
 def test_purge_deleted_every_few_seconds_purges_what_expires_meanwhile(client, database_url, sql):
     """What `make run` runs beside the server: no operator has to remember cron."""

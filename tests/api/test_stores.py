@@ -18,6 +18,7 @@ def test_create_and_get_store(client):
     assert client.get(f"/store/{store['id']}").get_json() == store
 
 
+@pytest.mark.postgres_path
 def test_store_nests_its_items_and_tags(client):
     store = new_store(client)
     item = new_item(client, store["id"], "Novel", 12.5, description="Long")
@@ -64,6 +65,7 @@ def test_bad_pagination_is_422(client, query):
     assert_error(client.get(f"/store?{query}"), 422)
 
 
+@pytest.mark.postgres_path
 @pytest.mark.sqlite_too
 def test_a_store_reads_exactly_as_its_schema_says(app, client, database, statements):
     # On PostgreSQL the database renders GET /store/<id>; elsewhere StoreSchema does.

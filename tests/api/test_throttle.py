@@ -58,6 +58,7 @@ def test_an_address_limit_waits_until_its_window_ends():
     assert (row.hits, row.window_ends_at) == (1, 7300.0)
 
 
+@pytest.mark.slow
 def test_an_attacker_hammering_an_account_leaves_its_owner_elsewhere_in(anonymous, new_user):
     new_user("alice")
     hammering = [log_in(anonymous, "alice", address="203.0.113.66").status_code for _ in range(40)]
@@ -166,6 +167,7 @@ def test_sign_ups_are_limited_per_address(anonymous, app, sql):
     assert sql("SELECT count(*) FROM users") == [(allowed + 1,)]
 
 
+@pytest.mark.slow
 @pytest.mark.pgbouncer_too
 def test_concurrent_guesses_of_one_account_get_exactly_its_allowance(database_url):
     # The account's hourly allowance for new clients (a window: no timing in the count),
@@ -337,6 +339,7 @@ def test_the_table_stays_small_without_cron(app, engine, sql):
     assert sql("SELECT count(*) FROM throttles") == [(7,)]  # only the counts still running
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trusted", [0, 1])
 def test_the_client_address_is_the_proxys_only_when_it_is_trusted(database_url, trusted):
     env = server_env(database_url, TRUSTED_PROXIES=str(trusted))

@@ -69,6 +69,7 @@ def catalogue(sql, store_id: int) -> list[tuple]:
 
 
 # Each driver's COPY is tested at a smaller size (tests/api/test_catalogue.py).
+@pytest.mark.slow
 @pytest.mark.sqlite_too
 @pytest.mark.one_driver
 @pytest.mark.parametrize("media_type", [JSONL, CSV])
@@ -115,6 +116,7 @@ def test_the_commands_import_and_export_files(app, client, sql, tmp_path):
     assert sql("SELECT count(*) FROM items") == [(2,)]
 
 
+@pytest.mark.postgres_path
 @pytest.mark.pgbouncer_too
 def test_on_postgresql_the_import_waits_for_the_worker_as_a_job(client, sql):
     store = new_store(client)

@@ -1,9 +1,11 @@
 """The store document PostgreSQL renders is the one rendering/store_document.py builds."""
 
+import pytest
 from sqlalchemy import create_engine
 
 from rendering.store_document import FUNCTION, function_sql
 
+pytestmark = pytest.mark.postgres_path
 DEFINITION = "SELECT pg_get_functiondef('store_document(integer)'::regprocedure)"
 
 
