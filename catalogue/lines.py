@@ -17,12 +17,15 @@ from dataclasses import dataclass
 
 from marshmallow import ValidationError
 
+from models.fields import ITEM_FIELDS, file_fields, imported_fields
 from schemas import ItemImportSchema
 
 JSON_LINES = "application/x-ndjson"
 CSV = "text/csv"
 MEDIA_TYPES = (JSON_LINES, CSV)
-CSV_COLUMNS = ("name", "price", "description", "tags")
+# An item's fields as a file carries them, then its tags; an import reads those clients write.
+CSV_COLUMNS = (*(field.name for field in file_fields(ITEM_FIELDS)), "tags")
+IMPORTED = imported_fields(ITEM_FIELDS)
 REQUIRED_CSV_COLUMNS = {"name", "price"}
 # Lines checked at once: marshmallow checks a list faster than its lines one by one.
 CHECKED_TOGETHER = 1_000
@@ -186,10 +189,13 @@ def header_problem(header: list[str]) -> str | None:
 
 
 def from_csv(row: dict[str, str]) -> dict:
-    """A CSV row as the JSON line of the same item: the price a number, tags a list."""
-    item: dict = {"name": unescaped(row["name"]), "price": csv_number(row["price"])}
-    if row.get("description"):
-        item["description"] = unescaped(row["description"])
+    """A CSV row as the JSON line of the same item: a number a number, tags a list; an empty
+    cell is no value (but for required columns, which the schema then checks)."""
+    item: dict = {}
+    for field in IMPORTED:
+        cell = row.get(field.name, "")
+        if cell or field.name in REQUIRED_CSV_COLUMNS:
+            item[field.name] = csv_number(cell) if field.kind == "number" else unescaped(cell)
     if row.get("tags"):
         item["tags"] = split_tags(unescaped(row["tags"]))
     return item

@@ -19,6 +19,7 @@ from sqlalchemy.orm import aliased
 
 from db import db, read_outside_the_session
 from models import ItemModel, StoreModel, TagModel
+from models.fields import ITEM_FIELDS, STORE_FIELDS, TAG_FIELDS, Field
 from models.queries import get_live_or_404
 from schemas import StoreSchema
 from web.errors import not_found, refuse
@@ -45,6 +46,11 @@ IN_ID_ORDER = "store_id = requested_id ORDER BY id"
 INDEXES_ONLY = "\nSET enable_seqscan = off"
 
 
+def columns(fields: tuple[Field, ...]) -> str:
+    """What the document shows of each row of a nested collection."""
+    return ", ".join(field.name for field in fields)
+
+
 def function_sql(nested_limit: int = NESTED_LIMIT) -> str:
     """The function's definition after its signature, for `CREATE FUNCTION <FUNCTION> ...`.
 
@@ -52,12 +58,13 @@ def function_sql(nested_limit: int = NESTED_LIMIT) -> str:
     planner then walks ix_items_store_id_id: IN_STORE_ORDER), and `- nested_limit` drops the
     last, which only told whether there are more."""
     more = nested_limit + 1
+    store = ", ".join(f"'{field.name}', store.{field.name}" for field in STORE_FIELDS)
     return f"""RETURNS text
 LANGUAGE plpgsql STABLE STRICT{INDEXES_ONLY} AS $$
 BEGIN
     RETURN (
         SELECT jsonb_build_object(
-            'id', store.id, 'name', store.name, 'owner_id', store.owner_id,
+            {store},
             'items', items.firsts - {nested_limit},
             'items_has_more', jsonb_array_length(items.firsts) > {nested_limit},
             'items_url', '/store/' || store.id || '/item',
@@ -67,10 +74,10 @@ BEGIN
         )::text
         FROM stores store,
             (SELECT coalesce(jsonb_agg(item ORDER BY item.id), '[]') AS firsts FROM (
-                SELECT id, name, price, description, store_id FROM items
+                SELECT {columns(ITEM_FIELDS)} FROM items
                 WHERE {IN_STORE_ORDER} LIMIT {more}) item) items,
             (SELECT coalesce(jsonb_agg(tag ORDER BY tag.id), '[]') AS firsts FROM (
-                SELECT id, name, store_id FROM tags
+                SELECT {columns(TAG_FIELDS)} FROM tags
                 WHERE {IN_STORE_ORDER} LIMIT {more}) tag) tags
         WHERE store.id = requested_id{LIVE_ONLY}
     );
