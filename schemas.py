@@ -5,16 +5,19 @@ from datetime import UTC
 from marshmallow import Schema, fields, post_load, validate
 
 from web.fields import (
-    MAX_PAGE_DEPTH,
     NO_NUL,
     After,
     Id,
     Name,
     Password,
     Price,
+    Sku,
+    UpdatedAfter,
     WholeMatch,
     first_entries,
+    timestamps,
 )
+from web.pagination import PageArgsSchema
 
 # Tags named on one imported line at most: a line costs the import a bounded amount.
 IMPORTED_TAGS_PER_ITEM = 100
@@ -28,6 +31,7 @@ class PlainStoreSchema(Schema):
         allow_none=True,
         metadata={"description": "The user who may change it (besides admins); null: admins only."},
     )
+    created_at, updated_at = timestamps()
 
 
 class PlainItemSchema(Schema):
@@ -39,13 +43,16 @@ class PlainItemSchema(Schema):
         validate=[validate.Length(max=10_000), NO_NUL],
         metadata={"example": "A short description."},
     )
+    sku = Sku()
     store_id = fields.Integer(dump_only=True)
+    created_at, updated_at = timestamps()
 
 
 class PlainTagSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = Name(required=True)
     store_id = fields.Integer(dump_only=True)
+    created_at, updated_at = timestamps()
 
 
 class StoreSchema(PlainStoreSchema):
@@ -83,31 +90,23 @@ class TagSchema(PlainTagSchema):
     items, items_has_more, items_url = first_entries(PlainItemSchema, "items", "/tag/{id}/item")
 
 
-class PageArgsSchema(Schema):
-    page_size = fields.Integer(
-        load_default=20, validate=validate.Range(min=1, max=100), metadata={"example": 20}
-    )
+class ItemChangesArgsSchema(PageArgsSchema):
+    updated_after = UpdatedAfter()
     after = After(
-        "Entries with a larger id than this, in id order: the next page starts after the last "
-        "id of this one (the Link header says so). As cheap at the millionth entry as at the "
-        "first."
-    )
-    page = fields.Integer(
-        validate=validate.Range(min=1),
-        metadata={
-            "description": f"Page number, from 1, while page x page_size <= {MAX_PAGE_DEPTH:,}"
-            "; deeper, use after. With after, pages are counted from there."
-        },
+        "The last item id you have: the next page starts after it, in id order (with "
+        "updated_after: after the item of that id and that updated_at). As cheap at the "
+        "millionth item as at the first."
     )
 
 
-class ItemListArgsSchema(PageArgsSchema):
+class ItemListArgsSchema(ItemChangesArgsSchema):
     store_id = Id(strict=False, metadata={"description": "Only the items of this store."})
     after = After(
         "The last item id you have: the next page starts after it. Without store_id the list "
         "goes store by store (by store id), each store's items in id order; with it, that "
-        "store's items in id order. As cheap at the millionth item as at the first, and past "
-        "deleted stores however big."
+        "store's items in id order (with updated_after: after the item of that id and that "
+        "updated_at). As cheap at the millionth item as at the first, and past deleted stores "
+        "however big."
     )
 
 

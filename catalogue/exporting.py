@@ -11,6 +11,7 @@ from typing import BinaryIO
 from catalogue.lines import CSV, CSV_COLUMNS, FORMULA_STARTS
 from db import READS, db
 from models.fields import ITEM_FIELDS, Field, file_fields
+from models.timestamped import AS_TEXT
 
 # Held in memory up to this; on disk past it.
 IN_MEMORY_BYTES = 1024 * 1024
@@ -48,16 +49,22 @@ ESCAPED = (
 )
 
 
+def value(field: Field, dialect: str) -> str:
+    """The item's field as a file has it: a time as text (web.fields.TIMESTAMP_FORMAT)."""
+    column = f"i.{field.name}"
+    return AS_TEXT[dialect].format(column) if field.kind == "timestamp" else column
+
+
 def json_line(dialect: str) -> str:
     """An item's line as a JSON object. On PostgreSQL joined as text, each value made JSON
     by to_json: measured 10 % faster than json_build_object."""
     tags = TAGS[dialect]["json"]
     if dialect == "sqlite":
-        pairs = "".join(f"'{field.name}', i.{field.name}, " for field in FIELDS)
+        pairs = "".join(f"'{field.name}', {value(field, dialect)}, " for field in FIELDS)
         return f"json_object({pairs}'tags', json({tags}))"
     values = {
-        field.name: f"i.{field.name}" if field.kind == "number"
-        else f"coalesce(CAST(to_json(i.{field.name}) AS text), 'null')"
+        field.name: value(field, dialect) if field.kind == "number"
+        else f"coalesce(CAST(to_json({value(field, dialect)}) AS text), 'null')"
         for field in FIELDS
     }  # fmt: skip
     values["tags"] = tags
@@ -68,18 +75,21 @@ def json_line(dialect: str) -> str:
     return " || ".join(members) + " || '}'"
 
 
-def csv_cell(field: Field) -> str:
+def csv_cell(field: Field, dialect: str) -> str:
     """A field's CSV cell: a text quoted, its quotes doubled; none, an empty cell."""
-    value = f"i.{field.name}"
+    shown = value(field, dialect)
     if field.kind == "number":
-        return value
-    return f"""coalesce('"' || replace({ESCAPED.format(value)}, '"', '""') || '"', '')"""
+        return shown
+    if field.kind == "timestamp":
+        return f"coalesce({shown}, '')"
+    return f"""coalesce('"' || replace({ESCAPED.format(shown)}, '"', '""') || '"', '')"""
 
 
 def csv_line(dialect: str) -> str:
     """An item's line as a CSV row; its tags' cell always quoted (an empty one: "")."""
     tags = ESCAPED.format(TAGS[dialect]["csv"])
-    cells = [*map(csv_cell, FIELDS), f"""'"' || replace(coalesce({tags}, ''), '"', '""') || '"'"""]
+    cells = [csv_cell(field, dialect) for field in FIELDS]
+    cells.append(f"""'"' || replace(coalesce({tags}, ''), '"', '""') || '"'""")
     return " || ',' || ".join(cells)
 
 

@@ -17,6 +17,7 @@ from typing import NamedTuple, TypeVar
 
 from sqlalchemy import func, select, text
 
+from catalogue.clashes import clashes
 from catalogue.lines import IMPORTED, BadLine, items_of
 from db import db, insert_missing
 from jobs.priority import lower_own_priority
@@ -54,6 +55,11 @@ class LinesRefused(Exception):  # noqa: N818 - the import's verdict, not a failu
     bad: list[BadLine] = field(default_factory=list)
     total: int = 0
 
+    def add(self, bad: BadLine) -> None:
+        self.total += 1
+        if len(self.bad) < LISTED_BAD_LINES:
+            self.bad.append(bad)
+
 
 def import_items(
     store_id: int,
@@ -69,28 +75,39 @@ def import_items(
     for entry in read_ahead(new_items(items_of(chunks, media_type))):
         if isinstance(entry, BadLine):
             counts.lines = entry.line
-            refused.total += 1
-            if len(refused.bad) < LISTED_BAD_LINES:
-                refused.bad.append(entry)
+            refused.add(entry)
             continue
         counts.lines, item = entry
         if refused.total:
             continue
         batch.append(item)
         if len(batch) == BATCH_ITEMS:
-            write_batch(store_id, batch, counts)
+            write_unless_clashing(store_id, batch, counts, refused)
             batch = []
             progress(counts)
+    write_unless_clashing(store_id, batch, counts, refused)
     if refused.total:
         refused.lines = counts.lines
         raise refused
-    write_batch(store_id, batch, counts)
     return counts
+
+
+def write_unless_clashing(
+    store_id: int, batch: list["NewItem"], counts: Imported, refused: LinesRefused
+) -> None:
+    """Write the batch, unless a value of it that must be unique is not (catalogue.clashes)."""
+    if refused.total:
+        return
+    for bad in clashes(store_id, [(item.line, item.values) for item in batch]):
+        refused.add(bad)
+    if not refused.total:
+        write_batch(store_id, batch, counts)
 
 
 class NewItem(NamedTuple):
     """An item to write, as small as it goes: a batch of them waits in memory."""
 
+    line: int
     # Its IMPORTED fields' values, in their order.
     values: tuple
     # Each once: a tag named twice on one line is linked once.
@@ -106,7 +123,7 @@ def new_items(
         else:
             line, item = entry
             tags = tuple(dict.fromkeys(item["tags"]))
-            yield line, NewItem(tuple(item.get(name) for name in IMPORTED_NAMES), tags)
+            yield line, NewItem(line, tuple(item.get(name) for name in IMPORTED_NAMES), tags)
 
 
 def read_ahead(entries: Iterator[T], batch: int = BATCH_ITEMS, depth: int = 1) -> Iterator[T]:

@@ -26,6 +26,10 @@ MEDIA_TYPES = (JSON_LINES, CSV)
 # An item's fields as a file carries them, then its tags; an import reads those clients write.
 CSV_COLUMNS = (*(field.name for field in file_fields(ITEM_FIELDS)), "tags")
 IMPORTED = imported_fields(ITEM_FIELDS)
+# What an exported line holds that an import leaves to the database (its times).
+SET_BY_DATABASE = frozenset(field.name for field in file_fields(ITEM_FIELDS)) - {
+    field.name for field in IMPORTED
+}
 REQUIRED_CSV_COLUMNS = {"name", "price"}
 # Lines checked at once: marshmallow checks a list faster than its lines one by one.
 CHECKED_TOGETHER = 1_000
@@ -93,15 +97,22 @@ def checked(batch: list[tuple[int, object]]) -> Iterator[tuple[int, dict] | BadL
     if not batch:
         return
     try:
-        loaded = ITEM_LINE.load([data for _, data in batch])
+        loaded = ITEM_LINE.load([as_imported(data) for _, data in batch])
     except ValidationError as error:
         for index, (line, data) in enumerate(batch):
             if index in error.messages:
                 yield BadLine(line, error.messages[index])
             else:
-                yield line, ItemImportSchema().load(data)
+                yield line, ItemImportSchema().load(as_imported(data))
         return
     yield from ((line, item) for (line, _), item in zip(batch, loaded, strict=True))
+
+
+def as_imported(data: object) -> object:
+    """An exported line as the import takes it: what the database sets left out."""
+    if isinstance(data, dict):
+        return {name: value for name, value in data.items() if name not in SET_BY_DATABASE}
+    return data
 
 
 def json_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, object] | BadLine]:

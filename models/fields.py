@@ -8,8 +8,9 @@ field is named in its model, its migration, its schema and its list, and nowhere
 from dataclasses import dataclass
 from typing import Literal
 
-# How SQL renders a field: a key (an integer id) and a number as they are, text quoted.
-Kind = Literal["key", "number", "text"]
+# How SQL renders a field: a key (an integer id) and a number as they are, text quoted, a
+# timestamp in ISO 8601, UTC (web.fields.Timestamp).
+Kind = Literal["key", "number", "text", "timestamp"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class Field:
     kind: Kind = "text"
     # Given by clients (bodies, a catalogue's lines); False: set by the API or the database.
     written: bool = True
+    # Unique among its store's items, where given (a unique index, and the view's conflict).
+    unique: bool = False
 
     @property
     def in_files(self) -> bool:
@@ -39,8 +42,15 @@ def key(name: str) -> Field:
     return Field(name, "key", written=False)
 
 
-STORE_FIELDS = (key("id"), Field("name"), key("owner_id"))
+# Set by the database (models.timestamped).
+TIMESTAMPS = (
+    Field("created_at", "timestamp", written=False),
+    Field("updated_at", "timestamp", written=False),
+)
+
+STORE_FIELDS = (key("id"), Field("name"), key("owner_id"), *TIMESTAMPS)
 ITEM_FIELDS = (
-    key("id"), Field("name"), Field("price", "number"), Field("description"), key("store_id"),
+    key("id"), Field("name"), Field("price", "number"), Field("description"),
+    Field("sku", unique=True), key("store_id"), *TIMESTAMPS,
 )  # fmt: skip
-TAG_FIELDS = (key("id"), Field("name"), key("store_id"))
+TAG_FIELDS = (key("id"), Field("name"), key("store_id"), *TIMESTAMPS)

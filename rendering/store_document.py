@@ -21,6 +21,7 @@ from db import db, read_outside_the_session
 from models import ItemModel, StoreModel, TagModel
 from models.fields import ITEM_FIELDS, STORE_FIELDS, TAG_FIELDS, Field
 from models.queries import get_live_or_404
+from models.timestamped import AS_TEXT
 from schemas import StoreSchema
 from web.errors import not_found, refuse
 from web.fields import NESTED_LIMIT
@@ -46,9 +47,17 @@ IN_ID_ORDER = "store_id = requested_id ORDER BY id"
 INDEXES_ONLY = "\nSET enable_seqscan = off"
 
 
+def shown(field: Field, column: str) -> str:
+    """The field's `column` as the document shows it."""
+    return AS_TEXT["postgresql"].format(column) if field.kind == "timestamp" else column
+
+
 def columns(fields: tuple[Field, ...]) -> str:
-    """What the document shows of each row of a nested collection."""
-    return ", ".join(field.name for field in fields)
+    """What the document shows of each row of a nested collection, by name."""
+    return ", ".join(
+        f"{shown(field, field.name)} AS {field.name}" if field.kind == "timestamp" else field.name
+        for field in fields
+    )
 
 
 def function_sql(nested_limit: int = NESTED_LIMIT) -> str:
@@ -58,7 +67,9 @@ def function_sql(nested_limit: int = NESTED_LIMIT) -> str:
     planner then walks ix_items_store_id_id: IN_STORE_ORDER), and `- nested_limit` drops the
     last, which only told whether there are more."""
     more = nested_limit + 1
-    store = ", ".join(f"'{field.name}', store.{field.name}" for field in STORE_FIELDS)
+    store = ",\n            ".join(
+        f"'{field.name}', {shown(field, f'store.{field.name}')}" for field in STORE_FIELDS
+    )
     return f"""RETURNS text
 LANGUAGE plpgsql STABLE STRICT{INDEXES_ONLY} AS $$
 BEGIN
