@@ -18,10 +18,11 @@ from schemas import ItemImportStatusSchema
 from security.ownership import may_change
 from web.blueprint import Blueprint
 from web.bodies import StreamedBody, client_stalls_cut_off, spooled_body
-from web.errors import not_found, refuse
+from web.errors import not_found, not_found_message, refuse
 from web.fields import MAX_ID
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER
+from web.transactions import ACCOUNT_DELETED, Conflict
 
 blp = Blueprint(
     "catalogue", __name__,
@@ -66,6 +67,14 @@ class ItemImport(MethodView):
         errors={
             400: "The body ended before its Content-Length, or without its last chunk",
             404: "No store with this id", 422: "The body is empty",
+        },
+        conflicts={
+            # The store can still vanish before the import is kept (and its chunks with it).
+            **dict.fromkeys(
+                ("fk_item_imports_store_id_stores", "fk_item_import_chunks_import_id_item_imports"),
+                Conflict(404, lambda _store, store_id: not_found_message(StoreModel, store_id)),
+            ),
+            "fk_item_imports_user_id_users": ACCOUNT_DELETED,
         },
     )  # fmt: skip
     def post(self, store: StoreModel, store_id: int) -> tuple[ItemImportModel, dict]:

@@ -24,7 +24,7 @@ from schemas import (
     MessageSchema,
 )
 from web.blueprint import Blueprint
-from web.errors import Refusal, not_found
+from web.errors import not_found_message
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
 from web.pagination import (
@@ -36,7 +36,7 @@ from web.pagination import (
     page_offset,
     set_firsts,
 )
-from web.transactions import flush
+from web.transactions import Conflict, flush
 
 blp = Blueprint("items", __name__, description="Items, each in one store")
 
@@ -44,8 +44,8 @@ NOT_HERE = {404: "No item with this id"}
 SKU_TAKEN = "Another item of the store has this sku"
 
 
-def sku_taken(store_id: int, sku: str | None) -> Refusal:
-    return (409, {"message": f"Store {store_id} has an item with sku {sku!r}: pick another."})
+def sku_taken(store_id: int, sku: str | None) -> str:
+    return f"Store {store_id} has an item with sku {sku!r}: pick another."
 
 
 def first_tags_of_item(item_id) -> Select:
@@ -116,12 +116,16 @@ class Item(MethodView):
     @blp.write(
         200, ItemSchema, body=ItemUpdateSchema, owner=item_to_change, current=item_answer,
         errors={**NOT_HERE, 409: SKU_TAKEN},
+        conflicts={
+            "uq_items_store_id_sku": Conflict(
+                409, lambda item, data, **_: sku_taken(item.store_id, data["sku"])
+            ),
+        },
     )  # fmt: skip
     def put(self, item: ItemModel, item_data: dict, item_id: int) -> Response:
         """Change an item's name, price, description or sku (its store's owner or an admin)"""
         for field, value in item_data.items():
             setattr(item, field, value)
-        flush(on_unique=sku_taken(item.store_id, item.sku))
         return item_answer(item)
 
     @blp.write(200, MessageSchema, owner=item_to_change, current=item_answer, errors=NOT_HERE)
@@ -151,6 +155,15 @@ class ItemList(MethodView):
     @blp.write(
         201, ItemSchema, idempotent=user_scope, body=ItemCreateSchema, headers=LOCATION_HEADER,
         owner=store_of_new_item, errors={404: "No store with this store_id", 409: SKU_TAKEN},
+        conflicts={
+            "uq_items_store_id_sku": Conflict(
+                409, lambda _store, data: sku_taken(data["store_id"], data["sku"])
+            ),
+            # The store can still vanish before the insert commits: the foreign key tells.
+            "fk_items_store_id_stores": Conflict(
+                404, lambda _store, data: not_found_message(StoreModel, data["store_id"])
+            ),
+        },
         links={
             "GetItem": link("get", "/item/{item_id}", item_id="id"),
             "UpdateItem": link("put", "/item/{item_id}", item_id="id"),
@@ -163,10 +176,7 @@ class ItemList(MethodView):
         """Create an item in a store (its owner or an admin)"""
         item = ItemModel(**item_data)
         db.session.add(item)
-        # The store can still vanish before the insert commits: the foreign key tells.
-        flush(
-            on_unique=sku_taken(store.id, item.sku), on_foreign_key=not_found(StoreModel, store.id)
-        )
+        flush()
         set_committed_value(item, "store", store)
         set_firsts(item, "tags", [])
         return item, {"Location": url_for("items.Item", item_id=item.id)}

@@ -9,11 +9,11 @@ from models import ItemModel, ItemTagModel, StoreModel, TagModel
 from models.queries import get_live_or_404, live_tags
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 from web.blueprint import Blueprint
-from web.errors import not_found
+from web.errors import not_found_message
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
 from web.pagination import attach_firsts, page_of, set_firsts
-from web.transactions import flush
+from web.transactions import Conflict, flush
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
 
@@ -67,6 +67,15 @@ class TagsInStore(MethodView):
         201, TagSchema, idempotent=user_scope, body=PlainTagSchema, headers=LOCATION_HEADER,
         owner=store_to_fill,
         errors={404: "No store with this id", 409: "The store has a tag with this name"},
+        conflicts={
+            "uq_tags_store_id_name": Conflict(409, lambda _store, data, store_id: (
+                f"Store {store_id} has a tag named {data['name']!r}: pick another name."
+            )),
+            # The store can still vanish before the insert commits: the foreign key tells.
+            "fk_tags_store_id_stores": Conflict(
+                404, lambda _store, _data, store_id: not_found_message(StoreModel, store_id)
+            ),
+        },
         links={
             "GetTag": link("get", "/tag/{tag_id}", tag_id="id"),
             "DeleteTag": link("delete", "/tag/{tag_id}", tag_id="id"),
@@ -79,13 +88,7 @@ class TagsInStore(MethodView):
         """Create a tag in a store (its owner or an admin)"""
         tag = TagModel(**tag_data, store_id=store_id)
         db.session.add(tag)
-        flush(
-            on_unique=(
-                409,
-                {"message": f"Store {store_id} has a tag named {tag.name!r}: pick another name."},
-            ),
-            on_foreign_key=not_found(StoreModel, store_id),
-        )
+        flush()
         set_committed_value(tag, "store", store)
         set_firsts(tag, "items", [])
         return tag, {"Location": url_for("tags.Tag", tag_id=tag.id)}
@@ -138,6 +141,17 @@ class LinkTagsToItem(MethodView):
             404: "No item or no tag with this id",
             409: "Already linked, or the tag belongs to another store",
         },
+        conflicts={
+            "pk_items_tags": Conflict(
+                409, lambda _item, item_id, tag_id: f"Item {item_id} and tag {tag_id} are linked "
+                "already."
+            ),
+            # Either can still vanish before the insert commits.
+            **dict.fromkeys(
+                ("fk_items_tags_item_id_items", "fk_items_tags_tag_id_tags"),
+                Conflict(404, lambda *_, **__: "The item or the tag was deleted meanwhile."),
+            ),
+        },
         links={
             "Unlink": link(
                 "delete", "/item/{item_id}/tag/{tag_id}", item_id="item/id", tag_id="tag/id"
@@ -156,10 +170,6 @@ class LinkTagsToItem(MethodView):
                 f"to store {item.store_id}: link a tag of the item's own store.",
             )
         db.session.add(ItemTagModel(item_id=item_id, tag_id=tag_id))
-        flush(
-            on_unique=(409, {"message": f"Item {item_id} and tag {tag_id} are linked already."}),
-            on_foreign_key=(404, {"message": "The item or the tag was deleted meanwhile."}),
-        )
         return {"message": f"Tag {tag_id} linked to item {item_id}.", "item": item, "tag": tag}
 
     @blp.write(

@@ -41,7 +41,7 @@ from web.blueprint import Blueprint
 from web.errors import not_found, refuse
 from web.idempotency import address_scope
 from web.openapi import RETRY_AFTER
-from web.transactions import end_transaction_early, flush
+from web.transactions import Conflict, end_transaction_early, flush
 
 blp = Blueprint("users", __name__, description="Users, and the tokens that let them write")
 
@@ -73,6 +73,10 @@ class Register(MethodView):
     @blp.write(
         201, UserSchema, token=None, idempotent=address_scope, body=UserCreateSchema,
         errors={409: "The username (in any case) or the email is taken", 429: TOO_MANY},
+        conflicts=dict.fromkeys(("ix_users_lower_username", "uq_users_email"), Conflict(409, (
+            lambda data: f"A user named {data['username']!r} (in any case) or with the email "
+            f"{data['email']!r} exists: pick another, or log in."
+        ))),
     )  # fmt: skip
     def post(self, user_data: dict) -> UserModel:
         """Create a user account (a few per client address and hour)"""
@@ -83,8 +87,7 @@ class Register(MethodView):
         # Hashed with no transaction open: attempt() committed its own.
         user = new_user(user_data)
         db.session.add(user)
-        taken = f"A user named {user.username!r} (in any case) or with the email {user.email!r}"
-        flush(on_unique=(409, {"message": f"{taken} exists: pick another, or log in."}))
+        flush()
         return user
 
 

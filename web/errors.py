@@ -26,7 +26,11 @@ def refuse(refusal: Refusal) -> NoReturn:
 
 
 def not_found(model: type, ident: int) -> Refusal:
-    return 404, {"message": f"{model.__name__.removesuffix('Model')} {ident} not found."}
+    return 404, {"message": not_found_message(model, ident)}
+
+
+def not_found_message(model: type, ident: int) -> str:
+    return f"{model.__name__.removesuffix('Model')} {ident} not found."
 
 
 def error_response(code: int, message: str, headers: dict[str, str]) -> ErrorResponse:
