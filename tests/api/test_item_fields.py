@@ -14,6 +14,8 @@ from sqlalchemy import text
 from support.api import assert_error, new_item, new_store, new_tag, times
 from support.catalogue import CSV, JSONL, imported, json_lines
 
+from catalogue.runs import TAKEN_MEANWHILE
+
 pytestmark = pytest.mark.sqlite_too
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -149,6 +151,46 @@ def test_an_import_with_a_sku_twice_or_taken_names_the_lines_and_writes_nothing(
         {"line": 3, "errors": {"sku": ["Item 1 of the store has the sku 'TAKEN'."]}},
     ]
     assert sql("SELECT count(*) FROM items") == [(1,)]
+
+
+SNATCHER = {
+    "postgresql": (
+        "CREATE FUNCTION snatch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF pg_trigger_depth() = 1 THEN INSERT INTO items (name, price, store_id, sku)"
+        " VALUES ('Snatcher', 1, NEW.store_id, NEW.sku); END IF; RETURN NEW; END $$",
+        "CREATE TRIGGER snatch BEFORE INSERT ON items FOR EACH ROW"
+        " WHEN (NEW.sku IS NOT NULL) EXECUTE FUNCTION snatch()",
+    ),
+    "sqlite": (
+        "CREATE TRIGGER snatch BEFORE INSERT ON items FOR EACH ROW"
+        " WHEN NEW.sku IS NOT NULL AND NEW.name != 'Snatcher' BEGIN"
+        " INSERT INTO items (name, price, store_id, sku)"
+        " VALUES ('Snatcher', 1, NEW.store_id, NEW.sku); END",
+    ),
+}
+UNSNATCHER = {
+    "postgresql": ("DROP TRIGGER snatch ON items", "DROP FUNCTION snatch()"),
+    "sqlite": ("DROP TRIGGER snatch",),
+}
+
+
+def test_a_sku_taken_while_the_import_writes_fails_it_with_nothing_written(
+    app, client, sql, engine
+):
+    """Another item takes the file's sku between the import's check and its write: the
+    unique index decides, and the import fails (not a fault retried until given up)."""
+    store = new_store(client)
+    for statement in SNATCHER[engine.dialect.name]:
+        committed(engine, statement)
+    try:
+        status = imported(
+            app, client, store["id"], json_lines({"name": "A", "price": 1, "sku": "X"})
+        )
+    finally:
+        for statement in UNSNATCHER[engine.dialect.name]:
+            committed(engine, statement)
+    assert (status["state"], status["message"]) == ("failed", TAKEN_MEANWHILE)
+    assert sql("SELECT count(*) FROM items") == [(0,)]
 
 
 def items_changed_after(client, url: str) -> list[dict]:
