@@ -123,8 +123,7 @@ def constraint_name(error: IntegrityError) -> str | None:
 
 def declared_conflict(error: IntegrityError, conflicts: Conflicts) -> Conflict | None:
     """The conflict declared for the constraint `error` broke; for a foreign key, which
-    SQLite does not name, the view's first foreign key conflict (a view with several says
-    the same for each)."""
+    SQLite does not name, the view's first foreign key conflict."""
     name = constraint_name(error)
     if name is None and violated_constraint(error) == "foreign key":
         keys = (
@@ -139,6 +138,8 @@ def declared_conflict(error: IntegrityError, conflicts: Conflicts) -> Conflict |
 def decided(view: Callable, conflicts: Conflicts) -> Callable:
     """`view`, its writes sent once it answered; a constraint they break, there or in the
     view, refuses the request with the conflict declared for it."""
+    if unknown := set(conflicts) - set(constraints()):
+        raise TypeError(f"{view.__qualname__}: no constraint is named {sorted(unknown)}")
 
     @wraps(view)
     def deciding(*args, **kwargs):
