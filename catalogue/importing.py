@@ -13,17 +13,18 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import NamedTuple, TypeVar
 
 from sqlalchemy import func, select, text
 
-from catalogue.lines import BadLine, items_of
+from catalogue.clashes import clashes
+from catalogue.lines import IMPORTED, BadLine, items_of
 from db import db, insert_missing
 from models import ItemModel, ItemTagModel, TagModel
 from priority import lower_own_priority
 
 T = TypeVar("T")
+IMPORTED_NAMES = tuple(field.name for field in IMPORTED)
 
 # Items written at once: big enough that a batch's round trips cost little beside its rows,
 # small enough to hold in memory with their tags.
@@ -54,6 +55,11 @@ class LinesRefused(Exception):  # noqa: N818 - the import's verdict, not a failu
     bad: list[BadLine] = field(default_factory=list)
     total: int = 0
 
+    def add(self, bad: BadLine) -> None:
+        self.total += 1
+        if len(self.bad) < LISTED_BAD_LINES:
+            self.bad.append(bad)
+
 
 def import_items(
     store_id: int,
@@ -69,31 +75,41 @@ def import_items(
     for entry in read_ahead(new_items(items_of(chunks, media_type))):
         if isinstance(entry, BadLine):
             counts.lines = entry.line
-            refused.total += 1
-            if len(refused.bad) < LISTED_BAD_LINES:
-                refused.bad.append(entry)
+            refused.add(entry)
             continue
         counts.lines, item = entry
         if refused.total:
             continue
         batch.append(item)
         if len(batch) == BATCH_ITEMS:
-            write_batch(store_id, batch, counts)
+            write_unless_clashing(store_id, batch, counts, refused)
             batch = []
             progress(counts)
+    write_unless_clashing(store_id, batch, counts, refused)
     if refused.total:
         refused.lines = counts.lines
         raise refused
-    write_batch(store_id, batch, counts)
     return counts
+
+
+def write_unless_clashing(
+    store_id: int, batch: list["NewItem"], counts: Imported, refused: LinesRefused
+) -> None:
+    """Write the batch, unless a value of it that must be unique is not (catalogue.clashes)."""
+    if refused.total:
+        return
+    for bad in clashes(store_id, [(item.line, item.values) for item in batch]):
+        refused.add(bad)
+    if not refused.total:
+        write_batch(store_id, batch, counts)
 
 
 class NewItem(NamedTuple):
     """An item to write, as small as it goes: a batch of them waits in memory."""
 
-    name: str
-    price: Decimal
-    description: str | None
+    line: int
+    # Its IMPORTED fields' values, in their order.
+    values: tuple
     # Each once: a tag named twice on one line is linked once.
     tags: tuple[str, ...]
 
@@ -107,7 +123,7 @@ def new_items(
         else:
             line, item = entry
             tags = tuple(dict.fromkeys(item["tags"]))
-            yield line, NewItem(item["name"], item["price"], item.get("description"), tags)
+            yield line, NewItem(line, tuple(item.get(name) for name in IMPORTED_NAMES), tags)
 
 
 def read_ahead(entries: Iterator[T], batch: int = BATCH_ITEMS, depth: int = 1) -> Iterator[T]:
@@ -198,15 +214,14 @@ def insert_items(store_id: int, items: list[NewItem]) -> list[int]:
     can be written without reading anything back."""
     ids = new_item_ids(len(items))
     if copying():
-        copy("items (id, name, price, description, store_id)", (
-            f"{item_id}\t{copy_text(item.name)}\t{item.price}\t"
-            f"{NULL if item.description is None else copy_text(item.description)}\t{store_id}\n"
+        copy(f"items (id, {', '.join(IMPORTED_NAMES)}, store_id)", (
+            f"{item_id}\t{copy_values(item.values)}\t{store_id}\n"
             for item_id, item in zip(ids, items, strict=True)
         ))  # fmt: skip
     else:
         db.session.connection().execute(ItemModel.__table__.insert(), [
-            {"id": item_id, "name": item.name, "price": item.price,
-             "description": item.description, "store_id": store_id}
+            {"id": item_id, **dict(zip(IMPORTED_NAMES, item.values, strict=True)),
+             "store_id": store_id}
             for item_id, item in zip(ids, items, strict=True)
         ])  # fmt: skip
     return ids
@@ -266,3 +281,11 @@ NULL = "\\N"
 
 def copy_text(value: str) -> str:
     return value.translate(COPY_ESCAPES) if NEEDS_ESCAPES.search(value) else value
+
+
+def copy_values(values: tuple) -> str:
+    """A row's values in COPY's text format: a number as it is, a text escaped."""
+    return "\t".join(
+        NULL if value is None else copy_text(value) if isinstance(value, str) else str(value)
+        for value in values
+    )

@@ -17,12 +17,19 @@ from dataclasses import dataclass
 
 from marshmallow import ValidationError
 
+from models.fields import ITEM_FIELDS, file_fields, imported_fields
 from schemas import ItemImportSchema
 
 JSON_LINES = "application/x-ndjson"
 CSV = "text/csv"
 MEDIA_TYPES = (JSON_LINES, CSV)
-CSV_COLUMNS = ("name", "price", "description", "tags")
+# An item's fields as a file carries them, then its tags; an import reads those clients write.
+CSV_COLUMNS = (*(field.name for field in file_fields(ITEM_FIELDS)), "tags")
+IMPORTED = imported_fields(ITEM_FIELDS)
+# What an exported line holds that an import leaves to the database (its times).
+SET_BY_DATABASE = frozenset(field.name for field in file_fields(ITEM_FIELDS)) - {
+    field.name for field in IMPORTED
+}
 REQUIRED_CSV_COLUMNS = {"name", "price"}
 # Lines checked at once: marshmallow checks a list faster than its lines one by one.
 CHECKED_TOGETHER = 1_000
@@ -90,15 +97,22 @@ def checked(batch: list[tuple[int, object]]) -> Iterator[tuple[int, dict] | BadL
     if not batch:
         return
     try:
-        loaded = ITEM_LINE.load([data for _, data in batch])
+        loaded = ITEM_LINE.load([as_imported(data) for _, data in batch])
     except ValidationError as error:
         for index, (line, data) in enumerate(batch):
             if index in error.messages:
                 yield BadLine(line, error.messages[index])
             else:
-                yield line, ItemImportSchema().load(data)
+                yield line, ItemImportSchema().load(as_imported(data))
         return
     yield from ((line, item) for (line, _), item in zip(batch, loaded, strict=True))
+
+
+def as_imported(data: object) -> object:
+    """An exported line as the import takes it: what the database sets left out."""
+    if isinstance(data, dict):
+        return {name: value for name, value in data.items() if name not in SET_BY_DATABASE}
+    return data
 
 
 def json_lines(chunks: Iterable[bytes]) -> Iterator[tuple[int, object] | BadLine]:
@@ -186,10 +200,13 @@ def header_problem(header: list[str]) -> str | None:
 
 
 def from_csv(row: dict[str, str]) -> dict:
-    """A CSV row as the JSON line of the same item: the price a number, tags a list."""
-    item: dict = {"name": unescaped(row["name"]), "price": csv_number(row["price"])}
-    if row.get("description"):
-        item["description"] = unescaped(row["description"])
+    """A CSV row as the JSON line of the same item: a number a number, tags a list; an empty
+    cell is no value (but for required columns, which the schema then checks)."""
+    item: dict = {}
+    for field in IMPORTED:
+        cell = row.get(field.name, "")
+        if cell or field.name in REQUIRED_CSV_COLUMNS:
+            item[field.name] = csv_number(cell) if field.kind == "number" else unescaped(cell)
     if row.get("tags"):
         item["tags"] = split_tags(unescaped(row["tags"]))
     return item

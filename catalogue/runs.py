@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from catalogue.importing import Imported, LinesRefused, import_items
 from db import db, took_advisory_lock
@@ -130,6 +131,12 @@ def run(
         savepoint.rollback()
         errors = json.dumps([bad.as_dict() for bad in refused.bad])
         finish(item_import, FAILED, refused.lines, errors=errors, error_count=refused.total)
+    # COPY raises the driver's own error, past SQLAlchemy.
+    except (IntegrityError, db.engine.dialect.loaded_dbapi.IntegrityError):
+        # A constraint's verdict on the file, not a fault to retry: a value unique among
+        # the store's items was given to another between the check and the write.
+        savepoint.rollback()
+        finish(item_import, FAILED, item_import.lines_read, message=TAKEN_MEANWHILE)
     seconds = time.monotonic() - started
     count_import(item_import.state, item_import.lines_read, seconds)
     logger.info(
@@ -140,6 +147,10 @@ def run(
 
 
 STORE_GONE = "The store was deleted while its import ran: nothing was imported."
+TAKEN_MEANWHILE = (
+    "Another item of the store was given a sku of the file while its import ran: nothing "
+    "was imported. Send the file again to see which."
+)
 # Runs of one import that may end on a database error before it is given up.
 MAX_ATTEMPTS = 3
 GAVE_UP = (

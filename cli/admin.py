@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from db import db
 from models import UserModel
-from schemas import UserCreateSchema
+from schemas.users import UserCreateSchema
 from security.passwords import new_user
 
 

@@ -13,13 +13,14 @@ from sqlalchemy.orm import (
 )
 
 from db import UTCDateTime, db
+from models.timestamped import Timestamped
 
 if TYPE_CHECKING:
     from models.item import ItemModel
     from models.tag import TagModel
 
 
-class StoreModel(db.Model):
+class StoreModel(Timestamped, db.Model):
     __tablename__ = "stores"
     __table_args__ = (
         # A deleted store's name is free for a new store at once.
@@ -33,6 +34,8 @@ class StoreModel(db.Model):
         # On SQLite too, a deleted row's id is never handed out again (migration 0003).
         {"sqlite_autoincrement": True},
     )
+
+    NO_CHANGE = ("deleted_at", "expire_time", "deleted_by")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(80))

@@ -4,12 +4,13 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from db import db
+from models.timestamped import Timestamped
 
 if TYPE_CHECKING:
     from models.store import StoreModel
 
 
-class TagModel(db.Model):
+class TagModel(Timestamped, db.Model):
     __tablename__ = "tags"
     __table_args__ = (
         UniqueConstraint("store_id", "name"),

@@ -204,7 +204,8 @@ def metrics() -> Response:
 
 
 def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
-    if not ADDED_UP and "gunicorn" in sys.modules:
+    # Under gunicorn (its arbiter forked this worker), not merely importing it as the app does.
+    if not ADDED_UP and "gunicorn.arbiter" in sys.modules:
         # Another worker may answer the next scrape with counts of its own: say it where the
         # operator starts the server, and in /metrics (metrics_process_only).
         app.logger.warning(

@@ -19,7 +19,9 @@ from sqlalchemy.orm import aliased
 
 from db import db, read_outside_the_session
 from models import ItemModel, StoreModel, TagModel
+from models.fields import ITEM_FIELDS, STORE_FIELDS, TAG_FIELDS, Field
 from models.queries import NotFoundError, get_live_one
+from models.timestamped import AS_TEXT
 from rendering.firsts import attach_firsts
 from schemas import StoreSchema
 from schemas.field_types import NESTED_LIMIT
@@ -41,6 +43,19 @@ IN_STORE_ORDER = "store_id BETWEEN requested_id AND requested_id ORDER BY store_
 INDEXES_ONLY = "\nSET enable_seqscan = off"
 
 
+def shown(field: Field, column: str) -> str:
+    """The field's `column` as the document shows it."""
+    return AS_TEXT["postgresql"].format(column) if field.kind == "timestamp" else column
+
+
+def columns(fields: tuple[Field, ...]) -> str:
+    """What the document shows of each row of a nested collection, by name."""
+    return ", ".join(
+        f"{shown(field, field.name)} AS {field.name}" if field.kind == "timestamp" else field.name
+        for field in fields
+    )
+
+
 def function_sql(nested_limit: int = NESTED_LIMIT) -> str:
     """The function's definition after its signature, for `CREATE FUNCTION <FUNCTION> ...`.
 
@@ -48,12 +63,15 @@ def function_sql(nested_limit: int = NESTED_LIMIT) -> str:
     planner then walks ix_items_store_id_id: IN_STORE_ORDER), and `- nested_limit` drops the
     last, which only told whether there are more."""
     more = nested_limit + 1
+    store = ",\n            ".join(
+        f"'{field.name}', {shown(field, f'store.{field.name}')}" for field in STORE_FIELDS
+    )
     return f"""RETURNS text
 LANGUAGE plpgsql STABLE STRICT{INDEXES_ONLY} AS $$
 BEGIN
     RETURN (
         SELECT jsonb_build_object(
-            'id', store.id, 'name', store.name, 'owner_id', store.owner_id,
+            {store},
             'items', items.firsts - {nested_limit},
             'items_has_more', jsonb_array_length(items.firsts) > {nested_limit},
             'items_url', '/store/' || store.id || '/item',
@@ -63,10 +81,10 @@ BEGIN
         )::text
         FROM stores store,
             (SELECT coalesce(jsonb_agg(item ORDER BY item.id), '[]') AS firsts FROM (
-                SELECT id, name, price, description, store_id FROM items
+                SELECT {columns(ITEM_FIELDS)} FROM items
                 WHERE {IN_STORE_ORDER} LIMIT {more}) item) items,
             (SELECT coalesce(jsonb_agg(tag ORDER BY tag.id), '[]') AS firsts FROM (
-                SELECT id, name, store_id FROM tags
+                SELECT {columns(TAG_FIELDS)} FROM tags
                 WHERE {IN_STORE_ORDER} LIMIT {more}) tag) tags
         WHERE store.id = requested_id AND store.deleted_at IS NULL
     );

@@ -31,11 +31,12 @@ standby its address hashes to among those that serve, which may move when that s
 """
 
 import logging
+import re
 import zlib
 from collections.abc import Callable
 
 import jwt
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -160,10 +161,12 @@ class Routing:
     def reader(self) -> int | None:
         """Whose read this is, if it says: by a valid bearer token, or by the cookie of a
         write (unforgeable: signed with JWT_SECRET_KEY)."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token:
+        if token := bearer_token():
             try:
-                return int(decode_token(token)["sub"])
+                # An expired token still says, unforgeably, whose the read is: routing is no
+                # authorization, and a client between a token's expiry and its refresh keeps
+                # its reads.
+                return int(decode_token(token, allow_expired=True)["sub"])
             except (jwt.PyJWTError, JWTExtendedException, KeyError, ValueError):
                 pass  # not a token of ours: the read is anonymous
         if cookie := request.cookies.get(COOKIE):
@@ -226,6 +229,22 @@ class Routing:
         with self.primary.connect() as connection:
             connection.execute(note(reader))
         self.notes.taken(reader, noting)
+
+
+def bearer_token() -> str | None:
+    """The token of the Authorization header, read as Flask-JWT-Extended reads it (credentials
+    split at commas, the scheme and the token at any whitespace): every header the API takes
+    a token from names its reader here too (tests/api/test_reader.py)."""
+    header = request.headers.get("Authorization", "").strip().strip(",")
+    scheme = current_app.config["JWT_HEADER_TYPE"]
+    bearers = [
+        parts
+        for credentials in re.split(r",\s*", header)
+        if (parts := credentials.split()) and parts[0] == scheme
+    ]
+    if len(bearers) == 1 and len(bearers[0]) == 2:
+        return bearers[0][1]
+    return None
 
 
 def why_none_serves(replicas: list[Replica]) -> str:

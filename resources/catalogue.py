@@ -12,7 +12,7 @@ from config.settings import current_settings
 from db import db
 from jobs.deferral import start_import
 from models import ItemImportModel, StoreModel
-from models.queries import get_live, get_live_one
+from models.queries import NotFoundError, get_live, get_live_one
 from models.store import INCLUDE_DELETED
 from replication.notes import read_the_primary
 from schemas import ItemImportStatusSchema
@@ -23,6 +23,7 @@ from web.bodies import StreamedBody, client_stalls_cut_off, spooled_body
 from web.errors import not_found, refuse
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER
+from web.transactions import ACCOUNT_DELETED, Conflict
 
 blp = Blueprint(
     "catalogue", __name__,
@@ -67,6 +68,14 @@ class ItemImport(MethodView):
         errors={
             400: "The body ended before its Content-Length, or without its last chunk",
             404: "No store with this id", 422: "The body is empty",
+        },
+        conflicts={
+            # The store can still vanish before the import is kept (and its chunks with it).
+            **dict.fromkeys(
+                ("fk_item_imports_store_id_stores", "fk_item_import_chunks_import_id_item_imports"),
+                Conflict(404, lambda store_id, **_: str(NotFoundError(StoreModel, store_id))),
+            ),
+            "fk_item_imports_user_id_users": ACCOUNT_DELETED,
         },
     )  # fmt: skip
     def post(self, target: StoreModel, store_id: int) -> tuple[ItemImportModel, dict]:

@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from flask import Response, jsonify, url_for
 from flask.views import MethodView
 from flask_smorest import abort
@@ -7,6 +9,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
 from models.queries import (
+    NotFoundError,
     get_live,
     get_live_one,
     item_in_store_order_after,
@@ -15,6 +18,7 @@ from models.queries import (
 )
 from rendering.firsts import attach_firsts, set_firsts
 from schemas import (
+    ItemChangesArgsSchema,
     ItemCreateSchema,
     ItemListArgsSchema,
     ItemSchema,
@@ -22,15 +26,19 @@ from schemas import (
     MessageSchema,
 )
 from web.blueprint import Blueprint
-from web.errors import not_found
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
-from web.pagination import Page, page_and_next, page_of, page_offset
-from web.transactions import flush
+from web.pagination import Page, changes_page, page_and_next, page_of, page_offset
+from web.transactions import Conflict, flush
 
 blp = Blueprint("items", __name__, description="Items, each in one store")
 
 NOT_HERE = {404: "No item with this id"}
+SKU_TAKEN = "Another item of the store has this sku"
+
+
+def sku_taken(store_id: int, sku: str | None) -> str:
+    return f"Store {store_id} has an item with sku {sku!r}: pick another."
 
 
 def first_tags_of_item(item_id) -> Select:
@@ -67,6 +75,12 @@ def page_of_store(store_id: int, **page: int) -> Page:
     return page_of(live_items(), ItemModel.id, parent=(ItemModel.store_id, store_id), **page)
 
 
+def page_of_changes(updated_after: datetime, store_id: int | None = None, **page: int) -> Page:
+    """A page of the items changed after `updated_after`, of every live store or of one."""
+    parent = None if store_id is None else (ItemModel.store_id, store_id)
+    return changes_page(live_items(), ItemModel, updated_after, parent=parent, **page)
+
+
 def page_in_store_order(page_size: int, after: int | None = None, page: int | None = None) -> Page:
     """The items of every live store, store by store; `after` an item id, the page starts
     after it."""
@@ -94,10 +108,15 @@ class Item(MethodView):
 
     @blp.write(
         200, ItemSchema, body=ItemUpdateSchema, owner=item_to_change, current=item_answer,
-        errors=NOT_HERE,
+        errors={**NOT_HERE, 409: SKU_TAKEN},
+        conflicts={
+            "uq_items_store_id_sku": Conflict(
+                409, lambda target, body, **_: sku_taken(target.store_id, body["sku"])
+            ),
+        },
     )  # fmt: skip
     def put(self, target: ItemModel, body: dict, item_id: int) -> Response:
-        """Change an item's name, price or description (its store's owner or an admin)"""
+        """Change an item's name, price, description or sku (its store's owner or an admin)"""
         for field, value in body.items():
             setattr(target, field, value)
         return item_answer(target)
@@ -114,19 +133,30 @@ class ItemList(MethodView):
     @blp.listing(
         ItemSchema, arguments=ItemListArgsSchema, errors={404: "No item with the id of after"}
     )
-    def get(self, store_id: int | None = None, **page: int):
-        """List items store by store, or those of one store"""
-        if store_id is None:
-            items, after = page_in_store_order(**page)
-        elif get_live(StoreModel, store_id) is None:  # or deleted: none to walk
+    def get(self, store_id: int | None = None, updated_after: datetime | None = None, **page: int):
+        """List items store by store, or those of one store, or those changed since a time"""
+        if store_id is not None and get_live(StoreModel, store_id) is None:  # or deleted
             return [], None
+        if updated_after is not None:
+            items, after = page_of_changes(updated_after, store_id, **page)
+        elif store_id is None:
+            items, after = page_in_store_order(**page)
         else:
             items, after = page_of_store(store_id, **page)
         return with_first_tags(items), after
 
     @blp.write(
         201, ItemSchema, idempotent=user_scope, body=ItemCreateSchema, headers=LOCATION_HEADER,
-        owner=store_of_new_item, errors={404: "No store with this store_id"},
+        owner=store_of_new_item, errors={404: "No store with this store_id", 409: SKU_TAKEN},
+        conflicts={
+            "uq_items_store_id_sku": Conflict(
+                409, lambda body, **_: sku_taken(body["store_id"], body["sku"])
+            ),
+            # The store can still vanish before the insert commits: the foreign key tells.
+            "fk_items_store_id_stores": Conflict(
+                404, lambda body, **_: str(NotFoundError(StoreModel, body["store_id"]))
+            ),
+        },
         links={
             "GetItem": link("get", "/item/{item_id}", item_id="id"),
             "UpdateItem": link("put", "/item/{item_id}", item_id="id"),
@@ -139,8 +169,7 @@ class ItemList(MethodView):
         """Create an item in a store (its owner or an admin)"""
         item = ItemModel(**body)
         db.session.add(item)
-        # The store can still vanish before the insert commits: the foreign key tells.
-        flush(on_foreign_key=not_found(StoreModel, target.id))
+        flush()
         set_committed_value(item, "store", target)
         set_firsts(item, "tags", [])
         return item, {"Location": url_for("items.Item", item_id=item.id)}
@@ -148,11 +177,14 @@ class ItemList(MethodView):
 
 @blp.route("/store/<int:store_id>/item")
 class ItemsInStore(MethodView):
-    @blp.listing(ItemSchema, errors={404: "No store with this id"})
-    def get(self, store_id: int, **page: int):
-        """List the items of a store, page by page"""
+    @blp.listing(ItemSchema, arguments=ItemChangesArgsSchema, errors={404: "No store with this id"})
+    def get(self, store_id: int, updated_after: datetime | None = None, **page: int):
+        """List the items of a store, page by page, or those changed since a time"""
         get_live_one(StoreModel, store_id)
-        items, after = page_of_store(store_id, **page)
+        if updated_after is None:
+            items, after = page_of_store(store_id, **page)
+        else:
+            items, after = page_of_changes(updated_after, store_id, **page)
         return with_first_tags(items), after
 
 

@@ -1,3 +1,4 @@
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from flask import Response, url_for
@@ -25,7 +26,7 @@ from web.errors import not_found, refuse
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
 from web.pagination import Page, page_of
-from web.transactions import flush
+from web.transactions import ACCOUNT_DELETED, Conflict, Conflicts, flush
 
 blp = Blueprint("stores", __name__, description="Stores, which own items and tags")
 
@@ -53,8 +54,19 @@ def is_expired(store: StoreModel) -> bool:
 def saved_store(store: StoreModel) -> Response:
     """Save the store; its answer, rendered before the commit (no second transaction)."""
     db.session.add(store)
-    flush(on_unique=(409, {"message": f"A store named {store.name!r} exists: pick another name."}))
+    flush()
     return store_answer(store)
+
+
+def name_taken(name: str) -> str:
+    return f"A store named {name!r} exists: pick another name."
+
+
+# Live stores' names are unique: the name a view saves, as it finds it in its arguments.
+def name_conflict(name_of: Callable[..., str]) -> Conflicts:
+    return {
+        "uq_stores_name_live": Conflict(409, lambda **arguments: name_taken(name_of(**arguments)))
+    }
 
 
 @blp.route("/store/<int:store_id>")
@@ -67,6 +79,7 @@ class Store(MethodView):
     @blp.write(
         200, StoreSchema, body=PlainStoreSchema, owner=store_to_change, current=store_answer,
         errors={**NOT_HERE, 409: "Another store has this name"},
+        conflicts=name_conflict(lambda body, **_: body["name"]),
     )  # fmt: skip
     def put(self, target: StoreModel, body: dict, store_id: int) -> Response:
         """Rename a store (its owner or an admin)"""
@@ -75,7 +88,7 @@ class Store(MethodView):
 
     @blp.write(
         200, StoreDeletionSchema, fresh=True, owner=store_to_change, current=store_answer,
-        errors=NOT_HERE,
+        errors=NOT_HERE, conflicts={"fk_stores_deleted_by_users": ACCOUNT_DELETED},
     )  # fmt: skip
     def delete(self, target: StoreModel, store_id: int) -> StoreModel:
         """Delete a store with all its items, tags and their links (its owner or an admin,
@@ -112,6 +125,7 @@ class StoreRestore(MethodView):
             404: "No deleted store with this id: purged or expired",
             409: "The store is not deleted, or a live store has its name",
         },
+        conflicts=name_conflict(lambda target, body, **_: body.get("name", target.name)),
     )  # fmt: skip
     def post(self, target: StoreModel, body: dict, store_id: int) -> Response:
         """Restore a deleted store before its expire_time, whole: same ids, items, tags and
@@ -140,6 +154,7 @@ class StorePurge(MethodView):
     @blp.write(
         202, DeletedStoreSchema, fresh=True, admin=True, idempotent=user_scope,
         errors={404: "No store with this id, or purged already"},
+        conflicts={"fk_stores_deleted_by_users": ACCOUNT_DELETED},
     )  # fmt: skip
     def post(self, store_id: int) -> StoreModel:
         """Delete a store for good, soon, deleted or not: no restore (admins, with a fresh
@@ -179,6 +194,10 @@ class StoreList(MethodView):
     @blp.write(
         201, StoreSchema, idempotent=user_scope, body=PlainStoreSchema, headers=LOCATION_HEADER,
         errors={409: "Another store has this name"},
+        conflicts={
+            **name_conflict(lambda body, **_: body["name"]),
+            "fk_stores_owner_id_users": ACCOUNT_DELETED,
+        },
         links={
             "GetStore": link("get", "/store/{store_id}", store_id="id"),
             "RenameStore": link("put", "/store/{store_id}", store_id="id"),

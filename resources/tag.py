@@ -6,15 +6,14 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
-from models.queries import get_live_one, live_tags
+from models.queries import NotFoundError, get_live_one, live_tags
 from rendering.firsts import attach_firsts, set_firsts
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 from web.blueprint import Blueprint
-from web.errors import not_found
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
 from web.pagination import page_of
-from web.transactions import flush
+from web.transactions import Conflict, flush
 
 blp = Blueprint("tags", __name__, description="Tags of a store, linked to its items")
 
@@ -68,6 +67,15 @@ class TagsInStore(MethodView):
         201, TagSchema, idempotent=user_scope, body=PlainTagSchema, headers=LOCATION_HEADER,
         owner=store_to_fill,
         errors={404: "No store with this id", 409: "The store has a tag with this name"},
+        conflicts={
+            "uq_tags_store_id_name": Conflict(409, lambda body, store_id, **_: (
+                f"Store {store_id} has a tag named {body['name']!r}: pick another name."
+            )),
+            # The store can still vanish before the insert commits: the foreign key tells.
+            "fk_tags_store_id_stores": Conflict(
+                404, lambda store_id, **_: str(NotFoundError(StoreModel, store_id))
+            ),
+        },
         links={
             "GetTag": link("get", "/tag/{tag_id}", tag_id="id"),
             "DeleteTag": link("delete", "/tag/{tag_id}", tag_id="id"),
@@ -80,13 +88,7 @@ class TagsInStore(MethodView):
         """Create a tag in a store (its owner or an admin)"""
         tag = TagModel(**body, store_id=store_id)
         db.session.add(tag)
-        flush(
-            on_unique=(
-                409,
-                {"message": f"Store {store_id} has a tag named {tag.name!r}: pick another name."},
-            ),
-            on_foreign_key=not_found(StoreModel, store_id),
-        )
+        flush()
         set_committed_value(tag, "store", target)
         set_firsts(tag, "items", [])
         return tag, {"Location": url_for("tags.Tag", tag_id=tag.id)}
@@ -139,6 +141,17 @@ class LinkTagsToItem(MethodView):
             404: "No item or no tag with this id",
             409: "Already linked, or the tag belongs to another store",
         },
+        conflicts={
+            "pk_items_tags": Conflict(
+                409, lambda item_id, tag_id, **_: f"Item {item_id} and tag {tag_id} are linked "
+                "already."
+            ),
+            # Either can still vanish before the insert commits.
+            **dict.fromkeys(
+                ("fk_items_tags_item_id_items", "fk_items_tags_tag_id_tags"),
+                Conflict(404, lambda *_, **__: "The item or the tag was deleted meanwhile."),
+            ),
+        },
         links={
             "Unlink": link(
                 "delete", "/item/{item_id}/tag/{tag_id}", item_id="item/id", tag_id="tag/id"
@@ -157,10 +170,6 @@ class LinkTagsToItem(MethodView):
                 f"to store {target.store_id}: link a tag of the item's own store.",
             )
         db.session.add(ItemTagModel(item_id=item_id, tag_id=tag_id))
-        flush(
-            on_unique=(409, {"message": f"Item {item_id} and tag {tag_id} are linked already."}),
-            on_foreign_key=(404, {"message": "The item or the tag was deleted meanwhile."}),
-        )
         return {"message": f"Tag {tag_id} linked to item {item_id}.", "item": target, "tag": tag}
 
     @blp.write(

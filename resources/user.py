@@ -10,11 +10,11 @@ from db import db, read_outside_transactions
 from models import UserModel
 from models.user import username_key
 from replication.notes import forget_reader
-from schemas import (
+from schemas import MessageSchema
+from schemas.users import (
     DeviceCookieSchema,
     LoginSchema,
     LogoutQuerySchema,
-    MessageSchema,
     PasswordChangeSchema,
     TokensSchema,
     UserCreateSchema,
@@ -42,7 +42,7 @@ from web.blueprint import Blueprint
 from web.errors import not_found, refuse
 from web.idempotency import address_scope
 from web.openapi import RETRY_AFTER
-from web.transactions import end_transaction_early, flush
+from web.transactions import Conflict, end_transaction_early, flush
 
 blp = Blueprint("users", __name__, description="Users, and the tokens that let them write")
 
@@ -74,6 +74,10 @@ class Register(MethodView):
     @blp.write(
         201, UserSchema, token=None, idempotent=address_scope, body=UserCreateSchema,
         errors={409: "The username (in any case) or the email is taken", 429: TOO_MANY},
+        conflicts=dict.fromkeys(("ix_users_lower_username", "uq_users_email"), Conflict(409, (
+            lambda body, **_: f"A user named {body['username']!r} (in any case) or with the "
+            f"email {body['email']!r} exists: pick another, or log in."
+        ))),
     )  # fmt: skip
     def post(self, body: dict) -> UserModel:
         """Create a user account (a few per client address and hour)"""
@@ -84,8 +88,7 @@ class Register(MethodView):
         # Hashed with no transaction open: attempt() committed its own.
         user = new_user(body)
         db.session.add(user)
-        taken = f"A user named {user.username!r} (in any case) or with the email {user.email!r}"
-        flush(on_unique=(409, {"message": f"{taken} exists: pick another, or log in."}))
+        flush()
         return user
 
 

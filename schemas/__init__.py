@@ -2,7 +2,7 @@
 
 from datetime import UTC
 
-from marshmallow import Schema, fields, post_load, validate
+from marshmallow import Schema, fields, validate
 
 from schemas.field_types import (
     MAX_PAGE_DEPTH,
@@ -10,10 +10,12 @@ from schemas.field_types import (
     After,
     Id,
     Name,
-    Password,
     Price,
+    Sku,
+    UpdatedAfter,
     WholeMatch,
     first_entries,
+    timestamps,
 )
 
 # Tags named on one imported line at most: a line costs the import a bounded amount.
@@ -28,6 +30,7 @@ class PlainStoreSchema(Schema):
         allow_none=True,
         metadata={"description": "The user who may change it (besides admins); null: admins only."},
     )
+    created_at, updated_at = timestamps()
 
 
 class PlainItemSchema(Schema):
@@ -39,13 +42,16 @@ class PlainItemSchema(Schema):
         validate=[validate.Length(max=10_000), NO_NUL],
         metadata={"example": "A short description."},
     )
+    sku = Sku()
     store_id = fields.Integer(dump_only=True)
+    created_at, updated_at = timestamps()
 
 
 class PlainTagSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = Name(required=True)
     store_id = fields.Integer(dump_only=True)
+    created_at, updated_at = timestamps()
 
 
 class StoreSchema(PlainStoreSchema):
@@ -101,13 +107,23 @@ class PageArgsSchema(Schema):
     )
 
 
-class ItemListArgsSchema(PageArgsSchema):
+class ItemChangesArgsSchema(PageArgsSchema):
+    updated_after = UpdatedAfter()
+    after = After(
+        "The last item id you have: the next page starts after it, in id order (with "
+        "updated_after: after the item of that id and that updated_at). As cheap at the "
+        "millionth item as at the first."
+    )
+
+
+class ItemListArgsSchema(ItemChangesArgsSchema):
     store_id = Id(strict=False, metadata={"description": "Only the items of this store."})
     after = After(
         "The last item id you have: the next page starts after it. Without store_id the list "
         "goes store by store (by store id), each store's items in id order; with it, that "
-        "store's items in id order. As cheap at the millionth item as at the first, and past "
-        "deleted stores however big."
+        "store's items in id order (with updated_after: after the item of that id and that "
+        "updated_at). As cheap at the millionth item as at the first, and past deleted stores "
+        "however big."
     )
 
 
@@ -222,77 +238,3 @@ class IdempotencyKeySchema(Schema):
 class HealthSchema(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
     database = fields.String(required=True, metadata={"example": "reachable"})
-
-
-class UserSchema(Schema):
-    """A user as the API shows one: never the password, so every field is always there."""
-
-    id = fields.Integer(required=True)
-    username = fields.String(required=True, metadata={"example": "alice"})
-    email = fields.String(
-        required=True,
-        metadata={"example": "alice@example.com", "description": "Stored in lower case."},
-    )
-    role = fields.String(required=True, metadata={"example": "user"})
-
-
-MIN_PASSWORD_LENGTH = 8
-
-
-class UserCreateSchema(Schema):
-    """What POST /register takes. A schema of its own rather than UserSchema with a
-    write-only password: generated clients read `required` as present in responses too."""
-
-    username = fields.String(
-        required=True,
-        validate=[
-            validate.Length(min=3, max=80),
-            WholeMatch(r"^[A-Za-z0-9._-]+$", error="Use letters, digits, '.', '_' or '-'."),
-        ],
-        metadata={"example": "alice", "description": "Unique in any case: 'Alice' is 'alice'."},
-    )
-    email = fields.Email(
-        required=True,
-        validate=validate.Length(max=254),
-        metadata={"example": "alice@example.com", "description": "Stored in lower case."},
-    )
-    password = Password(min_length=MIN_PASSWORD_LENGTH)
-
-    @post_load
-    def lowercase_email(self, data: dict, **_kwargs) -> dict:
-        # One mailbox, one account: Alice@Example.com and alice@example.com are the same.
-        data["email"] = data["email"].lower()
-        return data
-
-
-class LoginSchema(Schema):
-    # Bounded: the username is a key of the login throttle.
-    username = fields.String(
-        required=True,
-        validate=[validate.Length(max=80), NO_NUL],
-        metadata={"example": "alice", "description": "In any case: 'ALICE' logs in as alice."},
-    )
-    password = Password()
-
-
-class PasswordChangeSchema(Schema):
-    current_password = Password()
-    new_password = Password(min_length=MIN_PASSWORD_LENGTH)
-
-
-class DeviceCookieSchema(Schema):
-    device = fields.String(
-        metadata={"description": "The device cookie an earlier login to this account set."}
-    )
-
-
-class TokensSchema(Schema):
-    access_token = fields.String(required=True)
-    refresh_token = fields.String(required=True)
-
-
-class LogoutQuerySchema(Schema):
-    all = fields.Boolean(
-        load_default=False,
-        metadata={"description": "End every login of the user, not only this token's."},
-    )

@@ -1,6 +1,7 @@
 """The fields our schemas are made of, and the limits they hold: as patterns and ranges they
 reach the OpenAPI spec too, so clients see them."""
 
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -72,6 +73,14 @@ class Price(fields.Decimal):
         return None if value is None else float(value)
 
 
+def Sku() -> fields.String:  # noqa: N802 - used like a field class
+    return fields.String(
+        allow_none=True,
+        validate=[validate.Length(min=1, max=64), NO_NUL],
+        metadata={"example": "BK-0001", "description": "Unique among the store's items."},
+    )
+
+
 def Id(strict: bool = True, **kwargs) -> fields.Integer:  # noqa: N802 - used like a field class
     # Query strings are text, so only JSON bodies can insist on a real number.
     return fields.Integer(strict=strict, validate=validate.Range(min=1, max=MAX_ID), **kwargs)
@@ -119,10 +128,52 @@ def After(description: str) -> fields.Integer:  # noqa: N802 - used like a field
     )
 
 
+def UpdatedAfter() -> fields.AwareDateTime:  # noqa: N802 - used like a field class
+    """The time a list of changes starts after (web.pagination.changes_page)."""
+    return fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={
+            "description": "Only the entries changed since this time (ISO 8601; UTC if it "
+            "names no offset), in the order of their updated_at, then id; the Link header's "
+            "next page goes on from the last one (after: its id). To sync, pass the last "
+            "updated_at you have, less the longest a write takes (docs/api.md, Syncing)."
+        },
+    )
+
+
 def Password(min_length: int = 1) -> fields.String:  # noqa: N802 - used like a field class
     return fields.String(
         required=True,
         load_only=True,
         validate=validate.Length(min=min_length, max=MAX_PASSWORD_LENGTH),
         metadata={"example": "correct horse battery staple"},
+    )
+
+
+# A time as every representation of a store, an item or a tag shows it, in ISO 8601, UTC, to
+# the microsecond, always with its fraction: text that sorts as the times do, and that goes
+# into a URL as it is ("+00:00" would not). The databases write it so too (models.fields).
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class Timestamp(fields.DateTime):
+    """A time set by the database, shown in TIMESTAMP_FORMAT."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(
+            dump_only=True,
+            metadata={"example": "2026-12-03T18:00:00.000000Z", "description": description},
+        )
+
+    def _serialize(self, value: datetime | None, attr, obj, **kwargs) -> str | None:
+        return None if value is None else value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def timestamps() -> tuple[Timestamp, Timestamp]:
+    """A resource's created_at and updated_at."""
+    return (
+        Timestamp("When it was created."),
+        Timestamp(
+            "When its own fields last changed (a link between a tag and an item is no change)."
+        ),
     )

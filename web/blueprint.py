@@ -33,6 +33,7 @@ TOKEN_NAMES = {"access": "an access token", "refresh": "a refresh token", "any":
 # An error a view can answer: its description, or its description and headers.
 Errors = Mapping[int, str | tuple[str, dict]]
 NO_ERRORS: Errors = MappingProxyType({})
+NO_CONFLICTS: transactions.Conflicts = MappingProxyType({})
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -81,10 +82,12 @@ class Blueprint(flask_smorest.Blueprint):
         idempotent: Callable[[], str] | None = None,
         tagged: bool = True,
         errors: Errors = NO_ERRORS,
+        conflicts: transactions.Conflicts = NO_CONFLICTS,
         headers: dict | None = None,
         links: dict[str, dict] | None = None,
     ) -> Callable:
-        """A request that changes something, committed once it answered `status`.
+        """A request that changes something, committed once it answered `status`; a
+        constraint its writes break refuses it with the one of its `conflicts` named for it.
 
         `owner` finds what the view changes, from the view's arguments it names (404 if it is
         not there: that it exists is public, as reads are); anyone but the store's owner or
@@ -99,7 +102,8 @@ class Blueprint(flask_smorest.Blueprint):
         return self.compose(
             status, schema, token=token, fresh=fresh, admin=admin, tagged=tagged, body=body,
             streamed=streamed, query=query, cookies=cookies, owner=owner, current=current,
-            idempotent=idempotent, errors=errors, headers=headers, links=links, changes=True,
+            idempotent=idempotent, errors=errors, conflicts=conflicts, headers=headers,
+            links=links, changes=True,
         )  # fmt: skip
 
     def compose(
@@ -109,6 +113,7 @@ class Blueprint(flask_smorest.Blueprint):
         *,
         token: Token | None,
         errors: Errors,
+        conflicts: transactions.Conflicts = NO_CONFLICTS,
         fresh: bool = False,
         admin: bool = False,
         tagged: bool = True,
@@ -163,8 +168,13 @@ class Blueprint(flask_smorest.Blueprint):
                 said(code, *((error,) if isinstance(error, str) else error))
             if owner:
                 said(403, NOT_THE_OWNER)
+            undocumented = {conflict.status for conflict in conflicts.values()} - set(said)
+            if undocumented:
+                raise TypeError(f"{view.__qualname__}: errors do not say what {undocumented} mean")
 
             composed = view
+            if changes:
+                composed = transactions.decided(composed, conflicts)
             if owner:
                 composed = owned(composed, owner, current)
             if page_arguments:

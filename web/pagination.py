@@ -2,6 +2,7 @@
 entries of each nested collection: rendering/firsts.py)."""
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from db import db
-from schemas.field_types import MAX_PAGE_DEPTH
+from schemas.field_types import MAX_PAGE_DEPTH, TIMESTAMP_FORMAT
 
 LINK_HEADER = {
     "Link": {
@@ -22,8 +23,9 @@ LINK_HEADER = {
 }
 
 
-# A page's entries, and where the next page starts (its `after`; None: this is the last).
-Page = tuple[list, int | None]
+# A page's entries, and where the next page starts (its `after`, or the arguments that say
+# where; None: this is the last).
+Page = tuple[list, int | dict[str, Any] | None]
 
 
 def page_of(
@@ -66,6 +68,36 @@ def page_of(
     return page_and_next(rows, page_size)
 
 
+def changes_page(
+    statement: Select,
+    model: Any,
+    updated_after: datetime,
+    page_size: int,
+    parent: tuple[InstrumentedAttribute, int] | None = None,
+    **position: int,
+) -> Page:
+    """One page of `statement`'s rows changed after `updated_after`, in (updated_at, id)
+    order, past `after` (an id whose updated_at is `updated_after`), and the next page's
+    arguments: rows changed at the same time are neither skipped nor repeated. With
+    `parent`, as page_of has it: a walk of the (parent, updated_at, id) index."""
+    after = position.get("after")
+    key = [model.updated_at, model.id]
+    # In UTC: SQLite compares times as text.
+    bound = [updated_after.astimezone(UTC), *([] if after is None else [after])]
+    if parent is not None:
+        column, value = parent
+        key, bound = [column, *key], [value, *bound]
+        statement = statement.where(column <= value)
+    past = tuple_(*key[: len(bound)]) > tuple_(*bound)
+    statement = statement.where(past).offset(page_offset(page_size, position.get("page")))
+    rows = db.session.scalars(statement.order_by(*key).limit(page_size + 1)).all()
+    entries, after = page_and_next(rows, page_size)
+    if after is None:
+        return entries, None
+    last = entries[-1].updated_at.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+    return entries, {"updated_after": last, "after": after}
+
+
 def page_offset(page_size: int, page: int | None) -> int:
     """Where page `page` starts (0 with none), refused past MAX_PAGE_DEPTH."""
     if page is None:
@@ -87,14 +119,14 @@ def page_and_next(rows: Sequence[Any], page_size: int) -> Page:
     return list(rows[:page_size]), rows[page_size - 1].id
 
 
-def next_page_link(arguments: dict[str, Any], after: int) -> dict[str, str]:
+def next_page_link(arguments: dict[str, Any], after: int | dict[str, Any]) -> dict[str, str]:
     """The Link header to the next page of this list: its path, the validated `arguments`
     of this request (never the raw query string: url_for would take `_anchor` or
-    `endpoint` from it as its own), and `after`."""
-    kept = {name: value for name, value in arguments.items() if name not in ("page", "after")}
-    url = url_for(
-        request.endpoint, **(request.view_args or {}), **kept, after=after, _external=True
-    )
+    `endpoint` from it as its own), and `after` (or the arguments a Page gave instead)."""
+    position = after if isinstance(after, dict) else {"after": after}
+    left_out = ("page", "after", *position)
+    kept = {name: value for name, value in arguments.items() if name not in left_out}
+    url = url_for(request.endpoint, **(request.view_args or {}), **kept, **position, _external=True)
     return {"Link": f'<{url}>; rel="next"'}
 
 

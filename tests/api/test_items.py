@@ -1,25 +1,31 @@
 import pytest
-from support.api import assert_error, link, new_item, new_store, new_tag
+from support.api import assert_error, link, new_item, new_store, new_tag, times
 
 
-def test_create_item_answers_it_with_its_store_and_tags(client):
+def test_create_item_answers_it_with_its_store_and_tags(client, sql):
     store = new_store(client, "Books")
     item = new_item(client, store["id"], "Novel", 12.99)
     assert item == {
-        "id": 1, "name": "Novel", "price": 12.99, "description": None, "store_id": store["id"],
-        "store": {"id": store["id"], "name": "Books", "owner_id": 1},
+        "id": 1, "name": "Novel", "price": 12.99, "description": None, "sku": None,
+        "store_id": store["id"], **times(sql, "items", 1),
+        "store": {"id": store["id"], "name": "Books", "owner_id": 1, **times(sql, "stores", 1)},
         "tags": [], "tags_has_more": False, "tags_url": "/item/1/tag",
     }  # fmt: skip
     assert client.get("/item/1").get_json() == item
 
 
-def test_item_nests_its_tags(client):
+def test_item_nests_its_tags(client, sql):
     store = new_store(client)
     item = new_item(client, store["id"])
     tag = new_tag(client, store["id"], "fiction")
     link(client, item["id"], tag["id"])
     assert client.get(f"/item/{item['id']}").get_json()["tags"] == [
-        {"id": tag["id"], "name": "fiction", "store_id": store["id"]}
+        {
+            "id": tag["id"],
+            "name": "fiction",
+            "store_id": store["id"],
+            **times(sql, "tags", tag["id"]),
+        }
     ]
 
 

@@ -1,5 +1,5 @@
 import pytest
-from support.api import assert_error, link, new_item, new_store, new_tag
+from support.api import assert_error, link, new_item, new_store, new_tag, times
 
 from db import db
 from models import StoreModel
@@ -7,11 +7,11 @@ from rendering.store_document import with_firsts
 from schemas import StoreSchema
 
 
-def test_create_and_get_store(client):
+def test_create_and_get_store(client, sql):
     store = new_store(client, "Books")
     # The client is the admin, user 1: the store is theirs.
     assert store == {
-        "id": 1, "name": "Books", "owner_id": 1,
+        "id": 1, "name": "Books", "owner_id": 1, **times(sql, "stores", 1),
         "items": [], "items_has_more": False, "items_url": "/store/1/item",
         "tags": [], "tags_has_more": False, "tags_url": "/store/1/tag",
     }  # fmt: skip
@@ -19,7 +19,7 @@ def test_create_and_get_store(client):
 
 
 @pytest.mark.postgres_path
-def test_store_nests_its_items_and_tags(client):
+def test_store_nests_its_items_and_tags(client, sql):
     store = new_store(client)
     item = new_item(client, store["id"], "Novel", 12.5, description="Long")
     tag = new_tag(client, store["id"], "fiction")
@@ -28,9 +28,12 @@ def test_store_nests_its_items_and_tags(client):
     body = client.get(f"/store/{store['id']}").get_json()
 
     assert body["items"] == [
-        {"id": item["id"], "name": "Novel", "price": 12.5, "description": "Long", "store_id": 1}
+        {"id": item["id"], "name": "Novel", "price": 12.5, "description": "Long", "sku": None,
+         "store_id": 1, **times(sql, "items", item["id"])}
+    ]  # fmt: skip
+    assert body["tags"] == [
+        {"id": tag["id"], "name": "fiction", "store_id": 1, **times(sql, "tags", tag["id"])}
     ]
-    assert body["tags"] == [{"id": tag["id"], "name": "fiction", "store_id": 1}]
 
 
 @pytest.mark.sqlite_too

@@ -1,13 +1,13 @@
 import pytest
-from support.api import assert_error, link, new_item, new_store, new_tag
+from support.api import assert_error, link, new_item, new_store, new_tag, times
 
 
-def test_create_and_get_tag(client):
+def test_create_and_get_tag(client, sql):
     store = new_store(client, "Books")
     tag = new_tag(client, store["id"], "fiction")
     assert tag == {
-        "id": 1, "name": "fiction", "store_id": store["id"],
-        "store": {"id": store["id"], "name": "Books", "owner_id": 1},
+        "id": 1, "name": "fiction", "store_id": store["id"], **times(sql, "tags", 1),
+        "store": {"id": store["id"], "name": "Books", "owner_id": 1, **times(sql, "stores", 1)},
         "items": [], "items_has_more": False, "items_url": "/tag/1/item",
     }  # fmt: skip
     assert client.get("/tag/1").get_json() == tag

@@ -84,8 +84,9 @@ def test_a_silent_server_costs_one_wait_per_process(driver):
 
 def test_a_silent_replica_is_left_out_with_no_error_and_used_again_once_healed():
     """The standby behind a silent partition: every read still answers 200 (a read caught on
-    it is answered again from the primary), none waits past tcp_user_timeout and keepalives'
-    bound, the standby serves nothing meanwhile, and serves again once the network heals."""
+    it is answered again from the primary), none waits past DATABASE_REPLICA_TIMEOUT_SECONDS
+    (our own clock, before tcp_user_timeout), the standby serves nothing meanwhile, and serves
+    again once the network heals."""
     run = subprocess.run(
         ["unshare", "-n", sys.executable, "-m", "support.replica_partition"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"},
@@ -96,7 +97,9 @@ def test_a_silent_replica_is_left_out_with_no_error_and_used_again_once_healed()
     answers = seen["answers"]
     assert {a["status"] for a in answers} == {200}
     during = [a for a in answers if seen["partitioned_at"] <= a["started"] < seen["healed_at"]]
-    assert max(a["ended"] - a["started"] for a in during) <= 8
+    # DATABASE_REPLICA_TIMEOUT_SECONDS (2 s) on the standby, then the read again on the
+    # primary; a second's margin for a loaded machine.
+    assert max(a["ended"] - a["started"] for a in during) <= 3
     # Once found silent, the standby is left out: reads go on at the primary's pace.
     assert len(during) > 100
     before, during_partition, after = seen["served"]

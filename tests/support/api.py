@@ -1,6 +1,10 @@
 """Arrange in process, through the API's test client, as a client would."""
 
+from datetime import UTC, datetime
+
 from flask.testing import FlaskClient
+
+from schemas.field_types import TIMESTAMP_FORMAT
 
 
 def signed_in(app, headers: dict[str, str]) -> FlaskClient:
@@ -56,3 +60,18 @@ def change_settings(monkeypatch, app, **changes) -> None:
     """Run the rest of the test with `app`'s settings changed (by field name)."""
     changed = app.extensions["settings"].model_copy(update=changes)
     monkeypatch.setitem(app.extensions, "settings", changed)
+
+
+def times(sql, table: str, row_id: int) -> dict[str, str]:
+    """The row's created_at and updated_at, read from the database, as the API shows them."""
+    ((created_at, updated_at),) = sql(
+        f"SELECT created_at, updated_at FROM {table} WHERE id = :id", id=row_id
+    )
+    return {"created_at": shown_time(created_at), "updated_at": shown_time(updated_at)}
+
+
+def shown_time(value: datetime | str) -> str:
+    """A time read by raw SQL (SQLite's: text, in UTC) as the API shows it."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
