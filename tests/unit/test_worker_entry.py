@@ -52,4 +52,3 @@ def test_importing_the_worker_reads_no_settings():
     assert probe.stdout.splitlines() == ["imported, metrics served: False"]
     assert probe.returncode == 1
     assert "SettingsError: Fix these environment variables: IDEMPOTENCY_KEY_HOURS" in probe.stderr
-
