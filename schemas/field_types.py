@@ -128,17 +128,26 @@ def After(description: str) -> fields.Integer:  # noqa: N802 - used like a field
     )
 
 
-def UpdatedAfter() -> fields.AwareDateTime:  # noqa: N802 - used like a field class
-    """The time a list of changes starts after (web.pagination.changes_page)."""
-    return fields.AwareDateTime(
-        default_timezone=UTC,
-        metadata={
-            "description": "Only the entries changed since this time (ISO 8601; UTC if it "
-            "names no offset), in the order of their updated_at, then id; the Link header's "
-            "next page goes on from the last one (after: its id). To sync, pass the last "
-            "updated_at you have, less the longest a write takes (docs/api.md, Syncing)."
-        },
-    )
+class UpdatedAfter(fields.AwareDateTime):
+    """The time a list of changes starts after (web.pagination.changes_page), in UTC."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            default_timezone=UTC,
+            metadata={
+                "description": "Only the entries changed since this time (ISO 8601; UTC if it "
+                "names no offset), in the order of their updated_at, then id; the Link header's "
+                "next page goes on from the last one (after: its id). To sync, pass the last "
+                "updated_at you have, less the longest a write takes (docs/api.md, Syncing)."
+            },
+        )
+
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        given = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return given.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T20:00:00-05:00 is past year 9999 in UTC
+            raise ValidationError("Not a time UTC can hold: up to 9999-12-31T23:59:59Z.") from None
 
 
 def Password(min_length: int = 1) -> fields.String:  # noqa: N802 - used like a field class

@@ -16,12 +16,14 @@ from functools import cache, wraps
 
 from flask import Response
 from flask_jwt_extended import current_user
+from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import ObjectDeletedError
 
 from db import db
 from replication.notes import note_write
 from web import idempotency
-from web.errors import refuse
+from web.errors import not_found, refuse
 
 # SQLSTATEs (PostgreSQL, either driver) and SQLite's extended result codes, by kind.
 CONSTRAINT_KINDS = {
@@ -153,7 +155,13 @@ def decided(view: Callable, conflicts: Conflicts) -> Callable:
             # The failed flush expired the objects the view was given: the message reads
             # them again, as they are in the database, in a transaction of its own.
             db.session.rollback()
-            refuse((conflict.status, {"message": conflict.message(**kwargs)}))
+            try:
+                message = conflict.message(**kwargs)
+            except ObjectDeletedError:
+                # Deleted once the rollback let go of its lock (a DELETE waiting on it).
+                target = kwargs["target"]
+                refuse(not_found(type(target), inspect(target).identity[0]))
+            refuse((conflict.status, {"message": message}))
         return answer
 
     return deciding

@@ -8,13 +8,15 @@ import io
 import json
 import re
 import time
+from urllib.parse import quote
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from support.api import assert_error, new_item, new_store, new_tag, times
 from support.catalogue import CSV, JSONL, imported, json_lines
 
 from catalogue.runs import TAKEN_MEANWHILE
+from db import db
 
 pytestmark = pytest.mark.sqlite_too
 
@@ -61,6 +63,28 @@ def test_a_sku_taken_by_put_is_a_409_naming_it_not_a_500(client, sql):
     other = new_item(client, store["id"], sku="A-2")
     assert_error(client.put(f"/item/{other['id']}", json={"sku": "A-1"}), 409, "'A-1'")
     assert sql("SELECT sku FROM items ORDER BY id") == [("A-1",), ("A-2",)]
+
+
+def test_a_sku_clash_of_an_item_deleted_meanwhile_is_a_404_not_a_500(app, client, sql, engine):
+    # A DELETE waiting on the PUT's lock commits once the clash rolls the PUT back: here, at
+    # that very moment.
+    store = new_store(client)
+    new_item(client, store["id"], sku="A-1")
+    other = new_item(client, store["id"], sku="A-2")
+
+    def delete_it(_session, _transaction) -> None:
+        committed(engine, "DELETE FROM items WHERE id = :id", id=other["id"])
+
+    with app.app_context():
+        event.listen(db.session, "after_soft_rollback", delete_it, once=True)
+    try:
+        answer = client.put(f"/item/{other['id']}", json={"sku": "A-1"})
+    finally:
+        with app.app_context():
+            if event.contains(db.session, "after_soft_rollback", delete_it):
+                event.remove(db.session, "after_soft_rollback", delete_it)
+    assert_error(answer, 404, f"Item {other['id']} not found")
+    assert sql("SELECT sku FROM items ORDER BY id") == [("A-1",)]
 
 
 def test_times_are_set_by_the_database_and_shown_everywhere_alike(client, sql):
@@ -242,5 +266,6 @@ def test_updated_after_leaves_out_deleted_stores_and_takes_offsets(client):
 def test_a_malformed_updated_after_says_what_is_wrong(client):
     store = new_store(client)
     for url in ("/item", f"/store/{store['id']}/item"):
-        error = assert_error(client.get(f"{url}?updated_after=yesterday"), 422)
-        assert "updated_after" in error["errors"]["query"]
+        for malformed in ("yesterday", "9999-12-31T20:00:00-05:00"):  # past 9999 in UTC
+            error = assert_error(client.get(f"{url}?updated_after={quote(malformed)}"), 422)
+            assert "updated_after" in error["errors"]["query"]
