@@ -114,12 +114,14 @@ def read_current(statement: Executable) -> Result:
     return db.session.execute(statement)
 
 
-def read_outside_the_session(statement: Executable, parameters: dict) -> Any:
+def read_outside_the_session(sql: str, parameters: dict) -> Any:
     """The one value of a read on the engine of reads (reads_engine), on a connection of its
     own rather than through the ORM session: for the hottest read (GET /store/<id>), the
-    session's bookkeeping cost more than the statement's round trip (docs/benchmarks.md)."""
+    session's bookkeeping cost more than the statement's round trip (docs/benchmarks.md).
+    `sql` is the driver's own (PostgreSQL's drivers: `%(name)s` parameters), sent as it is:
+    SQLAlchemy's events, error handling and pool still apply, its compiling is skipped."""
     with reads_engine().connect() as connection:
-        return connection.scalar(statement, parameters)
+        return connection.exec_driver_sql(sql, parameters).scalar()
 
 
 def configure_sqlite(engine: Engine) -> None:

@@ -5,7 +5,7 @@ from flask import Flask, Response
 from sqlalchemy import Engine
 
 from observability.metrics import count_request, init_metrics
-from observability.request_log import init_request_log, log_request
+from observability.request_log import init_request_log, log_request, request_seconds
 
 
 def init_observability(app: Flask, engines: dict[str | None, Engine]) -> None:
@@ -16,4 +16,6 @@ def init_observability(app: Flask, engines: dict[str | None, Engine]) -> None:
 
 
 def observed(response: Response) -> Response:
-    return count_request(log_request(response))
+    # One clock for both: the logged duration is the one the histogram counts.
+    seconds = request_seconds()
+    return count_request(log_request(response, seconds), seconds)

@@ -28,8 +28,6 @@ from prometheus_client import (
 )
 from sqlalchemy import Engine, event
 
-from observability.request_log import request_seconds
-
 REQUESTS = Counter(
     "http_requests", "Requests answered, by method, route template and status",
     ["method", "route", "status"],
@@ -121,10 +119,11 @@ def series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
     return REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route)
 
 
-def count_request(response: Response) -> Response:
+def count_request(response: Response, seconds: float) -> Response:
+    """Count the request, answered by `response` after `seconds`."""
     requests, latency = series(request.method, route_of_request(), response.status_code)
     requests.inc()
-    latency.observe(request_seconds())
+    latency.observe(seconds)
     return response
 
 

@@ -93,6 +93,8 @@ $$"""
 
 
 STORE_DOCUMENT = text("SELECT store_document(:store_id)")
+# The same, as the PostgreSQL drivers take it, for GET /store/<id> (db.read_outside_the_session).
+STORE_DOCUMENT_SQL = "SELECT store_document(%(store_id)s)"
 
 
 def renders_in_database() -> bool:
@@ -136,6 +138,6 @@ def store_answer_by_id(store_id: int) -> Response:
     connection of the engine of reads (db.read_outside_the_session), not through the ORM
     session."""
     if renders_in_database():
-        document = read_outside_the_session(STORE_DOCUMENT, {"store_id": store_id})
+        document = read_outside_the_session(STORE_DOCUMENT_SQL, {"store_id": store_id})
         return rendered_by_database(document, store_id)
     return store_answer(get_live_one(StoreModel, store_id))

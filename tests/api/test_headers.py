@@ -4,7 +4,9 @@ only the hosts the operator allows are served (Links are built from the Host).""
 import pytest
 from support import PASSWORD, bearer_of
 from support.api import assert_error, new_store, signed_in
+from werkzeug.wsgi import host_is_trusted
 
+import app as app_module
 from app import create_app
 from config.settings import Settings, SettingsError, load_settings
 
@@ -130,3 +132,34 @@ def test_options_answers_allow_with_no_content(anonymous):
     assert answer.status_code == 204
     assert "Content-Type" not in answer.headers
     assert set(answer.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+
+
+def test_each_host_is_judged_once(monkeypatch):
+    """The verdict on a Host is kept: the same Host again costs no second look at
+    ALLOWED_HOSTS (each of its names IDNA-encoded), whatever the answer."""
+    judged = []
+
+    def counted(host: str, allowed: list[str]) -> bool:
+        judged.append(host)
+        return host_is_trusted(host, allowed)
+
+    monkeypatch.setattr(app_module, "host_is_trusted", counted)
+    client = create_app(Settings(database_url="sqlite://"), TESTING=True).test_client()
+    for host in ("localhost", "localhost", "LOCALHOST.", "evil.example", "evil.example"):
+        expected = 400 if host == "evil.example" else 200
+        assert client.get("/openapi.json", headers={"Host": host}).status_code == expected
+    assert judged == ["localhost", "localhost", "evil.example"]
+
+
+def test_a_security_header_a_view_wrote_is_kept_once(anonymous):
+    """Swagger UI's page, and any answer that writes one of these headers itself, keeps its
+    own value, in whatever case it wrote the name, and gets no second one."""
+    app = create_app(Settings(database_url="sqlite://"), TESTING=True)
+
+    @app.get("/framed")
+    def framed():
+        return "", 204, {"x-frame-options": "DENY"}
+
+    answer = app.test_client().get("/framed", headers={"Host": "localhost"})
+    assert answer.headers.getlist("X-Frame-Options") == ["DENY"]
+    assert answer.headers.getlist("X-Content-Type-Options") == ["nosniff"]

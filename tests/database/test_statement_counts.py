@@ -1,6 +1,7 @@
 """Reads cost a constant number of SQL statements, however many rows they return or nest."""
 
 import pytest
+from sqlalchemy import event
 from support.api import link, new_item, new_store, new_tag
 
 READS = [
@@ -75,3 +76,22 @@ def test_a_store_with_its_etag_is_one_statement_on_postgresql(client, statements
     for sent in (read, unchanged):
         assert len(sent) == 1
         assert "store_document" in sent[0][0]
+
+
+def test_a_store_is_read_by_the_drivers_own_sql_compiled_by_nothing(client, every_engine):
+    """GET /store/<id>'s one statement reaches the driver as written (exec_driver_sql):
+    SQLAlchemy compiles nothing for the hottest read, yet its events still see it."""
+    store_id = new_store(client)["id"]
+    seen = []
+
+    def keep(_conn, _cursor, statement, _parameters, context, _executemany) -> None:
+        seen.append((statement, context.compiled))
+
+    for engine in every_engine:
+        event.listen(engine, "before_cursor_execute", keep)
+    try:
+        assert client.get(f"/store/{store_id}").status_code == 200
+    finally:
+        for engine in every_engine:
+            event.remove(engine, "before_cursor_execute", keep)
+    assert seen == [("SELECT store_document(%(store_id)s)", None)]
