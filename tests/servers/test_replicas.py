@@ -36,6 +36,7 @@ from app import create_app
 from catalogue.runs import run_import
 from config.settings import Settings, SettingsError, load_settings
 from db import db
+from replication.replicas import REFUSALS
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_patroni import wait_for
 from tools.throwaway_postgres import throwaway_postgres
@@ -470,13 +471,28 @@ def replica_log(caplog) -> Iterator[Callable[[], str]]:
     logger.removeHandler(caplog.handler)
 
 
-def refused(app, reason: str) -> bool:
-    """Whether the app's first replica is refused for `reason`, and the metric says so (other
-    apps of this process set it too, for their own replica1: it is 1 at times at least)."""
+def refusals_shown(app) -> list[set[str]]:
+    """The reasons the metric shows replica1 refused for, read right after each of the app's
+    own checks: other apps of this process, still checking their own replica1, set the same
+    gauges in between."""
+    replicas = app.extensions["replication"].replicas
+    show, shown = replicas.on_check, []
+
+    def show_and_read(replica) -> None:
+        show(replica)
+        gauge = partial(REGISTRY.get_sample_value, "database_replica_refused")
+        shown.append({reason for reason in REFUSALS
+                      if gauge({"replica": "replica1", "reason": reason}) == 1})  # fmt: skip
+
+    replicas.on_check = show_and_read
+    return shown
+
+
+def refused(app, reason: str, shown: list[set[str]]) -> bool:
+    """Whether the app's first replica is refused for `reason`, and the metric said so after
+    the app's last check."""
     replica = app.extensions["replication"].replicas.all[0]
-    labels = {"replica": "replica1", "reason": reason}
-    value = REGISTRY.get_sample_value("database_replica_refused", labels)
-    return replica.refused == reason and value == 1
+    return replica.refused == reason and bool(shown) and shown[-1] == {reason}
 
 
 def test_another_cluster_in_recovery_is_refused(replicated, database, replica_log):
@@ -491,12 +507,13 @@ def test_another_cluster_in_recovery_is_refused(replicated, database, replica_lo
         settings = Settings(database_url=primary,
                             database_replica_urls=replicated.url(other, database))  # fmt: skip
         app = create_app(settings, TESTING=True)
+        shown = refusals_shown(app)
         client = app.test_client(use_cookies=False)
         refusals = fallbacks("refused")
         names = {client.get("/store/1").get_json()["name"] for _ in range(20)}
         assert names == {"Real"}
         assert fallbacks("refused") - refusals == 20
-        wait_for(lambda: refused(app, "other_cluster"), "the metric", 5)
+        wait_for(lambda: refused(app, "other_cluster", shown), "the metric", 5)
     assert "database replica replica1 is refused: it is another cluster" in replica_log()
 
 
@@ -508,13 +525,14 @@ def test_a_standby_promoted_and_put_back_without_a_rewind_is_refused(database, r
     with ExitStack() as stack:
         own = Replication(stack)
         app, _writer, client, store = a_store_on_both(own, database)
+        shown = refusals_shown(app)
         served = reads_served("replica1")
         assert client.get(f"/store/{store['id']}").status_code == 200
         assert reads_served("replica1") == served + 1
         own.standby.promote()
         own.on(own.standby, "UPDATE stores SET name = 'Diverged'")
         put_in_recovery(own.standby)
-        wait_for(lambda: refused(app, "later_timeline"), "the standby refused", 15)
+        wait_for(lambda: refused(app, "later_timeline", shown), "the standby refused", 15)
         names = {client.get(f"/store/{store['id']}").get_json()["name"] for _ in range(20)}
         assert names == {"Lamps"}
     assert "its timeline 2 is later than the primary's 1" in replica_log()
