@@ -47,16 +47,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`database` is a driver ("psycopg", "psycopg2"), "sqlite" for tests marked sqlite_too,
     and a driver behind PgBouncer ("psycopg2+pgbouncer") for tests marked pgbouncer_too;
-    tests marked one_driver run with one driver, the default one if the run has it."""
+    tests marked one_driver run with one driver, the default one if the run has it; tests
+    marked each_driver_once with that one directly and each other through PgBouncer."""
     if "database" in metafunc.fixturenames:
+        marked_with = metafunc.definition.get_closest_marker
         databases = list(POSTGRES_DRIVERS)
-        if metafunc.definition.get_closest_marker("one_driver"):
+        if marked_with("one_driver") or marked_with("each_driver_once"):
             databases = [
                 DEFAULT_POSTGRES_DRIVER if DEFAULT_POSTGRES_DRIVER in databases else databases[0]
             ]
-        if metafunc.definition.get_closest_marker("sqlite_too"):
+        if marked_with("sqlite_too"):
             databases.append("sqlite")
-        if metafunc.definition.get_closest_marker("pgbouncer_too"):
+        if marked_with("each_driver_once"):
+            # A run with one driver still takes PgBouncer's path, with that driver.
+            others = [driver for driver in POSTGRES_DRIVERS if driver != databases[0]]
+            databases += [driver + THROUGH_PGBOUNCER for driver in others or databases[:1]]
+        elif marked_with("pgbouncer_too"):
             databases += [driver + THROUGH_PGBOUNCER for driver in POSTGRES_DRIVERS]
         # `-m sqlite` selects the tests that need no database server, `-m "not pgbouncer"`
         # leaves PgBouncer out (make test-quick).
