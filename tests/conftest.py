@@ -37,26 +37,52 @@ GROUPS = ("unit", "api", "database", "servers", "browser", "contract")
 TESTS = Path(__file__).resolve().parent
 
 
+# The modules of the longest tests (20-45 s each), longest first, run before all others. xdist
+# (--dist worksteal) hands each worker a half of the run in this order, and a worker that is
+# done takes tests from the end of the other's: the run then ends on short tests, not on one
+# long test alone while the other worker idles. Whole modules: their module-scoped servers
+# (test_monotonic_reads.py's replicas) still start once.
+STARTED_FIRST = (
+    "contract/test_contract.py",
+    "servers/test_failover.py",
+    "servers/test_monotonic_reads.py",
+    "servers/test_partition.py",
+    "servers/test_clone.py",
+    "database/test_catalogue_files.py",
+    "database/test_plans.py",
+    "servers/test_catalogue_server.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         group = item.path.relative_to(TESTS).parts[0]
         assert group in GROUPS, f"{item.path}: tests live in one of {GROUPS}"
         item.add_marker(group)
+    rank = {TESTS / path: number for number, path in enumerate(STARTED_FIRST)}
+    assert all(path.exists() for path in rank), "STARTED_FIRST names a module that moved"
+    items.sort(key=lambda item: rank.get(item.path, len(rank)))  # stable: the rest as collected
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """`database` is a driver ("psycopg", "psycopg2"), "sqlite" for tests marked sqlite_too,
     and a driver behind PgBouncer ("psycopg2+pgbouncer") for tests marked pgbouncer_too;
-    tests marked one_driver run with one driver, the default one if the run has it."""
+    tests marked one_driver run with one driver, the default one if the run has it; tests
+    marked each_driver_once with that one directly and each other through PgBouncer."""
     if "database" in metafunc.fixturenames:
+        marked_with = metafunc.definition.get_closest_marker
         databases = list(POSTGRES_DRIVERS)
-        if metafunc.definition.get_closest_marker("one_driver"):
+        if marked_with("one_driver") or marked_with("each_driver_once"):
             databases = [
                 DEFAULT_POSTGRES_DRIVER if DEFAULT_POSTGRES_DRIVER in databases else databases[0]
             ]
-        if metafunc.definition.get_closest_marker("sqlite_too"):
+        if marked_with("sqlite_too"):
             databases.append("sqlite")
-        if metafunc.definition.get_closest_marker("pgbouncer_too"):
+        if marked_with("each_driver_once"):
+            # A run with one driver still takes PgBouncer's path, with that driver.
+            others = [driver for driver in POSTGRES_DRIVERS if driver != databases[0]]
+            databases += [driver + THROUGH_PGBOUNCER for driver in others or databases[:1]]
+        elif marked_with("pgbouncer_too"):
             databases += [driver + THROUGH_PGBOUNCER for driver in POSTGRES_DRIVERS]
         # `-m sqlite` selects the tests that need no database server, `-m "not pgbouncer"`
         # leaves PgBouncer out (make test-quick).

@@ -24,6 +24,10 @@ from config.settings import Settings
 from db import db
 
 ITEMS = 100_000
+# Past what a size changes on the way (catalogue.importing's batches of 20,000 items,
+# catalogue.exporting's fetches of 10,000 and its 1 MB in memory before a file), in a third
+# of the time.
+FEWER_ITEMS = 30_000
 TAGS = 50
 
 
@@ -68,16 +72,19 @@ def catalogue(sql, store_id: int) -> list[tuple]:
     )
 
 
-# Each driver's COPY is tested at a smaller size (tests/api/test_catalogue.py).
+# Each driver's COPY is tested at a smaller size (tests/api/test_catalogue.py). Each database
+# and each format takes 100,000 items once (JSON lines on PostgreSQL, CSV on SQLite); the other
+# two pairs FEWER_ITEMS, what the format's lines and the database's statements do the same.
 @pytest.mark.slow
 @pytest.mark.sqlite_too
 @pytest.mark.one_driver
 @pytest.mark.parametrize("media_type", [JSONL, CSV])
 def test_a_store_of_100_000_items_exported_and_imported_is_the_same(
-    app, client, engine, sql, media_type
+    app, client, engine, sql, database, media_type
 ):
+    items = ITEMS if (database == "sqlite") == (media_type == CSV) else FEWER_ITEMS
     original = new_store(client)
-    seed_catalogue(engine, original["id"], ITEMS)
+    seed_catalogue(engine, original["id"], items)
     with client.get(
         f"/store/{original['id']}/item/export", headers={"Accept": media_type}
     ) as response:
@@ -87,7 +94,7 @@ def test_a_store_of_100_000_items_exported_and_imported_is_the_same(
     status = imported(app, client, copy["id"], exported, media_type)
 
     assert status["state"] == "succeeded", status
-    assert (status["items"], status["tags_created"], status["links"]) == (ITEMS, TAGS, 2 * ITEMS)
+    assert (status["items"], status["tags_created"], status["links"]) == (items, TAGS, 2 * items)
     assert catalogue(sql, copy["id"]) == catalogue(sql, original["id"])
 
 

@@ -15,8 +15,13 @@ def me(base_url: str, headers: dict[str, str]) -> requests.Response:
     return requests.get(f"{base_url}/user/me", headers=headers, timeout=30)
 
 
+# The two tests of what other instances and restarts know (their servers take seconds to
+# start): on SQLite, psycopg2 directly and psycopg through PgBouncer. They prove that the
+# state is the database's, not a process's; what a driver or PgBouncer changes in the
+# statements that keep it, the in-process tests take on every path (tests/api/test_auth.py,
+# test_throttle.py), and the races below take it over HTTP.
 @pytest.mark.sqlite_too
-@pytest.mark.pgbouncer_too
+@pytest.mark.each_driver_once
 def test_a_revoked_token_is_refused_by_every_worker_other_instances_and_after_restarts(
     live_server, database_url
 ):
@@ -82,7 +87,7 @@ def test_a_refresh_token_raced_by_eight_clients_is_used_once_then_its_family_rev
 
 
 @pytest.mark.sqlite_too
-@pytest.mark.pgbouncer_too
+@pytest.mark.each_driver_once  # as the revoked token's test above
 def test_the_login_throttle_holds_across_workers_instances_and_restarts(live_server, database_url):
     sign_up(live_server, "alice")  # a good login: the account has its 5 attempts
 

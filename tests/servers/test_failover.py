@@ -91,6 +91,13 @@ class Load:
             self.answer("read", "GET", f"/store/{self.store_id}")
             time.sleep(0.05)
 
+    def answered(self, since: float) -> bool:
+        """Whether writes and reads have each been answered 2xx a few times since `since`."""
+        answered = [
+            what for what, at, status in self.answers if at > since and status in (200, 201)
+        ]
+        return answered.count("write") >= 6 and answered.count("read") >= 3
+
     def __enter__(self) -> "Load":
         for thread in self.threads:
             thread.start()
@@ -126,11 +133,14 @@ def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path)
             ).json()
             old_primary = cluster.primary()
             (standby,) = [node for node in cluster.nodes if node is not old_primary]
+            started = time.monotonic()
             with Load(server.url, headers, store["id"]) as load:
-                time.sleep(2)
+                wait_for(lambda: load.answered(since=started), "the load under way", 10)
                 old_primary.kill()
                 promoted_at = wait_for(standby.is_primary, "the standby promoted", timeout=60)
-                time.sleep(8)
+                # The bound on resuming is asserted below; past it, the load runs on no longer
+                # than it takes every client to be answered again, a few times over.
+                wait_for(lambda: load.answered(since=promoted_at), "the load resumed", 8)
             # procrastinate stops its worker once its connection is lost (a side task failed),
             # and compose starts it again (restart: unless-stopped), as any supervisor would:
             # the new one finds the new primary, and runs an import sent now.

@@ -26,6 +26,11 @@ from tools.gunicorn_server import (
     serving_as_written,
 )
 
+# What the workers count, and how gunicorn's workers add up and Prometheus reads it back, no
+# driver changes: one is enough. The workers' connections-in-use back at 0 with each driver,
+# through PgBouncer and on SQLite too: tests/servers/test_retries_over_http.py.
+pytestmark = pytest.mark.one_driver
+
 PROMETHEUS_YML = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 
@@ -139,7 +144,6 @@ def test_a_plain_gunicorn_in_the_project_directory_adds_up_its_workers(
     assert "metrics_process_only" not in exposed
 
 
-@pytest.mark.one_driver
 def test_a_scrape_adds_up_the_workers_while_one_is_making_its_file(database_url, tmp_path):
     # A worker makes its file of samples, then sizes it: a scrape in between (or ever after,
     # if that worker died there) saw an empty file and answered 500 (client_python#1199).

@@ -68,6 +68,13 @@ def went_back(versions: list[int]) -> list[tuple[int, int, int]]:
     ]
 
 
+# 28 s of paused and replaying standbys: psycopg2 directly and psycopg through PgBouncer. What
+# the drivers and PgBouncer's transaction pooling could change is what a read does on its way,
+# and the quicker tests below check that on all four paths: a read's one look-up of its
+# reader's writes and which engine answers it, the noting of a read the primary answered and
+# the way home, the cookie. What this one adds, the order of reads across instances and
+# workers while standbys drop out and come back, is the routing's, whichever connection.
+@pytest.mark.each_driver_once
 def test_a_known_reader_never_reads_an_older_state_across_instances(replicated, database):
     """Two instances, two gunicorn workers each; a writer renames a store to version 1, 2, ...;
     a reader by token and a browser by the cookie of a write of its own read it in turns

@@ -440,6 +440,9 @@ def test_a_read_queued_behind_replay_on_the_replica_is_answered_from_the_primary
              and reads_served("replica1") > on_replica, "the standby again", 15)  # fmt: skip
 
 
+# What keeps replay from waiting is the table's storage setting, on the servers; the reads
+# only look, and the module's other tests take reads on the standby on every path.
+@pytest.mark.each_driver_once
 def test_a_vacuum_after_a_purge_holds_up_no_read_on_the_replica(replicated, database):
     """items keeps its empty end (vacuum_truncate off): the VACUUM takes no lock for replay
     to wait on, and the standby serves every read during the report."""
