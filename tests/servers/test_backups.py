@@ -21,8 +21,10 @@ from tools.throwaway_backups import (
 from tools.throwaway_postgres import ThrowawayPostgres, owned_temp_dir, throwaway_postgres
 
 KEY = "a key only the backups know"
-# A row's value that a readable repository would show: lz4 keeps such literals as they are.
+# A row's value that a readable repository would show: lz4 (unlike zst) keeps such literals
+# as they are, so the repository is lz4-compressed here.
 PLAINTEXT = "plaintext-in-the-repository"
+COMPRESS_TYPE = "lz4"
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +34,9 @@ def archived() -> Iterator[tuple[ThrowawayPostgres, ThrowawayBackups]]:
     recovery_target_time compares."""
     with (
         throwaway_postgres() as cluster,
-        throwaway_backups(cluster, {"track_commit_timestamp": "on"}, key=KEY) as backups,
+        throwaway_backups(
+            cluster, {"track_commit_timestamp": "on"}, key=KEY, compress_type=COMPRESS_TYPE
+        ) as backups,
     ):
         with connect(cluster) as db:
             db.execute("CREATE TABLE rows (id serial PRIMARY KEY, writer int, value text)")
@@ -141,7 +145,9 @@ def test_verification_passes_on_the_repository_and_fails_on_a_damaged_copy(archi
     copy = owned_temp_dir("damaged-repository-") / "repo"
     try:
         subprocess.run([*AS_POSTGRES, "cp", "-a", backups.repo, copy], check=True)
-        damaged = max((copy / "backup").rglob("*.lz4"), key=lambda file: file.stat().st_size)
+        damaged = max(
+            (copy / "backup").rglob(f"*.{COMPRESS_TYPE}"), key=lambda file: file.stat().st_size
+        )
         data = bytearray(damaged.read_bytes())
         data[len(data) // 2] ^= 0xFF
         damaged.write_bytes(bytes(data))
