@@ -9,7 +9,8 @@ gzip-compressed by `barman archive-wal`), side by side, on the same cluster:
    them: both are counted;
 4. a restore's time into a new data directory (the tool's command only).
 
-`.venv/bin/python bench/backups.py`; starts its own PostgreSQL, repositories in temp dirs.
+`.venv/bin/python bench/backups.py` (part of `make bench`, which installs Barman); starts its
+own PostgreSQL, repositories in temp dirs.
 The choice and the figures: docs/operations.md ("Backups") and docs/benchmarks.md.
 """
 

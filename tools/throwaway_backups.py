@@ -21,8 +21,8 @@ import psycopg
 from tools.throwaway_postgres import AS_POSTGRES, ThrowawayPostgres, owned_temp_dir
 
 STANZA = "main"
-# bench/backups.py: zst's repository is less than half of lz4's, archiving and restoring as
-# fast; its backup takes 1.3 x lz4's (docs/benchmarks.md).
+# bench/backups.py: zst's repository is less than half of lz4's, archiving as fast; a backup
+# takes 1.3-1.5 x lz4's time, a restore 0.9-1.5 x (docs/benchmarks.md).
 COMPRESS_TYPE = "zst"
 
 

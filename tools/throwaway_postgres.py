@@ -61,7 +61,11 @@ class ThrowawayPostgres:
         self.data = self.root / "data"
         self.port = 0
         if data_from is not None:
-            data_from(self.data)
+            try:
+                data_from(self.data)
+            except BaseException:
+                shutil.rmtree(self.root, ignore_errors=True)
+                raise
         elif standby_of is None:
             self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8")
         else:
