@@ -66,3 +66,5 @@ bench: $(VENV)/installed
 	$(BIN)/python bench/import_export.py
 	$(BIN)/python bench/import_export.py --driver psycopg --pgbouncer
 	$(BIN)/python bench/replicas.py
+	command -v barman >/dev/null || (apt-get update -q && apt-get install -y -q barman)
+	$(BIN)/python bench/backups.py

@@ -48,14 +48,25 @@ def owned_temp_dir(prefix: str) -> Path:
 class ThrowawayPostgres:
     """A cluster in a temporary directory, from the installed binaries (`pg_config --bindir`):
     a new one, or a hot standby of a running one (`standby_of`), streaming from it, copied
-    with `pg_basebackup -R -X stream` (initdb's trust rules let loopback replicate)."""
+    with `pg_basebackup -R -X stream` (initdb's trust rules let loopback replicate), or
+    one whose data directory `data_from` fills (a restore from a backup)."""
 
-    def __init__(self, standby_of: "ThrowawayPostgres | None" = None) -> None:
+    def __init__(
+        self,
+        standby_of: "ThrowawayPostgres | None" = None,
+        data_from: Callable[[Path], None] | None = None,
+    ) -> None:
         self.bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
         self.root = owned_temp_dir("throwaway-postgres-")
         self.data = self.root / "data"
         self.port = 0
-        if standby_of is None:
+        if data_from is not None:
+            try:
+                data_from(self.data)
+            except BaseException:
+                shutil.rmtree(self.root, ignore_errors=True)
+                raise
+        elif standby_of is None:
             self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "-E", "UTF8")
         else:
             self._run(
