@@ -3,6 +3,7 @@
 from flask import Flask
 
 from cli.admin import create_admin
+from cli.backups import restore_store
 from cli.catalogue import export_items, import_items
 from cli.maintenance import prune_expired, purge_deleted
 from cli.seed import seed_command
@@ -16,5 +17,6 @@ def register_commands(app: Flask) -> None:
         purge_deleted,
         import_items,
         export_items,
+        restore_store,
     ):
         app.cli.add_command(command)

@@ -25,14 +25,24 @@ FORMATS = {".csv": CSV, ".jsonl": JSON_LINES, ".ndjson": JSON_LINES}
 class Progress:
     """Rows so far and rows per second, on one line of a terminal; nothing elsewhere."""
 
-    def __init__(self, what: str) -> None:
-        self.what, self.started = what, time.monotonic()
+    def __init__(self, what: str, unit: str = "lines") -> None:
+        self.what, self.unit, self.started = what, unit, time.monotonic()
         self.shown = sys.stderr.isatty()
+        self.rows = 0
 
     def __call__(self, rows: int) -> None:
         if self.shown:
             rate = rows / max(time.monotonic() - self.started, 1e-6)
-            click.echo(f"\r{self.what} {rows:,} lines ({rate:,.0f} lines/s)", nl=False, err=True)
+            click.echo(
+                f"\r{self.what} {rows:,} {self.unit} ({rate:,.0f} {self.unit}/s)",
+                nl=False,
+                err=True,
+            )
+
+    def add(self, more: int) -> None:
+        """`more` rows since the last call."""
+        self.rows += more
+        self(self.rows)
 
     def done(self) -> None:
         if self.shown:

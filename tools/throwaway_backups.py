@@ -9,15 +9,14 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
 import psycopg
 
+from backups.restored import restored
 from tools.throwaway_postgres import AS_POSTGRES, ThrowawayPostgres, owned_temp_dir
 
 STANZA = "main"
@@ -139,28 +138,14 @@ class ThrowawayBackups:
         """The repository's stanzas, their backups and archive, as `pgbackrest info` gives them."""
         return json.loads(self.pgbackrest("info", "--output=json"))
 
-    def restore(self, target_time: datetime | None = None) -> ThrowawayPostgres:
-        """A new cluster, started on a free port in its own temporary directory, from the
-        repository alone: replayed to `target_time` (every transaction committed up to it,
-        none after), or to the end of the archive, then promoted. It does not archive into
-        this repository. The caller removes it."""
-        if target_time is None:
-            target = []
-        else:
-            target = ["--type=time", f"--target={target_time.isoformat(sep=' ')}",
-                      "--target-action=promote"]  # fmt: skip
-
-        def restore_into(data: Path) -> None:
-            self.pgbackrest("restore", f"--pg1-path={data}", "--archive-mode=off", *target)
-
-        restored = ThrowawayPostgres(data_from=restore_into)
-        try:
-            restored.start()
-            wait_until_promoted(restored)
-        except BaseException:
-            restored.remove()
-            raise
-        return restored
+    def restore(
+        self, target_time: datetime | None = None
+    ) -> AbstractContextManager[ThrowawayPostgres]:
+        """A new cluster from the repository alone (backups.restored: the restore-store
+        command's): replayed to `target_time` (every transaction committed up to it, none
+        after), or to the end of the archive, then promoted; gone once the block ends."""
+        login = {"user": "postgres", "dbname": "postgres"}
+        return restored(target_time, login, f"--config={self.config}", f"--stanza={STANZA}")
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -170,16 +155,6 @@ def connect(cluster: ThrowawayPostgres) -> psycopg.Connection:
     return psycopg.connect(
         host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres", autocommit=True
     )
-
-
-def wait_until_promoted(cluster: ThrowawayPostgres, timeout: float = 60) -> None:
-    """Wait for a cluster in recovery to reach its target and accept writes."""
-    deadline = time.monotonic() + timeout
-    with connect(cluster) as db:
-        while db.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{cluster.data} still in recovery after {timeout} s")
-            time.sleep(0.1)
 
 
 @contextmanager

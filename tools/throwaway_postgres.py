@@ -59,6 +59,7 @@ class ThrowawayPostgres:
         self.bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
         self.root = owned_temp_dir("throwaway-postgres-")
         self.data = self.root / "data"
+        self.log_path = self.root / "server.log"
         self.port = 0
         if data_from is not None:
             try:
@@ -77,6 +78,10 @@ class ThrowawayPostgres:
     def url(self, driver: str = "psycopg") -> str:
         """A SQLAlchemy URL of the cluster's database, with that driver."""
         return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/postgres"
+
+    def log(self) -> str:
+        """What the server logged (pg_ctl's -l file)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def postmaster_pid(self) -> int:
         """The running server's main process, whose children are the backends (benchmarks
@@ -99,7 +104,7 @@ class ThrowawayPostgres:
             "full_page_writes=off",
         ]
         self._run(
-            "pg_ctl", "-D", self.data, "-l", self.root / "server.log", "-w",
+            "pg_ctl", "-D", self.data, "-l", self.log_path, "-w",
             "-o", " ".join(f"-c {option}" for option in options), "start",
         )  # fmt: skip
 

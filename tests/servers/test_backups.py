@@ -90,12 +90,8 @@ def test_a_restore_to_a_second_holds_exactly_what_was_committed_before_it(archiv
     assert after - before > timedelta(milliseconds=2)
     target = before + (after - before) / 2
 
-    restored = backups.restore(target_time=target)
-    try:
-        with connect(restored) as db:
-            present = {row for (row,) in db.execute("SELECT id FROM rows WHERE writer IN (1, 2)")}
-    finally:
-        restored.remove()
+    with backups.restore(target_time=target) as restored, connect(restored) as db:
+        present = {row for (row,) in db.execute("SELECT id FROM rows WHERE writer IN (1, 2)")}
     committed_before = {row for row, committed, _ in log if committed < target}
     assert 0 < len(committed_before) < len(log)
     assert present == committed_before
@@ -128,12 +124,8 @@ def test_the_repository_is_encrypted_and_restores_with_its_key(archived):
         subprocess.run([*AS_POSTGRES, "rm", "-rf", elsewhere], check=True)
 
     # With it: the full and incremental backups, then the archive to its end.
-    restored = backups.restore()
-    try:
-        with connect(restored) as db:
-            values = [value for (value,) in db.execute("SELECT value FROM rows ORDER BY id")]
-    finally:
-        restored.remove()
+    with backups.restore() as restored, connect(restored) as db:
+        values = [value for (value,) in db.execute("SELECT value FROM rows ORDER BY id")]
     assert values.count(PLAINTEXT) == 100
     assert values[-1] == "after the full backup"
 

@@ -1,0 +1,81 @@
+"""The database as it was: pgBackRest's repository restored into a server of its own
+(tools.throwaway_postgres: a temporary directory, a free port on 127.0.0.1), replayed to a
+point in time or to the end of the archive, promoted, and removed afterwards. It archives
+nothing: the repository stays as it was.
+
+pgBackRest finds the repository as it always does, by its configuration file
+(/etc/pgbackrest/pgbackrest.conf, or PGBACKREST_CONFIG) and the stanza (PGBACKREST_STANZA),
+unless `options` name them.
+"""
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+
+from tools.throwaway_postgres import AS_POSTGRES, ThrowawayPostgres
+
+
+class RestoreFailedError(Exception):
+    """pgBackRest could not restore (a time before the first backup, no repository): what
+    it said."""
+
+
+@contextmanager
+def restored(
+    at: datetime | None, login: dict[str, str], *options: str, timeout: float = 3600
+) -> Iterator[ThrowawayPostgres]:
+    """A running server holding every transaction committed up to `at` and none after (None:
+    all the archive holds); `options` go to `pgbackrest restore`. `login` (user, password,
+    dbname) is a role of the restored database's, which checks that it was promoted."""
+    target = []
+    if at is not None:
+        target = ["--type=time", f"--target={at.astimezone(UTC).isoformat(sep=' ')}",
+                  "--target-action=promote"]  # fmt: skip
+
+    def restore_into(data: Path) -> None:
+        run = subprocess.run(
+            [*AS_POSTGRES, "pgbackrest", *options, "restore", f"--pg1-path={data}",
+             "--archive-mode=off", *target],
+            capture_output=True, text=True, errors="replace",
+        )  # fmt: skip
+        if run.returncode:
+            raise RestoreFailedError(run.stderr.strip() or run.stdout.strip())
+
+    server = ThrowawayPostgres(data_from=restore_into)
+    try:
+        try:
+            server.start()
+            wait_until_promoted(connect(server, login), timeout)
+        except (subprocess.CalledProcessError, psycopg.OperationalError) as stopped:
+            # E.g. "recovery ended before configured recovery target was reached": a time
+            # the archive does not reach yet.
+            raise RestoreFailedError(why_it_stopped(server)) from stopped
+        yield server
+    finally:
+        server.remove()
+
+
+def why_it_stopped(server: ThrowawayPostgres) -> str:
+    """The restored server's last FATAL line of its log, where it says why it stopped."""
+    fatal = [line for line in server.log().splitlines() if "FATAL:" in line]
+    return fatal[-1].partition("FATAL:")[2].strip() if fatal else "the restored server stopped"
+
+
+def connect(server: ThrowawayPostgres, login: dict[str, str]) -> psycopg.Connection:
+    """A connection through the server's own socket directory, in autocommit."""
+    return psycopg.connect(host=str(server.root), port=server.port, autocommit=True, **login)
+
+
+def wait_until_promoted(connection: psycopg.Connection, timeout: float) -> None:
+    """Until the server has replayed to its target and accepts writes."""
+    deadline = time.monotonic() + timeout
+    with connection:
+        while connection.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still in recovery after {timeout} s")
+            time.sleep(0.1)

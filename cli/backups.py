@@ -1,0 +1,87 @@
+"""`flask restore-store`: one store brought back as it was at a time, from the backups, into
+the live database while the API serves (docs/operations.md, "One store back")."""
+
+import time
+from datetime import UTC, datetime
+
+import click
+import psycopg
+from flask.cli import with_appcontext
+from sqlalchemy import make_url
+
+from backups.restored import RestoreFailedError, connect, restored
+from backups.store_copy import ROWS_OF_STORE, StoreNotInCopyError, copy_store
+from cli.catalogue import Progress
+from config.settings import current_settings
+from connections.options import libpq_conninfo
+from db import db
+
+
+class Time(click.ParamType):
+    name = "time"
+
+    def convert(self, value, param, ctx) -> datetime:
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is no ISO 8601 time, e.g. 2026-12-03T09:30:00Z", param, ctx)
+        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+@click.command("restore-store")
+@click.argument("store_id", type=click.IntRange(min=1))
+@click.option(
+    "--at",
+    "at",
+    type=Time(),
+    required=True,
+    help="The store as it was at this time (ISO 8601; UTC unless it says).",
+)
+@click.option("--as", "name", help="Its name now, if a live store has taken its own.")  # fmt: skip
+@with_appcontext
+def restore_store(store_id: int, at: datetime, name: str | None) -> None:
+    """Bring store STORE_ID, its items, tags and links, back as they were at a time: the
+    backups (pgBackRest's repository, found by its own configuration: PGBACKREST_CONFIG,
+    PGBACKREST_STANZA) are restored to that time on a server of their own, and the store
+    copied from there in one transaction, under its own ids where free."""
+    live = make_url(db.engine.url)
+    if live.get_backend_name() != "postgresql":
+        raise click.ClickException("Backups are PostgreSQL's: DATABASE_URL names no PostgreSQL.")
+    # The restored copy has the live database's roles: its login is the live one's.
+    login = {"user": live.username, "password": live.password, "dbname": live.database}
+    login = {key: value for key, value in login.items() if value}
+    started = time.monotonic()
+    try:
+        with restored(at, login) as server:
+            replayed = time.monotonic() - started
+            with connect(server, login) as source, connect_live(live) as target:
+                progress = Progress("Copied", "rows")
+                copied = copy_store(source, target, store_id, name, progress.add)
+                progress.done()
+    except RestoreFailedError as failed:
+        raise click.ClickException(f"pgBackRest could not restore to {at}: {failed}") from None
+    except StoreNotInCopyError:
+        raise click.ClickException(f"Store {store_id} did not exist at {at}.") from None
+    except psycopg.errors.UniqueViolation:
+        raise click.ClickException(
+            "A live store has its name: give it another with --as. Nothing was written."
+        ) from None
+    counts = ", ".join(f"{copied.rows[table]:,} {table}" for table in ROWS_OF_STORE)
+    click.echo(
+        f"Store {store_id} is back as store {copied.store_id} ({copied.name!r}), as it was at"
+        f" {at.isoformat()}: {counts}; restored in {replayed:.1f} s,"
+        f" copied in {time.monotonic() - started - replayed:.1f} s."
+    )
+    for table, pairs in copied.renumbered.items():
+        for old, new in pairs:
+            click.echo(f"{table} {old} -> {new} (its id was taken)")
+    if copied.owner_dropped:
+        click.echo("Its owner is no longer a user: it has none.")
+
+
+def connect_live(url) -> psycopg.Connection:
+    """The live database, straight (psycopg 3 copies; the app may use psycopg2)."""
+    conninfo = libpq_conninfo(
+        url.render_as_string(hide_password=False), current_settings().database_connect_timeout
+    )
+    return psycopg.connect(conninfo, autocommit=True)
