@@ -88,7 +88,12 @@ tick() {
   # Made when missing; a valid stanza is left as it is.
   step stanza-create || return 1
   now=$(date +%s)
-  set -- $(last_backups)
+  # Unread, they would end the loop (a bad number stops sh): the tick fails instead.
+  last=$(last_backups) || {
+    say "pgbackrest info FAILED, nothing done"
+    return 1
+  }
+  set -- $last
   # A backup started at a tick is as old as the interval at the same tick later on.
   slack=$((interval / 2))
   if [ $((now - $1)) -ge $(($(hours "${BACKUP_FULL_EVERY_HOURS:-168}") - slack)) ]; then
