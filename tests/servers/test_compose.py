@@ -2,11 +2,13 @@
 it and the Dockerfile run in our image serve as written: the API's start migrates, then becomes
 gunicorn, and the worker runs imports."""
 
+import itertools
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -242,6 +244,210 @@ def test_the_high_availability_file_puts_haproxy_before_two_patroni_nodes(tmp_pa
         services["replica"]["environment"]["REPLICATION_PASSWORD"]
         == patroni["PATRONI_REPLICATION_PASSWORD"]
     )
+
+
+def server_options(command: list[str]) -> dict[str, str]:
+    """The `-c name=value` settings of a `postgres` command."""
+    pairs = itertools.pairwise(command)
+    return dict(value.split("=", 1) for flag, value in pairs if flag == "-c")
+
+
+ARCHIVING = {
+    "archive_mode": "on",
+    "archive_command": "pgbackrest --stanza=stores archive-push %p",
+    "archive_timeout": "60",
+}
+
+
+def test_db_archives_its_wal_where_the_backup_service_backs_it_up(tmp_path):
+    result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64, BACKUP_RETENTION_DAYS="30")
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    database, backup = services["db"], services["backup"]
+    # The image with pgBackRest, for db, its replica and the backup service.
+    for service in (database, backup, services["replica"]):
+        assert service["build"]["context"].endswith("deploy/postgres")
+    assert "pgbackrest" in (ROOT / "deploy" / "postgres" / "Dockerfile").read_text()
+    # pgbackrest.conf written, then the image's own start, with archiving on.
+    assert database["entrypoint"] == ["/usr/local/bin/backup", "configure", "docker-entrypoint.sh"]
+    assert database["command"][0] == "postgres"
+    assert ARCHIVING.items() <= server_options(database["command"]).items()
+    assert (backup["entrypoint"], backup["command"]) == (["/usr/local/bin/backup"], ["run"])
+    assert backup["user"] == "postgres"
+    assert backup["depends_on"]["db"]["condition"] == "service_healthy"
+    # The backup service beside db: its data directory (read only) at the same path, its
+    # socket, the same repository and script.
+    for mount in ("pgdata:/var/lib/postgresql/data:ro", "pgsocket:/var/run/postgresql:rw",
+                  "backups:/var/lib/pgbackrest:rw"):  # fmt: skip
+        assert mount in backup["volumes"]
+    for mount in ("pgsocket:/var/run/postgresql:rw", "backups:/var/lib/pgbackrest:rw"):
+        assert mount in database["volumes"]
+    for service in (database, backup):
+        assert any(
+            mount.endswith("/deploy/backup/backup.sh:/usr/local/bin/backup:ro")
+            for mount in service["volumes"]
+        )
+        assert service["environment"]["BACKUP_RETENTION_DAYS"] == "30"
+        assert service["environment"]["POSTGRES_USER"] == database["environment"]["POSTGRES_USER"]
+    assert {"pgsocket", "backups"} <= set(config["volumes"])
+    # .env.example's defaults reach the schedule.
+    assert {
+        "BACKUP_FULL_EVERY_HOURS": "168",
+        "BACKUP_DIFF_EVERY_HOURS": "24",
+        "BACKUP_INCR_EVERY_HOURS": "1",
+        "BACKUP_VERIFY_EVERY_HOURS": "24",
+    }.items() <= backup["environment"].items()
+
+
+def test_under_patroni_the_primary_archives_to_one_repository_and_its_backup_service_backs_up(
+    tmp_path,
+):
+    result = compose_config(tmp_path, "docker-compose.ha.yml", JWT_SECRET_KEY="x" * 64)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    services = config["services"]
+    # Archiving from whichever node is the primary: Patroni's parameters, the same on both.
+    patroni = yaml.safe_load((ROOT / "deploy" / "patroni" / "patroni.yml").read_text())
+    parameters = patroni["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    assert {name: str(parameters[name]) for name in ARCHIVING} == ARCHIVING
+    assert "pgbackrest" in (ROOT / "deploy" / "patroni" / "Dockerfile").read_text()
+    data = patroni["postgresql"]["data_dir"]
+    for node, backup in (("db1", "backup"), ("db2", "backup2")):
+        node_service, backup_service = services[node], services[backup]
+        assert node_service["command"] == [
+            "/usr/local/bin/backup", "configure", "patroni", "/etc/patroni/patroni.yml"
+        ]  # fmt: skip
+        # One repository for both nodes: a new primary archives where the old one did.
+        assert "backups:/var/lib/pgbackrest:rw" in node_service["volumes"]
+        assert "backups:/var/lib/pgbackrest:rw" in backup_service["volumes"]
+        # Each node's backup service beside it: its data (read only) and socket.
+        assert f"{node}data:{data}:rw" in node_service["volumes"]
+        assert f"{node}data:{data}:ro" in backup_service["volumes"]
+        assert f"{node}socket:/var/run/postgresql:rw" in node_service["volumes"]
+        assert f"{node}socket:/var/run/postgresql:rw" in backup_service["volumes"]
+        for service in (node_service, backup_service):
+            assert service["environment"]["PGDATA"] == data
+        assert backup_service["build"]["context"].endswith("deploy/patroni")
+        assert (backup_service["entrypoint"], backup_service["command"]) == (
+            ["/usr/local/bin/backup"], ["run"]
+        )  # fmt: skip
+    # db is HAProxy here: the main file's PostgreSQL start is not its.
+    assert services["db"]["entrypoint"][0] == "haproxy"
+    assert not services["db"]["command"]
+
+
+def run_backup_script(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*AS_POSTGRES, *arguments], env=env, capture_output=True, text=True)
+
+
+def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_path, monkeypatch):
+    """deploy/backup/backup.sh as compose runs it, as postgres, against a real server started
+    with compose's archive settings: db's entrypoint writes pgbackrest.conf, the server
+    archives with it, and the backup service's loop creates the stanza, takes a full backup,
+    checks archiving and verifies the repository, then an incremental backup on its next
+    tick; the repository is encrypted with BACKUP_ENCRYPTION_KEY."""
+    result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    database, backup = services["db"], services["backup"]
+    root = owned_temp_dir("backup-")
+    script = shutil.copy(ROOT / "deploy" / "backup" / "backup.sh", root)
+    # pgBackRest's own variables: its configuration and locks in this test's directory, for
+    # the script and for the server's archive_command alike.
+    monkeypatch.setenv("PGBACKREST_CONFIG", str(root / "pgbackrest.conf"))
+    monkeypatch.setenv("PGBACKREST_LOCK_PATH", str(root / "lock"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        server = stack.enter_context(throwaway_postgres())
+        env = {
+            **os.environ,
+            **backup["environment"],
+            "BACKUP_ENCRYPTION_KEY": "a key of the operator's",
+            "BACKUP_REPOSITORY": str(root / "repository"),
+            "PGDATA": str(server.data),
+            "PGHOST": str(server.root),
+            "PGPORT": str(server.port),
+            "POSTGRES_USER": "postgres",
+            # A tick every 7 s.
+            "BACKUP_INCR_EVERY_HOURS": "0.002",
+        }
+        # db's entrypoint, its command the server's restart with compose's settings.
+        _, *configure = database["entrypoint"]
+        configured = run_backup_script(script, *configure[:-1], "true", env=env)
+        assert configured.returncode == 0, configured.stderr
+        with create_engine(server.url(), isolation_level="AUTOCOMMIT").connect() as connection:
+            for name, value in server_options(database["command"]).items():
+                # %%: the driver's escape of archive_command's %p.
+                setting = f"ALTER SYSTEM SET {name} = '{value}'".replace("%", "%%")
+                connection.exec_driver_sql(setting)
+        server.stop()
+        server.start()
+
+        log = tmp_path / "backup.log"
+        loop = subprocess.Popen(
+            [*AS_POSTGRES, script, *backup["command"]], env=env,
+            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        stack.callback(loop.wait, timeout=30)
+        stack.callback(os.killpg, loop.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 120
+        while "backup --type=incr" not in log.read_text():
+            assert loop.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+
+        steps = re.findall(r"^\S+Z backup: (.+) (ok|FAILED \(exit \d+\)), \d+ s$",
+                           log.read_text(), re.MULTILINE)  # fmt: skip
+        assert steps == [
+            ("stanza-create", "ok"),
+            ("backup --type=full", "ok"),
+            ("check", "ok"),
+            ("verify", "ok"),
+            ("stanza-create", "ok"),
+            ("backup --type=incr", "ok"),
+        ], log.read_text()
+        info = run_backup_script("pgbackrest", "--stanza=stores", "--output=json", "info", env=env)
+        assert info.returncode == 0, info.stderr
+        (stanza,) = json.loads(info.stdout)
+        assert [backup["type"] for backup in stanza["backup"]] == ["full", "incr"]
+        assert stanza["cipher"] == "aes-256-cbc"
+        # Archived: the WAL from the full backup's start on is in the repository.
+        assert stanza["archive"][0]["max"] >= stanza["backup"][0]["archive"]["stop"]
+        # Unreadable without the key (what pgBackRest quotes of it is not text).
+        unkeyed = subprocess.run(
+            [*AS_POSTGRES, "pgbackrest", "--stanza=stores", "--repo1-cipher-type=none", "info"],
+            env=env, capture_output=True,
+        )  # fmt: skip
+        assert b"unable to load info file" in unkeyed.stdout, unkeyed.stdout
+
+
+def test_the_backup_configuration_keeps_the_retention_and_encrypts_only_with_a_key(tmp_path):
+    root = owned_temp_dir("backup-config-")
+    try:
+        script = shutil.copy(ROOT / "deploy" / "backup" / "backup.sh", root)
+        config = root / "pgbackrest.conf"
+        base = {**os.environ, "PGBACKREST_CONFIG": str(config), "BACKUP_RETENTION_DAYS": "7"}
+
+        def written(**env: str) -> str:
+            configured = run_backup_script(script, "configure", "true", env={**base, **env})
+            assert configured.returncode == 0, configured.stderr
+            return config.read_text()
+
+        plain = written(BACKUP_ENCRYPTION_KEY="")
+        assert "repo1-cipher-type=none" in plain.splitlines()
+        assert "cipher-pass" not in plain
+        encrypted = written(BACKUP_ENCRYPTION_KEY="s3cret")
+        assert {"repo1-cipher-type=aes-256-cbc", "repo1-cipher-pass=s3cret"} <= set(
+            encrypted.splitlines()
+        )
+        assert {"repo1-retention-full-type=time", "repo1-retention-full=7"} <= set(
+            encrypted.splitlines()
+        )
+        # The key is in it: for its owner alone.
+        assert config.stat().st_mode & 0o077 == 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 class Image(NamedTuple):

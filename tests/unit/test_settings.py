@@ -13,6 +13,12 @@ READ_ELSEWHERE = {
     "POSTGRES_PASSWORD": "docker compose",
     "REPLICATION_PASSWORD": "docker compose",
     "WEB_CONCURRENCY": "gunicorn.conf.py",
+    "BACKUP_RETENTION_DAYS": "deploy/backup/backup.sh",
+    "BACKUP_ENCRYPTION_KEY": "deploy/backup/backup.sh",
+    "BACKUP_FULL_EVERY_HOURS": "deploy/backup/backup.sh",
+    "BACKUP_DIFF_EVERY_HOURS": "deploy/backup/backup.sh",
+    "BACKUP_INCR_EVERY_HOURS": "deploy/backup/backup.sh",
+    "BACKUP_VERIFY_EVERY_HOURS": "deploy/backup/backup.sh",
     "TEST_DATABASE_URL": "tests/conftest.py",
     "TEST_POSTGRES_DRIVERS": "tests/conftest.py",
 }

@@ -1,0 +1,138 @@
+#!/bin/sh
+# pgBackRest in the deployment (docs/operations.md, "Backups in the deployment").
+#   backup configure COMMAND...  write pgbackrest.conf from the environment, then run COMMAND:
+#                                PostgreSQL's own start, whose archive_command reads it.
+#   backup run                   write it, then back up on a schedule, for ever: each tick
+#                                (every BACKUP_INCR_EVERY_HOURS) takes a full backup when the
+#                                last is BACKUP_FULL_EVERY_HOURS old, else a differential when
+#                                the last full or differential is BACKUP_DIFF_EVERY_HOURS old,
+#                                else an incremental; and every BACKUP_VERIFY_EVERY_HOURS it
+#                                checks archiving and verifies the repository. Each step logs
+#                                one line; a failure is logged with its exit status and the
+#                                loop goes on.
+# Its PostgreSQL: PGDATA (the data directory, the same path as the server's), PGHOST (its
+# socket directory) and PGPORT, as POSTGRES_USER. A standby's loop takes no backup: under
+# Patroni each node has one, and the primary's backs up.
+set -eu
+
+STANZA=stores
+CONFIG=${PGBACKREST_CONFIG:-/etc/pgbackrest/pgbackrest.conf}
+
+configure() {
+  if [ -n "${BACKUP_ENCRYPTION_KEY:-}" ]; then
+    cipher="repo1-cipher-type=aes-256-cbc
+repo1-cipher-pass=$BACKUP_ENCRYPTION_KEY"
+  else
+    cipher="repo1-cipher-type=none"
+  fi
+  # The key is in it: for postgres alone.
+  umask 077
+  cat >"$CONFIG" <<CONF
+[global]
+repo1-path=${BACKUP_REPOSITORY:-/var/lib/pgbackrest}
+$cipher
+# Full backups kept while younger than this many days, with the WAL that recovers from them.
+repo1-retention-full-type=time
+repo1-retention-full=${BACKUP_RETENTION_DAYS:-14}
+compress-type=zst
+# Logs to the container's output (the server log, for archive-push), no log files.
+log-level-file=off
+log-level-console=warn
+
+[$STANZA]
+pg1-path=${PGDATA:-/var/lib/postgresql/data}
+pg1-socket-path=${PGHOST:-/var/run/postgresql}
+pg1-port=${PGPORT:-5432}
+pg1-user=${POSTGRES_USER:-postgres}
+CONF
+  # Written by the image's root before it becomes postgres, who runs pgbackrest.
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$CONFIG"; fi
+}
+
+hours() { awk -v hours="$1" 'BEGIN { printf "%d", hours * 3600 }'; }
+
+say() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) backup: $*"; }
+
+# Run a pgbackrest command and log one line: what, and whether it worked.
+step() {
+  started=$(date +%s)
+  if pgbackrest --stanza="$STANZA" "$@"; then
+    say "$* ok, $(($(date +%s) - started)) s"
+  else
+    say "$* FAILED (exit $?), $(($(date +%s) - started)) s"
+    return 1
+  fi
+}
+
+# When the last full and the last differential backup started (epoch seconds, 0: none), from
+# the repository itself: the schedule goes on across restarts and failovers.
+last_backups() {
+  pgbackrest --stanza="$STANZA" --output=json info | perl -MJSON::PP -0777 -ne '
+    my %last = (full => 0, diff => 0);
+    for my $stanza (@{ decode_json($_) }) {
+      $last{ $_->{type} } = $_->{timestamp}{start} for @{ $stanza->{backup} };
+    }
+    print "$last{full} $last{diff}\n";'
+}
+
+tick() {
+  standby=$(psql --no-psqlrc --tuples-only --no-align --dbname=postgres \
+    --username="${POSTGRES_USER:-postgres}" --command='SELECT pg_is_in_recovery()') || {
+    say "PostgreSQL unreachable, nothing done"
+    return 1
+  }
+  if [ "$standby" = t ]; then
+    say "a standby: the primary's backs up"
+    return 0
+  fi
+  # Made when missing; a valid stanza is left as it is.
+  step stanza-create || return 1
+  now=$(date +%s)
+  # Unread, they would end the loop (a bad number stops sh): the tick fails instead.
+  last=$(last_backups) || {
+    say "pgbackrest info FAILED, nothing done"
+    return 1
+  }
+  set -- $last
+  # A backup started at a tick is as old as the interval at the same tick later on.
+  slack=$((interval / 2))
+  if [ $((now - $1)) -ge $(($(hours "${BACKUP_FULL_EVERY_HOURS:-168}") - slack)) ]; then
+    type=full
+  elif [ $((now - ($1 > $2 ? $1 : $2))) -ge $(($(hours "${BACKUP_DIFF_EVERY_HOURS:-24}") - slack)) ]; then
+    type=diff
+  else
+    type=incr
+  fi
+  status=0
+  step backup --type="$type" || status=1
+  if [ $((now - verified)) -ge $(($(hours "${BACKUP_VERIFY_EVERY_HOURS:-24}") - slack)) ]; then
+    # check: WAL reaches the repository now; verify: what it holds is whole.
+    if step check && step verify; then verified=$now; else status=1; fi
+  fi
+  return $status
+}
+
+case "${1:-}" in
+configure)
+  shift
+  configure
+  exec "$@"
+  ;;
+run)
+  configure
+  interval=$(hours "${BACKUP_INCR_EVERY_HOURS:-1}")
+  verified=0
+  next=$(date +%s)
+  while :; do
+    tick || true
+    # On a fixed beat: a long backup does not push the next ones later.
+    next=$((next + interval))
+    pause=$((next - $(date +%s)))
+    if [ "$pause" -gt 0 ]; then sleep "$pause"; else next=$(date +%s); fi
+  done
+  ;;
+*)
+  echo "usage: $0 configure COMMAND... | run" >&2
+  exit 2
+  ;;
+esac
