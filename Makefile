@@ -54,7 +54,8 @@ openapi: $(VENV)/installed $(SECRET)
 ## against the seed's cascade and raw SQL (bench/deletion.py, which draws
 ## docs/deletion-times.png), what the reads' statement timeout costs, writes beside
 ## logins on SQLite, catalogue import and export against COPY (bench/import_export.py), and
-## reads and writes with a hot standby, and its lag during a purge (bench/replicas.py);
+## reads and writes with a hot standby, and its lag during a purge (bench/replicas.py); backups
+## with pgBackRest and Barman (bench/backups.py), restore-store against COPY (bench/restore_store.py);
 ## wrk comes from Debian.
 bench: $(VENV)/installed
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
@@ -68,3 +69,4 @@ bench: $(VENV)/installed
 	$(BIN)/python bench/replicas.py
 	command -v barman >/dev/null || (apt-get update -q && apt-get install -y -q barman)
 	$(BIN)/python bench/backups.py
+	$(BIN)/python bench/restore_store.py
