@@ -98,6 +98,10 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     assert (str(published["published"]), published["target"]) == ("8000", 8080)
     assert services["nginx"]["depends_on"]["api"]["condition"] == "service_healthy"
     assert api["environment"]["TRUSTED_PROXIES"] == "1"
+    # The erasure log on a named volume of its own, where a restore of db does not reach.
+    erasure_log = Path(api["environment"]["ERASURE_LOG_PATH"])
+    assert "erasures" in config["volumes"]
+    assert f"erasures:{erasure_log.parent}:rw" in api["volumes"]
     # Prometheus scrapes every api and worker instance on the compose network; its UI stays
     # local.
     prometheus = services["prometheus"]
