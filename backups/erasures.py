@@ -100,7 +100,7 @@ def append(path: Path, erasures: Iterable[Erasure]) -> None:
     lines = "".join(erasure.line() for erasure in erasures).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(descriptor).st_size
         # A torn last line is ended first, so that it does not swallow this one's start.
