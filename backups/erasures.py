@@ -143,12 +143,12 @@ def read_log(path: Path) -> Log:
     return log
 
 
-def recorded() -> dict[tuple[int, datetime], Erasure]:
+def in_table() -> dict[tuple[int, datetime], Erasure]:
     """The table's erasures."""
     rows = db.session.execute(
         select(ErasureModel.store_id, ErasureModel.store_created_at, ErasureModel.requested_at)
     )
-    return {(row[0], row[1]): Erasure(*row) for row in rows}
+    return {erasure.key: erasure for erasure in (Erasure(*row) for row in rows)}
 
 
 def erased() -> Select:
@@ -177,7 +177,7 @@ class Applied:
 def apply_erasures(path: Path) -> Applied:
     """Make the table and the log hold the same erasures, then purge every store one names
     (in batches, as the purge job does)."""
-    log, table = read_log(path), recorded()
+    log, table = read_log(path), in_table()
     missing = [erasure for key, erasure in log.erasures.items() if key not in table]
     put_back = sum(
         insert_missing(ErasureModel, [vars(erasure) for erasure in missing[start : start + BATCH]])
