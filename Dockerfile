@@ -9,7 +9,9 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
-RUN useradd --create-home api && chown api /app
+# The erasure log's directory, the api's: docker gives a new volume mounted there its owner.
+RUN useradd --create-home api && chown api /app \
+    && mkdir /var/lib/stores-erasures && chown api /var/lib/stores-erasures
 USER api
 
 EXPOSE 8000

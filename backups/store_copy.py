@@ -7,11 +7,13 @@ not used them since (a purged store's rows: drawn from the same sequences, never
 the others get new ones from the sequences, and the mapping is given back. The store comes
 back live (not deleted), under its name or another; an owner the live database no longer has
 leaves it ownerless. Columns are those both databases have: a copy from before a migration
-brings what it had, and the live defaults fill in the rest.
+brings what it had, and the live defaults fill in the rest. An erased store (backups/erasures.py)
+is refused.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 from psycopg import sql
@@ -32,6 +34,10 @@ class StoreNotInCopyError(LookupError):
     """The copy has no store with this id: it did not exist at the copy's point in time."""
 
 
+class StoreErasedError(LookupError):
+    """An erasure (POST /store/<id>/purge) names the copy's store: no restore brings it back."""
+
+
 @dataclass
 class CopiedStore:
     store_id: int
@@ -48,9 +54,12 @@ def copy_store(
     store_id: int,
     name: str | None = None,
     progress: Callable[[int], None] = lambda _rows: None,
+    logged: Collection[tuple[int, datetime]] = (),
 ) -> CopiedStore:
     """Copy store `store_id` from `source` into `live` (neither in a transaction), committed
-    once all of it is in; `progress` is told of each batch of rows as they stream."""
+    once all of it is in; `progress` is told of each batch of rows as they stream. A store
+    that an erasure of the live database's or of `logged` (the erasure log's (store id,
+    created_at)) names is refused, before anything is written."""
     tables = ("stores", *ROWS_OF_STORE)
     with source.transaction(), live.transaction():
         source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -61,6 +70,9 @@ def copy_store(
         ).fetchone()
         if store is None:
             raise StoreNotInCopyError(store_id)
+        values = dict(zip(columns["stores"], store, strict=True))
+        if erased(live, values, logged):
+            raise StoreErasedError(store_id)
         for table in ROWS_OF_STORE:
             live.execute(
                 sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
@@ -68,7 +80,6 @@ def copy_store(
                 )
             )
             stream(source, live, table, columns[table], store_id, progress)
-        values = dict(zip(columns["stores"], store, strict=True))
         copied = CopiedStore(store_id, name or values["name"])
         insert_store(live, values, copied)
         for table in ROWS_OF_STORE:
@@ -76,6 +87,18 @@ def copy_store(
         for table in tables:
             keep_sequence_ahead(live, table)
     return copied
+
+
+def erased(live: psycopg.Connection, store: dict, logged: Collection[tuple[int, datetime]]) -> bool:
+    """Whether an erasure names the store: one of the live database's or one `logged`. A copy
+    from before stores had a created_at (migration 0017): an erasure of any store of its id."""
+    created_at = store.get("created_at")
+    if any(store["id"] == erased_id and created_at in (None, at) for erased_id, at in logged):
+        return True
+    query = "SELECT 1 FROM erasures WHERE store_id = %(id)s"
+    if created_at is not None:
+        query += " AND store_created_at = %(created_at)s"
+    return live.execute(query, {"id": store["id"], "created_at": created_at}).fetchone() is not None
 
 
 def shared_columns(source: psycopg.Connection, live: psycopg.Connection, table: str) -> list[str]:

@@ -1,5 +1,7 @@
 """`flask restore-store`: one store brought back as it was at a time, from the backups, into
-the live database while the API serves (docs/operations.md, "One store back")."""
+the live database while the API serves (docs/operations.md, "One store back"); `flask
+apply-erasures`: after a restore of the whole database, the erased stores it brought back
+deleted again (backups/erasures.py)."""
 
 import time
 from datetime import UTC, datetime
@@ -9,8 +11,14 @@ import psycopg
 from flask.cli import with_appcontext
 from sqlalchemy import make_url
 
+from backups.erasures import apply_erasures, log_path, read_log
 from backups.restored import RestoreFailedError, connect, restored
-from backups.store_copy import ROWS_OF_STORE, StoreNotInCopyError, copy_store
+from backups.store_copy import (
+    ROWS_OF_STORE,
+    StoreErasedError,
+    StoreNotInCopyError,
+    copy_store,
+)
 from cli.catalogue import Progress
 from config.settings import current_settings
 from connections.options import libpq_conninfo
@@ -50,18 +58,24 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
     # The restored copy has the live database's roles: its login is the live one's.
     login = {"user": live.username, "password": live.password, "dbname": live.database}
     login = {key: value for key, value in login.items() if value}
+    logged = read_log(log_path()).erasures
     started = time.monotonic()
     try:
         with restored(at, login) as server:
             replayed = time.monotonic() - started
             with connect(server, login) as source, connect_live(live) as target:
                 progress = Progress("Copied", "rows")
-                copied = copy_store(source, target, store_id, name, progress.add)
+                copied = copy_store(source, target, store_id, name, progress.add, logged)
                 progress.done()
     except RestoreFailedError as failed:
         raise click.ClickException(f"pgBackRest could not restore to {at}: {failed}") from None
     except StoreNotInCopyError:
         raise click.ClickException(f"Store {store_id} did not exist at {at}.") from None
+    except StoreErasedError:
+        raise click.ClickException(
+            f"Store {store_id} was erased (POST /store/{store_id}/purge): no restore brings it"
+            " back, under any name. Nothing was written."
+        ) from None
     except psycopg.errors.UniqueViolation:
         raise click.ClickException(
             "A live store has its name: give it another with --as. Nothing was written."
@@ -85,3 +99,21 @@ def connect_live(url) -> psycopg.Connection:
         url.render_as_string(hide_password=False), current_settings().database_connect_timeout
     )
     return psycopg.connect(conninfo, autocommit=True)
+
+
+@click.command("apply-erasures")
+@with_appcontext
+def apply_erasures_command() -> None:
+    """Delete again every store an erasure names (POST /store/<id>/purge): run it after any
+    restore of the database, before serving (deploy/start.sh does, after the migrations).
+    The erasure log (ERASURE_LOG_PATH) and the erasures table are first made to hold the
+    same erasures; a store is erased when its id and created_at both match one."""
+    path = log_path()
+    applied = apply_erasures(path)
+    if applied.torn:
+        click.echo(f"Skipped {applied.torn} torn line(s) of {path}.")
+    click.echo(
+        f"{applied.recorded} erasure(s) of {path} put back in the database,"
+        f" {applied.logged} of the database's logged there; purged"
+        f" {len(applied.purged)} erased store(s){''.join(f' {each}' for each in applied.purged)}."
+    )

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     allowed_hosts: str = "localhost,127.0.0.1"
 
     deleted_store_retention_days: Annotated[float, Field(gt=0)] = 30.0
+    # The log of erasures kept outside the database, which no restore of it takes back
+    # (backups/erasures.py); empty: erasures.jsonl under instance/, beside SQLite's file.
+    erasure_log_path: str = ""
     purge_cron: str = "* * * * *"
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     idempotency_key_hours: Annotated[float, Field(gt=0)] = 24.0

@@ -9,14 +9,15 @@ Each batch first locks the store row and checks it is still expired: a restore (
 refuses expired stores) and a purge never interleave.
 
 Run by the procrastinate worker on PostgreSQL (jobs/tasks.py), by `flask purge-deleted`
-anywhere (cli/maintenance.py).
+anywhere (cli/maintenance.py); `flask apply-erasures` purges erased stores the same way, the
+check being that the store is one an erasure names (backups/erasures.py).
 """
 
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 
 from db import db
 from models import ItemModel, StoreModel, TagModel
@@ -32,7 +33,8 @@ BATCH_SECONDS = 0.25
 MIN_BATCH_ROWS, MAX_BATCH_ROWS = 1_000, 50_000
 
 
-def expired(now: datetime):
+def expired(now: datetime) -> Select:
+    """The ids of the stores to purge at `now`: deleted, and past their expire_time."""
     return (
         select(StoreModel.id)
         .where(StoreModel.deleted_at.is_not(None), StoreModel.expire_time <= now)
@@ -43,17 +45,19 @@ def expired(now: datetime):
 def purge_batch(
     model: type[ItemModel | TagModel],
     store_id: int,
-    now: datetime,
+    doomed: Select,
     after: int = 0,
     rows: int | None = None,
 ) -> int | None:
     """Delete the store's next `rows` (BATCH_ROWS) rows of `model` past id `after`, if the
-    store is still expired; the last id deleted while there may be more, else None.
+    store is still among the `doomed` (a select of store ids: `expired(now)`); the last id
+    deleted while there may be more, else None.
 
     The next batch starts past this one's last id: walking the index from the store's first
     id each time would walk every row the batches before deleted, more on each batch.
     """
-    if db.session.scalar(expired(now).where(StoreModel.id == store_id).with_for_update()) is None:
+    still = doomed.where(StoreModel.id == store_id).with_for_update(of=StoreModel)
+    if db.session.scalar(still) is None:
         db.session.rollback()
         return None
     in_range = (model.store_id == store_id, model.id > after)
@@ -73,20 +77,21 @@ def purge_batch(
     return last
 
 
-def purge_store(store_id: int, now: datetime) -> bool:
-    """Purge one expired store; whether it was purged (not restored or purged meanwhile)."""
+def purge_store(store_id: int, doomed: Select) -> bool:
+    """Purge one store while it is among the `doomed` (see purge_batch); whether it was
+    purged (not restored or purged meanwhile)."""
     for model in (ItemModel, TagModel):
         last, rows = 0, BATCH_ROWS
         while True:
             started = time.monotonic()
-            last = purge_batch(model, store_id, now, last, rows)
+            last = purge_batch(model, store_id, doomed, last, rows)
             if last is None:
                 break
             rows = next_batch_rows(rows, time.monotonic() - started)
     # What is left cascades in the database (ON DELETE CASCADE), as any store delete would.
-    still_expired = StoreModel.id.in_(expired(now).where(StoreModel.id == store_id))
+    still = StoreModel.id.in_(doomed.where(StoreModel.id == store_id))
     gone = db.session.execute(
-        delete(StoreModel).where(still_expired).execution_options(synchronize_session=False)
+        delete(StoreModel).where(still).execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()
     return gone == 1
@@ -104,7 +109,7 @@ def purge_expired(report: Callable[[int], None] = lambda _store_id: None) -> int
     db.session.commit()
     purged = 0
     for store_id in store_ids:
-        if purge_store(store_id, now):
+        if purge_store(store_id, expired(now)):
             report(store_id)
             purged += 1
     return purged

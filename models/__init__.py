@@ -1,3 +1,4 @@
+from models.erasure import ErasureModel
 from models.idempotency_key import IdempotencyKeyModel
 from models.item import ItemModel
 from models.item_import import ItemImportModel
@@ -11,6 +12,7 @@ from models.token_family import TokenFamilyModel
 from models.user import UserModel
 
 __all__ = [
+    "ErasureModel",
     "IdempotencyKeyModel",
     "ItemImportChunkModel",
     "ItemImportModel",

@@ -7,6 +7,7 @@ from flask_jwt_extended import current_user
 from flask_smorest import abort
 from sqlalchemy import select
 
+from backups.erasures import record_erasure
 from config.settings import current_settings
 from db import db
 from models import ItemModel, StoreModel, TagModel
@@ -157,13 +158,16 @@ class StorePurge(MethodView):
         conflicts={"fk_stores_deleted_by_users": ACCOUNT_DELETED},
     )  # fmt: skip
     def post(self, store_id: int) -> StoreModel:
-        """Delete a store for good, soon, deleted or not: no restore (admins, with a fresh
-        token; for erasure requests). The purge runs in the background within a minute."""
+        """Erase a store, deleted or not (admins, with a fresh token; for erasure requests):
+        hidden at once, purged in the background within a minute, and no restore brings it
+        back, neither POST /store/<id>/restore nor a restore of the backups, of this store
+        or of the whole database to any time."""
         store = any_store_to_change(store_id=store_id)
         if store.deleted_at is None:
             store.deleted_at, store.deleted_by = now(), current_user.id
         store.expire_time = now()
         flush()
+        record_erasure(store, current_user.id)
         return store
 
 

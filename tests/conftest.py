@@ -102,13 +102,17 @@ def database(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def migrated_app(url: str) -> Flask:
+def migrated_app(url: str, **settings: str) -> Flask:
+    """The app on `url` (and `settings`, by field name), migrated to the newest revision."""
     # Argon2 at its cheapest: the suite's hundreds of sign-ups and wrong passwords would
     # otherwise spend minutes hashing. The servers it starts under gunicorn hash as
     # deployed.
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     app = create_app(
-        Settings(database_url=url), TESTING=True, JWT_SECRET_KEY=JWT_SECRET, PASSWORD_HASHER=cheap
+        Settings(database_url=url, **settings),
+        TESTING=True,
+        JWT_SECRET_KEY=JWT_SECRET,
+        PASSWORD_HASHER=cheap,
     )
     with app.app_context():
         flask_migrate.upgrade(directory=str(ROOT / "migrations"))
@@ -179,6 +183,20 @@ class Backends:
             server = self.stack.enter_context(gunicorn(API, env, "--workers", "4"))
             self.servers[database] = server.url
         return self.servers[database]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def erasure_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the suite's apps and servers log erasures (ERASURE_LOG_PATH, which servers
+    inherit): a file of the run's, not the checkout's instance/erasures.jsonl."""
+    path = tmp_path_factory.mktemp("erasures") / "erasures.jsonl"
+    saved = os.environ.get("ERASURE_LOG_PATH")
+    os.environ["ERASURE_LOG_PATH"] = str(path)
+    yield path
+    if saved is None:
+        del os.environ["ERASURE_LOG_PATH"]
+    else:
+        os.environ["ERASURE_LOG_PATH"] = saved
 
 
 @pytest.fixture(scope="session")

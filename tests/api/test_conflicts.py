@@ -26,6 +26,7 @@ UNREACHABLE = {
     "pk_idempotency_keys": "kept with INSERT ... ON CONFLICT, under the key's lock",
     "pk_recent_writes": "kept with INSERT ... ON CONFLICT",
     "pk_throttles": "counted with INSERT ... ON CONFLICT",
+    "pk_erasures": "recorded with INSERT ... ON CONFLICT DO NOTHING",
 }
 
 

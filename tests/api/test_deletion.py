@@ -197,7 +197,9 @@ def test_purge_goes_in_batches_and_a_cut_off_purge_is_finished_by_the_next(
 
     # A worker killed after its first batch: that batch is gone, committed.
     with app.app_context():
-        assert purging.purge_batch(purging.ItemModel, doomed["store"], datetime.now(UTC))
+        assert purging.purge_batch(
+            purging.ItemModel, doomed["store"], purging.expired(datetime.now(UTC))
+        )
     assert sql(items, store=doomed["store"]) == [(1,)]
 
     assert purge(app) == [doomed["store"]]

@@ -98,6 +98,10 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     assert (str(published["published"]), published["target"]) == ("8000", 8080)
     assert services["nginx"]["depends_on"]["api"]["condition"] == "service_healthy"
     assert api["environment"]["TRUSTED_PROXIES"] == "1"
+    # The erasure log on a named volume of its own, where a restore of db does not reach.
+    erasure_log = Path(api["environment"]["ERASURE_LOG_PATH"])
+    assert "erasures" in config["volumes"]
+    assert f"erasures:{erasure_log.parent}:rw" in api["volumes"]
     # Prometheus scrapes every api and worker instance on the compose network; its UI stays
     # local.
     prometheus = services["prometheus"]
@@ -528,6 +532,13 @@ def environment(image: Image, service: dict, servers: dict[str, URL]) -> dict[st
     return env
 
 
+ERASURE = {
+    "store_id": 7,
+    "store_created_at": "2026-12-01T00:00:00+00:00",
+    "requested_at": "2026-12-02T00:00:00+00:00",
+}
+
+
 def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_database):
     """Each command compose runs in our image, as written, from a copy of what the image holds
     and as its unprivileged user: the API's (the Dockerfile's CMD) migrates straight to
@@ -552,6 +563,12 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
         return [*user, *(ours[service].get("command") or image.command)]
 
     api_env = environment(image, ours["api"], servers)
+    # The erasures volume's stand-in, holding an erasure the new database lacks: the API's
+    # start puts it there (flask apply-erasures, after the migrations).
+    erasures = Path(tempfile.mkdtemp(prefix="erasures-"))
+    erasures.chmod(0o755)  # for the image's user
+    api_env["ERASURE_LOG_PATH"] = str(erasures / "erasures.jsonl")
+    Path(api_env["ERASURE_LOG_PATH"]).write_text(json.dumps(ERASURE) + "\n")
     with (
         the_image_directory() as app,
         serving_as_written(command("api"), api_env, cwd=app) as (url, api),
@@ -581,6 +598,9 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
         assert imported, log.read_text()
         assert worker.returncode == 0, log.read_text()
     assert api.returncode == 0  # a clean shutdown on SIGTERM
+    shutil.rmtree(erasures)
     with create_engine(new_database).connect() as migrated:
         version = migrated.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        erased = migrated.exec_driver_sql("SELECT store_id FROM erasures").all()
     assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]
+    assert erased == [(ERASURE["store_id"],)]

@@ -1,5 +1,6 @@
 """`flask restore-store` from a real pgBackRest repository (tools/throwaway_backups.py) into
-the live database it backs up: a purged store comes back as it was."""
+the live database it backs up: a purged store comes back as it was, an erased one never; nor
+through a restore of the whole database, once `flask apply-erasures` has run."""
 
 import time
 from collections.abc import Iterator
@@ -7,17 +8,26 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conftest import migrated_app
+from flask import Flask
+from flask.testing import FlaskClient
+from support import bearer_of
+from support.api import change_settings, new_store, purge, signed_in
 
+from db import db
+from models import UserModel
+from security.tokens import issue_tokens
 from tools.throwaway_backups import ThrowawayBackups, connect, throwaway_backups
 from tools.throwaway_postgres import throwaway_postgres
 
 
 @pytest.fixture(scope="module")
-def backed_up() -> Iterator[tuple]:
-    """The app on a cluster archiving into a repository, with a full backup of a store of 3
-    items (one with a newline in its description), 2 tags and 2 links."""
+def backed_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
+    """The app on a cluster archiving into a repository (its erasure log its own), with a
+    full backup of a store of 3 items (one with a newline in its description), 2 tags and 2
+    links; a second later, so that pgBackRest restores to any time from now on."""
+    log = tmp_path_factory.mktemp("erasures") / "erasures.jsonl"
     with throwaway_postgres() as cluster, throwaway_backups(cluster) as backups:
-        app = migrated_app(cluster.url("psycopg2"))
+        app = migrated_app(cluster.url("psycopg2"), erasure_log_path=str(log))
         with connect(cluster) as db:
             (store_id,) = db.execute(
                 "INSERT INTO stores (name) VALUES ('Lamps') RETURNING id"
@@ -33,7 +43,29 @@ def backed_up() -> Iterator[tuple]:
             db.execute("INSERT INTO items_tags SELECT min(items.id), tags.id FROM items, tags"
                        " GROUP BY tags.id")  # fmt: skip
         backups.backup("full")
+        # pgBackRest restores to a time after the backup's stop, in whole seconds.
+        time.sleep(1.1)
         yield app, cluster, backups, store_id
+
+
+@pytest.fixture(scope="module")
+def admin(backed_up) -> FlaskClient:
+    """A client of the app signed in as an admin, with a fresh token."""
+    app = backed_up[0]
+    with app.app_context():
+        user = UserModel(username="root", email="root@example.com", password_hash="-", role="admin")
+        db.session.add(user)
+        db.session.commit()
+    with app.test_request_context():
+        return signed_in(app, bearer_of(issue_tokens(user, fresh=True)["access_token"]))
+
+
+def moment() -> datetime:
+    """A time with no commit close to it on either side."""
+    time.sleep(0.1)
+    at = datetime.now(UTC)
+    time.sleep(0.1)
+    return at
 
 
 def restore_store(app, backups: ThrowawayBackups, *args: str):
@@ -46,10 +78,7 @@ def test_a_purged_store_comes_back_as_it_was(backed_up):
     client = app.test_client()
     before = client.get(f"/store/{store_id}").get_json()
     items_before = client.get(f"/store/{store_id}/item").get_json()
-    # pgBackRest restores to a time after the backup's stop, in whole seconds.
-    time.sleep(1.1)
-    at = datetime.now(UTC)
-    time.sleep(0.1)
+    at = moment()
     with connect(cluster) as db:
         db.execute("DELETE FROM stores WHERE id = %s", (store_id,))  # what the purge does
     backups.check()
@@ -77,3 +106,77 @@ def test_a_time_the_archive_does_not_reach_yet_is_refused_saying_why(backed_up):
     refused = restore_store(app, backups, str(store_id), "--at", later.isoformat())
     assert refused.exit_code == 1, refused.output
     assert "recovery ended before configured recovery target was reached" in refused.output
+
+
+def test_an_erased_store_is_refused_as_the_database_or_the_log_says(
+    backed_up, admin, monkeypatch, tmp_path
+):
+    app, cluster, backups, _ = backed_up
+    store = new_store(admin, "Erased")
+    at = moment()
+    assert admin.post(f"/store/{store['id']}/purge").status_code == 202
+    assert purge(app) == [store["id"]]
+    backups.check()
+    refused = f"Store {store['id']} was erased (POST /store/{store['id']}/purge)"
+
+    # The live database's erasure, with no log.
+    with monkeypatch.context() as changed:
+        change_settings(changed, app, erasure_log_path=str(tmp_path / "none.jsonl"))
+        by_the_table = restore_store(app, backups, str(store["id"]), "--at", at.isoformat())
+    # The log's, the live database restored from before the request (its erasure gone).
+    with connect(cluster) as live:
+        live.execute("DELETE FROM erasures")
+    by_the_log = restore_store(
+        app, backups, str(store["id"]), "--at", at.isoformat(), "--as", "Another name"
+    )
+
+    for result in (by_the_table, by_the_log):
+        assert result.exit_code == 1, result.output
+        assert refused in result.output
+    with connect(cluster) as live:
+        assert live.execute("SELECT count(*) FROM stores WHERE id = %s OR name = %s",
+                            (store["id"], "Another name")).fetchone() == (0,)  # fmt: skip
+
+
+def test_a_whole_restore_then_apply_erasures_erases_again_and_only_that(backed_up, admin):
+    app, _cluster, backups, _ = backed_up
+    early, kept = new_store(admin, "Early"), new_store(admin, "Kept")
+    at = moment()
+    late = new_store(admin, "Late")
+    for erased in (early, late):
+        assert admin.post(f"/store/{erased['id']}/purge").status_code == 202
+    assert sorted(purge(app)) == [early["id"], late["id"]]
+    backups.check()
+
+    with backups.restore(at) as restored:
+        log = app.extensions["settings"].erasure_log_path
+        again = migrated_app(restored.url("psycopg2"), erasure_log_path=log)
+        with connect(restored) as database:
+            # A store that got the late erased store's id after the restore.
+            database.execute("INSERT INTO stores (id, name) VALUES (%s, 'New')", (late["id"],))
+            stores = "SELECT id, name, created_at FROM stores ORDER BY id"
+            before = database.execute(stores).fetchall()
+            first, second = (
+                again.test_cli_runner().invoke(args=["apply-erasures"]) for _ in range(2)
+            )
+            after = database.execute(stores).fetchall()
+            erasures = database.execute("SELECT store_id FROM erasures").fetchall()
+        dispose(again)
+
+    assert [store_id for store_id, *_ in before if store_id == early["id"]] == [early["id"]]
+    assert after == [row for row in before if row[0] != early["id"]]
+    assert (late["id"], "New") in [tuple(row[:2]) for row in after]
+    assert (kept["id"], "Kept") in [tuple(row[:2]) for row in after]
+    assert {(early["id"],), (late["id"],)} <= set(erasures)
+    assert first.exit_code == 0, first.output
+    assert f"purged 1 erased store(s) {early['id']}." in first.output
+    assert second.exit_code == 0, second.output
+    assert second.output.startswith(f"0 erasure(s) of {log} put back in the database, 0 of")
+    assert "purged 0 erased store(s)." in second.output
+
+
+def dispose(app: Flask) -> None:
+    """Close the app's connections, before its server goes."""
+    with app.app_context():
+        for engine in db.engines.values():
+            engine.dispose()
