@@ -18,6 +18,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 from werkzeug.wsgi import host_is_trusted
 
+from backups.erasures import ErasureLogUnwritableError
 from cli import register_commands
 from config.settings import Settings, load_settings
 from connections.faults import (
@@ -43,7 +44,13 @@ from security.passwords import init_passwords
 from security.throttle import init_throttles
 from security.tokens import init_tokens
 from web.api import Api
-from web.errors import broken_body, database_unavailable, missing, unexpected_database_error
+from web.errors import (
+    broken_body,
+    database_unavailable,
+    erasure_log_unwritable,
+    missing,
+    unexpected_database_error,
+)
 from web.headers import init_headers
 from web.openapi import BEARER_AUTH
 
@@ -179,6 +186,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     api = Api(app)
     app.register_error_handler(NotFoundError, missing)
     app.register_error_handler(OperationalError, database_unavailable)
+    app.register_error_handler(ErasureLogUnwritableError, erasure_log_unwritable)
     # Raised while a view reads the body, under gunicorn (NoMoreData: the body ended early).
     app.register_error_handler(ParseException, broken_body)
     app.register_error_handler(NoMoreData, broken_body)

@@ -83,10 +83,18 @@ def record_erasure(store: StoreModel, requested_by: int | None) -> None:
 # erasure whose transaction failed is never logged. A crash between the commit and the
 # write loses the line but not the row: `flask apply-erasures` (at every start) logs the
 # table's erasures that the log lacks.
+class ErasureLogUnwritableError(Exception):
+    """The erasure is committed, but its line could not be written (a full disk, a volume
+    gone): until it is, a restore of the whole database could bring the store back."""
+
+
 @event.listens_for(Session, "after_commit")
 def log_committed_erasures(session: Session) -> None:
     if erasures := session.info.pop(TO_LOG, None):
-        append(log_path(), erasures)
+        try:
+            append(log_path(), erasures)
+        except OSError as failed:
+            raise ErasureLogUnwritableError(str(failed)) from failed
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -10,6 +10,7 @@ from flask_smorest import abort
 from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.http import HTTP_STATUS_CODES
 
+from backups.erasures import ErasureLogUnwritableError
 from connections.faults import failure_kind
 from db import db
 from models.queries import NotFoundError
@@ -77,6 +78,18 @@ def database_unavailable(error: OperationalError) -> ErrorResponse:
     return error_response(
         503,
         "The database is unavailable: try again in a few seconds.",
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def erasure_log_unwritable(error: ErasureLogUnwritableError) -> ErrorResponse:
+    """A purge request committed, but not yet in the log outside the database: the client's
+    retry logs it again (a duplicate line is harmless)."""
+    current_app.logger.error("the erasure log could not be written: %s", error)
+    return error_response(
+        503,
+        "The erasure is recorded but not yet logged outside the database: send the request "
+        "again in a few seconds.",
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 

@@ -108,3 +108,22 @@ def test_apply_erasures_deletes_what_a_restore_brought_back_and_nothing_else(
     assert client.post(f"/store/{kept['id']}/purge").status_code == 202
     lines = log.read_text().splitlines()
     assert json.loads(lines[-1])["store_id"] == kept["id"]
+
+
+def test_a_log_that_cannot_be_written_answers_503_and_the_retry_logs_it(
+    app, client, sql, log, tmp_path, monkeypatch
+):
+    store = new_store(client, "Erased")
+    in_a_file = tmp_path / "a-file"
+    in_a_file.write_text("")
+    change_settings(monkeypatch, app, erasure_log_path=str(in_a_file / "erasures.jsonl"))
+
+    refused = client.post(f"/store/{store['id']}/purge")
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "5"
+    assert "send the request again" in refused.get_json()["message"]
+    assert sql("SELECT store_id FROM erasures") == [(store["id"],)]  # committed
+    change_settings(monkeypatch, app, erasure_log_path=str(log))
+    assert client.post(f"/store/{store['id']}/purge").status_code == 202
+    assert [line["store_id"] for line in logged(log)] == [store["id"]]
