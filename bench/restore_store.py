@@ -41,6 +41,8 @@ def copied_by_copy(source: psycopg.Connection, live: psycopg.Connection, store_i
         name = source.execute("SELECT name FROM stores WHERE id = %s", (store_id,)).fetchone()
         live.execute("INSERT INTO stores (id, name) VALUES (%s, %s)", (store_id, *name))
         for table, rows in ROWS_OF_STORE.items():
+            if table == "items_tags":  # as copy_store does: the links' checks need the stats
+                live.execute("ANALYZE items, tags")
             selected = sql.SQL("COPY (SELECT * FROM {} WHERE {}) TO STDOUT").format(
                 sql.Identifier(table), sql.SQL(rows)
             )
