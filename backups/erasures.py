@@ -28,8 +28,9 @@ from db import db, insert_missing
 from jobs.purge import purge_store
 from models import ErasureModel, StoreModel
 from models.store import INCLUDE_DELETED
+from schemas.field_types import MAX_ID
 
-# The session's erasures to log once its transaction commits (Session.info).
+# The session's erasures to log as its transaction commits (Session.info).
 TO_LOG = "erasures_to_log"
 # Erasures of the log put back in the table per INSERT (SQLite takes 32,766 parameters).
 BATCH = 1000
@@ -50,12 +51,20 @@ class Erasure:
 
     @classmethod
     def of_line(cls, line: str) -> "Erasure":
-        fields = json.loads(line)
-        return cls(
-            int(fields["store_id"]),
-            datetime.fromisoformat(fields["store_created_at"]).astimezone(UTC),
-            datetime.fromisoformat(fields["requested_at"]).astimezone(UTC),
-        )
+        """The erasure a line of the log says; ValueError if it says none a store could have
+        (a torn line, or one written by hand)."""
+        try:
+            fields = json.loads(line)
+            store_id = fields["store_id"]
+            if type(store_id) is not int or not 1 <= store_id <= MAX_ID:
+                raise ValueError(f"no store id: {store_id!r}")
+            return cls(
+                store_id,
+                datetime.fromisoformat(fields["store_created_at"]).astimezone(UTC),
+                datetime.fromisoformat(fields["requested_at"]).astimezone(UTC),
+            )
+        except (KeyError, TypeError, OverflowError) as unreadable:
+            raise ValueError(str(unreadable)) from unreadable
 
     @property
     def key(self) -> tuple[int, datetime]:
@@ -77,19 +86,21 @@ def record_erasure(store: StoreModel, requested_by: int | None) -> None:
     db.session.info.setdefault(TO_LOG, []).append(erasure)
 
 
-# The request itself logs its erasure, as its transaction commits, rather than the purge job
-# later: the line is on disk before the answer leaves, not a minute later (or as long as the
-# worker is down), so a restore of the whole database begun meanwhile still finds it; and an
-# erasure whose transaction failed is never logged. A crash between the commit and the
-# write loses the line but not the row: `flask apply-erasures` (at every start) logs the
-# table's erasures that the log lacks.
+# The request itself logs its erasure, just before its transaction commits, rather than the
+# purge job later: the line is on disk before the answer leaves, not a minute later (or as
+# long as the worker is down), so a restore of the whole database begun meanwhile still
+# finds it. Before the commit, not after: a line that cannot be written fails the whole
+# request (503), erasure and Idempotency-Key included, so that its retry runs it again; were
+# it written after, a retry would find the erasure done (a replayed 202, or a 404 once
+# purged) and never log it. A commit that fails after the line leaves an erasure logged but
+# not recorded: the next `flask apply-erasures` carries it out, as the request asked.
 class ErasureLogUnwritableError(Exception):
-    """The erasure is committed, but its line could not be written (a full disk, a volume
-    gone): until it is, a restore of the whole database could bring the store back."""
+    """The erasure's line could not be written (a full disk, a volume gone): the request's
+    transaction is not committed."""
 
 
-@event.listens_for(Session, "after_commit")
-def log_committed_erasures(session: Session) -> None:
+@event.listens_for(Session, "before_commit")
+def log_erasures_to_commit(session: Session) -> None:
     if erasures := session.info.pop(TO_LOG, None):
         try:
             append(log_path(), erasures)
@@ -144,7 +155,7 @@ def read_log(path: Path) -> Log:
                 continue
             try:
                 erasure = Erasure.of_line(line)
-            except (ValueError, KeyError, TypeError):
+            except ValueError:
                 log.torn += 1
                 continue
             log.erasures.setdefault(erasure.key, erasure)

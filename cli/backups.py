@@ -3,12 +3,16 @@ the live database while the API serves (docs/operations.md, "One store back"); `
 apply-erasures`: after a restore of the whole database, the erased stores it brought back
 deleted again (backups/erasures.py)."""
 
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
 import psycopg
 from flask.cli import with_appcontext
+from marshmallow import ValidationError
 from sqlalchemy import make_url
 
 from backups.erasures import apply_erasures, log_path, read_log
@@ -23,6 +27,7 @@ from cli.catalogue import Progress
 from config.settings import current_settings
 from connections.options import libpq_conninfo
 from db import db
+from schemas.field_types import Name
 
 
 class Time(click.ParamType):
@@ -31,9 +36,36 @@ class Time(click.ParamType):
     def convert(self, value, param, ctx) -> datetime:
         try:
             at = datetime.fromisoformat(value)
+            return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).astimezone(UTC)
         except ValueError:
             self.fail(f"{value!r} is no ISO 8601 time, e.g. 2026-12-03T09:30:00Z", param, ctx)
-        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        except OverflowError:
+            self.fail(f"{value!r} is out of range", param, ctx)
+
+
+def store_name(_ctx, _param, value: str | None) -> str | None:
+    """--as: a name as the API takes one, checked before the restore's minutes."""
+    try:
+        return None if value is None else Name().deserialize(value)
+    except ValidationError as invalid:
+        raise click.BadParameter(" ".join(invalid.messages)) from None
+
+
+@contextmanager
+def cleaned_up_on_signals() -> Iterator[None]:
+    """SIGTERM (docker stop) and SIGHUP (a closed terminal) end the block as Ctrl-C does,
+    through its cleanup: by default Python dies at once, leaving the restored server running
+    with a whole copy of the database."""
+
+    def end(number: int, _frame) -> None:
+        raise SystemExit(128 + number)
+
+    previous = {number: signal.signal(number, end) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @click.command("restore-store")
@@ -45,7 +77,8 @@ class Time(click.ParamType):
     required=True,
     help="The store as it was at this time (ISO 8601; UTC unless it says).",
 )
-@click.option("--as", "name", help="Its name now, if a live store has taken its own.")  # fmt: skip
+@click.option("--as", "name", callback=store_name,
+              help="Its name now, if a live store has taken its own.")  # fmt: skip
 @with_appcontext
 def restore_store(store_id: int, at: datetime, name: str | None) -> None:
     """Bring store STORE_ID, its items, tags and links, back as they were at a time: the
@@ -61,7 +94,7 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
     logged = read_log(log_path()).erasures
     started = time.monotonic()
     try:
-        with restored(at, login) as server:
+        with cleaned_up_on_signals(), restored(at, login) as server:
             replayed = time.monotonic() - started
             with connect(server, login) as source, connect_live(live) as target:
                 progress = Progress("Copied", "rows")

@@ -83,13 +83,14 @@ def database_unavailable(error: OperationalError) -> ErrorResponse:
 
 
 def erasure_log_unwritable(error: ErasureLogUnwritableError) -> ErrorResponse:
-    """A purge request committed, but not yet in the log outside the database: the client's
-    retry logs it again (a duplicate line is harmless)."""
+    """A purge request whose erasure could not be logged outside the database: nothing of it
+    was committed, and its retry runs it again (backups.erasures)."""
     current_app.logger.error("the erasure log could not be written: %s", error)
+    db.session.rollback()
     return error_response(
         503,
-        "The erasure is recorded but not yet logged outside the database: send the request "
-        "again in a few seconds.",
+        "The erasure could not be logged outside the database, so nothing was done: send "
+        "the request again in a few seconds.",
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 

@@ -110,20 +110,46 @@ def test_apply_erasures_deletes_what_a_restore_brought_back_and_nothing_else(
     assert json.loads(lines[-1])["store_id"] == kept["id"]
 
 
-def test_a_log_that_cannot_be_written_answers_503_and_the_retry_logs_it(
+def test_a_log_that_cannot_be_written_refuses_the_erasure_whole_and_the_retry_does_it(
     app, client, sql, log, tmp_path, monkeypatch
 ):
+    """Even with an Idempotency-Key: the 503 keeps no answer to replay, so the retry runs the
+    request again, and logs it."""
     store = new_store(client, "Erased")
     in_a_file = tmp_path / "a-file"
     in_a_file.write_text("")
     change_settings(monkeypatch, app, erasure_log_path=str(in_a_file / "erasures.jsonl"))
+    keyed = {"Idempotency-Key": "erase-once"}
 
-    refused = client.post(f"/store/{store['id']}/purge")
+    refused = client.post(f"/store/{store['id']}/purge", headers=keyed)
 
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == "5"
     assert "send the request again" in refused.get_json()["message"]
-    assert sql("SELECT store_id FROM erasures") == [(store["id"],)]  # committed
+    assert sql("SELECT store_id FROM erasures") == []  # nothing committed
+    assert client.get(f"/store/{store['id']}").status_code == 200
     change_settings(monkeypatch, app, erasure_log_path=str(log))
-    assert client.post(f"/store/{store['id']}/purge").status_code == 202
+    again = client.post(f"/store/{store['id']}/purge", headers=keyed)
+    assert again.status_code == 202
+    assert "Idempotent-Replayed" not in again.headers
     assert [line["store_id"] for line in logged(log)] == [store["id"]]
+    assert sql("SELECT store_id FROM erasures") == [(store["id"],)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"store_id": 99999999999, "store_created_at": "2026-01-01T00:00:00+00:00", '
+        '"requested_at": "2026-01-01T00:00:00+00:00"}',
+        '{"store_id": 1e999, "store_created_at": "2026-01-01T00:00:00+00:00", '
+        '"requested_at": "2026-01-01T00:00:00+00:00"}',
+        '{"store_id": true, "store_created_at": "2026-01-01T00:00:00+00:00", '
+        '"requested_at": "2026-01-01T00:00:00+00:00"}',
+        '{"store_id": 1, "store_created_at": "0001-01-01T00:00:00+01:00", '
+        '"requested_at": "2026-01-01T00:00:00+00:00"}',
+    ],
+)
+def test_a_line_no_store_could_have_is_skipped_not_fatal(app, log, line):
+    """apply-erasures runs at every start of the API: a line written by hand must not stop it."""
+    log.write_text(line + "\n")
+    assert f"Skipped 1 torn line(s) of {log}." in apply_erasures(app)

@@ -2,6 +2,10 @@
 the live database it backs up: a purged store comes back as it was, an erased one never; nor
 through a restore of the whole database, once `flask apply-erasures` has run."""
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +21,8 @@ from db import db
 from models import UserModel
 from security.tokens import issue_tokens
 from tools.throwaway_backups import ThrowawayBackups, connect, throwaway_backups
-from tools.throwaway_postgres import throwaway_postgres
+from tools.throwaway_patroni import wait_for
+from tools.throwaway_postgres import AS_POSTGRES, owned_temp_dir, throwaway_postgres
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +185,31 @@ def dispose(app: Flask) -> None:
     with app.app_context():
         for engine in db.engines.values():
             engine.dispose()
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
+def test_a_restore_stopped_by_a_signal_leaves_no_server_and_no_copy(backed_up, signal_number):
+    """`docker stop` (SIGTERM) or a closed terminal (SIGHUP) while the restored server runs:
+    the command still stops it and removes its directory, as Ctrl-C does."""
+    _app, cluster, backups, store_id = backed_up
+    own_tmp = owned_temp_dir("restore-store-tmp-")  # where the command's server goes
+    at = moment()
+    with connect(cluster) as db:
+        db.execute("SELECT txid_current()")  # a commit after `at`: the restore reaches it
+    backups.check()
+    command = subprocess.Popen(
+        [sys.executable, "-m", "flask", "restore-store", str(store_id), "--at", at.isoformat(),
+         "--as", "Stopped"],
+        env={**os.environ, "FLASK_APP": "app:create_app", "DATABASE_URL": cluster.url("psycopg2"),
+             "JWT_SECRET_KEY": "k" * 40, "PGBACKREST_CONFIG": str(backups.config),
+             "PGBACKREST_STANZA": "main", "TMPDIR": str(own_tmp)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: any(own_tmp.glob("*/data/postmaster.pid")), "the restored server", 60)
+        command.send_signal(signal_number)
+        assert command.wait(timeout=60) == 128 + signal_number, command.stdout.read()
+        assert list(own_tmp.iterdir()) == []  # its server stopped, its directory gone
+    finally:
+        command.kill()
+        subprocess.run([*AS_POSTGRES, "rm", "-rf", own_tmp], check=True)
