@@ -474,21 +474,27 @@ def replica_log(caplog) -> Iterator[Callable[[], str]]:
     logger.removeHandler(caplog.handler)
 
 
-def refusals_shown(app) -> list[set[str]]:
-    """The reasons the metric shows replica1 refused for, read right after each of the app's
-    own checks: other apps of this process, still checking their own replica1, set the same
-    gauges in between."""
+def read_after_checks(app, read: Callable[[], object]) -> list:
+    """`read()` (of the metrics) right after each of the app's own checks of its standbys:
+    other apps of this process, still checking their own replica1, set the same gauges in
+    between."""
     replicas = app.extensions["replication"].replicas
-    show, shown = replicas.on_check, []
+    show, readings = replicas.on_check, []
 
     def show_and_read(replica) -> None:
         show(replica)
-        gauge = partial(REGISTRY.get_sample_value, "database_replica_refused")
-        shown.append({reason for reason in REFUSALS
-                      if gauge({"replica": "replica1", "reason": reason}) == 1})  # fmt: skip
+        readings.append(read())
 
     replicas.on_check = show_and_read
-    return shown
+    return readings
+
+
+def refusals_shown(app) -> list[set[str]]:
+    """The reasons the metric shows replica1 refused for, after each of the app's checks."""
+    gauge = partial(REGISTRY.get_sample_value, "database_replica_refused")
+    return read_after_checks(app, lambda: {
+        reason for reason in REFUSALS if gauge({"replica": "replica1", "reason": reason}) == 1
+    })  # fmt: skip
 
 
 def refused(app, reason: str, shown: list[set[str]]) -> bool:
@@ -551,9 +557,12 @@ def test_the_lag_of_a_replica_far_behind_is_a_number(replicated, database):
     replica = app.extensions["replication"].replicas.all[0]
     wait_for(lambda: replica.serves(2.0, time.monotonic()), "the standby serving", 15)
 
+    shown = read_after_checks(app, lambda: REGISTRY.get_sample_value(
+        "database_replica_lag_seconds", {"replica": "replica1"}))  # fmt: skip
+
     def lag() -> float:
         replicated.on(replicated.primary, "INSERT INTO stores (name) VALUES (gen_random_uuid())")
-        return REGISTRY.get_sample_value("database_replica_lag_seconds", {"replica": "replica1"})
+        return shown[-1] if shown else 0.0  # no check since: none shown yet
 
     with replicated.replay_paused():
         wait_for(lambda: 6 <= lag() < math.inf and 6 <= replica.lag_seconds < 60,
