@@ -6,6 +6,7 @@ holds the two equal). A bad value stops the app at start with the variable's nam
 halfway through a request. `create_app(Settings(database_url=...))` overrides any of them.
 """
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
 from flask import current_app
@@ -69,6 +70,10 @@ class Settings(BaseSettings):
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     idempotency_key_hours: Annotated[float, Field(gt=0)] = 24.0
     require_if_match: bool = False
+    # Networks a webhook may be delivered to although they are not public (webhooks/
+    # addresses.py): comma-separated addresses or CIDR blocks, e.g. 10.0.5.0/24 for a
+    # receiver of your own network. Empty: the public internet only.
+    webhook_allowed_networks: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -92,6 +97,16 @@ class Settings(BaseSettings):
             raise ValueError("at least one host name, e.g. api.example.com,localhost")
         return hosts
 
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def networks(cls, text: str) -> str:
+        networks_of(text)
+        return text
+
+    @property
+    def webhook_allowed_network_list(self) -> list[IPv4Network | IPv6Network]:
+        return networks_of(self.webhook_allowed_networks)
+
     @property
     def allowed_host_list(self) -> list[str]:
         # Host names are case-insensitive: compared in lower case.
@@ -100,6 +115,12 @@ class Settings(BaseSettings):
     @property
     def replica_urls(self) -> list[str]:
         return self.database_replica_urls.split(",") if self.database_replica_urls else []
+
+
+def networks_of(text: str) -> list[IPv4Network | IPv6Network]:
+    """The networks of a comma-separated list of addresses and CIDR blocks (ValueError, which
+    names the part, on anything else)."""
+    return [ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
 
 
 def with_a_driver(url: str) -> str:
