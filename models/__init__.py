@@ -10,6 +10,7 @@ from models.tag import TagModel
 from models.throttle import ThrottleModel
 from models.token_family import TokenFamilyModel
 from models.user import UserModel
+from models.webhook import WebhookDeliveryModel, WebhookModel
 
 __all__ = [
     "ErasureModel",
@@ -24,4 +25,6 @@ __all__ = [
     "ThrottleModel",
     "TokenFamilyModel",
     "UserModel",
+    "WebhookDeliveryModel",
+    "WebhookModel",
 ]
