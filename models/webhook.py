@@ -28,6 +28,12 @@ class WebhookModel(db.Model):
     # Shown once, when the endpoint is made; every delivery is signed with it.
     secret: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Its place in the event feed: every event up to this position was delivered (or was
+    # none of its own); a new endpoint starts at the feed's head.
+    delivered_through: Mapped[int] = mapped_column(BigInteger)
+    # While an event fails: since when, and when it is tried again.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when its deliveries kept failing; PATCH {"enabled": true} clears both.
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
