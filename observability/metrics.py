@@ -15,7 +15,7 @@ import sys
 from functools import cache, lru_cache
 from pathlib import Path
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -27,6 +27,9 @@ from prometheus_client import (
     multiprocess,
 )
 from sqlalchemy import Engine, event
+
+from config.settings import Settings
+from observability.backup_metrics import Archiver, BackupStatus
 
 REQUESTS = Counter(
     "http_requests", "Requests answered, by method, route template and status",
@@ -199,7 +202,22 @@ def metrics() -> Response:
     if ADDED_UP:
         registry = CollectorRegistry()
         registry.register(WorkersSamples(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # The app's own figures after them: read when scraped, the same in every process.
+    read_now = current_app.extensions["metrics_read_now"]
+    return Response(
+        generate_latest(registry) + generate_latest(read_now), mimetype=CONTENT_TYPE_LATEST
+    )
+
+
+def read_now_registry(settings: Settings, engine: Engine) -> CollectorRegistry:
+    """The backups' figures (observability/backup_metrics.py): PostgreSQL's archiver, and the
+    backup service's status where BACKUP_STATUS_PATH names it."""
+    registry = CollectorRegistry(auto_describe=False)
+    if engine.dialect.name == "postgresql":
+        registry.register(Archiver(engine))
+    if settings.backup_status_path:
+        registry.register(BackupStatus(Path(settings.backup_status_path)))
+    return registry
 
 
 def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
@@ -216,6 +234,9 @@ def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
         )
     for name, engine in engines.items():
         count_connections(engine, name or "writes")
+    app.extensions["metrics_read_now"] = read_now_registry(
+        app.extensions["settings"], engines[None]
+    )
     # Not in the OpenAPI spec: it is for operators' Prometheus, and nginx keeps it from
     # the internet side.
     app.add_url_rule("/metrics", "metrics", metrics)
