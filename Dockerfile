@@ -21,7 +21,7 @@ RUN groupadd --system --gid 999 postgres \
     && mkdir -p /etc/postgresql-common/createcluster.d \
     && echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/none.conf \
     && apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-15 pgbackrest \
+    && apt-get install -y --no-install-recommends postgresql-15 pgbackrest zstd \
     && rm -rf /var/lib/apt/lists/* \
     && install -d -o postgres -g postgres -m 700 /etc/pgbackrest /var/lib/pgbackrest
 

@@ -23,6 +23,14 @@ COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UT
 # The archive's segments looked at, newest first, for a commit: an idle database's last ones
 # may hold none (a switch, a checkpoint).
 SEGMENTS_SEARCHED = 8
+# How pgBackRest compresses what it archives (compress-type; deploy/backup/backup.sh: zst),
+# by the file's extension: undone by the tool of that name.
+DECOMPRESS = {
+    "zst": ["zstd", "-dc"],
+    "lz4": ["lz4", "-dc"],
+    "gz": ["gzip", "-dc"],
+    "bz2": ["bzip2", "-dc"],
+}
 
 
 class BackupInfoError(Exception):
@@ -36,6 +44,11 @@ class Backups:
     stopped (epoch seconds), and the newest WAL segment archived."""
 
     stops: list[int]
+    stanza: str
+    # The archive of the stanza's current PostgreSQL (e.g. "15-1"), its oldest and newest
+    # segments; None before any.
+    archive_id: str | None
+    oldest_segment: str | None
     newest_segment: str | None
 
     @property
@@ -63,7 +76,10 @@ def backups_of(info: list[dict]) -> Backups:
     stops = sorted(backup["timestamp"]["stop"] for backup in backups if not backup.get("error"))
     # One entry per PostgreSQL version and system the stanza archived; the last is the current.
     archives = [archive for archive in stanza.get("archive", []) if archive.get("max")]
-    return Backups(stops, archives[-1]["max"] if archives else None)
+    if not archives:
+        return Backups(stops, stanza["name"], None, None, None)
+    archive = archives[-1]
+    return Backups(stops, stanza["name"], archive["id"], archive["min"], archive["max"])
 
 
 def read_status(path: Path) -> Backups:
@@ -74,14 +90,13 @@ def read_status(path: Path) -> Backups:
         raise BackupInfoError(f"{path}: {unread}") from unread
 
 
-def pgbackrest(*arguments: str) -> str:
+def pgbackrest(*arguments: str) -> bytes:
     """A pgBackRest command, as restores run it (backups/restored.py): its configuration and
-    stanza its own (PGBACKREST_CONFIG, PGBACKREST_STANZA)."""
-    run = subprocess.run(
-        [*AS_POSTGRES, "pgbackrest", *arguments], capture_output=True, text=True, errors="replace"
-    )
+    stanza its own (PGBACKREST_CONFIG, PGBACKREST_STANZA); what it printed."""
+    run = subprocess.run([*AS_POSTGRES, "pgbackrest", *arguments], capture_output=True)
     if run.returncode:
-        raise BackupInfoError(run.stderr.strip() or run.stdout.strip())
+        said = (run.stderr or run.stdout).decode(errors="replace").strip()
+        raise BackupInfoError(said)
     return run.stdout
 
 
@@ -89,21 +104,45 @@ def repository_backups() -> Backups:
     return backups_of(json.loads(pgbackrest("--output=json", "info")))
 
 
-def last_archived_commit(newest_segment: str, bindir: Path) -> datetime | None:
-    """The time of the last commit the archive holds, from the newest segments (pgBackRest's
-    archive-get, read by pg_waldump); None when they hold none. A restore to a time needs a
+def segment_number(name: str) -> tuple[int, int]:
+    """A WAL segment's timeline and its number on it."""
+    timeline, log, segment = (int(part, 16) for part in SEGMENT.match(name).groups())
+    return timeline, log * 0x100 + segment
+
+
+def archived_segment(backups: Backups, name: str) -> bytes | None:
+    """WAL segment `name` as the archive holds it, decrypted (pgBackRest's repo-get) and
+    decompressed; None if it holds none. Not archive-get, which checks the segment against
+    a data directory's pg_control: where restores run (the restore service), there is none."""
+    directory = f"archive/{backups.stanza}/{backups.archive_id}/{name[:16]}"
+    listed = pgbackrest("repo-ls", f"--filter=^{name}-", directory).decode().split()
+    if not listed:
+        return None
+    (file,) = listed  # the segment, its checksum and its compression's extension in its name
+    stored = pgbackrest("repo-get", f"{directory}/{file}")
+    extension = file.rpartition(".")[2]
+    if extension not in DECOMPRESS:
+        return stored
+    return subprocess.run(
+        DECOMPRESS[extension], input=stored, capture_output=True, check=True
+    ).stdout
+
+
+def last_archived_commit(backups: Backups, bindir: Path) -> datetime | None:
+    """The time of the last commit the archive holds, from its newest segments on the newest
+    timeline, read by pg_waldump; None when they hold none. A restore to a time needs a
     commit after it, so this bounds the window."""
-    timeline, log, segment = (int(part, 16) for part in SEGMENT.match(newest_segment).groups())
-    number = log * 0x100 + segment
+    timeline, newest = segment_number(backups.newest_segment)
+    oldest_timeline, oldest = segment_number(backups.oldest_segment)
+    first = max(newest - SEGMENTS_SEARCHED + 1, oldest if oldest_timeline == timeline else 0)
     with tempfile.TemporaryDirectory(prefix="backup-window-") as directory:
-        Path(directory).chmod(0o777)  # pgBackRest, as postgres, writes the segment there
-        for each in range(number, max(number - SEGMENTS_SEARCHED, -1), -1):
+        for each in range(newest, first - 1, -1):
             name = f"{timeline:08X}{each // 0x100:08X}{each % 0x100:08X}"
-            copy = Path(directory) / name
-            try:
-                pgbackrest("archive-get", name, str(copy))
-            except BackupInfoError:
-                return None  # before the archive's first segment, or its timeline's
+            segment = archived_segment(backups, name)
+            if segment is None:
+                return None  # before the timeline's first segment
+            copy = Path(directory) / name  # pg_waldump knows where it is by its name
+            copy.write_bytes(segment)
             # pg_waldump ends with an error at the segment's unwritten tail: what it read
             # before is printed all the same. Times in UTC, whatever the machine's zone.
             dump = subprocess.run(

@@ -170,9 +170,7 @@ def backup_window() -> None:
         if backups.last_good is None:
             raise click.ClickException("The repository holds no backup yet: nothing to restore.")
         bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
-        last_commit = backups.newest_segment and last_archived_commit(
-            backups.newest_segment, bindir
-        )
+        last_commit = backups.newest_segment and last_archived_commit(backups, bindir)
     except BackupInfoError as failed:
         raise click.ClickException(f"pgBackRest could not say: {failed}") from None
     if last_commit is None or last_commit < backups.earliest_restorable:
