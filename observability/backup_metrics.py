@@ -27,6 +27,9 @@ from backups.window import BackupInfoError, read_status
 
 ARCHIVER_READ_EVERY = 10.0
 ARCHIVER_WAIT = 0.25
+# A read still waiting after this long: the database is not answering (up 0), though the
+# read, left to its own timeouts, may end yet.
+ARCHIVER_STUCK = 5.0
 ARCHIVER = text(
     "SELECT archived_count, failed_count, coalesce(extract(epoch FROM last_archived_time), 0),"
     " coalesce(extract(epoch FROM last_failed_time), 0) FROM pg_stat_archiver"
@@ -96,17 +99,19 @@ class Archiver(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         with self.lock:
-            if time.monotonic() - self.read_at >= ARCHIVER_READ_EVERY and not (
-                self.reading and self.reading.is_alive()
-            ):
-                self.read_at = time.monotonic()
+            since = time.monotonic() - self.read_at
+            pending = self.reading is not None and self.reading.is_alive()
+            if since >= ARCHIVER_READ_EVERY and not pending:
+                self.read_at, since = time.monotonic(), 0.0
                 self.reading = threading.Thread(target=self.refresh, daemon=True)
                 self.reading.start()
             reading = self.reading
         reading.join(ARCHIVER_WAIT)
+        stuck = reading.is_alive() and since >= ARCHIVER_STUCK
         yield gauge(
             "postgres_archiver_up", "1 if the primary's pg_stat_archiver answered its last "
-            "read (every 10 s at most); 0: the archiver figures are the last known", self.up,
+            "read (every 10 s at most) within 5 s; 0: the archiver figures below are the last "
+            "known", self.up and not stuck,
         )  # fmt: skip
         if self.figures is None:
             return
