@@ -46,6 +46,7 @@ def throwaway_prometheus(target: str) -> Iterator[str]:
     job["static_configs"] = [{"targets": [target]}]
     root = Path(tempfile.mkdtemp(prefix="throwaway-prometheus-"))
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(PROMETHEUS_YML.parent / "alerts.yml", root)  # its rule_files, beside it
 
     def start_on(port: int) -> subprocess.Popen:
         return subprocess.Popen(
