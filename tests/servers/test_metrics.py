@@ -103,6 +103,10 @@ def test_prometheus_reads_back_what_every_worker_counted(database_url, http):
             while (seen := {e: query(prometheus, e) for e in expected}) != expected:
                 assert time.monotonic() < deadline, seen
                 time.sleep(0.5)
+            # It loaded the alert rules prometheus.yml names (deploy/prometheus/alerts.yml).
+            rules = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]
+            alerts = [rule["name"] for group in rules["groups"] for rule in group["rules"]]
+            assert {"BackupTooOld", "ArchivingFailing"} <= set(alerts), rules
 
 
 def test_the_metrics_name_routes_by_their_template(client):
