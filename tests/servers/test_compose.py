@@ -733,3 +733,61 @@ def test_the_restore_service_brings_a_store_back_as_the_runbook_runs_it(tmp_path
                 f"SELECT count(*) FROM items WHERE store_id = {store_id}"
             ).scalar()
         assert items == 3
+
+
+# The runbook's restore of the whole database (docs/operations.md, "Runbook: restores"): what
+# it runs in db's image, as postgres.
+RUNBOOK_RESTORE = 'rm -rf "$PGDATA"/* && backup configure pgbackrest --stanza=stores restore'
+
+
+def test_the_runbooks_whole_database_restore_brings_back_every_archived_write(
+    tmp_path, monkeypatch
+):
+    """The runbook's command as written, in db's environment, into the data directory of a
+    stopped server that archived as db does: started again, it replays the archive to its
+    end and is promoted, holding what was written after the backup too."""
+    assert f"'{RUNBOOK_RESTORE}'" in (ROOT / "docs" / "operations.md").read_text()
+    result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64)
+    assert result.returncode == 0, result.stderr
+    database = yaml.safe_load(result.stdout)["services"]["db"]
+    root = owned_temp_dir("runbook-")
+    shutil.copy(ROOT / "deploy" / "backup" / "backup.sh", root / "backup")
+    monkeypatch.setenv("PGBACKREST_CONFIG", str(root / "pgbackrest.conf"))
+    monkeypatch.setenv("PGBACKREST_LOCK_PATH", str(root / "lock"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        server = stack.enter_context(throwaway_postgres())
+        env = {
+            **os.environ,
+            **database["environment"],
+            "PATH": f"{root}:{os.environ['PATH']}",
+            "BACKUP_REPOSITORY": str(root / "repository"),
+            "PGDATA": str(server.data),
+            "PGHOST": str(server.root),
+            "PGPORT": str(server.port),
+            "POSTGRES_USER": "postgres",
+        }
+        archive_as_db_does(server, database, root / "backup", env)
+        live = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+        with live.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE written AS SELECT 'before' AS note")
+        for step in (["stanza-create"], ["backup", "--type=full"]):
+            done = run_backup_script("pgbackrest", "--stanza=stores", *step, env=env)
+            assert done.returncode == 0, done.stderr
+        with live.connect() as connection:
+            connection.exec_driver_sql("INSERT INTO written VALUES ('after the backup')")
+        checked = run_backup_script("pgbackrest", "--stanza=stores", "check", env=env)
+        assert checked.returncode == 0, checked.stderr
+        live.dispose()
+        server.stop()  # the disk lost, say
+
+        restored = run_backup_script("sh", "-c", RUNBOOK_RESTORE, env=env)
+        assert restored.returncode == 0, restored.stderr
+        server.start()
+        deadline = time.monotonic() + 60
+        with live.connect() as connection:
+            while connection.exec_driver_sql("SELECT pg_is_in_recovery()").scalar():
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
+            notes = connection.exec_driver_sql("SELECT note FROM written ORDER BY note").all()
+        assert notes == [("after the backup",), ("before",)]
