@@ -23,7 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, text
 
-from backups.window import BackupInfoError, read_status
+from backups.window import BackupInfoError, Backups, read_status
 
 ARCHIVER_READ_EVERY = 10.0
 ARCHIVER_WAIT = 0.25
@@ -45,9 +45,9 @@ class BackupStatus(Collector):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.read: tuple[float, object] = (-1.0, None)
+        self.read: tuple[float, Backups | None] = (-1.0, None)
 
-    def backups(self):
+    def backups(self) -> Backups | None:
         try:
             changed = self.path.stat().st_mtime
             if changed != self.read[0]:
@@ -94,7 +94,7 @@ class Archiver(Collector):
             with self.engine.connect() as connection:
                 self.figures = tuple(connection.execute(ARCHIVER).one())
                 self.up = True
-        except Exception:
+        except Exception:  # down, refused, timed out, a standby: not known now, whatever it is
             self.up = False
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
@@ -131,8 +131,8 @@ class Archiver(Collector):
         if last_archived:
             yield gauge(
                 "backup_recoverable_latest_timestamp_seconds", "The latest time a restore "
-                "reaches (Unix time), to within a segment: the last WAL segment archived. "
-                "`flask backup-window` gives the last commit archived itself",
+                "reaches (Unix time), to within a segment: when the last WAL segment was "
+                "archived. `flask backup-window` gives the exact end, the last commit archived",
                 float(last_archived),
             )  # fmt: skip
         yield gauge(
