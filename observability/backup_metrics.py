@@ -78,8 +78,8 @@ class BackupStatus(Collector):
 
 
 class Archiver(Collector):
-    """pg_stat_archiver of the database `engine` writes to (the primary), read in the
-    background, its last answer kept."""
+    """pg_stat_archiver of the database `engine` connects to (DATABASE_URL's: the primary),
+    read in the background, its last answer kept."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
