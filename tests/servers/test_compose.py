@@ -355,6 +355,11 @@ def test_under_patroni_the_primary_archives_to_one_repository_and_its_backup_ser
             backup_service["environment"]["BACKUP_STATUS_PATH"]
             == (services["api"]["environment"]["BACKUP_STATUS_PATH"])
         )
+    # The restore service reaches the primary through HAProxy (db) and reads the one
+    # repository (its start takes the uid of Patroni's image that owns it).
+    restore = services["restore"]
+    assert make_url(restore["environment"]["DATABASE_URL"]).host == "db"
+    assert "backups:/var/lib/pgbackrest:rw" in restore["volumes"]
     # db is HAProxy here: the main file's PostgreSQL start is not its.
     assert services["db"]["entrypoint"][0] == "haproxy"
     assert not services["db"]["command"]
