@@ -15,7 +15,7 @@ import sys
 from functools import cache, lru_cache
 from pathlib import Path
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -26,7 +26,11 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.pool import NullPool
+
+from config.settings import Settings
+from observability.backup_metrics import Archiver, BackupStatus
 
 REQUESTS = Counter(
     "http_requests", "Requests answered, by method, route template and status",
@@ -199,7 +203,26 @@ def metrics() -> Response:
     if ADDED_UP:
         registry = CollectorRegistry()
         registry.register(WorkersSamples(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # The app's own figures after them: read when scraped, the same in every process.
+    read_now = current_app.extensions["metrics_read_now"]
+    return Response(
+        generate_latest(registry) + generate_latest(read_now), mimetype=CONTENT_TYPE_LATEST
+    )
+
+
+def read_now_registry(settings: Settings, url: str, options: dict) -> CollectorRegistry:
+    """The backups' figures (observability/backup_metrics.py): PostgreSQL's archiver, and the
+    backup service's status where BACKUP_STATUS_PATH names it."""
+    registry = CollectorRegistry(auto_describe=False)
+    if make_url(url).get_backend_name() == "postgresql":
+        # The app's database and connection options, but an engine of its own, without a
+        # pool: the archiver's reads take no connection from the requests' pool and leave
+        # its figures (connections in use, reconnections) to the requests.
+        archiver = create_engine(url, poolclass=NullPool, **options)
+        registry.register(Archiver(archiver))
+    if settings.backup_status_path:
+        registry.register(BackupStatus(Path(settings.backup_status_path)))
+    return registry
 
 
 def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
@@ -216,6 +239,11 @@ def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
         )
     for name, engine in engines.items():
         count_connections(engine, name or "writes")
+    app.extensions["metrics_read_now"] = read_now_registry(
+        app.extensions["settings"],
+        app.config["SQLALCHEMY_DATABASE_URI"],
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"],
+    )
     # Not in the OpenAPI spec: it is for operators' Prometheus, and nginx keeps it from
     # the internet side.
     app.add_url_rule("/metrics", "metrics", metrics)
