@@ -34,6 +34,7 @@ from observability import init_observability
 from replication.routing import init_replication, replica_binds
 from resources.catalogue import blp as catalogue_blueprint
 from resources.catalogue import may_import_into
+from resources.event import blp as event_blueprint
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         catalogue_blueprint,
         tag_blueprint,
         user_blueprint,
+        event_blueprint,
         health_blueprint,
     ):
         api.register_blueprint(blueprint)

@@ -61,6 +61,14 @@ class EventModel(db.Model):
     # What went or came with a store, or what an import wrote (JSON), or NULL.
     counts: Mapped[str | None] = mapped_column(Text)
 
+    @property
+    def payload(self) -> Any:
+        return json.loads(self.data)
+
+    @property
+    def counted(self) -> dict[str, Any] | None:
+        return None if self.counts is None else json.loads(self.counts)
+
 
 class EventFeedModel(db.Model):
     """The feed's one row: the last position given, and the last pruned."""
