@@ -7,7 +7,7 @@ from flask_jwt_extended import current_user
 from flask_smorest import abort
 
 from models.event import EventModel, events_after, feed_bounds, place_events
-from schemas import EventArgsSchema, EventSchema
+from schemas.events import EventArgsSchema, EventSchema
 from schemas.field_types import cursor_of
 from web.blueprint import Blueprint
 from web.pagination import Page
