@@ -33,7 +33,19 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, String, Text, delete, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db import UTCDateTime, db, read_outside_transactions
@@ -42,8 +54,21 @@ from db import UTCDateTime, db, read_outside_transactions
 PLACED_PER_RUN = 10_000
 
 
+# The indexes of placed events only: a write's INSERT (position NULL) touches none of them.
+PLACED = {"postgresql_where": "position IS NOT NULL", "sqlite_where": "position IS NOT NULL"}
+UNPLACED = {"postgresql_where": "position IS NULL", "sqlite_where": "position IS NULL"}
+
+
 class EventModel(db.Model):
     __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_unplaced", "id", **UNPLACED),
+        Index("uq_events_position", "position", unique=True, **PLACED),
+        # A user's feed (owner_id), a store's (store_id), in feed order.
+        Index("ix_events_owner_id_position", "owner_id", "position", **PLACED),
+        Index("ix_events_store_id_position", "store_id", "position", **PLACED),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     position: Mapped[int | None] = mapped_column(BigInteger)
@@ -74,6 +99,7 @@ class EventFeedModel(db.Model):
     """The feed's one row: the last position given, and the last pruned."""
 
     __tablename__ = "event_feed"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     head: Mapped[int] = mapped_column(BigInteger)
