@@ -15,6 +15,13 @@ from web.pagination import Page
 blp = Blueprint("events", __name__, description="The feed of changes, for clients that sync")
 
 FEED_HEAD = "Feed-Head"
+FEED_HEAD_HEADER = {
+    FEED_HEAD: {
+        "description": "Without after: the cursor of the newest event now. To sync, take it, "
+        "list the resources, then follow the feed from it (after=<Feed-Head>)",
+        "schema": {"type": "string"},
+    }
+}
 GONE = (
     "The cursor is older than the events kept (EVENTS_RETENTION_DAYS): list the resources "
     "again, then follow the feed from the Feed-Head of GET /events"
@@ -47,7 +54,7 @@ def feed_page(
 @blp.route("/events")
 class Events(MethodView):
     @blp.listing(
-        EventSchema, arguments=EventArgsSchema, token="access",
+        EventSchema, arguments=EventArgsSchema, token="access", headers=FEED_HEAD_HEADER,
         errors={410: GONE, 422: "A query parameter is not valid: a cursor not of this feed, "
                 "an unknown type"},
     )  # fmt: skip

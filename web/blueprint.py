@@ -60,11 +60,14 @@ class Blueprint(flask_smorest.Blueprint):
         arguments: type[Schema] = PageArgsSchema,
         token: Token | None = None,
         errors: Errors = NO_ERRORS,
+        headers: dict | None = None,
     ) -> Callable:
         """A GET of a page of `schema`s: the view takes page_size with after or page (and
         `arguments`' other query parameters) as keyword arguments and returns a Page; the
-        answer carries the Link to the next page."""
-        return self.compose(200, schema, token=token, errors=errors, page_arguments=arguments)
+        answer carries the Link to the next page (and the `headers` documented)."""
+        return self.compose(
+            200, schema, token=token, errors=errors, page_arguments=arguments, headers=headers
+        )
 
     def write(
         self,
