@@ -1,8 +1,8 @@
 """What the event feed costs and serves (issue 41.7): POST /item with its event against the
-same write with the event's INSERT left out, runs interleaved; and how many events a second
+same write with the event's INSERT left out, short runs interleaved (the machine's load drifts); and how many events a second
 the feed serves to one reader following its cursor.
 
-`.venv/bin/python bench/events.py [--writes 400] [--runs 7] [--events 50000]`: one throwaway
+`.venv/bin/python bench/events.py [--writes 50] [--runs 40] [--events 50000]`: one throwaway
 PostgreSQL (psycopg2), the app in process (its test client: no HTTP server's cost, so the
 write's ratio is the event's share of the app's own time, the strictest way to count it).
 Prints the medians and the ratio; the events a second of GET /events?page_size=1000.
@@ -87,8 +87,8 @@ def bench_feed(client, url: str, store_id: int, events: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--writes", type=int, default=400, help="POST /item per run")
-    parser.add_argument("--runs", type=int, default=7, help="runs with and without events")
+    parser.add_argument("--writes", type=int, default=50, help="POST /item per run")
+    parser.add_argument("--runs", type=int, default=40, help="runs with and without events")
     parser.add_argument("--events", type=int, default=50_000, help="events the reader reads")
     arguments = parser.parse_args()
     with throwaway_postgres() as cluster:

@@ -106,9 +106,26 @@ class EventFeedModel(db.Model):
     pruned_through: Mapped[int] = mapped_column(BigInteger)
 
 
-# Made once, and of the table, not the model: the ORM's bulk INSERT and .values() each cost
-# more than the statement's round trip.
-INSERT_EVENT = EventModel.__table__.insert()
+COLUMNS = (
+    "type",
+    "resource_id",
+    "store_id",
+    "owner_id",
+    "actor_id",
+    "occurred_at",
+    "data",
+    "counts",
+)
+# The driver's own SQL, sent as it is (db.read_outside_the_session does so for the hottest
+# read): SQLAlchemy's compiling and the session's bookkeeping cost about half the INSERT's
+# round trip, and a write's event must cost little (bench/events.py).
+INSERT_EVENT = {
+    paramstyle: f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join(values)})"
+    for paramstyle, values in (
+        ("pyformat", [f"%({column})s" for column in COLUMNS]),  # psycopg2, psycopg 3
+        ("qmark", ["?"] * len(COLUMNS)),  # sqlite3
+    )
+}
 
 
 def record_event(
@@ -123,19 +140,24 @@ def record_event(
 ) -> None:
     """Add the event of a change to the current transaction: committed with the change, or
     rolled back with it. `data` is the resource's JSON, as the API shows it. One INSERT."""
-    db.session.execute(
-        INSERT_EVENT,
-        {
-            "type": type,
-            "resource_id": resource_id,
-            "store_id": store_id,
-            "owner_id": owner_id,
-            "actor_id": actor_id,
-            "occurred_at": datetime.now(UTC),
-            "data": data,
-            "counts": None if counts is None else json.dumps(counts, separators=(",", ":")),
-        },
-    )
+    connection = db.session.connection()
+    values = {
+        "type": type,
+        "resource_id": resource_id,
+        "store_id": store_id,
+        "owner_id": owner_id,
+        "actor_id": actor_id,
+        "occurred_at": datetime.now(UTC),
+        "data": data,
+        "counts": None if counts is None else json.dumps(counts, separators=(",", ":")),
+    }
+    paramstyle = connection.dialect.paramstyle
+    if paramstyle == "pyformat":
+        connection.exec_driver_sql(INSERT_EVENT[paramstyle], values)
+        return
+    # SQLite's text, as SQLAlchemy writes a DateTime there (and compares it: prune_events).
+    values["occurred_at"] = values["occurred_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+    connection.exec_driver_sql(INSERT_EVENT[paramstyle], tuple(values[each] for each in COLUMNS))
 
 
 # Each unplaced event numbered from the head on, in id order; placed by a statement of its
