@@ -6,6 +6,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from support.api import assert_error, link, new_item, new_store, new_tag, purge, signed_in
+from support.catalogue import imported, json_lines
 
 from db import db
 from models.event import prune_events
@@ -185,3 +186,27 @@ def test_a_cursor_older_than_the_events_kept_is_gone(app, client):
     assert_error(client.get("/events", query_string={"after": after}), 410)
     # A new client starts at the oldest event kept.
     assert kinds(everything(client)) == [("item.created", 2)]
+
+
+@pytest.mark.sqlite_too
+def test_an_import_is_one_event_with_its_counts(app, client):
+    store = new_store(client)
+    good = json_lines(
+        {"name": "A", "price": 1, "tags": ["x", "y"]}, {"name": "B", "price": 2, "tags": ["x"]}
+    )
+    bad = json_lines({"name": "C", "price": -1})
+    succeeded = imported(app, client, store["id"], good)
+    failed = imported(app, client, store["id"], bad)
+
+    events = everything(client, type="import.succeeded,import.failed")
+    assert kinds(events) == [
+        ("import.succeeded", succeeded["id"]),
+        ("import.failed", failed["id"]),
+    ]
+    assert [event["data"] for event in events] == [succeeded, failed]
+    assert [event["counts"] for event in events] == [
+        {"items": 2, "tags": 2, "links": 3, "lines": 2, "bad_lines": 0},
+        {"items": 0, "tags": 0, "links": 0, "lines": 1, "bad_lines": 1},
+    ]
+    # No event an item: the import is the one.
+    assert len(everything(client)) == 3
