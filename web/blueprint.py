@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import flask_smorest
-from flask import Response, g
+from flask import Response
 from flask_jwt_extended import jwt_required
 from marshmallow import Schema
 
@@ -24,7 +24,7 @@ from schemas.field_types import MAX_PAGE_DEPTH
 from security.ownership import NOT_THE_OWNER, Owned, require_admin, require_owner
 from web import conditional, idempotency, transactions
 from web.bodies import StreamedBody
-from web.events import GONE, TARGET, Emits, emitting
+from web.events import Emits, emitting
 from web.openapi import BEARER_AUTH, ETAG_HEADER, RETRY_AFTER
 from web.pagination import LINK_HEADER, linked
 from web.parsing import ArgumentsParser
@@ -294,9 +294,7 @@ def owned(
         if current is not None and conditional.wants_comparison():
             conditional.refuse_unless_current(current(target))
         if emits is not None:
-            setattr(g, TARGET, target)
-            if emits.gone is not None:
-                setattr(g, GONE, emits.gone(target))
+            emits.keep(target)
         return view(view_self, target=target, **arguments)
 
     return guarded

@@ -31,9 +31,16 @@ class Emits:
     def resource(self) -> str:
         return self.type.partition(".")[0]
 
+    def keep(self, target: Any) -> None:
+        """Keep the view's target (web.blueprint.owned loaded it) for the event, and for a
+        deletion what it is before the view runs."""
+        setattr(g, TARGET, target)
+        if self.gone is not None:
+            setattr(g, GONE, self.gone(target))
 
-# Where a target rendered before the view (Emits.gone), and the view's target, wait for the
-# event (flask.g): web.blueprint.owned loads them.
+
+# Where the view's target and a target rendered before the view (Emits.gone) wait for the
+# event: flask.g, the request's.
 GONE, TARGET = "event_gone", "event_target"
 
 
