@@ -187,11 +187,13 @@ def place_events() -> int:
     return placed
 
 
-def feed_bounds(lock: bool = False) -> tuple[int, int]:
-    """The feed's head (its newest position) and the last position pruned; `lock`ed until
-    the transaction ends."""
-    bounds = select(EventFeedModel.head, EventFeedModel.pruned_through)
-    row = db.session.execute(bounds.with_for_update() if lock else bounds).one()
+BOUNDS = select(EventFeedModel.head, EventFeedModel.pruned_through)
+
+
+def feed_bounds() -> tuple[int, int]:
+    """The feed's head (its newest position) and the last position pruned, as the primary
+    has them (never a hot standby's, behind)."""
+    row = read_outside_transactions(BOUNDS).one()
     return row.head, row.pruned_through
 
 
@@ -221,7 +223,7 @@ def prune_events(older_than: datetime, batch: int) -> int:
     `older_than`, in a transaction of their own; how many. The feed's `pruned_through` moves
     past them in the same transaction: a cursor before it is refused (410)."""
     place_events()  # events nobody read yet are pruned in their place too
-    _, through = feed_bounds(lock=True)  # one pruner at a time
+    through = db.session.execute(BOUNDS.with_for_update()).one().pruned_through  # one at a time
     oldest = (
         select(EventModel.position, EventModel.occurred_at)
         .where(EventModel.position > through)

@@ -23,8 +23,9 @@ FEED_HEAD_HEADER = {
     }
 }
 GONE = (
-    "The cursor is older than the events kept (EVENTS_RETENTION_DAYS): list the resources "
-    "again, then follow the feed from the Feed-Head of GET /events"
+    "The cursor is older than the events kept (EVENTS_RETENTION_DAYS), or newer than the feed "
+    "(the database was restored to an earlier time): list the resources again, then follow "
+    "the feed from the Feed-Head of GET /events"
 )
 
 
@@ -44,7 +45,7 @@ def feed_page(
     head, pruned_through = feed_bounds()
     if after is None:
         after = pruned_through
-    elif after < pruned_through:
+    elif not pruned_through <= after <= head:
         abort(410, message=f"{GONE}.")
     events = events_after(after, page_size, owner_id=owner_id, store_id=store_id, types=types)
     # An empty page goes on from where it was asked: newer events come past it.

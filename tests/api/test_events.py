@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from sqlalchemy import text
 from support.api import assert_error, link, new_item, new_store, new_tag, purge, signed_in
 from support.catalogue import imported, json_lines
 
@@ -186,6 +187,18 @@ def test_a_cursor_older_than_the_events_kept_is_gone(app, client):
     assert_error(client.get("/events", query_string={"after": after}), 410)
     # A new client starts at the oldest event kept.
     assert kinds(everything(client)) == [("item.created", 2)]
+
+
+@pytest.mark.sqlite_too
+def test_a_cursor_newer_than_the_feed_is_gone(client, engine):
+    new_store(client)
+    (created,), _ = feed(client)
+    # The database restored to a time before the event: its position is given again.
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM events"))
+        connection.execute(text("UPDATE event_feed SET head = 0"))
+
+    assert_error(client.get("/events", query_string={"after": created["cursor"]}), 410, "restored")
 
 
 @pytest.mark.sqlite_too
