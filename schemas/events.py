@@ -1,5 +1,6 @@
 """The event feed's representations: each event type and its payload (GET /events)."""
 
+import re
 from datetime import UTC
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -21,7 +22,7 @@ class PurgedStoreSchema(Schema):
 EVENT_DATA = {
     "store.created": "Store",
     "store.renamed": "Store",
-    "store.deleted": "StoreDeletion",
+    "store.deleted": "StoreDeletion or DeletedStore (an erasure, POST /store/<id>/purge)",
     "store.restored": "Store",
     "store.purged": "PurgedStore",
     "item.created": "Item",
@@ -35,6 +36,11 @@ EVENT_DATA = {
     "import.failed": "ItemImportStatus",
 }
 EVENT_TYPES = tuple(EVENT_DATA)
+DATA_SCHEMAS = (
+    "Item", "ItemImportStatus", "Link", "DeletedStore", "PurgedStore", "Store", "StoreDeletion",
+    "Tag",
+)  # fmt: skip
+ONE_TYPE = "|".join(re.escape(each) for each in EVENT_TYPES)
 
 
 class EventCountsSchema(Schema):
@@ -78,8 +84,9 @@ class EventSchema(Schema):
             "description": "The resource as the API answered the change (item.deleted, "
             "tag.deleted: as GET showed it just before), by type: "
             + "; ".join(f"{each}: {name}" for each, name in EVENT_DATA.items()),
-            "oneOf": [{"$ref": f"#/components/schemas/{name}"}
-                      for name in sorted(set(EVENT_DATA.values()))],
+            # anyOf: the schemas allow properties they do not name, so one object may match
+            # several of them.
+            "anyOf": [{"$ref": f"#/components/schemas/{name}"} for name in DATA_SCHEMAS],
         },
     )  # fmt: skip
     counts = fields.Nested(EventCountsSchema, required=True, allow_none=True, attribute="counted")
@@ -104,5 +111,6 @@ class EventArgsSchema(Schema):
     type = fields.String(
         validate=event_types,
         metadata={"description": "Only events of these types, comma-separated "
-                  "(item.created,item.updated).", "example": "item.created"},
+                  "(item.created,item.updated).", "example": "item.created",
+                  "pattern": f"^({ONE_TYPE})(,({ONE_TYPE}))*$"},
     )  # fmt: skip

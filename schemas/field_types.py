@@ -190,6 +190,10 @@ def timestamps() -> tuple[Timestamp, Timestamp]:
 
 
 CURSOR_BYTES = 8
+# What cursor_of makes of a position from 0 to 2**63 - 1 (PostgreSQL's bigint): base64url
+# without padding, its first character below 'g' (the top bit clear), its last one's two low
+# bits zero (the 64 bits end there).
+CURSOR_PATTERN = "^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$"
 
 
 def cursor_of(position: int) -> str:
@@ -202,7 +206,10 @@ class Cursor(fields.Field):
     is given by an event's `cursor` or the Link header's next page."""
 
     def __init__(self, metadata: dict | None = None, **kwargs) -> None:
-        metadata = {"type": "string", "example": "AAAAAAAAAAc", **(metadata or {})}
+        metadata = {
+            "type": "string", "pattern": CURSOR_PATTERN, "example": "AAAAAAAAAAc",
+            **(metadata or {}),
+        }  # fmt: skip
         super().__init__(metadata=metadata, **kwargs)
 
     def _serialize(self, value: int | None, attr, obj, **kwargs) -> str | None:
