@@ -47,8 +47,9 @@ def test_writes_racing_a_store_delete_are_all_deleted_or_refused(live_server, ht
                     writes_landed.set()
             if item.status_code == tag.status_code == 201:
                 pair = f"{item.json()['id']}/tag/{tag.json()['id']}"
-                statuses.append(session.post(f"{live_server}/item/{pair}").status_code)
-                if statuses[-1] == 201:
+                status = session.post(f"{live_server}/item/{pair}").status_code
+                statuses.append(status)
+                if status == 201:
                     linked.append(pair)
 
     def deleter(_number: int) -> None:
