@@ -34,11 +34,13 @@ from observability import init_observability
 from replication.routing import init_replication, replica_binds
 from resources.catalogue import blp as catalogue_blueprint
 from resources.catalogue import may_import_into
+from resources.event import blp as event_blueprint
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
 from resources.user import blp as user_blueprint
+from schemas.events import PurgedStoreSchema
 from schemas.field_types import MAX_ID
 from security.passwords import init_passwords
 from security.throttle import init_throttles
@@ -198,12 +200,15 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     api.spec.components.security_scheme(
         BEARER_AUTH, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    # Named by events' data (schemas/events.py), answered by no view.
+    api.spec.components.schema("PurgedStore", schema=PurgedStoreSchema)
     for blueprint in (
         store_blueprint,
         item_blueprint,
         catalogue_blueprint,
         tag_blueprint,
         user_blueprint,
+        event_blueprint,
         health_blueprint,
     ):
         api.register_blueprint(blueprint)

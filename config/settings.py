@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     purge_cron: str = "* * * * *"
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     idempotency_key_hours: Annotated[float, Field(gt=0)] = 24.0
+    # How long the event feed keeps events (GET /events): a cursor older is answered 410.
+    events_retention_days: Annotated[float, Field(gt=0)] = 7.0
     require_if_match: bool = False
 
     @field_validator("database_url")
