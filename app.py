@@ -19,6 +19,7 @@ from werkzeug.routing import IntegerConverter
 from werkzeug.wsgi import host_is_trusted
 
 from backups.erasures import ErasureLogUnwritableError
+from backups.metrics import backup_collectors
 from cli import register_commands
 from config.settings import Settings, load_settings
 from connections.faults import (
@@ -153,7 +154,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         begin_transactions(db.engine, settings.database_statement_timeout_ms)
         log_server_changes(db.engine)
         init_replication(app, settings)
-        init_observability(app, db.engines)
+        init_observability(app, db.engines, backup_collectors(settings, url, options))
 
     @app.before_request
     def refuse_overlong_urls() -> None:

@@ -2,7 +2,7 @@
 info --output=json`): the last good backup, and the recoverable window, from the oldest good
 backup's end to the last commit the WAL archive holds. Read by `flask backup-window` where
 pgBackRest is, and by /metrics from the status file the backup service writes
-(BACKUP_STATUS_PATH; observability/backup_metrics.py).
+(BACKUP_STATUS_PATH; backups/metrics.py).
 """
 
 import json

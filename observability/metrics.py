@@ -26,11 +26,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.pool import NullPool
-
-from config.settings import Settings
-from observability.backup_metrics import Archiver, BackupStatus
+from sqlalchemy import Engine, event
 
 REQUESTS = Counter(
     "http_requests", "Requests answered, by method, route template and status",
@@ -210,22 +206,11 @@ def metrics() -> Response:
     )
 
 
-def read_now_registry(settings: Settings, url: str, options: dict) -> CollectorRegistry:
-    """The backups' figures (observability/backup_metrics.py): PostgreSQL's archiver, and the
-    backup service's status where BACKUP_STATUS_PATH names it."""
-    registry = CollectorRegistry(auto_describe=False)
-    if make_url(url).get_backend_name() == "postgresql":
-        # The app's database and connection options, but an engine of its own, without a
-        # pool: the archiver's reads take no connection from the requests' pool and leave
-        # its figures (connections in use, reconnections) to the requests.
-        archiver = create_engine(url, poolclass=NullPool, **options)
-        registry.register(Archiver(archiver))
-    if settings.backup_status_path:
-        registry.register(BackupStatus(Path(settings.backup_status_path)))
-    return registry
-
-
-def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
+def init_metrics(
+    app: Flask, engines: dict[str | None, Engine], read_now: CollectorRegistry
+) -> None:
+    """/metrics: the requests', connections' and jobs' counts, and `read_now`'s figures,
+    read when scraped."""
     # Under gunicorn (its arbiter forked this worker), not merely importing it as the app does.
     if not ADDED_UP and "gunicorn.arbiter" in sys.modules:
         # Another worker may answer the next scrape with counts of its own: say it where the
@@ -239,11 +224,7 @@ def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
         )
     for name, engine in engines.items():
         count_connections(engine, name or "writes")
-    app.extensions["metrics_read_now"] = read_now_registry(
-        app.extensions["settings"],
-        app.config["SQLALCHEMY_DATABASE_URI"],
-        app.config["SQLALCHEMY_ENGINE_OPTIONS"],
-    )
+    app.extensions["metrics_read_now"] = read_now
     # Not in the OpenAPI spec: it is for operators' Prometheus, and nginx keeps it from
     # the internet side.
     app.add_url_rule("/metrics", "metrics", metrics)

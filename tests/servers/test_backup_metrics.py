@@ -21,7 +21,7 @@ from conftest import POSTGRES_DRIVERS
 from prometheus_client.parser import text_string_to_metric_families
 from support import JWT_SECRET
 
-import observability.backup_metrics
+import backups.metrics
 from app import create_app
 from config.settings import Settings
 from tools.gunicorn_server import ROOT
@@ -46,8 +46,8 @@ def archiving() -> Iterator[tuple[ThrowawayPostgres, ThrowawayBackups]]:
 def often(monkeypatch):
     """pg_stat_archiver read at every scrape, a read stuck after a second: a test's minute of
     scrapes in seconds."""
-    monkeypatch.setattr(observability.backup_metrics, "ARCHIVER_READ_EVERY", 0)
-    monkeypatch.setattr(observability.backup_metrics, "ARCHIVER_STUCK", 1.0)
+    monkeypatch.setattr(backups.metrics, "ARCHIVER_READ_EVERY", 0)
+    monkeypatch.setattr(backups.metrics, "ARCHIVER_STUCK", 1.0)
 
 
 def write_status(backups: ThrowawayBackups, path) -> None:

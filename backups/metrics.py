@@ -1,4 +1,4 @@
-"""/metrics on backups (issue 40.6; alert rules: deploy/prometheus/alerts.yml):
+"""/metrics on backups (issue 40.6), registered by app.py; alert rules in deploy/prometheus/:
 
 - from the status file the backup service writes (BACKUP_STATUS_PATH: `pgbackrest info
   --output=json`, replaced whole after each tick of deploy/backup/backup.sh; the API has no
@@ -20,10 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
-from sqlalchemy import Engine, text
+from prometheus_client.registry import Collector, CollectorRegistry
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 from backups.window import BackupInfoError, Backups, read_status
+from config.settings import Settings
 
 ARCHIVER_READ_EVERY = 10.0
 ARCHIVER_WAIT = 0.25
@@ -140,3 +142,18 @@ class Archiver(Collector):
             "time; 0: never). Later than the last archived: failing now",
             float(last_failed),
         )  # fmt: skip
+
+
+def backup_collectors(settings: Settings, url: str, options: dict) -> CollectorRegistry:
+    """The backups' figures, for /metrics to read when scraped: PostgreSQL's archiver, and
+    the backup service's status where BACKUP_STATUS_PATH names it."""
+    registry = CollectorRegistry(auto_describe=False)
+    if make_url(url).get_backend_name() == "postgresql":
+        # The app's database and connection options, but an engine of its own, without a
+        # pool: the archiver's reads take no connection from the requests' pool and leave
+        # its figures (connections in use, reconnections) to the requests.
+        archiver = create_engine(url, poolclass=NullPool, **options)
+        registry.register(Archiver(archiver))
+    if settings.backup_status_path:
+        registry.register(BackupStatus(Path(settings.backup_status_path)))
+    return registry
