@@ -19,6 +19,7 @@ from werkzeug.routing import IntegerConverter
 from werkzeug.wsgi import host_is_trusted
 
 from backups.erasures import ErasureLogUnwritableError
+from backups.metrics import backup_collectors
 from cli import register_commands
 from config.settings import Settings, load_settings
 from connections.faults import (
@@ -34,12 +35,14 @@ from observability import init_observability
 from replication.routing import init_replication, replica_binds
 from resources.catalogue import blp as catalogue_blueprint
 from resources.catalogue import may_import_into
+from resources.event import blp as event_blueprint
 from resources.health import blp as health_blueprint
 from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
 from resources.user import blp as user_blueprint
 from resources.webhook import blp as webhook_blueprint
+from schemas.events import PurgedStoreSchema
 from schemas.field_types import MAX_ID
 from security.passwords import init_passwords
 from security.throttle import init_throttles
@@ -152,7 +155,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         begin_transactions(db.engine, settings.database_statement_timeout_ms)
         log_server_changes(db.engine)
         init_replication(app, settings)
-        init_observability(app, db.engines)
+        init_observability(app, db.engines, backup_collectors(settings, url, options))
 
     @app.before_request
     def refuse_overlong_urls() -> None:
@@ -199,12 +202,15 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     api.spec.components.security_scheme(
         BEARER_AUTH, {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
     )
+    # Named by events' data (schemas/events.py), answered by no view.
+    api.spec.components.schema("PurgedStore", schema=PurgedStoreSchema)
     for blueprint in (
         store_blueprint,
         item_blueprint,
         catalogue_blueprint,
         tag_blueprint,
         user_blueprint,
+        event_blueprint,
         webhook_blueprint,
         health_blueprint,
     ):

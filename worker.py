@@ -31,7 +31,12 @@ def job_queue() -> procrastinate.App:
     )
     # The Flask app the jobs run in, built by the first job that runs.
     flask_app = cache(partial(create_app, settings))
-    register_tasks(queue, flask_app, purge_cron=settings.purge_cron)
+    register_tasks(
+        queue,
+        flask_app,
+        purge_cron=settings.purge_cron,
+        events_retention_days=settings.events_retention_days,
+    )
     return queue
 
 

@@ -11,12 +11,15 @@ brings what it had, and the live defaults fill in the rest. An erased store (bac
 is refused.
 """
 
+import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import sql
+
+from models.event import INSERT_EVENT
 
 # The store's rows of each table, as the copy selects them; parents first.
 ROWS_OF_STORE = {
@@ -91,7 +94,34 @@ def copy_store(
                 live.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
         for table in tables:
             keep_sequence_ahead(live, table)
+        record_restored(live, values.get("owner_id"), copied)
     return copied
+
+
+def record_restored(live: psycopg.Connection, owner_id: int | None, copied: CopiedStore) -> None:
+    """The store's return as one store.restored event, as POST /store/<id>/restore records
+    it (models/event.py): the store as GET /store/<id> shows it and what came back with it,
+    by no user (actor null), in the copy's transaction."""
+    (document,) = live.execute("SELECT store_document(%s)::text", (copied.store_id,)).fetchone()
+    counts = {
+        "items": copied.rows["items"],
+        "tags": copied.rows["tags"],
+        "links": copied.rows["items_tags"],
+        "exact": True,
+    }
+    live.execute(
+        INSERT_EVENT["pyformat"],
+        {
+            "type": "store.restored",
+            "resource_id": copied.store_id,
+            "store_id": copied.store_id,
+            "owner_id": owner_id,
+            "actor_id": None,
+            "occurred_at": datetime.now(UTC),
+            "data": document,
+            "counts": json.dumps(counts, separators=(",", ":")),
+        },
+    )
 
 
 def erased(live: psycopg.Connection, store: dict, logged: Collection[tuple[int, datetime]]) -> bool:

@@ -23,10 +23,13 @@ from sqlalchemy.exc import IntegrityError
 from catalogue.importing import Imported, LinesRefused, import_items
 from db import db, took_advisory_lock
 from models import ItemImportChunkModel, ItemImportModel, StoreModel
+from models.event import record_event
 from models.item_import import FAILED, QUEUED, RUNNING, SUCCEEDED
 from models.queries import get_live
+from models.store import INCLUDE_DELETED
 from observability.metrics import count_import
 from replication.notes import note_write
+from schemas import ItemImportStatusSchema
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +163,32 @@ GAVE_UP = (
 
 
 def finish(item_import: ItemImportModel, state: str, lines: int, **outcome) -> None:
+    """Set how the import ended, and record its event (import.succeeded, import.failed), in
+    the current transaction."""
     for name, value in {"state": state, "lines_read": lines, **outcome}.items():
         setattr(item_import, name, value)
     item_import.finished_at = datetime.now(UTC)
+    # The store's owner, even once it was deleted (STORE_GONE).
+    owner_id = db.session.scalar(
+        select(StoreModel.owner_id)
+        .where(StoreModel.id == item_import.store_id)
+        .execution_options(**{INCLUDE_DELETED: True})
+    )
+    record_event(
+        f"import.{state}",
+        resource_id=item_import.id,
+        store_id=item_import.store_id,
+        owner_id=owner_id,
+        actor_id=item_import.user_id,
+        data=json.dumps(ItemImportStatusSchema().dump(item_import)),
+        counts={
+            "items": item_import.items,
+            "tags": item_import.tags_created,
+            "links": item_import.links,
+            "lines": item_import.lines_read,
+            "bad_lines": item_import.error_count,
+        },
+    )
     db.session.execute(
         ItemImportChunkModel.__table__.delete().where(
             ItemImportChunkModel.import_id == item_import.id

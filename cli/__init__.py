@@ -3,7 +3,7 @@
 from flask import Flask
 
 from cli.admin import create_admin
-from cli.backups import apply_erasures_command, restore_store
+from cli.backups import apply_erasures_command, backup_window, restore_store
 from cli.catalogue import export_items, import_items
 from cli.maintenance import prune_expired, purge_deleted
 from cli.seed import seed_command
@@ -19,5 +19,6 @@ def register_commands(app: Flask) -> None:
         export_items,
         restore_store,
         apply_erasures_command,
+        backup_window,
     ):
         app.cli.add_command(command)

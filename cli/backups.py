@@ -1,13 +1,15 @@
 """`flask restore-store`: one store brought back as it was at a time, from the backups, into
 the live database while the API serves (docs/operations.md, "One store back"); `flask
 apply-erasures`: after a restore of the whole database, the erased stores it brought back
-deleted again (backups/erasures.py)."""
+deleted again (backups/erasures.py); `flask backup-window`: the times a restore reaches."""
 
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 import psycopg
@@ -22,6 +24,12 @@ from backups.store_copy import (
     StoreErasedError,
     StoreNotInCopyError,
     copy_store,
+)
+from backups.window import (
+    BackupInfoError,
+    last_archived_commit,
+    latest_restorable,
+    repository_backups,
 )
 from cli.catalogue import Progress
 from config.settings import current_settings
@@ -150,3 +158,29 @@ def apply_erasures_command() -> None:
         f" {applied.logged} of the database's logged there; purged"
         f" {len(applied.purged)} erased store(s){''.join(f' {each}' for each in applied.purged)}."
     )
+
+
+@click.command("backup-window")
+def backup_window() -> None:
+    """The recoverable window: the earliest and latest time a restore of the database (or
+    `flask restore-store`) reaches, from pgBackRest's repository (found by its own
+    configuration: PGBACKREST_CONFIG, PGBACKREST_STANZA), and the last good backup."""
+    try:
+        backups = repository_backups()
+        if backups.last_good is None:
+            raise click.ClickException("The repository holds no backup yet: nothing to restore.")
+        bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
+        last_commit = backups.newest_segment and last_archived_commit(backups, bindir)
+    except BackupInfoError as failed:
+        raise click.ClickException(f"pgBackRest could not say: {failed}") from None
+    if last_commit is None or last_commit < backups.earliest_restorable:
+        raise click.ClickException(
+            "The archive holds no commit since the oldest backup: a restore reaches no time"
+            " yet (one will, once a commit is archived, within archive_timeout)."
+        )
+    click.echo(f"earliest: {backups.earliest_restorable.isoformat()}  (the oldest backup's end)")
+    click.echo(
+        f"latest:   {latest_restorable(last_commit).isoformat()}  (just before the last commit"
+        " archived; a restore to the end of the archive holds that one too)"
+    )
+    click.echo(f"last good backup: {backups.last_good.isoformat()}")

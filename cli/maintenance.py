@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 import click
 from flask.cli import with_appcontext
 
+from config.settings import current_settings
 from db import db, prune
+from jobs.events import prune_old_events
 from jobs.purge import purge_expired
 from models import TokenFamilyModel
 from security.throttle import prune_expired as prune_expired_throttles
@@ -19,16 +21,18 @@ from web.idempotency import prune_expired as prune_expired_keys
 @with_appcontext
 def prune_expired() -> None:
     """Forget token families whose tokens have all expired, throttle counts
-    whose window is over and expired idempotency keys. Keyed writes and counted attempts
-    prune as they go; this is for a backlog, from cron if you like."""
+    whose window is over, expired idempotency keys and events older than
+    EVENTS_RETENTION_DAYS. Keyed writes and counted attempts prune as they go, the worker
+    prunes events; this is for a backlog, from cron if you like."""
     now = datetime.now(UTC)
     families = prune(TokenFamilyModel, TokenFamilyModel.expires_at < now)
     throttles = prune_expired_throttles()
     keys = prune_expired_keys()
     db.session.commit()
+    events = prune_old_events(current_settings().events_retention_days)
     click.echo(
-        f"Pruned {families} token family(ies), "
-        f"{throttles} throttle count(s) and {keys} idempotency key(s), all expired."
+        f"Pruned {families} token family(ies), {throttles} throttle count(s), "
+        f"{keys} idempotency key(s) and {events} event(s), all expired."
     )
 
 

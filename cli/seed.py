@@ -8,6 +8,8 @@ from sqlalchemy import func, insert, select
 
 from db import db
 from models import ItemModel, ItemTagModel, StoreModel, TagModel
+from models.event import record_event
+from rendering.store_document import store_answer
 
 BATCH_SIZE = 5_000
 
@@ -60,4 +62,14 @@ def seed_store(name: str, items: int, tags: int, advance: Callable[[int], None])
                 ],
             )
         advance(len(numbers))
+    # One event for the store and all it holds, as an import's is one (models/event.py).
+    record_event(
+        "store.created",
+        resource_id=store_id,
+        store_id=store_id,
+        owner_id=None,
+        actor_id=None,
+        data=store_answer(db.session.get(StoreModel, store_id)).get_data(as_text=True),
+        counts={"items": items, "tags": tags, "links": items if tag_ids else 0},
+    )
     db.session.commit()

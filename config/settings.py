@@ -66,9 +66,14 @@ class Settings(BaseSettings):
     # The log of erasures kept outside the database, which no restore of it takes back
     # (backups/erasures.py); empty: erasures.jsonl under instance/, beside SQLite's file.
     erasure_log_path: str = ""
+    # The backup service's account of pgBackRest's repository (`pgbackrest info` as JSON,
+    # deploy/backup/backup.sh), read by /metrics; empty: no backup figures there.
+    backup_status_path: str = ""
     purge_cron: str = "* * * * *"
     worker_metrics_port: Annotated[int, Field(ge=0, le=65535)] = 0
     idempotency_key_hours: Annotated[float, Field(gt=0)] = 24.0
+    # How long the event feed keeps events (GET /events): a cursor older is answered 410.
+    events_retention_days: Annotated[float, Field(gt=0)] = 7.0
     require_if_match: bool = False
     # Networks a webhook may be delivered to although they are not public (webhooks/
     # addresses.py): comma-separated addresses or CIDR blocks, e.g. 10.0.5.0/24 for a

@@ -8,19 +8,25 @@ no other store, and one cut off in the middle (a killed worker) is finished by t
 Each batch first locks the store row and checks it is still expired: a restore (which
 refuses expired stores) and a purge never interleave.
 
+The store row's DELETE records the store's one event, store.purged, with the counts of what
+the purge deleted (models/event.py), in its transaction.
+
 Run by the procrastinate worker on PostgreSQL (jobs/tasks.py), by `flask purge-deleted`
 anywhere (cli/maintenance.py); `flask apply-erasures` purges erased stores the same way, the
 check being that the store is one an erasure names (backups/erasures.py).
 """
 
+import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, func, select
 
 from db import db
-from models import ItemModel, StoreModel, TagModel
+from models import ItemModel, ItemTagModel, StoreModel, TagModel
+from models.event import record_event
 from models.store import INCLUDE_DELETED
 
 # A purge's first batch: about 0.1 s of deleting items with their links on PostgreSQL here.
@@ -48,10 +54,12 @@ def purge_batch(
     doomed: Select,
     after: int = 0,
     rows: int | None = None,
+    counted: Counter | None = None,
 ) -> int | None:
     """Delete the store's next `rows` (BATCH_ROWS) rows of `model` past id `after`, if the
     store is still among the `doomed` (a select of store ids: `expired(now)`); the last id
-    deleted while there may be more, else None.
+    deleted while there may be more, else None. `counted` adds up the rows deleted, by
+    table name (links: those of the items deleted).
 
     The next batch starts past this one's last id: walking the index from the store's first
     id each time would walk every row the batches before deleted, more on each batch.
@@ -68,11 +76,18 @@ def purge_batch(
         .offset((rows or BATCH_ROWS) - 1)
         .limit(1)
     )
-    batch = delete(model).where(*in_range)
     if last is not None:
-        batch = batch.where(model.id <= last)
+        in_range = (*in_range, model.id <= last)
+    if counted is not None and model is ItemModel:
+        # Their links go by ON DELETE CASCADE, uncounted: counted first, on their key.
+        links = select(func.count()).select_from(ItemTagModel).join(model).where(*in_range)
+        counted[ItemTagModel.__tablename__] += db.session.scalar(links)
     # No objects of the session to keep in step: the ORM need not fetch the ids it deletes.
-    db.session.execute(batch.execution_options(synchronize_session=False))
+    deleted = db.session.execute(
+        delete(model).where(*in_range).execution_options(synchronize_session=False)
+    ).rowcount
+    if counted is not None:
+        counted[model.__tablename__] += deleted
     db.session.commit()
     return last
 
@@ -80,21 +95,41 @@ def purge_batch(
 def purge_store(store_id: int, doomed: Select) -> bool:
     """Purge one store while it is among the `doomed` (see purge_batch); whether it was
     purged (not restored or purged meanwhile)."""
+    counted: Counter = Counter()
     for model in (ItemModel, TagModel):
         last, rows = 0, BATCH_ROWS
         while True:
             started = time.monotonic()
-            last = purge_batch(model, store_id, doomed, last, rows)
+            last = purge_batch(model, store_id, doomed, last, rows, counted)
             if last is None:
                 break
             rows = next_batch_rows(rows, time.monotonic() - started)
     # What is left cascades in the database (ON DELETE CASCADE), as any store delete would.
     still = StoreModel.id.in_(doomed.where(StoreModel.id == store_id))
     gone = db.session.execute(
-        delete(StoreModel).where(still).execution_options(synchronize_session=False)
-    ).rowcount
+        delete(StoreModel)
+        .where(still)
+        .returning(StoreModel.name, StoreModel.owner_id)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if gone is not None:
+        record_event(
+            "store.purged",
+            resource_id=store_id,
+            store_id=store_id,
+            owner_id=gone.owner_id,
+            actor_id=None,
+            data=json.dumps({"id": store_id, "name": gone.name, "owner_id": gone.owner_id}),
+            # What this purge deleted: a purge cut off and finished by the next run counts
+            # only the rest.
+            counts={
+                "items": counted[ItemModel.__tablename__],
+                "tags": counted[TagModel.__tablename__],
+                "links": counted[ItemTagModel.__tablename__],
+            },
+        )
     db.session.commit()
-    return gone == 1
+    return gone is not None
 
 
 def next_batch_rows(rows: int, seconds: float) -> int:

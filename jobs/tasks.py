@@ -13,11 +13,16 @@ from flask import Flask
 
 from catalogue.runs import run_abandoned_imports, run_import
 from jobs.deferral import IMPORT_TASK
+from jobs.events import prune_old_events
 from jobs.purge import purge_expired
 
 
 def register_tasks(
-    queue: procrastinate.App, flask_app: Callable[[], Flask], *, purge_cron: str
+    queue: procrastinate.App,
+    flask_app: Callable[[], Flask],
+    *,
+    purge_cron: str,
+    events_retention_days: float,
 ) -> None:
     """The worker's jobs, on `queue`, each run in the context of `flask_app()`. Their names
     are those of jobs kept in the database: they stay whatever the code's layout."""
@@ -47,3 +52,10 @@ def register_tasks(
     def sweep_abandoned_imports(timestamp: int) -> int:
         with flask_app().app_context():
             return run_abandoned_imports()
+
+    # As often as purges: the feed keeps EVENTS_RETENTION_DAYS of events, a minute more at most.
+    @queue.periodic(cron=purge_cron, periodic_id="prune-old-events")
+    @queue.task(name="jobs.tasks.prune_old_events", queueing_lock="prune-old-events")
+    def prune_old_events_job(timestamp: int) -> int:
+        with flask_app().app_context():
+            return prune_old_events(events_retention_days)

@@ -1,4 +1,5 @@
 from models.erasure import ErasureModel
+from models.event import EventFeedModel, EventModel
 from models.idempotency_key import IdempotencyKeyModel
 from models.item import ItemModel
 from models.item_import import ItemImportModel
@@ -14,6 +15,8 @@ from models.webhook import WebhookDeliveryModel, WebhookModel
 
 __all__ = [
     "ErasureModel",
+    "EventFeedModel",
+    "EventModel",
     "IdempotencyKeyModel",
     "ItemImportChunkModel",
     "ItemImportModel",

@@ -13,6 +13,7 @@ from sqlalchemy.orm import joinedload
 
 from db import db
 from models.item import ItemModel
+from models.item_tag import ItemTagModel
 from models.store import INCLUDE_DELETED, StoreModel
 from models.tag import TagModel
 
@@ -93,6 +94,19 @@ def store_stays_live(store_id: int) -> bool:
 def count_up_to(model: type[ItemModel | TagModel], store_id: int, limit: int) -> ScalarSelect:
     """How many `model`s the store holds, counted no further than `limit`."""
     within = select(model.id).where(model.store_id == store_id).limit(limit).subquery()
+    return select(func.count()).select_from(within).scalar_subquery()
+
+
+def count_links_up_to(store_id: int, limit: int) -> ScalarSelect:
+    """How many links between its items and tags the store holds, counted no further than
+    `limit`."""
+    within = (
+        select(ItemTagModel.item_id)
+        .join(ItemModel, ItemModel.id == ItemTagModel.item_id)
+        .where(ItemModel.store_id == store_id)
+        .limit(limit)
+        .subquery()
+    )
     return select(func.count()).select_from(within).scalar_subquery()
 
 

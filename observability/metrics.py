@@ -15,7 +15,7 @@ import sys
 from functools import cache, lru_cache
 from pathlib import Path
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -199,10 +199,18 @@ def metrics() -> Response:
     if ADDED_UP:
         registry = CollectorRegistry()
         registry.register(WorkersSamples(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # The app's own figures after them: read when scraped, the same in every process.
+    read_now = current_app.extensions["metrics_read_now"]
+    return Response(
+        generate_latest(registry) + generate_latest(read_now), mimetype=CONTENT_TYPE_LATEST
+    )
 
 
-def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
+def init_metrics(
+    app: Flask, engines: dict[str | None, Engine], read_now: CollectorRegistry
+) -> None:
+    """/metrics: the requests', connections' and jobs' counts, and `read_now`'s figures,
+    read when scraped."""
     # Under gunicorn (its arbiter forked this worker), not merely importing it as the app does.
     if not ADDED_UP and "gunicorn.arbiter" in sys.modules:
         # Another worker may answer the next scrape with counts of its own: say it where the
@@ -216,6 +224,7 @@ def init_metrics(app: Flask, engines: dict[str | None, Engine]) -> None:
         )
     for name, engine in engines.items():
         count_connections(engine, name or "writes")
+    app.extensions["metrics_read_now"] = read_now
     # Not in the OpenAPI spec: it is for operators' Prometheus, and nginx keeps it from
     # the internet side.
     app.add_url_rule("/metrics", "metrics", metrics)

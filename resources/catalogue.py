@@ -65,6 +65,8 @@ class ItemImport(MethodView):
     @blp.write(
         202, ItemImportStatusSchema, idempotent=user_scope, streamed=CATALOGUE_FILE,
         owner=store_to_import_into, tagged=False, headers=LOCATION_HEADER,
+        # Its outcome is the event (import.succeeded, import.failed: catalogue/runs.py).
+        emits=None,
         errors={
             400: "The body ended before its Content-Length, or without its last chunk",
             404: "No store with this id", 422: "The body is empty",

@@ -26,6 +26,7 @@ from schemas import (
     MessageSchema,
 )
 from web.blueprint import Blueprint
+from web.events import Emits
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
 from web.pagination import Page, changes_page, page_and_next, page_of, page_offset
@@ -108,7 +109,7 @@ class Item(MethodView):
 
     @blp.write(
         200, ItemSchema, body=ItemUpdateSchema, owner=item_to_change, current=item_answer,
-        errors={**NOT_HERE, 409: SKU_TAKEN},
+        emits=Emits("item.updated"), errors={**NOT_HERE, 409: SKU_TAKEN},
         conflicts={
             "uq_items_store_id_sku": Conflict(
                 409, lambda target, body, **_: sku_taken(target.store_id, body["sku"])
@@ -121,7 +122,10 @@ class Item(MethodView):
             setattr(target, field, value)
         return item_answer(target)
 
-    @blp.write(200, MessageSchema, owner=item_to_change, current=item_answer, errors=NOT_HERE)
+    @blp.write(
+        200, MessageSchema, owner=item_to_change, current=item_answer,
+        emits=Emits("item.deleted", gone=item_answer), errors=NOT_HERE,
+    )  # fmt: skip
     def delete(self, target: ItemModel, item_id: int) -> dict:
         """Delete an item and its links to tags (its store's owner or an admin)"""
         db.session.delete(target)
@@ -147,7 +151,8 @@ class ItemList(MethodView):
 
     @blp.write(
         201, ItemSchema, idempotent=user_scope, body=ItemCreateSchema, headers=LOCATION_HEADER,
-        owner=store_of_new_item, errors={404: "No store with this store_id", 409: SKU_TAKEN},
+        owner=store_of_new_item, emits=Emits("item.created"),
+        errors={404: "No store with this store_id", 409: SKU_TAKEN},
         conflicts={
             "uq_items_store_id_sku": Conflict(
                 409, lambda body, **_: sku_taken(body["store_id"], body["sku"])

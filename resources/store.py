@@ -11,7 +11,7 @@ from backups.erasures import record_erasure
 from config.settings import current_settings
 from db import db
 from models import ItemModel, StoreModel, TagModel
-from models.queries import count_up_to, get_any_store, get_live_one
+from models.queries import count_links_up_to, count_up_to, get_any_store, get_live_one
 from models.store import INCLUDE_DELETED
 from rendering.store_document import store_answer, store_answer_by_id, with_firsts
 from schemas import (
@@ -24,6 +24,7 @@ from schemas import (
 )
 from web.blueprint import Blueprint
 from web.errors import not_found, refuse
+from web.events import Emits
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
 from web.pagination import Page, page_of
@@ -59,6 +60,24 @@ def saved_store(store: StoreModel) -> Response:
     return store_answer(store)
 
 
+def contents(store_id: int) -> dict:
+    """How many items, tags and links the store holds, each counted up to COUNTED_UP_TO
+    (`exact` false past it): what a deletion takes with it, and a restore brings back."""
+    items, tags, links = db.session.execute(
+        select(
+            count_up_to(ItemModel, store_id, COUNTED_UP_TO),
+            count_up_to(TagModel, store_id, COUNTED_UP_TO),
+            count_links_up_to(store_id, COUNTED_UP_TO),
+        )
+    ).one()
+    exact = max(items, tags, links) < COUNTED_UP_TO
+    return {"items": items, "tags": tags, "links": links, "exact": exact}
+
+
+def contents_of(store: dict) -> dict:
+    return contents(store["id"])
+
+
 def name_taken(name: str) -> str:
     return f"A store named {name!r} exists: pick another name."
 
@@ -79,7 +98,7 @@ class Store(MethodView):
 
     @blp.write(
         200, StoreSchema, body=PlainStoreSchema, owner=store_to_change, current=store_answer,
-        errors={**NOT_HERE, 409: "Another store has this name"},
+        emits=Emits("store.renamed"), errors={**NOT_HERE, 409: "Another store has this name"},
         conflicts=name_conflict(lambda body, **_: body["name"]),
     )  # fmt: skip
     def put(self, target: StoreModel, body: dict, store_id: int) -> Response:
@@ -89,31 +108,27 @@ class Store(MethodView):
 
     @blp.write(
         200, StoreDeletionSchema, fresh=True, owner=store_to_change, current=store_answer,
+        emits=Emits("store.deleted", counts=lambda deletion: deletion["deleted"]),
         errors=NOT_HERE, conflicts={"fk_stores_deleted_by_users": ACCOUNT_DELETED},
     )  # fmt: skip
     def delete(self, target: StoreModel, store_id: int) -> StoreModel:
         """Delete a store with all its items, tags and their links (its owner or an admin,
         with a fresh token); POST /store/<id>/restore brings it back until its expire_time"""
         # Its rows stay until expire_time, hidden: the delete costs the same at any size.
-        items, tags = db.session.execute(
-            select(
-                count_up_to(ItemModel, store_id, COUNTED_UP_TO),
-                count_up_to(TagModel, store_id, COUNTED_UP_TO),
-            )
-        ).one()
+        counted = contents(store_id)
         target.deleted_at = now()
         target.expire_time = target.deleted_at + timedelta(
             days=current_settings().deleted_store_retention_days
         )
         target.deleted_by = current_user.id
-        exact = max(items, tags) < COUNTED_UP_TO
-        bound = "" if exact else "at least "
+        bound = "" if counted["exact"] else "at least "
         target.message = (
-            f"Store {store_id} deleted with {bound}{items:,} items and {tags:,} tags; "
+            f"Store {store_id} deleted with {bound}{counted['items']:,} items and "
+            f"{counted['tags']:,} tags; "
             f"POST /store/{store_id}/restore brings it back until "
             f"{target.expire_time:%Y-%m-%d %H:%M} UTC."
         )
-        target.deleted = {"items": items, "tags": tags, "exact": exact}
+        target.deleted = counted
         return target
 
 
@@ -121,7 +136,7 @@ class Store(MethodView):
 class StoreRestore(MethodView):
     @blp.write(
         200, StoreSchema, fresh=True, idempotent=user_scope, body=StoreRestoreSchema,
-        owner=any_store_to_change,
+        owner=any_store_to_change, emits=Emits("store.restored", counts=contents_of),
         errors={
             404: "No deleted store with this id: purged or expired",
             409: "The store is not deleted, or a live store has its name",
@@ -154,6 +169,8 @@ class StoreRestore(MethodView):
 class StorePurge(MethodView):
     @blp.write(
         202, DeletedStoreSchema, fresh=True, admin=True, idempotent=user_scope,
+        # Gone for clients at once; its rows go in the background (store.purged, then).
+        emits=Emits("store.deleted", counts=contents_of),
         errors={404: "No store with this id, or purged already"},
         conflicts={"fk_stores_deleted_by_users": ACCOUNT_DELETED},
     )  # fmt: skip
@@ -197,7 +214,7 @@ class StoreList(MethodView):
 
     @blp.write(
         201, StoreSchema, idempotent=user_scope, body=PlainStoreSchema, headers=LOCATION_HEADER,
-        errors={409: "Another store has this name"},
+        emits=Emits("store.created"), errors={409: "Another store has this name"},
         conflicts={
             **name_conflict(lambda body, **_: body["name"]),
             "fk_stores_owner_id_users": ACCOUNT_DELETED,

@@ -10,6 +10,7 @@ from models.queries import NotFoundError, get_live_one, live_tags
 from rendering.firsts import attach_firsts, set_firsts
 from schemas import LinkSchema, MessageSchema, PlainTagSchema, TagSchema
 from web.blueprint import Blueprint
+from web.events import Emits
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER, link
 from web.pagination import page_of
@@ -65,7 +66,7 @@ class TagsInStore(MethodView):
 
     @blp.write(
         201, TagSchema, idempotent=user_scope, body=PlainTagSchema, headers=LOCATION_HEADER,
-        owner=store_to_fill,
+        owner=store_to_fill, emits=Emits("tag.created"),
         errors={404: "No store with this id", 409: "The store has a tag with this name"},
         conflicts={
             "uq_tags_store_id_name": Conflict(409, lambda body, store_id, **_: (
@@ -103,6 +104,7 @@ class Tag(MethodView):
 
     @blp.write(
         200, MessageSchema, owner=tag_to_delete, current=tag_answer,
+        emits=Emits("tag.deleted", gone=tag_answer),
         errors={**NOT_HERE, 409: "The tag is still linked to items"},
     )  # fmt: skip
     def delete(self, target: TagModel, tag_id: int) -> dict:
@@ -136,7 +138,7 @@ class TagsOfItem(MethodView):
 @blp.route("/item/<int:item_id>/tag/<int:tag_id>")
 class LinkTagsToItem(MethodView):
     @blp.write(
-        201, LinkSchema, idempotent=user_scope, owner=item_of_link,
+        201, LinkSchema, idempotent=user_scope, owner=item_of_link, emits=Emits("link.created"),
         errors={
             404: "No item or no tag with this id",
             409: "Already linked, or the tag belongs to another store",
@@ -173,7 +175,7 @@ class LinkTagsToItem(MethodView):
         return {"message": f"Tag {tag_id} linked to item {item_id}.", "item": target, "tag": tag}
 
     @blp.write(
-        200, LinkSchema, tagged=False, owner=item_of_link,
+        200, LinkSchema, tagged=False, owner=item_of_link, emits=Emits("link.deleted"),
         errors={404: "No such item, tag or link"},
     )  # fmt: skip
     def delete(self, target: ItemModel, item_id: int, tag_id: int) -> dict:

@@ -72,7 +72,7 @@ TOO_MANY_REFRESHES = (
 @blp.route("/register")
 class Register(MethodView):
     @blp.write(
-        201, UserSchema, token=None, idempotent=address_scope, body=UserCreateSchema,
+        201, UserSchema, emits=None, token=None, idempotent=address_scope, body=UserCreateSchema,
         errors={409: "The username (in any case) or the email is taken", 429: TOO_MANY},
         conflicts=dict.fromkeys(("ix_users_lower_username", "uq_users_email"), Conflict(409, (
             lambda body, **_: f"A user named {body['username']!r} (in any case) or with the "
@@ -95,7 +95,7 @@ class Register(MethodView):
 @blp.route("/login")
 class Login(MethodView):
     @blp.write(
-        200, TokensSchema, token=None, tagged=False, body=LoginSchema,
+        200, TokensSchema, emits=None, token=None, tagged=False, body=LoginSchema,
         cookies=DeviceCookieSchema, headers=DEVICE_COOKIE_HEADER,
         errors={401: "Wrong username or password", 429: TOO_MANY},
     )  # fmt: skip
@@ -129,7 +129,7 @@ class Login(MethodView):
 @blp.route("/refresh")
 class Refresh(MethodView):
     @blp.write(
-        200, TokensSchema, token="refresh", tagged=False,
+        200, TokensSchema, emits=None, token="refresh", tagged=False,
         errors={429: (TOO_MANY_REFRESHES, RETRY_AFTER)},
     )  # fmt: skip
     def post(self) -> dict:
@@ -153,7 +153,7 @@ class Refresh(MethodView):
 
 @blp.route("/logout")
 class Logout(MethodView):
-    @blp.write(200, MessageSchema, token="any", tagged=False, query=LogoutQuerySchema)
+    @blp.write(200, MessageSchema, emits=None, token="any", tagged=False, query=LogoutQuerySchema)
     def post(self, query: dict) -> dict:
         """End the login of the token sent (an access or a refresh token: either revokes
         both), or with all=true every login of the user"""
@@ -182,7 +182,7 @@ class Me(MethodView):
 @blp.route("/user/me/password")
 class MyPassword(MethodView):
     @blp.write(
-        200, TokensSchema, fresh=True, tagged=False, body=PasswordChangeSchema,
+        200, TokensSchema, emits=None, fresh=True, tagged=False, body=PasswordChangeSchema,
         errors={403: "current_password is not your password", 429: TOO_MANY},
     )  # fmt: skip
     def put(self, body: dict) -> dict:
@@ -216,7 +216,7 @@ class MyPassword(MethodView):
 @blp.route("/user/<int:user_id>")
 class User(MethodView):
     @blp.write(
-        200, MessageSchema, admin=True, tagged=False,
+        200, MessageSchema, emits=None, admin=True, tagged=False,
         errors={404: "No user with this id", 409: "The last admin cannot be deleted"},
     )  # fmt: skip
     def delete(self, user_id: int) -> dict:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from config.settings import current_settings
 from db import db
 from models import StoreModel, WebhookDeliveryModel, WebhookModel
+from models.event import feed_bounds
 from models.queries import get_live_one
 from schemas import MessageSchema
 from schemas.webhooks import (
@@ -78,14 +79,19 @@ class Webhooks(MethodView):
         return page_of(mine, WebhookModel.id, **page)
 
     @blp.write(
-        201, WebhookCreatedSchema, idempotent=user_scope, body=WebhookCreateSchema,
+        201, WebhookCreatedSchema, emits=None, idempotent=user_scope, body=WebhookCreateSchema,
         headers=LOCATION_HEADER, tagged=False, errors=BAD_TARGET,
     )  # fmt: skip
     def post(self, body: dict) -> tuple[WebhookModel, dict[str, str]]:
         """Make a webhook; its signing secret is in this answer, and in no other"""
         check_target(body)
         webhook = WebhookModel(
-            **body, owner_id=current_user.id, secret=new_secret(), created_at=datetime.now(UTC)
+            **body,
+            owner_id=current_user.id,
+            secret=new_secret(),
+            created_at=datetime.now(UTC),
+            # Events from now on: those committed before it was made are not its.
+            delivered_through=feed_bounds()[0],
         )
         db.session.add(webhook)
         flush()
@@ -100,7 +106,7 @@ class Webhook(MethodView):
         return own_webhook(webhook_id)
 
     @blp.write(
-        200, WebhookSchema, body=WebhookUpdateSchema, tagged=False,
+        200, WebhookSchema, emits=None, body=WebhookUpdateSchema, tagged=False,
         errors={**BAD_TARGET, 404: "No webhook of yours, or no store, with this id"},
     )  # fmt: skip
     def patch(self, body: dict, webhook_id: int) -> WebhookModel:
@@ -113,7 +119,7 @@ class Webhook(MethodView):
             setattr(webhook, name, value)
         return webhook
 
-    @blp.write(200, MessageSchema, tagged=False, errors=NOT_HERE)
+    @blp.write(200, MessageSchema, emits=None, tagged=False, errors=NOT_HERE)
     def delete(self, webhook_id: int) -> dict:
         """Delete a webhook, with the record of its deliveries"""
         db.session.delete(own_webhook(webhook_id))

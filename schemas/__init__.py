@@ -135,6 +135,7 @@ COUNTED_UP_TO = 10_000
 class DeletedCountsSchema(Schema):
     items = fields.Integer(required=True)
     tags = fields.Integer(required=True)
+    links = fields.Integer(required=True, metadata={"description": "Item-tag links."})
     exact = fields.Boolean(
         required=True,
         metadata={

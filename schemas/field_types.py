@@ -1,6 +1,7 @@
 """The fields our schemas are made of, and the limits they hold: as patterns and ranges they
 reach the OpenAPI spec too, so clients see them."""
 
+from base64 import urlsafe_b64decode, urlsafe_b64encode
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -186,3 +187,42 @@ def timestamps() -> tuple[Timestamp, Timestamp]:
             "When its own fields last changed (a link between a tag and an item is no change)."
         ),
     )
+
+
+CURSOR_BYTES = 8
+# What cursor_of makes of a position from 0 to 2**63 - 1 (PostgreSQL's bigint): base64url
+# without padding, its first character below 'g' (the top bit clear), its last one's two low
+# bits zero (the 64 bits end there).
+CURSOR_PATTERN = "^[A-Za-f][A-Za-z0-9_-]{9}[AEIMQUYcgkosw048]$"
+
+
+def cursor_of(position: int) -> str:
+    """The cursor clients see of a position in the event feed."""
+    return urlsafe_b64encode(position.to_bytes(CURSOR_BYTES, "big")).decode().rstrip("=")
+
+
+class Cursor(fields.Field):
+    """A place in the event feed: opaque to clients (a position, base64url-encoded), as it
+    is given by an event's `cursor` or the Link header's next page."""
+
+    def __init__(self, metadata: dict | None = None, **kwargs) -> None:
+        metadata = {
+            "type": "string", "pattern": CURSOR_PATTERN, "example": "AAAAAAAAAAc",
+            **(metadata or {}),
+        }  # fmt: skip
+        super().__init__(metadata=metadata, **kwargs)
+
+    def _serialize(self, value: int | None, attr, obj, **kwargs) -> str | None:
+        return None if value is None else cursor_of(value)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> int:
+        try:
+            raw = urlsafe_b64decode(str(value) + "=" * (-len(str(value)) % 4))
+        except (ValueError, TypeError):
+            raw = b""
+        if len(raw) != CURSOR_BYTES or cursor_of(int.from_bytes(raw, "big")) != value:
+            raise ValidationError(
+                "Not a cursor of this feed: pass an event's cursor, or follow the Link header's "
+                "next page, as they are; to start again, leave after out."
+            )
+        return int.from_bytes(raw, "big")

@@ -2,11 +2,10 @@
 
 from marshmallow import Schema, fields, validate
 
+from schemas.events import EVENT_TYPES
 from schemas.field_types import Id, Timestamp
 
 MAX_URL_LENGTH = 2048
-# Placeholder until the feed's event types land (schemas.EVENT_TYPES).
-EVENT_TYPES = ("store.created", "item.created")
 
 
 def webhook_fields(required: bool) -> dict[str, fields.Field]:

@@ -96,14 +96,44 @@ def throwaway_etcd() -> Iterator[str]:
         subprocess.run(["rm", "-rf", root], check=False)
 
 
-class PatroniNode:
-    """One PostgreSQL under Patroni, on loopback ports of its own."""
+# The stanza patroni.yml's archive_command names.
+STANZA = "stores"
 
-    def __init__(self, name: str, root: Path, etcd: str) -> None:
-        self.name, self.root, self.etcd = name, root, etcd
+
+class PatroniNode:
+    """One PostgreSQL under Patroni, on loopback ports of its own; with a `repository`, its
+    archive_command (patroni.yml's) pushes to that pgBackRest repository, through a
+    configuration of its own as the deployment's backup.sh writes one on each node."""
+
+    def __init__(self, name: str, root: Path, etcd: str, repository: Path | None = None) -> None:
+        self.name, self.root, self.etcd, self.repository = name, root, etcd, repository
         self.data = root / "data"
         self.pg_port = self.rest_port = 0
         self.process: subprocess.Popen | None = None
+        self.pgbackrest_config = root / "pgbackrest.conf"
+
+    def write_pgbackrest_config(self) -> None:
+        options = {
+            "global": {"repo1-path": self.repository, "compress-type": "zst", "start-fast": "y",
+                       "log-path": self.root, "lock-path": self.root, "spool-path": self.root,
+                       "log-level-console": "warn"},
+            STANZA: {"pg1-path": self.data, "pg1-port": self.pg_port,
+                     "pg1-socket-path": self.root, "pg1-user": "postgres"},
+        }  # fmt: skip
+        self.pgbackrest_config.write_text(
+            "".join(
+                f"[{section}]\n" + "".join(f"{name}={value}\n" for name, value in each.items())
+                for section, each in options.items()
+            )
+        )
+
+    def pgbackrest(self, command: str, *options: str) -> str:
+        """A pgBackRest command on this node's stanza; its output."""
+        return subprocess.run(
+            [*AS_POSTGRES, "pgbackrest", f"--config={self.pgbackrest_config}",
+             f"--stanza={STANZA}", *options, command],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
 
     def start(self) -> None:
         config = yaml.safe_load((DEPLOY / "patroni" / "patroni.yml").read_text())
@@ -136,6 +166,10 @@ class PatroniNode:
                 "DB_USER": USER,
                 "DB_PASSWORD": PASSWORD,
             }
+            if self.repository is not None:
+                # Postgres inherits it from Patroni: archive-push finds the configuration.
+                self.write_pgbackrest_config()
+                env["PGBACKREST_CONFIG"] = str(self.pgbackrest_config)
             command = ["patroni", self.root / "patroni.yml"]
             # Patroni itself, not runuser around it, so that kill() kills Patroni. In its own
             # directory: the processes it spawns go back to its working directory, which the
@@ -190,16 +224,17 @@ class PatroniCluster:
 
 
 @contextmanager
-def throwaway_patroni(nodes: int = 2) -> Iterator[PatroniCluster]:
+def throwaway_patroni(nodes: int = 2, repository: Path | None = None) -> Iterator[PatroniCluster]:
     """A primary and synchronous standbys under Patroni, ready: the standby streams and is
-    synchronous, the API's role and database made."""
+    synchronous, the API's role and database made; with a `repository`, whichever node is
+    the primary archives to it (PatroniNode)."""
     with ExitStack() as stack:
         etcd = stack.enter_context(throwaway_etcd())
         members = []
         for number in range(1, nodes + 1):
             root = owned_temp_dir(f"throwaway-patroni-{number}-")
             stack.callback(subprocess.run, ["rm", "-rf", root], check=False)
-            member = PatroniNode(f"db{number}", root, etcd)
+            member = PatroniNode(f"db{number}", root, etcd, repository)
             stack.callback(member.stop)
             member.start()
             members.append(member)

@@ -24,6 +24,7 @@ from schemas.field_types import MAX_PAGE_DEPTH
 from security.ownership import NOT_THE_OWNER, Owned, require_admin, require_owner
 from web import conditional, idempotency, transactions
 from web.bodies import StreamedBody
+from web.events import Emits, emitting
 from web.openapi import BEARER_AUTH, ETAG_HEADER, RETRY_AFTER
 from web.pagination import LINK_HEADER, linked
 from web.parsing import ArgumentsParser
@@ -59,17 +60,21 @@ class Blueprint(flask_smorest.Blueprint):
         arguments: type[Schema] = PageArgsSchema,
         token: Token | None = None,
         errors: Errors = NO_ERRORS,
+        headers: dict | None = None,
     ) -> Callable:
         """A GET of a page of `schema`s: the view takes page_size with after or page (and
         `arguments`' other query parameters) as keyword arguments and returns a Page; the
-        answer carries the Link to the next page."""
-        return self.compose(200, schema, token=token, errors=errors, page_arguments=arguments)
+        answer carries the Link to the next page (and the `headers` documented)."""
+        return self.compose(
+            200, schema, token=token, errors=errors, page_arguments=arguments, headers=headers
+        )
 
     def write(
         self,
         status: int,
         schema: type[Schema],
         *,
+        emits: Emits | None,
         token: Token | None = "access",
         fresh: bool = False,
         admin: bool = False,
@@ -98,12 +103,15 @@ class Blueprint(flask_smorest.Blueprint):
         `streamed` body is spooled instead, for the view to read (web.bodies.spooled_body).
         `idempotent` is the scope of the request's Idempotency-Key; `tagged` answers carry
         ETags and take If-Match.
+
+        `emits` is the event a success records in the same transaction (web/events.py),
+        which every write names: None only for writes that change no store or what is in it.
         """
         return self.compose(
-            status, schema, token=token, fresh=fresh, admin=admin, tagged=tagged, body=body,
-            streamed=streamed, query=query, cookies=cookies, owner=owner, current=current,
-            idempotent=idempotent, errors=errors, conflicts=conflicts, headers=headers,
-            links=links, changes=True,
+            status, schema, emits=emits, token=token, fresh=fresh, admin=admin, tagged=tagged,
+            body=body, streamed=streamed, query=query, cookies=cookies, owner=owner,
+            current=current, idempotent=idempotent, errors=errors, conflicts=conflicts,
+            headers=headers, links=links, changes=True,
         )  # fmt: skip
 
     def compose(
@@ -129,6 +137,7 @@ class Blueprint(flask_smorest.Blueprint):
         headers: dict | None = None,
         links: dict[str, dict] | None = None,
         content: dict | None = None,
+        emits: Emits | None = None,
     ) -> Callable:
         def decorator(view: Callable) -> Callable:
             method = view.__name__.upper()
@@ -176,7 +185,7 @@ class Blueprint(flask_smorest.Blueprint):
             if changes:
                 composed = transactions.decided(composed, conflicts)
             if owner:
-                composed = owned(composed, owner, current)
+                composed = owned(composed, owner, current, emits)
             if page_arguments:
                 composed = linked(composed, page_arguments().fields)
             many = page_arguments is not None
@@ -184,6 +193,8 @@ class Blueprint(flask_smorest.Blueprint):
                 composed = self.response(
                     status, schema(many=many), headers=success_headers or None
                 )(composed)
+            if emits:
+                composed = emitting(composed, emits)
             # Every other answer documented by one doc(): each documenting decorator of
             # Flask-Smorest's wraps the view, a call more on every request.
             documented = {"responses": {**said.documented(), **(content or {})}}
@@ -265,11 +276,15 @@ def logged_in(view: Callable, token: Token, *, fresh: bool, admin: bool) -> Call
 
 
 def owned(
-    view: Callable, load: Callable[..., Owned], current: Callable[[Any], Response] | None
+    view: Callable,
+    load: Callable[..., Owned],
+    current: Callable[[Any], Response] | None,
+    emits: Emits | None,
 ) -> Callable:
     """`view`, given what `load` finds as `target`, once the caller may change it and, with
     `current`, once If-Match names it as it is. `load` gets the view's arguments it names
-    (`store_id` of the URL, the `body`)."""
+    (`store_id` of the URL, the `body`). The target (and for a deletion what it was) is left
+    for the event `emits`."""
     names = inspect.signature(load).parameters
 
     @wraps(view)
@@ -278,6 +293,8 @@ def owned(
         require_owner(target)
         if current is not None and conditional.wants_comparison():
             conditional.refuse_unless_current(current(target))
+        if emits is not None:
+            emits.keep(target)
         return view(view_self, target=target, **arguments)
 
     return guarded

@@ -22,14 +22,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
-from models.event import EventModel, events_after, feed_bounds, place_events
-from schemas.events import EventSchema
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import OperationalError
 
 from config.settings import current_settings
 from db import db
 from models import UserModel, WebhookDeliveryModel, WebhookModel
+from models.event import EventModel, events_after, feed_bounds, place_events
+from schemas.events import EventSchema
 from webhooks.sending import Attempt, send
 from webhooks.signing import signed_headers
 

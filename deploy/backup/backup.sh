@@ -9,7 +9,8 @@
 #                                else an incremental; and every BACKUP_VERIFY_EVERY_HOURS it
 #                                checks archiving and verifies the repository. Each step logs
 #                                one line; a failure is logged with its exit status and the
-#                                loop goes on.
+#                                loop goes on. After each tick it writes `pgbackrest info` as
+#                                JSON to BACKUP_STATUS_PATH, if set, for the API's /metrics.
 # Its PostgreSQL: PGDATA (the data directory, the same path as the server's), PGHOST (its
 # socket directory) and PGPORT, as POSTGRES_USER. A standby's loop takes no backup: under
 # Patroni each node has one, and the primary's backs up.
@@ -75,6 +76,19 @@ last_backups() {
     print "$last{full} $last{diff}\n";'
 }
 
+# The repository as pgBackRest sees it, for /metrics: replaced whole (a rename), readable by the
+# API's user, so a scrape never reads half of it.
+write_status() {
+  [ -n "${BACKUP_STATUS_PATH:-}" ] || return 0
+  if pgbackrest --stanza="$STANZA" --output=json info >"$BACKUP_STATUS_PATH.new" &&
+    chmod 644 "$BACKUP_STATUS_PATH.new" && mv "$BACKUP_STATUS_PATH.new" "$BACKUP_STATUS_PATH"; then
+    :
+  else
+    say "status for /metrics FAILED, $BACKUP_STATUS_PATH not written"
+    rm -f "$BACKUP_STATUS_PATH.new"
+  fi
+}
+
 tick() {
   standby=$(psql --no-psqlrc --tuples-only --no-align --dbname=postgres \
     --username="${POSTGRES_USER:-postgres}" --command='SELECT pg_is_in_recovery()') || {
@@ -125,6 +139,7 @@ run)
   next=$(date +%s)
   while :; do
     tick || true
+    write_status
     # On a fixed beat: a long backup does not push the next ones later.
     next=$((next + interval))
     pause=$((next - $(date +%s)))

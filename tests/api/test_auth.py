@@ -413,7 +413,7 @@ def test_the_cascading_delete_needs_a_fresh_token_of_the_owner_or_an_admin(
 
     deleted = anonymous.delete(f"/store/{store['id']}", headers=bearer(owner))
     assert deleted.status_code == 200
-    assert deleted.get_json()["deleted"] == {"items": 1, "tags": 1, "exact": True}
+    assert deleted.get_json()["deleted"] == {"items": 1, "tags": 1, "links": 1, "exact": True}
 
 
 def new_store_of(client, headers: dict[str, str]) -> dict:

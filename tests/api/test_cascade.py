@@ -43,7 +43,7 @@ def test_delete_store_removes_its_items_tags_and_links(app, client, sql):
 
     assert response.status_code == 200
     answer = response.get_json()
-    assert answer["deleted"] == {"items": 3, "tags": 2, "exact": True}
+    assert answer["deleted"] == {"items": 3, "tags": 2, "links": 6, "exact": True}
     assert answer["message"].startswith(f"Store {doomed['id']} deleted with 3 items and 2 tags")
     # Kept until it expires, for a restore.
     assert rows_of_store(sql, doomed["id"]) == {"stores": 1, "items": 3, "tags": 2, "links": 6}
@@ -66,7 +66,7 @@ def test_delete_store_removes_its_items_tags_and_links(app, client, sql):
 def test_delete_empty_store(client):
     store = new_store(client)
     response = client.delete(f"/store/{store['id']}")
-    assert response.get_json()["deleted"] == {"items": 0, "tags": 0, "exact": True}
+    assert response.get_json()["deleted"] == {"items": 0, "tags": 0, "links": 0, "exact": True}
 
 
 @pytest.mark.postgres_path
@@ -90,15 +90,19 @@ def test_store_delete_loads_no_children(client, statements):
     store = fill_store(client, "Big", items=30, tags=3)
     with statements() as sent:
         client.delete(f"/store/{store['id']}")
-    # Check the token, lock the store, count its children (up to a bound), mark it deleted:
-    # whatever their number.
+    # Check the token, lock the store, count its children and their links (up to a bound),
+    # mark it deleted: whatever their number.
     writes_and_reads = [
         statement
         for statement, _ in sent
         if statement.lstrip().upper().startswith(("SELECT", "DELETE", "UPDATE"))
     ]
     assert len(writes_and_reads) == 4
-    assert not any("items_tags" in statement for statement, _ in sent)
+    assert all(
+        statement.lstrip().upper().startswith("SELECT")
+        for statement, _ in sent
+        if "items_tags" in statement
+    )
     assert not any(statement.lstrip().upper().startswith("DELETE") for statement, _ in sent)
 
 

@@ -43,7 +43,7 @@ probe = Blueprint("probe", __name__)
 class Probe(MethodView):
     @probe.write(
         200, GotSchema, tagged=False, body=NameSchema, query=VerboseSchema,
-        cookies=DeviceSchema, owner=thing,
+        cookies=DeviceSchema, owner=thing, emits=None,
     )  # fmt: skip
     def post(self, cookies: dict, query: dict, thing_id: int, body: dict, target) -> dict:
         # In no order of the decorator's: each comes by its name.

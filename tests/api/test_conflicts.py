@@ -18,7 +18,7 @@ from web.transactions import constraints
 # Constraints no write through the API can break, and why.
 UNREACHABLE = {
     **dict.fromkeys(
-        ("pk_stores", "pk_items", "pk_tags", "pk_users", "pk_item_imports"),
+        ("pk_stores", "pk_items", "pk_tags", "pk_users", "pk_item_imports", "pk_events"),
         "ids are drawn from sequences (SQLite: AUTOINCREMENT)",
     ),
     "pk_item_import_chunks": "an import's chunks are numbered by the import that keeps them",
@@ -27,6 +27,8 @@ UNREACHABLE = {
     "pk_recent_writes": "kept with INSERT ... ON CONFLICT",
     "pk_throttles": "counted with INSERT ... ON CONFLICT",
     "pk_erasures": "recorded with INSERT ... ON CONFLICT DO NOTHING",
+    "uq_events_position": "positions are given past the head, by one assigner at a time",
+    "pk_event_feed": "the feed's one row is only updated",
 }
 
 

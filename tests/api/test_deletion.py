@@ -179,7 +179,7 @@ def test_counts_of_a_big_store_stop_at_a_bound(client, monkeypatch):
 
     answer = client.delete(f"/store/{store['id']}").get_json()
 
-    assert answer["deleted"] == {"items": 2, "tags": 0, "exact": False}
+    assert answer["deleted"] == {"items": 2, "tags": 0, "links": 0, "exact": False}
     assert "with at least 2 items" in answer["message"]
 
 

@@ -116,10 +116,12 @@ def test_the_spec_says_which_operations_need_which_token(spec):
         "bearerFormat": "JWT",
     }
     public = {"POST /register", "POST /login"}
-    private_reads = {"GET /user/me", "GET /store/deleted", "GET /import/{import_id}"} | {
+    private_reads = {
+        "GET /user/me", "GET /store/deleted", "GET /import/{import_id}", "GET /events"
+    } | {
         f"GET {path}"
         for path in ("/webhooks", "/webhooks/{webhook_id}", "/webhooks/{webhook_id}/deliveries")
-    }
+    }  # fmt: skip
     for name, operation in operations(spec):
         if (name.startswith("GET ") and name not in private_reads) or name in public:
             assert "security" not in operation, name

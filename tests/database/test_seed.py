@@ -22,6 +22,11 @@ def test_seed_fills_the_database_and_can_run_twice(app, sql):
     assert "Created 3 stores; 0 existed already." in first.output
     assert "Created 0 stores; 3 existed already." in second.output
     assert counts(sql) == (3, 36, 12, 36)
+    # A store's event, with the counts of what it holds; none a child.
+    assert (
+        sql("SELECT type, counts FROM events ORDER BY id")
+        == [("store.created", '{"items":12,"tags":4,"links":12}')] * 3
+    )
     # Every link joins an item and a tag of the same store.
     assert sql(
         "SELECT count(*) FROM items_tags JOIN items ON items.id = item_id"

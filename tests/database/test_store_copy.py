@@ -1,6 +1,7 @@
 """One store copied from a restored copy of the database into the live one (backups/store_copy):
 the copy is a second database on the suite's server, holding what the live one had once."""
 
+import json
 from collections.abc import Iterator
 
 import psycopg
@@ -86,6 +87,13 @@ def test_a_purged_store_comes_back_whole_under_its_own_ids(copy, live):
     expected = rows(copy, 7)
     expected["stores"] = [(7, "Lamps", 1, None, *expected["stores"][0][4:])]  # live again
     assert rows(live, 7) == expected
+    # One event says it came back, with what came with it, as GET /store/7 shows it.
+    [(data, counts)] = live.execute(
+        "SELECT data, counts FROM events WHERE type = 'store.restored' AND store_id = 7"
+    ).fetchall()
+    assert json.loads(counts) == {"items": 5, "tags": 2, "links": 3, "exact": True}
+    assert json.loads(data)["name"] == "Lamps"
+    assert len(json.loads(data)["items"]) == 5
     # The sequences hand out ids past those copied.
     new_item = live.execute(
         "INSERT INTO items (name, price, store_id) VALUES ('more', 1, 7) RETURNING id"

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import insert
 from support import PASSWORD
 
-from models import IdempotencyKeyModel, ThrottleModel, TokenFamilyModel
+from models import EventModel, IdempotencyKeyModel, ThrottleModel, TokenFamilyModel
 
 
 @pytest.mark.sqlite_too
@@ -81,13 +81,24 @@ def test_prune_drops_only_what_expired(app, engine, sql):
                 {**kept, "key": "new", "expires_at": later},
             ],
         )
+        event = {"type": "store.created", "resource_id": 1, "store_id": 1, "data": "{}"}
+        connection.execute(
+            insert(EventModel),
+            [
+                {**event, "occurred_at": now - timedelta(days=7, minutes=1)},
+                {**event, "occurred_at": now - timedelta(days=6)},
+            ],
+        )
 
     result = app.test_cli_runner().invoke(args=["prune-expired"])
 
     assert result.exit_code == 0, result.output
     assert (
-        "Pruned 1 token family(ies), 1 throttle count(s) and 1 idempotency key(s)" in result.output
+        "Pruned 1 token family(ies), 1 throttle count(s), 1 idempotency key(s) and 1 event(s)"
+        in result.output
     )
     assert sql("SELECT family FROM token_families") == [("still-valid",)]
     assert sql("SELECT key FROM throttles ORDER BY key") == [("counting",), ("waiting",)]
     assert sql("SELECT key FROM idempotency_keys") == [("new",)]
+    assert sql("SELECT position FROM events") == [(2,)]
+    assert sql("SELECT pruned_through FROM event_feed") == [(1,)]

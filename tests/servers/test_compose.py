@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import requests
 import yaml
 from alembic.script import ScriptDirectory
+from conftest import migrated_app
 from sqlalchemy import URL, create_engine, make_url
 from sqlalchemy.exc import OperationalError
 from support import JWT_SECRET
@@ -105,12 +107,16 @@ def test_compose_file_validates_and_wires_the_services(tmp_path):
     # Prometheus scrapes every api and worker instance on the compose network; its UI stays
     # local.
     prometheus = services["prometheus"]
-    (mounted,) = prometheus["volumes"]  # source:target:mode
-    assert mounted.endswith("/deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro")
+    configuration, alerts = prometheus["volumes"]  # source:target:mode
+    assert configuration.endswith(
+        "/deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+    )
+    # Its alert rules beside it, where prometheus.yml names them.
+    assert alerts.endswith("/deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro")
     assert prometheus["ports"] == ["127.0.0.1:9090:9090/tcp"]
-    jobs = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())[
-        "scrape_configs"
-    ]
+    prometheus_yml = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert prometheus_yml["rule_files"] == ["alerts.yml"]
+    jobs = prometheus_yml["scrape_configs"]
     assert [job["dns_sd_configs"] for job in jobs] == [
         [{"names": ["api"], "type": "A", "port": 8000, "refresh_interval": "15s"}],
         [{"names": ["worker"], "type": "A", "port": 9100, "refresh_interval": "15s"}],
@@ -302,6 +308,14 @@ def test_db_archives_its_wal_where_the_backup_service_backs_it_up(tmp_path):
         "BACKUP_INCR_EVERY_HOURS": "1",
         "BACKUP_VERIFY_EVERY_HOURS": "24",
     }.items() <= backup["environment"].items()
+    # The backup service's status, read only by the api's /metrics, on a volume the backup
+    # service's image makes (the api starts after it).
+    status = Path(backup["environment"]["BACKUP_STATUS_PATH"])
+    assert services["api"]["environment"]["BACKUP_STATUS_PATH"] == str(status)
+    assert f"backup-status:{status.parent}:rw" in backup["volumes"]
+    assert f"backup-status:{status.parent}:ro" in services["api"]["volumes"]
+    assert services["api"]["depends_on"]["backup"]["condition"] == "service_started"
+    assert str(status.parent) in (ROOT / "deploy" / "postgres" / "Dockerfile").read_text()
 
 
 def test_under_patroni_the_primary_archives_to_one_repository_and_its_backup_service_backs_up(
@@ -336,6 +350,16 @@ def test_under_patroni_the_primary_archives_to_one_repository_and_its_backup_ser
         assert (backup_service["entrypoint"], backup_service["command"]) == (
             ["/usr/local/bin/backup"], ["run"]
         )  # fmt: skip
+        assert "backup-status:/var/lib/stores-backup-status:rw" in backup_service["volumes"]
+        assert (
+            backup_service["environment"]["BACKUP_STATUS_PATH"]
+            == (services["api"]["environment"]["BACKUP_STATUS_PATH"])
+        )
+    # The restore service reaches the primary through HAProxy (db) and reads the one
+    # repository (its start takes the uid of Patroni's image that owns it).
+    restore = services["restore"]
+    assert make_url(restore["environment"]["DATABASE_URL"]).host == "db"
+    assert "backups:/var/lib/pgbackrest:rw" in restore["volumes"]
     # db is HAProxy here: the main file's PostgreSQL start is not its.
     assert services["db"]["entrypoint"][0] == "haproxy"
     assert not services["db"]["command"]
@@ -343,6 +367,20 @@ def test_under_patroni_the_primary_archives_to_one_repository_and_its_backup_ser
 
 def run_backup_script(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([*AS_POSTGRES, *arguments], env=env, capture_output=True, text=True)
+
+
+def archive_as_db_does(server, database: dict, script: Path, env: dict[str, str]) -> None:
+    """db's entrypoint (`script`, backup.sh) writes pgbackrest.conf from `env`, then its command
+    is `server`'s restart with compose's archive settings."""
+    _, *configure = database["entrypoint"]
+    configured = run_backup_script(script, *configure[:-1], "true", env=env)
+    assert configured.returncode == 0, configured.stderr
+    with create_engine(server.url(), isolation_level="AUTOCOMMIT").connect() as connection:
+        for name, value in server_options(database["command"]).items():
+            # %%: the driver's escape of archive_command's %p.
+            connection.exec_driver_sql(f"ALTER SYSTEM SET {name} = '{value}'".replace("%", "%%"))
+    server.stop()
+    server.start()
 
 
 def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_path, monkeypatch):
@@ -375,18 +413,10 @@ def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_
             "POSTGRES_USER": "postgres",
             # A tick every 7 s.
             "BACKUP_INCR_EVERY_HOURS": "0.002",
+            # Its status for /metrics, where the api would read it.
+            "BACKUP_STATUS_PATH": str(root / "info.json"),
         }
-        # db's entrypoint, its command the server's restart with compose's settings.
-        _, *configure = database["entrypoint"]
-        configured = run_backup_script(script, *configure[:-1], "true", env=env)
-        assert configured.returncode == 0, configured.stderr
-        with create_engine(server.url(), isolation_level="AUTOCOMMIT").connect() as connection:
-            for name, value in server_options(database["command"]).items():
-                # %%: the driver's escape of archive_command's %p.
-                setting = f"ALTER SYSTEM SET {name} = '{value}'".replace("%", "%%")
-                connection.exec_driver_sql(setting)
-        server.stop()
-        server.start()
+        archive_as_db_does(server, database, script, env)
 
         log = tmp_path / "backup.log"
         loop = subprocess.Popen(
@@ -416,6 +446,17 @@ def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_
         (stanza,) = json.loads(info.stdout)
         assert [backup["type"] for backup in stanza["backup"]] == ["full", "incr"]
         assert stanza["cipher"] == "aes-256-cbc"
+        # The status written after each tick: pgBackRest's info (the full backup's at least,
+        # the incremental's once that tick ended), readable by all, whole (renamed into place).
+        status = Path(env["BACKUP_STATUS_PATH"])
+        deadline = time.monotonic() + 30
+        while len(json.loads(status.read_text())[0]["backup"]) < 2:
+            assert time.monotonic() < deadline, status.read_text()
+            time.sleep(0.2)
+        (written,) = json.loads(status.read_text())
+        assert written["backup"] == stanza["backup"]
+        assert status.stat().st_mode & 0o777 == 0o644
+        assert not status.with_name("info.json.new").exists()
         # Archived: the WAL from the full backup's start on is in the repository.
         assert stanza["archive"][0]["max"] >= stanza["backup"][0]["archive"]["stop"]
         # Unreadable without the key (what pgBackRest quotes of it is not text).
@@ -513,7 +554,8 @@ def environment(image: Image, service: dict, servers: dict[str, URL]) -> dict[st
     a free port: nothing else from this process (no PYTHONPATH)."""
     env = {
         # The python image's own, with this suite's interpreter in the place of its.
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
+        ":/sbin:/bin",
         "LANG": "C.UTF-8",
         **image.env,
     }
@@ -551,7 +593,8 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
         name: service for name, service in services.items()
         if service.get("build", {}).get("context") == str(tmp_path)
     }  # fmt: skip
-    assert set(ours) == {"api", "worker"}, "a new service of our image: run its command here"
+    # The restore service's (its own stage of the image): test_the_restore_service_...
+    assert set(ours) == {"api", "worker", "restore"}, "a new service of our image: run it here"
     image = dockerfile()
     user = as_a_user_of_its_own(image)
     servers = {
@@ -604,3 +647,152 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
         erased = migrated.exec_driver_sql("SELECT store_id FROM erasures").all()
     assert version == [(ScriptDirectory(str(ROOT / "migrations")).get_current_head(),)]
     assert erased == [(ERASURE["store_id"],)]
+
+
+def test_the_restore_service_brings_a_store_back_as_the_runbook_runs_it(tmp_path, monkeypatch):
+    """The restore service's commands as docs/operations.md runs them (`docker compose run
+    --rm restore flask ...`: its entrypoint, then the command), from a copy of the image's
+    /app, as the image's root, with its environment, against a server that archives as db
+    does: `flask backup-window` (its default command) shows the window, and `flask
+    restore-store` brings back a store deleted since a time."""
+    result = compose_config(tmp_path, JWT_SECRET_KEY=JWT_SECRET)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    database, restore = services["db"], services["restore"]
+    assert restore["build"]["target"] == "restore"
+    assert restore["profiles"] == ["restore"]  # not started by `up`
+    assert {"backups:/var/lib/pgbackrest:rw", "erasures:/var/lib/stores-erasures:ro"} <= set(
+        restore["volumes"]
+    )
+    for script, mounted in (("backup/backup.sh", "backup"), ("restore/start.sh", "start-restore")):
+        assert any(mount.endswith(f"/deploy/{script}:/usr/local/bin/{mounted}:ro")
+                   for mount in restore["volumes"])  # fmt: skip
+    assert "pgbackrest" in (ROOT / "Dockerfile").read_text()
+    # Straight to PostgreSQL, as the migrations go.
+    assert make_url(restore["environment"]["DATABASE_URL"]).host == "db"
+    root = owned_temp_dir("restore-")
+    for script, name in (("backup/backup.sh", "backup"), ("restore/start.sh", "start-restore")):
+        shutil.copy(ROOT / "deploy" / script, root / name)
+    monkeypatch.setenv("PGBACKREST_CONFIG", str(root / "pgbackrest.conf"))
+    monkeypatch.setenv("PGBACKREST_LOCK_PATH", str(root / "lock"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        server = stack.enter_context(throwaway_postgres())
+        # db, archiving into the repository (as in the backup service's test).
+        env = {
+            **os.environ,
+            **database["environment"],
+            "BACKUP_REPOSITORY": str(root / "repository"),
+            "PGDATA": str(server.data),
+            "PGHOST": str(server.root),
+            "PGPORT": str(server.port),
+            "POSTGRES_USER": "postgres",
+        }
+        archive_as_db_does(server, database, root / "backup", env)
+        live = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+        migrated_app(server.url("psycopg2"))
+        with live.connect() as connection:
+            store_id = connection.exec_driver_sql(
+                "INSERT INTO stores (name) VALUES ('Lamps') RETURNING id"
+            ).scalar()
+            connection.exec_driver_sql(
+                "INSERT INTO items (name, price, store_id) SELECT 'lamp ' || n, n, %s"
+                " FROM generate_series(1, 3) n", (store_id,),
+            )  # fmt: skip
+        for step in (["stanza-create"], ["backup", "--type=full"]):
+            done = run_backup_script("pgbackrest", "--stanza=stores", *step, env=env)
+            assert done.returncode == 0, done.stderr
+        time.sleep(1.1)  # a restore reaches a time after the backup's stop second
+        at = datetime.now(UTC)
+        with live.connect() as connection:
+            connection.exec_driver_sql(f"DELETE FROM stores WHERE id = {store_id}")
+        # The delete archived: the archive reaches past `at`.
+        checked = run_backup_script("pgbackrest", "--stanza=stores", "check", env=env)
+        assert checked.returncode == 0, checked.stderr
+
+        image = dockerfile()
+        restore_env = environment(image, restore, {"db": make_url(server.url())})
+        restore_env |= {
+            "PATH": f"{root}:{restore_env['PATH']}",  # /usr/local/bin's scripts
+            "BACKUP_REPOSITORY": env["BACKUP_REPOSITORY"],
+            "PGBACKREST_CONFIG": env["PGBACKREST_CONFIG"],
+            "PGBACKREST_LOCK_PATH": env["PGBACKREST_LOCK_PATH"],
+            "ERASURE_LOG_PATH": str(tmp_path / "erasures.jsonl"),
+        }
+        app = stack.enter_context(the_image_directory())
+
+        def run(*command: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [root / "start-restore", *command], cwd=app, env=restore_env,
+                capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+
+        window = run(*restore["command"])
+        assert window.returncode == 0, window.stderr
+        assert re.search(r"^earliest: \S+ ", window.stdout, re.MULTILINE), window.stdout
+        restored = run("flask", "restore-store", str(store_id), "--at", at.isoformat())
+        assert restored.returncode == 0, restored.stderr
+        assert f"Store {store_id} is back as store {store_id} ('Lamps')" in restored.stdout
+        with live.connect() as connection:
+            items = connection.exec_driver_sql(
+                f"SELECT count(*) FROM items WHERE store_id = {store_id}"
+            ).scalar()
+        assert items == 3
+
+
+# The runbook's restore of the whole database (docs/operations.md, "Runbook: restores"): what
+# it runs in db's image, as postgres.
+RUNBOOK_RESTORE = 'rm -rf "$PGDATA"/* && backup configure pgbackrest --stanza=stores restore'
+
+
+def test_the_runbooks_whole_database_restore_brings_back_every_archived_write(
+    tmp_path, monkeypatch
+):
+    """The runbook's command as written, in db's environment, into the data directory of a
+    stopped server that archived as db does: started again, it replays the archive to its
+    end and is promoted, holding what was written after the backup too."""
+    assert f"'{RUNBOOK_RESTORE}'" in (ROOT / "docs" / "operations.md").read_text()
+    result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64)
+    assert result.returncode == 0, result.stderr
+    database = yaml.safe_load(result.stdout)["services"]["db"]
+    root = owned_temp_dir("runbook-")
+    shutil.copy(ROOT / "deploy" / "backup" / "backup.sh", root / "backup")
+    monkeypatch.setenv("PGBACKREST_CONFIG", str(root / "pgbackrest.conf"))
+    monkeypatch.setenv("PGBACKREST_LOCK_PATH", str(root / "lock"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        server = stack.enter_context(throwaway_postgres())
+        env = {
+            **os.environ,
+            **database["environment"],
+            "PATH": f"{root}:{os.environ['PATH']}",
+            "BACKUP_REPOSITORY": str(root / "repository"),
+            "PGDATA": str(server.data),
+            "PGHOST": str(server.root),
+            "PGPORT": str(server.port),
+            "POSTGRES_USER": "postgres",
+        }
+        archive_as_db_does(server, database, root / "backup", env)
+        live = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+        with live.connect() as connection:
+            connection.exec_driver_sql("CREATE TABLE written AS SELECT 'before' AS note")
+        for step in (["stanza-create"], ["backup", "--type=full"]):
+            done = run_backup_script("pgbackrest", "--stanza=stores", *step, env=env)
+            assert done.returncode == 0, done.stderr
+        with live.connect() as connection:
+            connection.exec_driver_sql("INSERT INTO written VALUES ('after the backup')")
+        checked = run_backup_script("pgbackrest", "--stanza=stores", "check", env=env)
+        assert checked.returncode == 0, checked.stderr
+        live.dispose()
+        server.stop()  # the disk lost, say
+
+        restored = run_backup_script("sh", "-c", RUNBOOK_RESTORE, env=env)
+        assert restored.returncode == 0, restored.stderr
+        server.start()
+        deadline = time.monotonic() + 60
+        with live.connect() as connection:
+            while connection.exec_driver_sql("SELECT pg_is_in_recovery()").scalar():
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
+            notes = connection.exec_driver_sql("SELECT note FROM written ORDER BY note").all()
+        assert notes == [("after the backup",), ("before",)]

@@ -27,6 +27,7 @@ def test_writes_racing_a_store_delete_are_all_deleted_or_refused(live_server, ht
     store = http.post(f"{live_server}/store", json={"name": "Doomed"}).json()
     kept = http.post(f"{live_server}/store", json={"name": "Kept"}).json()
     created: dict[str, list[int]] = {"item": [], "tag": []}
+    linked: list[str] = []
     statuses: list[int] = []
     deleted: list[dict] = []
     writes_landed = threading.Event()
@@ -46,7 +47,10 @@ def test_writes_racing_a_store_delete_are_all_deleted_or_refused(live_server, ht
                     writes_landed.set()
             if item.status_code == tag.status_code == 201:
                 pair = f"{item.json()['id']}/tag/{tag.json()['id']}"
-                statuses.append(session.post(f"{live_server}/item/{pair}").status_code)
+                status = session.post(f"{live_server}/item/{pair}").status_code
+                statuses.append(status)
+                if status == 201:
+                    linked.append(pair)
 
     def deleter(_number: int) -> None:
         # Mid-way through the writes, not before the first one: so that they do race.
@@ -64,7 +68,10 @@ def test_writes_racing_a_store_delete_are_all_deleted_or_refused(live_server, ht
     assert created["tag"], "no tag write raced the delete"
     # Every write that was answered 201 landed before the delete, which counted it and
     # deleted it: nothing was created in a store that was gone.
-    counts = {"items": len(created["item"]), "tags": len(created["tag"]), "exact": True}
+    counts = {
+        "items": len(created["item"]), "tags": len(created["tag"]), "links": len(linked),
+        "exact": True,
+    }  # fmt: skip
     assert deleted[0]["deleted"] == counts
     for kind, ids in created.items():
         assert {http.get(f"{live_server}/{kind}/{id_}").status_code for id_ in ids} == {404}

@@ -1,14 +1,21 @@
 """The primary dies and Patroni promotes its synchronous standby: under writers that retry
 with Idempotency-Keys and a reader, the API answers only 2xx and 503, writes resume by
 themselves within 5 s of the promotion, every acknowledged write is on the new primary,
-none twice, and the job worker and migrations find the new primary too. Through the
+none twice, and the job worker and migrations find the new primary too; the new primary
+archives into the same pgBackRest stanza, and a restore to a time after the failover holds
+every acknowledged write. Through the
 deployed path (PgBouncer, then HAProxy asking Patroni which node is the primary, as
 docker-compose.ha.yml runs them) and with a multi-host DATABASE_URL."""
 
+import json
+import shutil
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from itertools import count
+from pathlib import Path
 
 import flask_migrate
 import pytest
@@ -18,16 +25,18 @@ from support.http import server_env, sign_up
 from support.worker import import_runs, worker
 
 from app import create_app
+from backups.restored import connect, restored
 from config.settings import Settings
 from tools.gunicorn_server import API, ROOT, gunicorn
 from tools.throwaway_patroni import (
+    STANZA,
     USER,
     PatroniCluster,
     throwaway_haproxy,
     throwaway_patroni,
     wait_for,
 )
-from tools.throwaway_postgres import throwaway_pgbouncer
+from tools.throwaway_postgres import owned_temp_dir, throwaway_pgbouncer
 
 pytestmark = pytest.mark.one_driver
 MIGRATIONS = str(ROOT / "migrations")
@@ -119,9 +128,23 @@ def names_counted(url: str) -> dict[str, int]:
     return counted
 
 
+@pytest.fixture
+def repository() -> Iterator[Path]:
+    """A directory for a pgBackRest repository, removed afterwards."""
+    directory = owned_temp_dir("patroni-repository-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.mark.parametrize("path", ["deployed", "multi-host"])
-def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path):
-    with throwaway_patroni() as cluster, database_url(cluster, path) as (url, migrations_url):
+def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path, repository):
+    """... and archiving follows it too: the new primary archives into the stanza the old
+    one did, so a restore of a backup taken before the failover, to a time after it, holds
+    every write acknowledged on either primary."""
+    with (
+        throwaway_patroni(repository=repository) as cluster,
+        database_url(cluster, path) as (url, migrations_url),
+    ):
         migrations = create_app(Settings(database_url=migrations_url), TESTING=True)
         with migrations.app_context():
             flask_migrate.upgrade(directory=MIGRATIONS)
@@ -133,6 +156,8 @@ def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path)
             ).json()
             old_primary = cluster.primary()
             (standby,) = [node for node in cluster.nodes if node is not old_primary]
+            old_primary.pgbackrest("stanza-create")
+            old_primary.pgbackrest("backup", "--type=full")
             started = time.monotonic()
             with Load(server.url, headers, store["id"]) as load:
                 wait_for(lambda: load.answered(since=started), "the load under way", 10)
@@ -141,6 +166,10 @@ def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path)
                 # The bound on resuming is asserted below; past it, the load runs on no longer
                 # than it takes every client to be answered again, a few times over.
                 wait_for(lambda: load.answered(since=promoted_at), "the load resumed", 8)
+            # The new primary's own WAL switch reaches the repository (pgBackRest's check):
+            # it archives into the old one's stanza. Every write acknowledged is before `at`.
+            standby.pgbackrest("check")
+            at = datetime.now(UTC)
             # procrastinate stops its worker once its connection is lost (a side task failed),
             # and compose starts it again (restart: unless-stopped), as any supervisor would:
             # the new one finds the new primary, and runs an import sent now.
@@ -156,6 +185,16 @@ def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path)
             flask_migrate.downgrade(directory=MIGRATIONS, revision="-1")
             flask_migrate.upgrade(directory=MIGRATIONS)
         stored = names_counted(cluster.url(standby))
+        # Archived past `at` (the migrations committed since), on the new timeline.
+        standby.pgbackrest("check")
+        (stanza,) = json.loads(standby.pgbackrest("info", "--output=json"))
+        assert stanza["archive"][-1]["max"].startswith("00000002"), stanza["archive"]
+        login = {"user": "postgres", "dbname": USER}
+        with (
+            restored(at, login, f"--config={standby.pgbackrest_config}", f"--stanza={STANZA}")
+            as copy, connect(copy, login) as db,
+        ):  # fmt: skip
+            names = {name for (name,) in db.execute("SELECT name FROM stores")}
 
     statuses = {status for _, _, status in load.answers}
     assert statuses <= {200, 201, 503}, statuses
@@ -170,6 +209,8 @@ def test_writes_follow_a_patroni_failover_and_nothing_acknowledged_is_lost(path)
     assert load.acknowledged
     assert set(load.acknowledged) <= set(stored), set(load.acknowledged) - set(stored)
     assert max(stored.values()) == 1, {name for name, n in stored.items() if n > 1}
+    # Restored from the repository alone to a time after the failover: the same.
+    assert set(load.acknowledged) <= names, set(load.acknowledged) - names
 
 
 def test_patroni_bootstraps_the_apis_role_and_database():

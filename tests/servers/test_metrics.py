@@ -46,6 +46,7 @@ def throwaway_prometheus(target: str) -> Iterator[str]:
     job["static_configs"] = [{"targets": [target]}]
     root = Path(tempfile.mkdtemp(prefix="throwaway-prometheus-"))
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(PROMETHEUS_YML.parent / "alerts.yml", root)  # its rule_files, beside it
 
     def start_on(port: int) -> subprocess.Popen:
         return subprocess.Popen(
@@ -102,6 +103,10 @@ def test_prometheus_reads_back_what_every_worker_counted(database_url, http):
             while (seen := {e: query(prometheus, e) for e in expected}) != expected:
                 assert time.monotonic() < deadline, seen
                 time.sleep(0.5)
+            # It loaded the alert rules prometheus.yml names (deploy/prometheus/alerts.yml).
+            rules = requests.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]
+            alerts = [rule["name"] for group in rules["groups"] for rule in group["rules"]]
+            assert {"BackupTooOld", "ArchivingFailing"} <= set(alerts), rules
 
 
 def test_the_metrics_name_routes_by_their_template(client):

@@ -15,7 +15,7 @@ def test_cascading_delete_through_gunicorn(app, live_server, http, sql):
     response = http.delete(f"{live_server}/store/{store['id']}")
 
     assert response.status_code == 200
-    assert response.json()["deleted"] == {"items": 1, "tags": 1, "exact": True}
+    assert response.json()["deleted"] == {"items": 1, "tags": 1, "links": 1, "exact": True}
     assert http.get(f"{live_server}/item/{item['id']}").status_code == 404
     assert http.post(f"{live_server}/store/{store['id']}/purge").status_code == 202
     assert purge(app) == [store["id"]]

@@ -41,8 +41,8 @@ def test_the_worker_starts_its_metrics_server_and_jobs_when_asked_for_its_queue_
     assert probe.stdout.splitlines() == [
         "imported, metrics served: False",
         "asked, metrics served: True",
-        "ours: ['jobs.tasks.import_catalogue', 'jobs.tasks.purge_expired_stores',"
-        " 'jobs.tasks.sweep_abandoned_imports']",
+        "ours: ['jobs.tasks.import_catalogue', 'jobs.tasks.prune_old_events',"
+        " 'jobs.tasks.purge_expired_stores', 'jobs.tasks.sweep_abandoned_imports']",
     ]
 
 
