@@ -15,7 +15,7 @@ against the API's own network, and cannot hold a worker for long.
 
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import ip_address
 
@@ -66,43 +66,60 @@ def send(
         target = httpx.URL(url)
         if target.scheme not in ("http", "https") or not target.host:
             raise RefusedError(f"{url!r} is not an http:// or https:// URL")
-        address = checked_address(target.host, target.port, list(allowed))
-        with (
-            httpx.Client(trust_env=False, timeout=timeout) as client,
-            client.stream(
-                "POST",
-                target.copy_with(host=str(address)),
-                content=body,
-                # The name, as the URL gave it: the receiver's virtual host, and its certificate.
-                headers={**headers, "Host": target.netloc.decode("ascii")},
-                extensions={"sni_hostname": target.host},
-            ) as response,
-        ):
-            answer = read_until(response, ANSWER_LIMIT, started + timeout)
+        *others, last = checked_addresses(target.host, target.port, list(allowed))
+        with httpx.Client(trust_env=False, timeout=timeout) as client:
+            # Each address in turn, as a connection to a name tries them: one that refuses
+            # the connection (an IPv6 address of a receiver on IPv4 alone) gives the next.
+            for address in others:
+                try:
+                    return answered(
+                        post(client, target, address, body, headers), ended, started + timeout
+                    )
+                except httpx.ConnectError:
+                    continue
+            return answered(post(client, target, last, body, headers), ended, started + timeout)
     except RefusedError as refused:
         return ended(None, f"Not sent: {refused}.")
     except httpx.TimeoutException:
         return ended(None, f"No answer within {timeout:g} s.")
     except (httpx.HTTPError, OSError) as failed:
         return ended(None, f"Not delivered: {failed or type(failed).__name__}.")
+
+
+def post(client: httpx.Client, target: httpx.URL, address: Address, body: bytes, headers: dict):
+    """The POST to `target`, connected to `address`: its answer's context, to stream it."""
+    return client.stream(
+        "POST",
+        target.copy_with(host=str(address)),
+        content=body,
+        # The name, as the URL gave it: the receiver's virtual host, and its certificate's.
+        headers={**headers, "Host": target.netloc.decode("ascii")},
+        extensions={"sni_hostname": target.host},
+    )
+
+
+def answered(streamed, ended: Callable[..., Attempt], deadline: float) -> Attempt:
+    """The attempt, once the receiver answered: delivered on a 2xx."""
+    with streamed as response:
+        answer = read_until(response, ANSWER_LIMIT, deadline)
     if not response.is_success:
         return ended(response.status_code, f"The receiver answered {response.status_code}.", answer)
     return ended(response.status_code, None, answer)
 
 
-def checked_address(host: str, port: int | None, allowed: list[Network]) -> Address:
-    """The address to connect to for `host`: the first it resolves to, once every one of
-    them has been checked (a name with one private address among public ones is refused)."""
+def checked_addresses(host: str, port: int | None, allowed: list[Network]) -> list[Address]:
+    """The addresses `host` resolves to, once every one of them has been checked (a name with
+    one private address among public ones is refused)."""
     try:
         found = socket.getaddrinfo(host, port or 443, type=socket.SOCK_STREAM)
     except socket.gaierror as unresolved:
         raise RefusedError(f"{host} does not resolve ({unresolved.strerror})") from None
-    addresses = [ip_address(info[4][0]) for info in found]
+    addresses = list(dict.fromkeys(ip_address(info[4][0]) for info in found))
     for address in addresses:
         why = refusal(address, allowed)
         if why is not None:
             raise RefusedError(f"{host} resolves to {address}, {why} (WEBHOOK_ALLOWED_NETWORKS)")
-    return addresses[0]
+    return addresses
 
 
 def read_until(response: httpx.Response, limit: int, deadline: float) -> bytes:
