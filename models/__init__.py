@@ -11,7 +11,7 @@ from models.tag import TagModel
 from models.throttle import ThrottleModel
 from models.token_family import TokenFamilyModel
 from models.user import UserModel
-from models.webhook import WebhookDeliveryModel, WebhookModel
+from models.webhook import WebhookDeliveryModel, WebhookModel, WebhookResendModel
 
 __all__ = [
     "ErasureModel",
@@ -30,4 +30,5 @@ __all__ = [
     "UserModel",
     "WebhookDeliveryModel",
     "WebhookModel",
+    "WebhookResendModel",
 ]

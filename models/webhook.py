@@ -63,3 +63,14 @@ class WebhookDeliveryModel(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
     # The start of the receiver's answer, for its owner to see why it failed.
     answer: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookResendModel(db.Model):
+    """An event its endpoint's owner asked to be sent again (POST
+    /webhooks/<id>/deliveries/<id>/resend), waiting for the worker."""
+
+    __tablename__ = "webhook_resends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(BigInteger)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from config.settings import current_settings
 from db import db
-from models import StoreModel, WebhookDeliveryModel, WebhookModel
-from models.event import feed_bounds
+from models import StoreModel, WebhookDeliveryModel, WebhookModel, WebhookResendModel
+from models.event import EventModel, feed_bounds
 from models.queries import get_live_one
 from schemas import MessageSchema
 from schemas.webhooks import (
@@ -137,3 +137,26 @@ class Deliveries(MethodView):
             attempts, WebhookDeliveryModel.id, descending=True,
             parent=(WebhookDeliveryModel.webhook_id, webhook_id), **page,
         )  # fmt: skip
+
+
+@blp.route("/webhooks/<int:webhook_id>/deliveries/<int:delivery_id>/resend")
+class Resend(MethodView):
+    @blp.write(
+        202, MessageSchema, emits=None, tagged=False,
+        errors={
+            404: "No webhook of yours, or no delivery of it, with this id",
+            410: "The event is older than the events kept (EVENTS_RETENTION_DAYS)",
+        },
+    )  # fmt: skip
+    def post(self, webhook_id: int, delivery_id: int) -> dict:
+        """Send a delivery's event again, now, whatever the endpoint's state; its attempt
+        is listed with the others"""
+        own_webhook(webhook_id)
+        delivery = db.session.get(WebhookDeliveryModel, delivery_id)
+        if delivery is None or delivery.webhook_id != webhook_id:
+            abort(404, message=f"Webhook {webhook_id} has no delivery {delivery_id}.")
+        if db.session.get(EventModel, delivery.event_id) is None:
+            abort(410, message=f"Event {delivery.event_id} is no longer kept: it cannot be "
+                  "sent again.")  # fmt: skip
+        db.session.add(WebhookResendModel(webhook_id=webhook_id, event_id=delivery.event_id))
+        return {"message": f"Event {delivery.event_id} will be sent again."}

@@ -22,12 +22,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import OperationalError
 
 from config.settings import current_settings
 from db import db
-from models import UserModel, WebhookDeliveryModel, WebhookModel
+from models import UserModel, WebhookDeliveryModel, WebhookModel, WebhookResendModel
 from models.event import EventModel, events_after, feed_bounds, place_events
 from schemas.events import EventSchema
 from webhooks.sending import Attempt, send
@@ -60,15 +60,16 @@ def now() -> datetime:
 
 
 def due_webhooks() -> list[int]:
-    """The endpoints with events to send now: turned on, behind the feed's head, and not
-    waiting to retry."""
+    """The endpoints with something to send now: a resend asked for; or turned on, behind
+    the feed's head, and not waiting to retry."""
     head, _ = feed_bounds()
-    due = select(WebhookModel.id).where(
+    behind = and_(
         WebhookModel.disabled_at.is_(None),
         WebhookModel.delivered_through < head,
         or_(WebhookModel.next_attempt_at.is_(None), WebhookModel.next_attempt_at <= now()),
     )
-    return list(db.session.scalars(due))
+    resend = select(WebhookResendModel.id).where(WebhookResendModel.webhook_id == WebhookModel.id)
+    return list(db.session.scalars(select(WebhookModel.id).where(or_(behind, resend.exists()))))
 
 
 def payload(event: EventModel) -> bytes:
@@ -101,12 +102,13 @@ def sending_to(webhook_id: int) -> Iterator[bool]:
 
 
 def deliver_to(webhook_id: int) -> int:
-    """Send the endpoint's waiting events in order, until one fails or EVENTS_PER_TURN are
-    sent; how many were delivered."""
+    """Send the resends asked for, then the endpoint's waiting events in order, until one
+    fails or EVENTS_PER_TURN are sent; how many events were delivered."""
     delivered = 0
     with sending_to(webhook_id) as mine:
         if not mine:
             return 0
+        resend_asked(webhook_id)
         for _ in range(EVENTS_PER_TURN):
             webhook = db.session.get(WebhookModel, webhook_id)
             if webhook is None or not webhook.enabled:
@@ -114,16 +116,35 @@ def deliver_to(webhook_id: int) -> int:
             [event] = next_events(webhook, 1) or [None]
             if event is None:
                 break
-            body = payload(event)
-            headers = signed_headers(webhook.secret, f"evt_{event.id}", body, now())
-            db.session.rollback()  # no transaction held while the receiver answers
-            attempt = send(
-                webhook.url, body, headers, current_settings().webhook_allowed_network_list
-            )
-            if not record(webhook_id, event, attempt):
+            if not record(webhook_id, event, sent_once(webhook, event)):
                 break
             delivered += 1
     return delivered
+
+
+def resend_asked(webhook_id: int) -> None:
+    """Send again the events the endpoint's owner asked for, each once, whatever its state
+    (a resend claimed by a worker that then died is not sent: ask again)."""
+    asked = select(WebhookResendModel).where(WebhookResendModel.webhook_id == webhook_id)
+    for resend in db.session.scalars(asked).all():
+        db.session.delete(resend)
+        webhook = db.session.get(WebhookModel, webhook_id)
+        event = db.session.get(EventModel, resend.event_id)
+        if webhook is None or event is None:  # pruned since
+            db.session.commit()
+            continue
+        db.session.commit()
+        keep(webhook_id, event.id, sent_once(webhook, event))
+        db.session.commit()
+
+
+def sent_once(webhook: WebhookModel, event: EventModel) -> Attempt:
+    """One attempt at sending `event` to the endpoint, with no transaction held while the
+    receiver answers."""
+    url, secret, body = webhook.url, webhook.secret, payload(event)
+    headers = signed_headers(secret, f"evt_{event.id}", body, now())
+    db.session.rollback()
+    return send(url, body, headers, current_settings().webhook_allowed_network_list)
 
 
 def next_events(webhook: WebhookModel, limit: int) -> list[EventModel]:
@@ -139,22 +160,18 @@ def next_events(webhook: WebhookModel, limit: int) -> list[EventModel]:
     )
 
 
-def record(webhook_id: int, event: EventModel, attempt: Attempt) -> bool:
-    """Keep the attempt, and move the endpoint past the event (delivered) or set its next
-    attempt (failed), in one transaction; whether it was delivered."""
-    webhook = db.session.get(WebhookModel, webhook_id, with_for_update=True)
-    if webhook is None:
-        db.session.rollback()
-        return False
+def keep(webhook_id: int, event_id: int, attempt: Attempt) -> int:
+    """Add the attempt's record to the transaction; the number of attempts at the event before
+    it."""
     tried = db.session.scalar(
         select(func.count()).where(
-            WebhookDeliveryModel.webhook_id == webhook_id, WebhookDeliveryModel.event_id == event.id
+            WebhookDeliveryModel.webhook_id == webhook_id, WebhookDeliveryModel.event_id == event_id
         )
     )
     db.session.add(
         WebhookDeliveryModel(
             webhook_id=webhook_id,
-            event_id=event.id,
+            event_id=event_id,
             attempt=tried + 1,
             attempted_at=now(),
             status=attempt.status,
@@ -163,6 +180,17 @@ def record(webhook_id: int, event: EventModel, attempt: Attempt) -> bool:
             answer=attempt.answer.decode("utf-8", "replace") or None,
         )
     )
+    return tried
+
+
+def record(webhook_id: int, event: EventModel, attempt: Attempt) -> bool:
+    """Keep the attempt, and move the endpoint past the event (delivered) or set its next
+    attempt (failed), in one transaction; whether it was delivered."""
+    webhook = db.session.get(WebhookModel, webhook_id, with_for_update=True)
+    if webhook is None:
+        db.session.rollback()
+        return False
+    tried = keep(webhook_id, event.id, attempt)
     if attempt.delivered:
         webhook.delivered_through = event.position
         webhook.failing_since = webhook.next_attempt_at = None

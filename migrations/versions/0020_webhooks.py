@@ -1,4 +1,4 @@
-"""webhooks: where users want events sent, and each attempt to deliver one
+"""webhooks: where users want events sent, each attempt to deliver one, resends asked for
 
 Revision ID: 0020
 Revises: 0019
@@ -51,8 +51,16 @@ def upgrade():
     sqlite_autoincrement=True
     )
     op.create_index(op.f('ix_webhook_deliveries_webhook_id'), 'webhook_deliveries', ['webhook_id'], unique=False)
+    op.create_table('webhook_resends',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('webhook_id', sa.Integer(), nullable=False),
+    sa.Column('event_id', sa.BigInteger(), nullable=False),
+    sa.ForeignKeyConstraint(['webhook_id'], ['webhooks.id'], name=op.f('fk_webhook_resends_webhook_id_webhooks'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_resends'))
+    )
 
 
 def downgrade():
+    op.drop_table('webhook_resends')
     op.drop_table('webhook_deliveries')
     op.drop_table('webhooks')

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 from standardwebhooks import Webhook
-from support.api import change_settings, created, new_item, new_store, signed_in
+from support.api import assert_error, change_settings, created, new_item, new_store, signed_in
 
 from tools.webhook_receiver import no_content, webhook_receiver
 from webhooks.delivering import start_pump
@@ -183,3 +183,24 @@ def test_a_webhook_gets_its_owners_stores_events_of_its_store_and_types_only(
         ("item.created", other["id"]), ("item.created", mine["id"]),
     ]  # fmt: skip
     assert (item["type"], item["store_id"]) == ("item.created", mine["id"])
+
+
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_a_delivery_is_sent_again_when_its_owner_asks(client, receiver, engine):
+    arrived, url = receiver
+    hook = new_webhook(client, url)
+    new_store(client)
+    [first] = arrived.wait_for(1)
+    [delivery] = attempts_of(client, hook["id"], 1)
+    path = f"/webhooks/{hook['id']}/deliveries/{delivery['id']}/resend"
+
+    asked = client.post(path)
+    assert asked.status_code == 202
+    again = arrived.wait_for(2)[1]
+    assert (again.body, again.headers["webhook-id"]) == (first.body, first.headers["webhook-id"])
+    assert [each["attempt"] for each in attempts_of(client, hook["id"], 2)] == [2, 1]
+
+    other = new_webhook(client, url)
+    assert_error(client.post(f"/webhooks/{other['id']}/deliveries/{delivery['id']}/resend"), 404)
+    run_sql(engine, "DELETE FROM events")  # pruned
+    assert_error(client.post(path), 410, "no longer kept")
