@@ -41,6 +41,7 @@ from resources.item import blp as item_blueprint
 from resources.store import blp as store_blueprint
 from resources.tag import blp as tag_blueprint
 from resources.user import blp as user_blueprint
+from resources.webhook import blp as webhook_blueprint
 from schemas.events import PurgedStoreSchema
 from schemas.field_types import MAX_ID
 from security.passwords import init_passwords
@@ -210,6 +211,7 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
         tag_blueprint,
         user_blueprint,
         event_blueprint,
+        webhook_blueprint,
         health_blueprint,
     ):
         api.register_blueprint(blueprint)

@@ -3,7 +3,8 @@
 sys.path; procrastinate's console script does not).
 
 Importing this module does nothing: when procrastinate asks it for `queue`, the settings
-are read, the worker's metrics server starts and its jobs are registered (jobs/tasks.py).
+are read, the worker's metrics server starts, its jobs are registered (jobs/tasks.py) and
+webhooks start being delivered (webhooks/delivering.py).
 """
 
 from functools import cache, partial
@@ -15,6 +16,7 @@ from app import create_app
 from config.settings import load_settings
 from connections.options import libpq_conninfo
 from jobs.tasks import register_tasks
+from webhooks.delivering import start_pump
 
 
 @cache
@@ -37,6 +39,8 @@ def job_queue() -> procrastinate.App:
         purge_cron=settings.purge_cron,
         events_retention_days=settings.events_retention_days,
     )
+    # Webhooks: the feed's events delivered as they commit, beside the jobs.
+    start_pump(flask_app)
     return queue
 
 

@@ -6,6 +6,7 @@ holds the two equal). A bad value stops the app at start with the variable's nam
 halfway through a request. `create_app(Settings(database_url=...))` overrides any of them.
 """
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Annotated
 
 from flask import current_app
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     # How long the event feed keeps events (GET /events): a cursor older is answered 410.
     events_retention_days: Annotated[float, Field(gt=0)] = 7.0
     require_if_match: bool = False
+    # Networks a webhook may be delivered to although they are not public (webhooks/
+    # addresses.py): comma-separated addresses or CIDR blocks, e.g. 10.0.5.0/24 for a
+    # receiver of your own network. Empty: the public internet only.
+    webhook_allowed_networks: str = ""
 
     @field_validator("database_url")
     @classmethod
@@ -97,6 +102,16 @@ class Settings(BaseSettings):
             raise ValueError("at least one host name, e.g. api.example.com,localhost")
         return hosts
 
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def networks(cls, text: str) -> str:
+        networks_of(text)
+        return text
+
+    @property
+    def webhook_allowed_network_list(self) -> list[IPv4Network | IPv6Network]:
+        return networks_of(self.webhook_allowed_networks)
+
     @property
     def allowed_host_list(self) -> list[str]:
         # Host names are case-insensitive: compared in lower case.
@@ -105,6 +120,12 @@ class Settings(BaseSettings):
     @property
     def replica_urls(self) -> list[str]:
         return self.database_replica_urls.split(",") if self.database_replica_urls else []
+
+
+def networks_of(text: str) -> list[IPv4Network | IPv6Network]:
+    """The networks of a comma-separated list of addresses and CIDR blocks (ValueError, which
+    names the part, on anything else)."""
+    return [ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
 
 
 def with_a_driver(url: str) -> str:

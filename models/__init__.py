@@ -11,6 +11,7 @@ from models.tag import TagModel
 from models.throttle import ThrottleModel
 from models.token_family import TokenFamilyModel
 from models.user import UserModel
+from models.webhook import WebhookDeliveryModel, WebhookModel, WebhookResendModel
 
 __all__ = [
     "ErasureModel",
@@ -27,4 +28,7 @@ __all__ = [
     "ThrottleModel",
     "TokenFamilyModel",
     "UserModel",
+    "WebhookDeliveryModel",
+    "WebhookModel",
+    "WebhookResendModel",
 ]

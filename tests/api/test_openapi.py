@@ -118,6 +118,9 @@ def test_the_spec_says_which_operations_need_which_token(spec):
     public = {"POST /register", "POST /login"}
     private_reads = {
         "GET /user/me", "GET /store/deleted", "GET /import/{import_id}", "GET /events"
+    } | {
+        f"GET {path}"
+        for path in ("/webhooks", "/webhooks/{webhook_id}", "/webhooks/{webhook_id}/deliveries")
     }  # fmt: skip
     for name, operation in operations(spec):
         if (name.startswith("GET ") and name not in private_reads) or name in public:
@@ -181,6 +184,7 @@ def test_every_error_response_declares_the_error_shape(spec):
 KEYED_POSTS = [
     "/store", "/item", "/store/{store_id}/tag", "/item/{item_id}/tag/{tag_id}", "/register",
     "/store/{store_id}/restore", "/store/{store_id}/purge", "/store/{store_id}/item/import",
+    "/webhooks",
 ]  # fmt: skip
 
 

@@ -32,6 +32,7 @@ from support.worker import import_runs
 
 from tools.gunicorn_server import serving_as_written
 from tools.throwaway_postgres import AS_POSTGRES, free_port, owned_temp_dir, throwaway_postgres
+from tools.webhook_receiver import webhook_receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -585,7 +586,7 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
     """Each command compose runs in our image, as written, from a copy of what the image holds
     and as its unprivileged user: the API's (the Dockerfile's CMD) migrates straight to
     PostgreSQL, then serves through PgBouncer and passes compose's healthcheck; the worker's
-    runs an import queued through it to the end."""
+    runs an import queued through it to the end, and delivers its events to a webhook."""
     result = compose_config(tmp_path, JWT_SECRET_KEY=JWT_SECRET)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
@@ -625,20 +626,34 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
         subprocess.run([*user, *healthcheck], cwd=app, env=api_env, check=True, timeout=30)
 
         log = tmp_path / "worker.log"
+        # The tests' receiver is on loopback: allowed to the worker here alone.
+        worker_env = {
+            **environment(image, ours["worker"], servers),
+            "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8,::1",
+        }
         worker = subprocess.Popen(
-            command("worker"), cwd=app, env=environment(image, ours["worker"], servers),
+            command("worker"), cwd=app, env=worker_env,
             stdout=subprocess.DEVNULL, stderr=log.open("w"),
         )  # fmt: skip
         try:
             headers = sign_up(url, "image-commands")
-            store = requests.post(
-                f"{url}/store", json={"name": "Imported"}, headers=headers, timeout=30
-            ).json()
-            imported = import_runs(url, headers, store["id"])
+            with webhook_receiver() as (receiver, receiver_url):
+                # A name: the API, allowing no loopback, refuses loopback addresses.
+                hook_url = receiver_url.replace("127.0.0.1", "localhost")
+                hooked = requests.post(
+                    f"{url}/webhooks", json={"url": hook_url}, headers=headers, timeout=30
+                )
+                assert hooked.status_code == 201, hooked.text
+                store = requests.post(
+                    f"{url}/store", json={"name": "Imported"}, headers=headers, timeout=30
+                ).json()
+                imported = import_runs(url, headers, store["id"])
+                delivered = [json.loads(each.body)["type"] for each in receiver.wait_for(2, 30)]
         finally:
             worker.terminate()
             worker.wait(timeout=30)
         assert imported, log.read_text()
+        assert delivered == ["store.created", "import.succeeded"]
         assert worker.returncode == 0, log.read_text()
     assert api.returncode == 0  # a clean shutdown on SIGTERM
     shutil.rmtree(erasures)

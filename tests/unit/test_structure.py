@@ -19,7 +19,7 @@ MIGRATIONS = sorted((ROOT / "migrations").glob("**/*.py"))
 LAYERS = [
     {"app", "worker", "cli", "gunicorn.conf"},  # entry points: they put the parts together
     {"resources", "web"},  # HTTP
-    {"rendering", "catalogue", "jobs", "security", "backups"},  # the work
+    {"rendering", "catalogue", "jobs", "security", "backups", "webhooks"},  # the work
     {"schemas"},  # representations
     {"models", "db", "replication"},  # data
     {"config", "connections", "observability", "priority"},  # what all of it stands on

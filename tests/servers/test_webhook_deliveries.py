@@ -1,0 +1,206 @@
+"""Webhook deliveries (webhooks/delivering.py), run by the pump the job worker runs, against
+receivers on 127.0.0.1: in feed order, signed, once each; retried, then turned off and on
+again; to their owner's stores' events only; never to an address the guard refuses."""
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from standardwebhooks import Webhook
+from support.api import assert_error, change_settings, created, new_item, new_store, signed_in
+
+from tools.webhook_receiver import no_content, webhook_receiver
+from webhooks.delivering import start_pump
+
+pytestmark = pytest.mark.one_driver
+
+
+def failing(handler) -> None:
+    handler.send_response(500)
+    handler.end_headers()
+
+
+@pytest.fixture
+def pump(app) -> Iterator[None]:
+    """The worker's pump, delivering while the test runs."""
+    stop = start_pump(lambda: app)
+    yield
+    stop.set()
+
+
+@pytest.fixture
+def loopback_allowed(monkeypatch, app) -> None:
+    change_settings(monkeypatch, app, webhook_allowed_networks="127.0.0.0/8")
+
+
+@pytest.fixture
+def receiver():
+    with webhook_receiver() as served:
+        yield served
+
+
+def new_webhook(client, url: str, **fields) -> dict:
+    return created(client.post("/webhooks", json={"url": url, **fields}))
+
+
+def run_sql(engine, statement: str, **parameters) -> None:
+    with engine.begin() as connection:
+        connection.execute(text(statement), parameters)
+
+
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_events_arrive_in_feed_order_signed_once_each_as_the_feed_shows_them(client, receiver):
+    arrived, url = receiver
+    hook = new_webhook(client, url + "/hooks")
+    store = new_store(client)
+    items = [new_item(client, store["id"], f"Lamp {n}") for n in range(3)]
+    client.delete(f"/item/{items[0]['id']}")
+
+    deliveries = arrived.wait_for(5)
+    feed = client.get("/events").get_json()
+    assert [json.loads(each.body) for each in deliveries] == feed
+    assert [event["type"] for event in feed] == [
+        "store.created", *["item.created"] * 3, "item.deleted"
+    ]  # fmt: skip
+    for delivery, event in zip(deliveries, feed, strict=True):
+        assert delivery.path == "/hooks"
+        assert Webhook(hook["secret"]).verify(delivery.body, delivery.headers) == event
+    ids = [delivery.headers["webhook-id"] for delivery in deliveries]
+    assert len(set(ids)) == 5
+    threading.Event().wait(0.5)
+    assert len(arrived.received) == 5  # none twice
+    attempts = client.get(f"/webhooks/{hook['id']}/deliveries").get_json()
+    assert [(each["attempt"], each["status"], each["error"]) for each in attempts] == [
+        (1, 204, None)
+    ] * 5
+
+
+@pytest.mark.usefixtures("pump")
+def test_loopback_is_never_sent_to_unless_allowed_and_the_attempt_says_why(client, receiver, sql):
+    arrived, url = receiver
+    # A name: refused when it is resolved, at delivery.
+    hook = new_webhook(client, url.replace("127.0.0.1", "localhost"))
+    new_store(client)
+    for _ in range(100):
+        attempts = client.get(f"/webhooks/{hook['id']}/deliveries").get_json()
+        if attempts:
+            break
+        threading.Event().wait(0.1)
+    [attempt] = attempts
+    assert attempt["status"] is None
+    assert "a loopback address" in attempt["error"]
+    assert "WEBHOOK_ALLOWED_NETWORKS" in attempt["error"]
+    [(retry,)] = sql(f"SELECT next_attempt_at IS NOT NULL FROM webhooks WHERE id = {hook['id']}")
+    assert retry
+    assert arrived.received == []
+
+
+def attempts_of(client, hook_id: int, count: int) -> list[dict]:
+    """The endpoint's attempts, newest first, once there are `count` of them."""
+    for _ in range(100):
+        attempts = client.get(f"/webhooks/{hook_id}/deliveries").get_json()
+        if len(attempts) >= count:
+            return attempts
+        threading.Event().wait(0.1)
+    raise AssertionError(f"{len(attempts)} of {count} attempts")
+
+
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_a_failing_endpoint_is_retried_in_order_turned_off_after_3_days_and_on_again(
+    client, engine
+):
+    with webhook_receiver(failing) as (arrived, url):
+        hook = new_webhook(client, url)
+        path = f"/webhooks/{hook['id']}"
+        first, second = new_store(client, "First"), new_store(client, "Second")
+        [failed] = attempts_of(client, hook["id"], 1)
+        assert (failed["status"], failed["error"]) == (500, "The receiver answered 500.")
+        threading.Event().wait(1)
+        # Waiting to retry (5 s), the second event behind the first.
+        assert len(arrived.received) == 1
+
+        retry_now = f"UPDATE webhooks SET next_attempt_at = now() WHERE id = {hook['id']}"
+        run_sql(engine, retry_now)
+        assert [each["attempt"] for each in attempts_of(client, hook["id"], 2)] == [2, 1]
+
+        run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '3 days', "
+                "next_attempt_at = now() WHERE id = :id", id=hook["id"])  # fmt: skip
+        attempts_of(client, hook["id"], 3)
+        threading.Event().wait(0.3)
+        shown = client.get(path).get_json()
+        assert shown["enabled"] is False
+        assert shown["disabled_reason"] == "The receiver answered 500."
+        assert {json.loads(each.body)["store_id"] for each in arrived.received} == {first["id"]}
+
+        arrived.answer = no_content
+        assert client.patch(path, json={"enabled": True}).get_json()["enabled"] is True
+        delivered = arrived.wait_for(5)[3:]
+    assert [json.loads(each.body)["store_id"] for each in delivered] == [first["id"], second["id"]]
+
+
+@pytest.mark.usefixtures("loopback_allowed")
+def test_two_workers_deliver_each_event_once_in_order(app, client, receiver):
+    arrived, url = receiver
+    new_webhook(client, url)
+    stops = [start_pump(lambda: app) for _ in range(2)]
+    try:
+        store = new_store(client)
+        for n in range(20):
+            new_item(client, store["id"], f"Lamp {n}")
+        deliveries = arrived.wait_for(21)
+        threading.Event().wait(0.5)
+    finally:
+        for stop in stops:
+            stop.set()
+    cursors = [json.loads(each.body)["cursor"] for each in arrived.received]
+    assert len(arrived.received) == 21
+    assert cursors == [json.loads(each.body)["cursor"] for each in deliveries]
+    assert cursors == [event["cursor"] for event in client.get("/events").get_json()]
+
+
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_a_webhook_gets_its_owners_stores_events_of_its_store_and_types_only(
+    app, client, new_user, bearer
+):
+    alice = signed_in(app, bearer(new_user("alice")))
+    with webhook_receiver() as (everything, url), webhook_receiver() as (narrow, narrow_url):
+        new_webhook(alice, url)
+        mine = new_store(alice, "Alice's")
+        new_webhook(alice, narrow_url, store_id=mine["id"], event_types=["item.created"])
+        new_store(client, "The admin's")
+        other = new_store(alice, "Alice's other")
+        new_item(alice, other["id"])
+        new_item(alice, mine["id"])
+        seen = [json.loads(each.body) for each in everything.wait_for(4)]
+        [item] = [json.loads(each.body) for each in narrow.wait_for(1)]
+        threading.Event().wait(0.5)
+        assert len(everything.received) == 4
+        assert len(narrow.received) == 1
+    assert [(event["type"], event["store_id"]) for event in seen] == [
+        ("store.created", mine["id"]), ("store.created", other["id"]),
+        ("item.created", other["id"]), ("item.created", mine["id"]),
+    ]  # fmt: skip
+    assert (item["type"], item["store_id"]) == ("item.created", mine["id"])
+
+
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_a_delivery_is_sent_again_when_its_owner_asks(client, receiver, engine):
+    arrived, url = receiver
+    hook = new_webhook(client, url)
+    new_store(client)
+    [first] = arrived.wait_for(1)
+    [delivery] = attempts_of(client, hook["id"], 1)
+    path = f"/webhooks/{hook['id']}/deliveries/{delivery['id']}/resend"
+
+    asked = client.post(path)
+    assert asked.status_code == 202
+    again = arrived.wait_for(2)[1]
+    assert (again.body, again.headers["webhook-id"]) == (first.body, first.headers["webhook-id"])
+    assert [each["attempt"] for each in attempts_of(client, hook["id"], 2)] == [2, 1]
+
+    other = new_webhook(client, url)
+    assert_error(client.post(f"/webhooks/{other['id']}/deliveries/{delivery['id']}/resend"), 404)
+    run_sql(engine, "DELETE FROM events")  # pruned
+    assert_error(client.post(path), 410, "no longer kept")

@@ -1,0 +1,246 @@
+"""The feed's events delivered to webhooks, by the job worker (worker.py runs the pump):
+
+- **In feed order per endpoint, at least once.** Each endpoint has its place in the feed
+  (`delivered_through`); its next event is sent, and only once the receiver answered 2xx
+  does its place move past it, with the attempt's record, in one transaction. A worker that
+  dies between the two sends it again: receivers tell by `webhook-id` (the event's id).
+- **Retried with backoff** (RETRIES: 5 s, then up to 24 h apart) while the endpoint's
+  events wait behind the one that fails, for up to GIVE_UP_AFTER; then the endpoint is
+  turned off, and says why (`disabled_reason`: the last attempt's failure). PATCH
+  {"enabled": true} turns it on again, from where it stopped.
+- **One sender per endpoint**, whatever the number of workers: a PostgreSQL advisory lock,
+  held on a connection of its own while the endpoint's events are sent. Endpoints are
+  served side by side (SENDERS threads), so one slow receiver holds only its own.
+"""
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+from flask import Flask
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.exc import OperationalError
+
+from config.settings import current_settings
+from db import db
+from models import UserModel, WebhookDeliveryModel, WebhookModel, WebhookResendModel
+from models.event import EventModel, events_after, feed_bounds, place_events
+from schemas.events import EventSchema
+from webhooks.sending import Attempt, send
+from webhooks.signing import signed_headers
+
+# Waits between the attempts at one event, as Standard Webhooks' reference schedule spaces
+# them, then a day apart, until GIVE_UP_AFTER.
+RETRIES = [
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=24),
+]
+GIVE_UP_AFTER = timedelta(days=3)
+# Events sent to one endpoint in a turn, before the others get theirs.
+EVENTS_PER_TURN = 100
+SENDERS = 8
+# How often the pump looks for new events: the wait a delivery adds to its event's commit.
+POLL_SECONDS = 0.1
+logger = logging.getLogger("stores.webhooks")
+# The advisory locks' first key: these locks among any others of the database.
+LOCK_SPACE = 41_0005
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def due_webhooks() -> list[int]:
+    """The endpoints with something to send now: a resend asked for; or turned on, behind
+    the feed's head, and not waiting to retry."""
+    head, _ = feed_bounds()
+    behind = and_(
+        WebhookModel.disabled_at.is_(None),
+        WebhookModel.delivered_through < head,
+        or_(WebhookModel.next_attempt_at.is_(None), WebhookModel.next_attempt_at <= now()),
+    )
+    resend = select(WebhookResendModel.id).where(WebhookResendModel.webhook_id == WebhookModel.id)
+    return list(db.session.scalars(select(WebhookModel.id).where(or_(behind, resend.exists()))))
+
+
+def payload(event: EventModel) -> bytes:
+    """The event as GET /events shows it."""
+    return json.dumps(EventSchema().dump(event), separators=(",", ":")).encode()
+
+
+@contextmanager
+def sending_to(webhook_id: int) -> Iterator[bool]:
+    """Whether this thread may send to the endpoint: no other, here or in another worker,
+    is; until the block ends."""
+    if db.engine.dialect.name != "postgresql":
+        yield True  # SQLite: one process
+        return
+    with db.engine.connect() as connection:
+        taken = connection.scalar(
+            text("SELECT pg_try_advisory_lock(:space, :id)"),
+            {"space": LOCK_SPACE, "id": webhook_id},
+        )
+        connection.commit()
+        try:
+            yield taken
+        finally:
+            if taken:
+                connection.execute(
+                    text("SELECT pg_advisory_unlock(:space, :id)"),
+                    {"space": LOCK_SPACE, "id": webhook_id},
+                )
+                connection.commit()
+
+
+def deliver_to(webhook_id: int) -> int:
+    """Send the resends asked for, then the endpoint's waiting events in order, until one
+    fails or EVENTS_PER_TURN are sent; how many events were delivered."""
+    delivered = 0
+    with sending_to(webhook_id) as mine:
+        if not mine:
+            return 0
+        resend_asked(webhook_id)
+        for _ in range(EVENTS_PER_TURN):
+            webhook = db.session.get(WebhookModel, webhook_id)
+            if webhook is None or not webhook.enabled:
+                break
+            [event] = next_events(webhook, 1) or [None]
+            if event is None:
+                break
+            if not record(webhook_id, event, sent_once(webhook, event)):
+                break
+            delivered += 1
+    return delivered
+
+
+def resend_asked(webhook_id: int) -> None:
+    """Send again the events the endpoint's owner asked for, each once, whatever its state
+    (a resend claimed by a worker that then died is not sent: ask again)."""
+    asked = select(WebhookResendModel).where(WebhookResendModel.webhook_id == webhook_id)
+    for resend in db.session.scalars(asked).all():
+        db.session.delete(resend)
+        webhook = db.session.get(WebhookModel, webhook_id)
+        event = db.session.get(EventModel, resend.event_id)
+        if webhook is None or event is None:  # pruned since
+            db.session.commit()
+            continue
+        db.session.commit()
+        keep(webhook_id, event.id, sent_once(webhook, event))
+        db.session.commit()
+
+
+def sent_once(webhook: WebhookModel, event: EventModel) -> Attempt:
+    """One attempt at sending `event` to the endpoint, with no transaction held while the
+    receiver answers."""
+    url, secret, body = webhook.url, webhook.secret, payload(event)
+    headers = signed_headers(secret, f"evt_{event.id}", body, now())
+    db.session.rollback()
+    return send(url, body, headers, current_settings().webhook_allowed_network_list)
+
+
+def next_events(webhook: WebhookModel, limit: int) -> list[EventModel]:
+    """The endpoint's next events: those of its owner's stores (all, for an admin's), of
+    its store and its types when it names them."""
+    owner = db.session.get(UserModel, webhook.owner_id)
+    return events_after(
+        webhook.delivered_through,
+        limit,
+        owner_id=None if owner.is_admin else owner.id,
+        store_id=webhook.store_id,
+        types=webhook.event_types or None,
+    )
+
+
+def keep(webhook_id: int, event_id: int, attempt: Attempt) -> int:
+    """Add the attempt's record to the transaction; the number of attempts at the event before
+    it."""
+    tried = db.session.scalar(
+        select(func.count()).where(
+            WebhookDeliveryModel.webhook_id == webhook_id, WebhookDeliveryModel.event_id == event_id
+        )
+    )
+    db.session.add(
+        WebhookDeliveryModel(
+            webhook_id=webhook_id,
+            event_id=event_id,
+            attempt=tried + 1,
+            attempted_at=now(),
+            status=attempt.status,
+            seconds=attempt.seconds,
+            error=attempt.error,
+            answer=attempt.answer.decode("utf-8", "replace") or None,
+        )
+    )
+    return tried
+
+
+def record(webhook_id: int, event: EventModel, attempt: Attempt) -> bool:
+    """Keep the attempt, and move the endpoint past the event (delivered) or set its next
+    attempt (failed), in one transaction; whether it was delivered."""
+    webhook = db.session.get(WebhookModel, webhook_id, with_for_update=True)
+    if webhook is None:
+        db.session.rollback()
+        return False
+    tried = keep(webhook_id, event.id, attempt)
+    if attempt.delivered:
+        webhook.delivered_through = event.position
+        webhook.failing_since = webhook.next_attempt_at = None
+    else:
+        webhook.failing_since = webhook.failing_since or now()
+        if now() - webhook.failing_since >= GIVE_UP_AFTER:
+            webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
+        else:
+            webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
+    db.session.commit()
+    return attempt.delivered
+
+
+def pump(flask_app: Callable[[], Flask], stop: threading.Event) -> None:
+    """Deliver events as they are committed, until `stop` is set: the worker's thread. A
+    database that cannot answer pauses it, as long as it lasts."""
+    with flask_app().app_context(), ThreadPoolExecutor(SENDERS) as senders:
+        running: dict[int, Future] = {}
+        while not stop.is_set():
+            try:
+                place_events()
+                due = due_webhooks()
+            except OperationalError:
+                logger.warning("webhooks: the database cannot answer; trying again", exc_info=True)
+                due = []
+            finally:
+                db.session.remove()
+            for webhook_id in due:
+                if webhook_id not in running or running[webhook_id].done():
+                    running[webhook_id] = senders.submit(in_context, flask_app, webhook_id)
+            stop.wait(POLL_SECONDS)
+
+
+def in_context(flask_app: Callable[[], Flask], webhook_id: int) -> int:
+    with flask_app().app_context():
+        try:
+            return deliver_to(webhook_id)
+        except OperationalError:
+            # The event stays where it was: the next turn sends it.
+            logger.warning(
+                "webhooks: endpoint %s waits for the database", webhook_id, exc_info=True
+            )
+            return 0
+        finally:
+            db.session.remove()
+
+
+def start_pump(flask_app: Callable[[], Flask]) -> threading.Event:
+    """Run the pump in a thread of its own (a daemon: the worker's end ends it); set the
+    Event to stop it."""
+    stop = threading.Event()
+    threading.Thread(target=pump, args=(flask_app, stop), name="webhooks", daemon=True).start()
+    return stop
