@@ -42,6 +42,47 @@ BAD_TARGET = {
 }
 
 
+def signature_header(name: str, description: str, example: str) -> dict:
+    return {
+        "name": name, "in": "header", "required": True, "description": description,
+        "schema": {"type": "string", "example": example},
+    }  # fmt: skip
+
+
+# What a receiver gets (OpenAPI callbacks): each event POSTed to the webhook's url, signed.
+DELIVERY = {
+    "event": {
+        "{$request.body#/url}": {
+            "post": {
+                "summary": "An event, as GET /events shows it, delivered to your URL",
+                "description": "Signed as Standard Webhooks says: verify with the secret "
+                "POST /webhooks answered. Answer 2xx within 5 s; anything else is tried again.",
+                "parameters": [
+                    signature_header(
+                        "webhook-id", "The event's, the same on every retry.", "evt_42"
+                    ),
+                    signature_header(
+                        "webhook-timestamp", "When it was sent, Unix seconds.", "1796364562"
+                    ),
+                    signature_header(
+                        "webhook-signature",
+                        "v1,<base64 HMAC-SHA256 of id.timestamp.body>",
+                        "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+                    ),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Event"}}
+                    },
+                },
+                "responses": {"2XX": {"description": "Received: the next event follows."}},
+            }
+        }
+    }
+}
+
+
 def own_webhook(webhook_id: int) -> WebhookModel:
     """The caller's webhook (an admin: anyone's), locked for the write; 404 otherwise, as
     if it were not there: a webhook is its owner's alone, unlike a store."""
@@ -82,6 +123,7 @@ class Webhooks(MethodView):
         201, WebhookCreatedSchema, emits=None, idempotent=user_scope, body=WebhookCreateSchema,
         headers=LOCATION_HEADER, tagged=False, errors=BAD_TARGET,
     )  # fmt: skip
+    @blp.doc(callbacks=DELIVERY)
     def post(self, body: dict) -> tuple[WebhookModel, dict[str, str]]:
         """Make a webhook; its signing secret is in this answer, and in no other"""
         check_target(body)

@@ -229,3 +229,12 @@ def test_single_resources_are_tagged_and_conditional(spec, path):
         assert not if_match.get("required")
         assert "ETag" in changing["responses"]["412"]["headers"]
         assert "REQUIRE_IF_MATCH" in changing["responses"]["428"]["description"]
+
+
+def test_the_webhooks_deliveries_are_documented_as_callbacks(spec):
+    [callback] = spec["paths"]["/webhooks"]["post"]["callbacks"]["event"].values()
+    delivery = callback["post"]
+    schema = delivery["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/Event"}
+    headers = {each["name"] for each in delivery["parameters"] if each["in"] == "header"}
+    assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
