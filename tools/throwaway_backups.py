@@ -191,11 +191,12 @@ class ThrowawayWalReceiver:
         self.process: subprocess.Popen | None = None
         with connect(cluster) as db:
             db.execute("SELECT pg_create_physical_replication_slot(%s)", (RECEIVER,))
+            # The throwaway cluster commits asynchronously (its command line): its roles'
+            # setting wins over that, and the API's connections log in as postgres. Set
+            # before the receiver is named: a commit would wait for it from then on.
+            db.execute("ALTER ROLE postgres SET synchronous_commit = 'on'")
             db.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{RECEIVER}'")
             db.execute("SELECT pg_reload_conf()")
-            # The throwaway cluster commits asynchronously (its command line): its roles'
-            # setting wins over that, and the API's connections log in as postgres.
-            db.execute("ALTER ROLE postgres SET synchronous_commit = 'on'")
 
     def start(self) -> None:
         """Start streaming, from the slot's position, and wait until it is the synchronous

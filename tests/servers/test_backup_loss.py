@@ -161,3 +161,34 @@ def test_a_synchronous_wal_receiver_loses_no_acknowledged_write(database):
     assert seen["acknowledged"] > 50, seen
     assert seen["doubled"] == seen["invented"] == [], seen
     assert seen["lost"] == 0, seen
+
+
+def test_while_the_receiver_is_down_writes_wait_unacknowledged_and_reads_go_on(database):
+    """No statement timeout ends the wait (PostgreSQL commits after the statement's timer is
+    off): the write is answered only once the receiver is back, and only what it has flushed
+    is acknowledged. Nothing of ours cancels the wait, whose WARNING would come with a
+    successful COMMIT (docs/operations.md, "No write lost")."""
+    with (
+        throwaway_postgres() as cluster,
+        wal_receiver(cluster) as receiver,
+    ):
+        migrate(cluster)
+        env = server_env(cluster.url(database), DATABASE_STATEMENT_TIMEOUT_MS="1000")
+        with gunicorn(API, env, "--workers", "2", stderr=subprocess.DEVNULL) as server:
+            signed_in = sign_up(server.url, "unreceived")
+            store = requests.post(
+                f"{server.url}/store", json={"name": "Waiting"}, headers=signed_in, timeout=30
+            ).json()
+            headers = {**signed_in, "Idempotency-Key": "waiting"}
+            item = {"name": "waiting", "price": 1, "store_id": store["id"]}
+            receiver.stop()
+            with pytest.raises(requests.ReadTimeout):  # past the statement timeout: no answer
+                requests.post(f"{server.url}/item", json=item, headers=headers, timeout=4)
+            read = requests.get(f"{server.url}/store/{store['id']}", timeout=10)
+            assert read.status_code == 200
+            assert read.json()["items"] == []  # not committed yet, for anyone else either
+
+            receiver.start()
+            again = requests.post(f"{server.url}/item", json=item, headers=headers, timeout=30)
+            assert again.status_code == 201, again.text
+            assert "canceling wait for synchronous replication" not in cluster.log()
