@@ -85,11 +85,12 @@ class ThrowawayBackups:
             shutil.chown(self.config, "postgres", "postgres")
         self.config.chmod(0o600)  # it holds the key
 
-    def pgbackrest(self, command: str, *options: str) -> str:
-        """Run a pgBackRest command on the stanza with this configuration; its output."""
+    def pgbackrest(self, command: str, *options: str, arguments: tuple[str, ...] = ()) -> str:
+        """Run a pgBackRest command on the stanza with this configuration (and `arguments`
+        after it: archive-get's segment and path); its output."""
         run = subprocess.run(
             [*AS_POSTGRES, "pgbackrest", f"--config={self.config}", f"--stanza={STANZA}",
-             *options, command],
+             *options, command, *arguments],
             capture_output=True, text=True, errors="replace",
         )  # fmt: skip
         if run.returncode:

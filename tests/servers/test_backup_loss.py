@@ -165,9 +165,10 @@ def test_a_synchronous_wal_receiver_loses_no_acknowledged_write(database):
 
 def test_while_the_receiver_is_down_writes_wait_unacknowledged_and_reads_go_on(database):
     """No statement timeout ends the wait (PostgreSQL commits after the statement's timer is
-    off): the write is answered only once the receiver is back, and only what it has flushed
-    is acknowledged. Nothing of ours cancels the wait, whose WARNING would come with a
-    successful COMMIT (docs/operations.md, "No write lost")."""
+    off): the write is answered only once the receiver is back, its retry meanwhile 409, and
+    only what the receiver has flushed is acknowledged. Nothing of ours cancels the wait,
+    whose WARNING would come with a successful COMMIT (docs/operations.md, "No write
+    lost")."""
     with (
         throwaway_postgres() as cluster,
         wal_receiver(cluster) as receiver,
@@ -184,6 +185,10 @@ def test_while_the_receiver_is_down_writes_wait_unacknowledged_and_reads_go_on(d
             receiver.stop()
             with pytest.raises(requests.ReadTimeout):  # past the statement timeout: no answer
                 requests.post(f"{server.url}/item", json=item, headers=headers, timeout=4)
+            # Its retry is told the first one still runs.
+            retried = requests.post(f"{server.url}/item", json=item, headers=headers, timeout=10)
+            assert retried.status_code == 409, retried.text
+            assert retried.headers["Retry-After"]
             read = requests.get(f"{server.url}/store/{store['id']}", timeout=10)
             assert read.status_code == 200
             assert read.json()["items"] == []  # not committed yet, for anyone else either
