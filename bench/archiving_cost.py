@@ -15,7 +15,8 @@ On a shared machine runs drift by 2x, more than archiving's cost, which is paid 
 segment (16 MB, or archive_timeout's switch), apart from commits. So it is also measured where
 it can be seen: the WAL a POST /item writes, and archive-push's time on each segment archived
 during the load (pushed again into a second repository): all of it over the load's time is
-archiving's share of the machine.
+archiving's share of the machine. And a commit's own time, one client alone, on each: what
+the zero-loss option adds to a write.
 
 `.venv/bin/python bench/archiving_cost.py [--runs 5] [--seconds 10]` (needs `wrk`); starts
 its own clusters, repository and receiver in temp dirs. Figures: docs/benchmarks.md.
@@ -97,6 +98,19 @@ def segment_names(first: str, last: str) -> list[str]:
     return names
 
 
+def commit_milliseconds(cluster: ThrowawayPostgres, commits: int = 300) -> float:
+    """A one-row INSERT's time, committed (autocommit), one client alone: what a write waits
+    for its flush, and the receiver's; the median of `commits`."""
+    times = []
+    with connect(cluster) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS committed (at timestamptz DEFAULT now())")
+        for _ in range(commits):
+            start = time.perf_counter()
+            db.execute("INSERT INTO committed DEFAULT VALUES")
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
 def cluster_of(
     stack: ExitStack, configuration: str
 ) -> tuple[ThrowawayPostgres, ThrowawayBackups | None]:
@@ -144,6 +158,10 @@ def main() -> None:
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (since,)
             ).fetchone()[0]
         pushes = push_seconds(archiving, backups, since)
+        commit_ms = {each: [] for each in CONFIGURATIONS}
+        for _ in range(3):  # interleaved, the best of each
+            for each, cluster in clusters.items():
+                commit_ms[each].append(commit_milliseconds(cluster))
     off = rates["archiving off"]
     for each in CONFIGURATIONS:
         # Each run against the run of archiving off in the same round, moments apart: the
@@ -151,7 +169,8 @@ def main() -> None:
         paired = statistics.median(rate / base for rate, base in zip(rates[each], off, strict=True))
         print(
             f"{each:>13}: POST /item {statistics.median(rates[each]):.0f} req/s, ratio "
-            f"{paired:.3f} (median of each round's)   (runs: {[round(r) for r in rates[each]]})"
+            f"{paired:.3f} (median of each round's)   (runs: {[round(r) for r in rates[each]]}); "
+            f"a commit alone {min(commit_ms[each]):.2f} ms"
         )
     per_request = float(wal_bytes) / (sum(rates["archiving"]) * arguments.seconds)
     loaded_seconds = arguments.runs * arguments.seconds
