@@ -55,7 +55,8 @@ openapi: $(VENV)/installed $(SECRET)
 ## docs/deletion-times.png), what the reads' statement timeout costs, writes beside
 ## logins on SQLite, catalogue import and export against COPY (bench/import_export.py), and
 ## reads and writes with a hot standby, and its lag during a purge (bench/replicas.py); backups
-## with pgBackRest and Barman (bench/backups.py), restore-store against COPY (bench/restore_store.py);
+## with pgBackRest and Barman (bench/backups.py), restore-store against COPY (bench/restore_store.py),
+## what archiving and the zero-loss option cost a write (bench/archiving_cost.py);
 ## wrk comes from Debian.
 bench: $(VENV)/installed
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
@@ -70,3 +71,4 @@ bench: $(VENV)/installed
 	command -v barman >/dev/null || (apt-get update -q && apt-get install -y -q barman)
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/restore_store.py
+	$(BIN)/python bench/archiving_cost.py
