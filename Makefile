@@ -57,6 +57,7 @@ openapi: $(VENV)/installed $(SECRET)
 ## reads and writes with a hot standby, and its lag during a purge (bench/replicas.py); backups
 ## with pgBackRest and Barman (bench/backups.py), restore-store against COPY (bench/restore_store.py),
 ## the runbook's restores at a million items (bench/runbook.py);
+## what archiving and the zero-loss option cost a write (bench/archiving_cost.py);
 ## wrk comes from Debian.
 bench: $(VENV)/installed
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
@@ -72,3 +73,4 @@ bench: $(VENV)/installed
 	$(BIN)/python bench/backups.py
 	$(BIN)/python bench/restore_store.py
 	$(BIN)/python bench/runbook.py
+	$(BIN)/python bench/archiving_cost.py

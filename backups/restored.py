@@ -27,11 +27,19 @@ class RestoreFailedError(Exception):
 
 @contextmanager
 def restored(
-    at: datetime | None, login: dict[str, str], *options: str, timeout: float = 3600
+    at: datetime | None,
+    login: dict[str, str],
+    *options: str,
+    timeout: float = 3600,
+    streamed_wal: Path | None = None,
 ) -> Iterator[ThrowawayPostgres]:
     """A running server holding every transaction committed up to `at` and none after (None:
-    all the archive holds); `options` go to `pgbackrest restore`. `login` (user, password,
-    dbname) is a role of the restored database's, which checks that it was promoted."""
+    all the archive holds, then all `streamed_wal` holds); `options` go to `pgbackrest
+    restore`. `login` (user, password, dbname) is a role of the restored database's, which
+    checks that it was promoted.
+
+    `streamed_wal`: the directory of a `pg_receivewal` (the zero-loss option), whose WAL
+    reaches past the archive's last segment."""
     target = []
     if at is not None:
         target = ["--type=time", f"--target={at.astimezone(UTC).isoformat(sep=' ')}",
@@ -45,6 +53,8 @@ def restored(
         )  # fmt: skip
         if run.returncode:
             raise RestoreFailedError(run.stderr.strip() or run.stdout.strip())
+        if streamed_wal is not None:
+            with_streamed_wal(data / "pg_wal", streamed_wal)
 
     server = ThrowawayPostgres(data_from=restore_into)
     try:
@@ -58,6 +68,17 @@ def restored(
         yield server
     finally:
         server.remove()
+
+
+def with_streamed_wal(pg_wal: Path, streamed_wal: Path) -> None:
+    """The receiver's segments put in the restored pg_wal, the one it was writing (`.partial`,
+    full-sized: pg_receivewal fills it with zeros first) under its segment's name. Recovery
+    asks the archive (restore_command) first, and reads pg_wal for what the archive lacks."""
+    for segment in streamed_wal.iterdir():
+        subprocess.run(
+            [*AS_POSTGRES, "cp", segment, pg_wal / segment.name.removesuffix(".partial")],
+            check=True,
+        )
 
 
 def why_it_stopped(server: ThrowawayPostgres) -> str:

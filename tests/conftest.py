@@ -45,6 +45,7 @@ TESTS = Path(__file__).resolve().parent
 STARTED_FIRST = (
     "contract/test_contract.py",
     "servers/test_failover.py",
+    "servers/test_backup_loss.py",
     "servers/test_monotonic_reads.py",
     "servers/test_partition.py",
     "servers/test_clone.py",

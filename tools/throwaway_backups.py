@@ -9,9 +9,11 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 import psycopg
@@ -83,11 +85,12 @@ class ThrowawayBackups:
             shutil.chown(self.config, "postgres", "postgres")
         self.config.chmod(0o600)  # it holds the key
 
-    def pgbackrest(self, command: str, *options: str) -> str:
-        """Run a pgBackRest command on the stanza with this configuration; its output."""
+    def pgbackrest(self, command: str, *options: str, arguments: tuple[str, ...] = ()) -> str:
+        """Run a pgBackRest command on the stanza with this configuration (and `arguments`
+        after it: archive-get's segment and path); its output."""
         run = subprocess.run(
             [*AS_POSTGRES, "pgbackrest", f"--config={self.config}", f"--stanza={STANZA}",
-             *options, command],
+             *options, command, *arguments],
             capture_output=True, text=True, errors="replace",
         )  # fmt: skip
         if run.returncode:
@@ -139,13 +142,15 @@ class ThrowawayBackups:
         return json.loads(self.pgbackrest("info", "--output=json"))
 
     def restore(
-        self, target_time: datetime | None = None
+        self, target_time: datetime | None = None, streamed_wal: Path | None = None
     ) -> AbstractContextManager[ThrowawayPostgres]:
         """A new cluster from the repository alone (backups.restored: the restore-store
         command's): replayed to `target_time` (every transaction committed up to it, none
-        after), or to the end of the archive, then promoted; gone once the block ends."""
+        after), or to the end of the archive (and then of `streamed_wal`, a WAL receiver's
+        directory), then promoted; gone once the block ends."""
         login = {"user": "postgres", "dbname": "postgres"}
-        return restored(target_time, login, f"--config={self.config}", f"--stanza={STANZA}")
+        options = f"--config={self.config}", f"--stanza={STANZA}"
+        return restored(target_time, login, *options, streamed_wal=streamed_wal)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -169,3 +174,72 @@ def throwaway_backups(
         yield backups
     finally:
         backups.remove()
+
+
+RECEIVER = "walreceiver"
+
+
+class ThrowawayWalReceiver:
+    """The zero-loss option (docs/operations.md, "No write lost"): `pg_receivewal
+    --synchronous` streaming the cluster's WAL into a directory of its own, through a
+    replication slot, as the cluster's synchronous standby. Every commit then waits until the
+    receiver has written and flushed its WAL (synchronous_commit = on): what the API
+    acknowledged is on the receiver's disk, even if the cluster's is lost."""
+
+    def __init__(self, cluster: ThrowawayPostgres) -> None:
+        self.cluster = cluster
+        self.wal = owned_temp_dir("throwaway-walreceiver-")
+        self.process: subprocess.Popen | None = None
+        with connect(cluster) as db:
+            db.execute("SELECT pg_create_physical_replication_slot(%s)", (RECEIVER,))
+            # The throwaway cluster commits asynchronously (its command line): its roles'
+            # setting wins over that, and the API's connections log in as postgres. Set
+            # before the receiver is named: a commit would wait for it from then on.
+            db.execute("ALTER ROLE postgres SET synchronous_commit = 'on'")
+            db.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{RECEIVER}'")
+            db.execute("SELECT pg_reload_conf()")
+
+    def start(self) -> None:
+        """Start streaming, from the slot's position, and wait until it is the synchronous
+        standby."""
+        self.process = subprocess.Popen(
+            [self.cluster.bindir / "pg_receivewal", "--synchronous", f"--slot={RECEIVER}",
+             f"--directory={self.wal}", "--no-password",
+             f"--dbname=host=127.0.0.1 port={self.cluster.port} user=postgres "
+             f"application_name={RECEIVER}"],
+            user="postgres" if AS_POSTGRES else None,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        with connect(self.cluster) as db:
+            for _ in range(300):
+                state = db.execute(
+                    "SELECT sync_state FROM pg_stat_replication WHERE application_name = %s",
+                    (RECEIVER,),
+                ).fetchone()
+                if state == ("sync",):
+                    return
+                time.sleep(0.05)
+        raise TimeoutError("pg_receivewal did not become the synchronous standby")
+
+    def stop(self) -> None:
+        """Stop streaming (SIGTERM: what it received is flushed; the segment it was writing
+        stays `.partial`)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.wal, ignore_errors=True)
+
+
+@contextmanager
+def wal_receiver(cluster: ThrowawayPostgres) -> Iterator[ThrowawayWalReceiver]:
+    """A synchronous WAL receiver of `cluster`, streaming."""
+    receiver = ThrowawayWalReceiver(cluster)
+    try:
+        receiver.start()
+        yield receiver
+    finally:
+        receiver.remove()

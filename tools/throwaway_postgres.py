@@ -49,13 +49,18 @@ class ThrowawayPostgres:
     """A cluster in a temporary directory, from the installed binaries (`pg_config --bindir`):
     a new one, or a hot standby of a running one (`standby_of`), streaming from it, copied
     with `pg_basebackup -R -X stream` (initdb's trust rules let loopback replicate), or
-    one whose data directory `data_from` fills (a restore from a backup)."""
+    one whose data directory `data_from` fills (a restore from a backup).
+
+    `durable`: flushed and committed as deployed (fsync, synchronous commits, full page
+    writes), for benchmarks of what durability costs; by default, not."""
 
     def __init__(
         self,
         standby_of: "ThrowawayPostgres | None" = None,
         data_from: Callable[[Path], None] | None = None,
+        durable: bool = False,
     ) -> None:
+        self.durable = durable
         self.bindir = Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip())
         self.root = owned_temp_dir("throwaway-postgres-")
         self.data = self.root / "data"
@@ -98,11 +103,10 @@ class ThrowawayPostgres:
             "listen_addresses=127.0.0.1",
             f"port={port}",
             f"unix_socket_directories={self.root}",
-            # Nothing here outlives the run: durability only costs time.
-            "fsync=off",
-            "synchronous_commit=off",
-            "full_page_writes=off",
         ]
+        if not self.durable:
+            # Nothing here outlives the run: durability only costs time.
+            options += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
         self._run(
             "pg_ctl", "-D", self.data, "-l", self.log_path, "-w",
             "-o", " ".join(f"-c {option}" for option in options), "start",
@@ -129,8 +133,10 @@ class ThrowawayPostgres:
 
 
 @contextmanager
-def throwaway_postgres(standby_of: ThrowawayPostgres | None = None) -> Iterator[ThrowawayPostgres]:
-    cluster = ThrowawayPostgres(standby_of)
+def throwaway_postgres(
+    standby_of: ThrowawayPostgres | None = None, durable: bool = False
+) -> Iterator[ThrowawayPostgres]:
+    cluster = ThrowawayPostgres(standby_of, durable=durable)
     try:
         cluster.start()
         yield cluster

@@ -811,3 +811,80 @@ def test_the_runbooks_whole_database_restore_brings_back_every_archived_write(
                 time.sleep(0.2)
             notes = connection.exec_driver_sql("SELECT note FROM written ORDER BY note").all()
         assert notes == [("after the backup",), ("before",)]
+
+
+def test_the_zero_loss_option_streams_db_wal_synchronously_to_the_walreceiver(tmp_path):
+    """Off by default; with SYNCHRONOUS_WAL_RECEIVER=walreceiver, db names the walreceiver
+    service (profile zero-loss) its synchronous standby; deploy/walreceiver/receive.sh as
+    compose runs it, as postgres, against a real server: it creates its slot, becomes the
+    synchronous standby, and a commit returns with its WAL in the receiver's directory."""
+    (tmp_path / "default").mkdir()
+    (tmp_path / "zero-loss").mkdir()
+    default = compose_config(tmp_path / "default", JWT_SECRET_KEY="x" * 64)
+    assert default.returncode == 0, default.stderr
+    default_db = yaml.safe_load(default.stdout)["services"]["db"]
+    assert server_options(default_db["command"])["synchronous_standby_names"] == ""
+
+    result = compose_config(
+        tmp_path / "zero-loss", JWT_SECRET_KEY="x" * 64, SYNCHRONOUS_WAL_RECEIVER="walreceiver"
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    database, receiver = config["services"]["db"], config["services"]["walreceiver"]
+    assert server_options(database["command"])["synchronous_standby_names"] == "walreceiver"
+    assert receiver["profiles"] == ["zero-loss"]
+    assert receiver["build"]["context"].endswith("deploy/postgres")
+    assert (receiver["entrypoint"], receiver["user"]) == (
+        ["/usr/local/bin/receive-wal"],
+        "postgres",
+    )
+    assert receiver["environment"]["PRIMARY_HOST"] == "db"
+    assert (
+        receiver["environment"]["REPLICATION_PASSWORD"]
+        == (database["environment"]["REPLICATION_PASSWORD"])
+    )
+    assert "streamedwal:/var/lib/walreceiver:rw" in receiver["volumes"]
+    assert "streamedwal" in config["volumes"]
+    assert "/var/lib/walreceiver" in (ROOT / "deploy" / "postgres" / "Dockerfile").read_text()
+
+    directory = owned_temp_dir("walreceiver-")
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, directory, ignore_errors=True)
+        server = stack.enter_context(throwaway_postgres())
+        env = {
+            **os.environ,
+            **receiver["environment"],
+            "PRIMARY_HOST": "127.0.0.1",
+            "PRIMARY_PORT": str(server.port),
+            "REPLICATION_USER": "postgres",  # initdb's trust rules let loopback replicate
+            "WAL_RECEIVER_DIRECTORY": str(directory),
+        }
+        script = ROOT / "deploy" / "walreceiver" / "receive.sh"
+        streaming = subprocess.Popen(
+            [*AS_POSTGRES, script], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        stack.callback(os.killpg, streaming.pid, signal.SIGTERM)
+        engine = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+        stack.callback(engine.dispose)
+        with engine.connect() as connection:
+            name = server_options(database["command"])["synchronous_standby_names"]
+            connection.exec_driver_sql(f"ALTER SYSTEM SET synchronous_standby_names = '{name}'")
+            connection.exec_driver_sql("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + 30
+            state = None
+            while state != "sync":
+                assert time.monotonic() < deadline, f"not the synchronous standby: {state}"
+                time.sleep(0.1)
+                state = connection.exec_driver_sql(
+                    "SELECT sync_state FROM pg_stat_replication "
+                    "WHERE application_name = 'walreceiver'"
+                ).scalar()
+            slots = connection.exec_driver_sql("SELECT slot_name FROM pg_replication_slots")
+            assert slots.scalars().all() == ["walreceiver"]
+            # The throwaway server commits asynchronously unless told otherwise.
+            connection.exec_driver_sql("SET synchronous_commit = on")
+            connection.exec_driver_sql("CREATE TABLE received (value text)")
+            connection.exec_driver_sql("INSERT INTO received VALUES ('flushed on the receiver')")
+        streamed = b"".join(file.read_bytes() for file in directory.iterdir())
+        assert b"flushed on the receiver" in streamed
