@@ -30,7 +30,7 @@ from db import db
 from models import UserModel, WebhookDeliveryModel, WebhookModel, WebhookResendModel
 from models.event import EventModel, events_after, feed_bounds, place_events
 from schemas.events import EventSchema
-from webhooks.sending import Attempt, send
+from webhooks.sending import Attempt, Sender, send
 from webhooks.signing import signed_headers
 
 # Waits between the attempts at one event, as Standard Webhooks' reference schedule spaces
@@ -104,22 +104,27 @@ def sending_to(webhook_id: int) -> Iterator[bool]:
 def deliver_to(webhook_id: int) -> int:
     """Send the resends asked for, then the endpoint's waiting events in order, until one
     fails or EVENTS_PER_TURN are sent; how many events were delivered."""
-    delivered = 0
     with sending_to(webhook_id) as mine:
         if not mine:
             return 0
         resend_asked(webhook_id)
-        for _ in range(EVENTS_PER_TURN):
-            webhook = db.session.get(WebhookModel, webhook_id)
-            if webhook is None or not webhook.enabled:
-                break
-            [event] = next_events(webhook, 1) or [None]
-            if event is None:
-                break
-            if not record(webhook_id, event, sent_once(webhook, event)):
-                break
-            delivered += 1
-    return delivered
+        webhook = db.session.get(WebhookModel, webhook_id)
+        if webhook is None or not webhook.enabled:
+            return 0
+        url, secret = webhook.url, webhook.secret
+        waiting = [
+            (event.id, event.position, payload(event))
+            for event in next_events(webhook, EVENTS_PER_TURN)
+        ]
+        db.session.rollback()  # no transaction held while the receiver answers
+        delivered = 0
+        with Sender(url, current_settings().webhook_allowed_network_list) as sender:
+            for event_id, position, body in waiting:
+                headers = signed_headers(secret, f"evt_{event_id}", body, now())
+                if not record(webhook_id, url, event_id, position, sender.send(body, headers)):
+                    break
+                delivered += 1
+        return delivered
 
 
 def resend_asked(webhook_id: int) -> None:
@@ -160,14 +165,16 @@ def next_events(webhook: WebhookModel, limit: int) -> list[EventModel]:
     )
 
 
-def keep(webhook_id: int, event_id: int, attempt: Attempt) -> int:
+def keep(webhook_id: int, event_id: int, attempt: Attempt, tried: int | None = None) -> int:
     """Add the attempt's record to the transaction; the number of attempts at the event before
-    it."""
-    tried = db.session.scalar(
-        select(func.count()).where(
-            WebhookDeliveryModel.webhook_id == webhook_id, WebhookDeliveryModel.event_id == event_id
+    it (`tried`, when the caller knows it)."""
+    if tried is None:
+        tried = db.session.scalar(
+            select(func.count()).where(
+                WebhookDeliveryModel.webhook_id == webhook_id,
+                WebhookDeliveryModel.event_id == event_id,
+            )
         )
-    )
     db.session.add(
         WebhookDeliveryModel(
             webhook_id=webhook_id,
@@ -183,16 +190,18 @@ def keep(webhook_id: int, event_id: int, attempt: Attempt) -> int:
     return tried
 
 
-def record(webhook_id: int, event: EventModel, attempt: Attempt) -> bool:
-    """Keep the attempt, and move the endpoint past the event (delivered) or set its next
-    attempt (failed), in one transaction; whether it was delivered."""
-    webhook = db.session.get(WebhookModel, webhook_id, with_for_update=True)
+def record(webhook_id: int, url: str, event_id: int, position: int, attempt: Attempt) -> bool:
+    """Keep the attempt at the event, sent to `url`, and move the endpoint past the event
+    (delivered) or set its next attempt (failed), in one transaction; whether its turn goes
+    on: delivered, to the URL it still has."""
+    webhook = db.session.get(WebhookModel, webhook_id)
     if webhook is None:
         db.session.rollback()
         return False
-    tried = keep(webhook_id, event.id, attempt)
+    # An event not tried before is the first attempt: no count needed (the common case).
+    tried = keep(webhook_id, event_id, attempt, None if webhook.failing_since else 0)
     if attempt.delivered:
-        webhook.delivered_through = event.position
+        webhook.delivered_through = position
         webhook.failing_since = webhook.next_attempt_at = None
     else:
         webhook.failing_since = webhook.failing_since or now()
@@ -200,8 +209,9 @@ def record(webhook_id: int, event: EventModel, attempt: Attempt) -> bool:
             webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
         else:
             webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
+    goes_on = attempt.delivered and webhook.url == url
     db.session.commit()
-    return attempt.delivered
+    return goes_on
 
 
 def pump(flask_app: Callable[[], Flask], stop: threading.Event) -> None:

@@ -1,23 +1,24 @@
-"""One attempt to deliver a webhook: a POST to the subscriber's URL that cannot be turned
-against the API's own network, and cannot hold a worker for long.
+"""Attempts to deliver webhooks: POSTs to a subscriber's URL that cannot be turned against
+the API's own network, and cannot hold a worker for long.
 
-- The URL's host is resolved here, at delivery time, and every address it resolves to is
-  checked (webhooks/addresses.py); the connection goes to the address checked, not to the
-  name again, so a name that resolves elsewhere a moment later (DNS rebinding) gains nothing.
-  TLS still verifies the certificate against the name (SNI).
+- The URL's host is resolved when a turn of deliveries to it begins, and every address it
+  resolves to is checked (webhooks/addresses.py); the connections go to the addresses
+  checked, not to the name again, so a name that resolves elsewhere a moment later (DNS
+  rebinding) gains nothing. TLS still verifies the certificate against the name (SNI).
 - Redirects are not followed: a 3xx is the receiver's answer, and a failure.
 - No proxy from the environment: a proxy would resolve the name itself.
 - Each wait (connecting, sending, the answer's next bytes) ends after `timeout` seconds, and
-  the attempt stops reading once `timeout` has passed since it began: at most twice that
+  an attempt stops reading once `timeout` has passed since it began: at most twice that
   for a receiver that answers a byte at a time. Of the answer's body, ANSWER_LIMIT bytes at
   most are read, and kept for the endpoint's owner to see.
 """
 
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import ip_address
+from types import TracebackType
 
 import httpx
 
@@ -48,6 +49,71 @@ class RefusedError(Exception):
     """A URL this API will not send to: what it resolves to, and why."""
 
 
+class Sender:
+    """Deliveries to one URL, for a turn: its name resolved and checked once, its
+    connections kept between attempts."""
+
+    def __init__(
+        self, url: str, allowed: Iterable[Network] = (), timeout: float = TIMEOUT_SECONDS
+    ) -> None:
+        self.timeout = timeout
+        self.client = httpx.Client(trust_env=False, timeout=timeout)
+        try:
+            self.target = httpx.URL(url)
+            if self.target.scheme not in ("http", "https") or not self.target.host:
+                raise RefusedError(f"{url!r} is not an http:// or https:// URL")
+            self.addresses = checked_addresses(self.target.host, self.target.port, list(allowed))
+            self.refused = None
+        except (RefusedError, httpx.InvalidURL) as refused:
+            self.addresses, self.refused = [], refused
+
+    def __enter__(self) -> "Sender":
+        return self
+
+    def __exit__(self, *_exception: type[BaseException] | BaseException | TracebackType) -> None:
+        self.client.close()
+
+    def send(self, body: bytes, headers: dict[str, str]) -> Attempt:
+        """POST `body` with `headers`, to each address in turn, as a connection to a name
+        tries them: one that refuses the connection (an IPv6 address of a receiver on IPv4
+        alone) gives the next."""
+        started = time.monotonic()
+
+        def ended(status: int | None, error: str | None, answer: bytes = b"") -> Attempt:
+            return Attempt(status, time.monotonic() - started, error, answer)
+
+        if self.refused is not None:
+            return ended(None, f"Not sent: {self.refused}.")
+        *others, last = self.addresses
+        try:
+            for address in others:
+                try:
+                    return self.answered(address, body, headers, ended, started)
+                except httpx.ConnectError:
+                    continue
+            return self.answered(last, body, headers, ended, started)
+        except httpx.TimeoutException:
+            return ended(None, f"No answer within {self.timeout:g} s.")
+        except (httpx.HTTPError, OSError) as failed:
+            return ended(None, f"Not delivered: {failed or type(failed).__name__}.")
+
+    def answered(self, address: Address, body: bytes, headers: dict, ended, started) -> Attempt:
+        """The attempt at `address`, once the receiver answered: delivered on a 2xx."""
+        with self.client.stream(
+            "POST",
+            self.target.copy_with(host=str(address)),
+            content=body,
+            # The name, as the URL gave it: the receiver's virtual host, and its certificate's.
+            headers={**headers, "Host": self.target.netloc.decode("ascii")},
+            extensions={"sni_hostname": self.target.host},
+        ) as response:
+            answer = read_until(response, ANSWER_LIMIT, started + self.timeout)
+        if not response.is_success:
+            status = response.status_code
+            return ended(status, f"The receiver answered {status}.", answer)
+        return ended(response.status_code, None, answer)
+
+
 def send(
     url: str,
     body: bytes,
@@ -55,56 +121,10 @@ def send(
     allowed: Iterable[Network] = (),
     timeout: float = TIMEOUT_SECONDS,
 ) -> Attempt:
-    """POST `body` with `headers` to `url`, unless it resolves to an address that is not
-    public and not in `allowed`."""
-    started = time.monotonic()
-
-    def ended(status: int | None, error: str | None, answer: bytes = b"") -> Attempt:
-        return Attempt(status, time.monotonic() - started, error, answer)
-
-    try:
-        target = httpx.URL(url)
-        if target.scheme not in ("http", "https") or not target.host:
-            raise RefusedError(f"{url!r} is not an http:// or https:// URL")
-        *others, last = checked_addresses(target.host, target.port, list(allowed))
-        with httpx.Client(trust_env=False, timeout=timeout) as client:
-            # Each address in turn, as a connection to a name tries them: one that refuses
-            # the connection (an IPv6 address of a receiver on IPv4 alone) gives the next.
-            for address in others:
-                try:
-                    return answered(
-                        post(client, target, address, body, headers), ended, started + timeout
-                    )
-                except httpx.ConnectError:
-                    continue
-            return answered(post(client, target, last, body, headers), ended, started + timeout)
-    except RefusedError as refused:
-        return ended(None, f"Not sent: {refused}.")
-    except httpx.TimeoutException:
-        return ended(None, f"No answer within {timeout:g} s.")
-    except (httpx.HTTPError, OSError) as failed:
-        return ended(None, f"Not delivered: {failed or type(failed).__name__}.")
-
-
-def post(client: httpx.Client, target: httpx.URL, address: Address, body: bytes, headers: dict):
-    """The POST to `target`, connected to `address`: its answer's context, to stream it."""
-    return client.stream(
-        "POST",
-        target.copy_with(host=str(address)),
-        content=body,
-        # The name, as the URL gave it: the receiver's virtual host, and its certificate's.
-        headers={**headers, "Host": target.netloc.decode("ascii")},
-        extensions={"sni_hostname": target.host},
-    )
-
-
-def answered(streamed, ended: Callable[..., Attempt], deadline: float) -> Attempt:
-    """The attempt, once the receiver answered: delivered on a 2xx."""
-    with streamed as response:
-        answer = read_until(response, ANSWER_LIMIT, deadline)
-    if not response.is_success:
-        return ended(response.status_code, f"The receiver answered {response.status_code}.", answer)
-    return ended(response.status_code, None, answer)
+    """One POST of `body` with `headers` to `url`, unless it resolves to an address that is
+    not public and not in `allowed`."""
+    with Sender(url, allowed, timeout) as sender:
+        return sender.send(body, headers)
 
 
 def checked_addresses(host: str, port: int | None, allowed: list[Network]) -> list[Address]:
