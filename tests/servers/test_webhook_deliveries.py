@@ -14,9 +14,6 @@ from support.api import assert_error, change_settings, created, new_item, new_st
 from tools.webhook_receiver import no_content, webhook_receiver
 from webhooks.delivering import start_pump
 
-pytestmark = pytest.mark.one_driver
-
-
 def failing(handler) -> None:
     handler.send_response(500)
     handler.end_headers()
@@ -77,6 +74,7 @@ def test_events_arrive_in_feed_order_signed_once_each_as_the_feed_shows_them(cli
     ] * 5
 
 
+@pytest.mark.one_driver
 @pytest.mark.usefixtures("pump")
 def test_loopback_is_never_sent_to_unless_allowed_and_the_attempt_says_why(client, receiver, sql):
     arrived, url = receiver
@@ -107,6 +105,7 @@ def attempts_of(client, hook_id: int, count: int) -> list[dict]:
     raise AssertionError(f"{len(attempts)} of {count} attempts")
 
 
+@pytest.mark.one_driver
 @pytest.mark.usefixtures("loopback_allowed", "pump")
 def test_a_failing_endpoint_is_retried_in_order_turned_off_after_3_days_and_on_again(
     client, engine
@@ -140,6 +139,7 @@ def test_a_failing_endpoint_is_retried_in_order_turned_off_after_3_days_and_on_a
     assert [json.loads(each.body)["store_id"] for each in delivered] == [first["id"], second["id"]]
 
 
+@pytest.mark.one_driver
 @pytest.mark.usefixtures("loopback_allowed")
 def test_two_workers_deliver_each_event_once_in_order(app, client, receiver):
     arrived, url = receiver
@@ -160,6 +160,7 @@ def test_two_workers_deliver_each_event_once_in_order(app, client, receiver):
     assert cursors == [event["cursor"] for event in client.get("/events").get_json()]
 
 
+@pytest.mark.one_driver
 @pytest.mark.usefixtures("loopback_allowed", "pump")
 def test_a_webhook_gets_its_owners_stores_events_of_its_store_and_types_only(
     app, client, new_user, bearer
@@ -185,6 +186,7 @@ def test_a_webhook_gets_its_owners_stores_events_of_its_store_and_types_only(
     assert (item["type"], item["store_id"]) == ("item.created", mine["id"])
 
 
+@pytest.mark.one_driver
 @pytest.mark.usefixtures("loopback_allowed", "pump")
 def test_a_delivery_is_sent_again_when_its_owner_asks(client, receiver, engine):
     arrived, url = receiver
