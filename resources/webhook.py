@@ -12,7 +12,7 @@ from config.settings import current_settings
 from db import db
 from models import StoreModel, WebhookDeliveryModel, WebhookModel, WebhookResendModel
 from models.event import EventModel, feed_bounds
-from models.queries import get_live_one
+from models.queries import NotFoundError, get_live_one
 from schemas import MessageSchema
 from schemas.webhooks import (
     WebhookCreatedSchema,
@@ -26,7 +26,7 @@ from web.blueprint import Blueprint
 from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER
 from web.pagination import page_of
-from web.transactions import flush
+from web.transactions import ACCOUNT_DELETED, Conflict, flush
 from webhooks.addresses import refusal
 from webhooks.signing import new_secret
 
@@ -35,6 +35,12 @@ blp = Blueprint(
 )
 
 NOT_HERE = {404: "No webhook of yours with this id"}
+# The store named can still be purged before the write commits: the foreign key tells.
+STORE_VANISHED = {
+    "fk_webhooks_store_id_stores": Conflict(
+        404, lambda body, **_: str(NotFoundError(StoreModel, body["store_id"]))
+    )
+}
 BAD_TARGET = {
     403: "The store is not yours",
     404: "No store with this id",
@@ -121,9 +127,9 @@ class Webhooks(MethodView):
 
     @blp.write(
         201, WebhookCreatedSchema, emits=None, idempotent=user_scope, body=WebhookCreateSchema,
-        headers=LOCATION_HEADER, tagged=False, errors=BAD_TARGET,
+        headers=LOCATION_HEADER, tagged=False, errors=BAD_TARGET, callbacks=DELIVERY,
+        conflicts={"fk_webhooks_owner_id_users": ACCOUNT_DELETED, **STORE_VANISHED},
     )  # fmt: skip
-    @blp.doc(callbacks=DELIVERY)
     def post(self, body: dict) -> tuple[WebhookModel, dict[str, str]]:
         """Make a webhook; its signing secret is in this answer, and in no other"""
         check_target(body)
@@ -150,6 +156,7 @@ class Webhook(MethodView):
     @blp.write(
         200, WebhookSchema, emits=None, body=WebhookUpdateSchema, tagged=False,
         errors={**BAD_TARGET, 404: "No webhook of yours, or no store, with this id"},
+        conflicts=STORE_VANISHED,
     )  # fmt: skip
     def patch(self, body: dict, webhook_id: int) -> WebhookModel:
         """Change a webhook: its URL, event types or store; or turn it on again"""

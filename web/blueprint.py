@@ -90,6 +90,7 @@ class Blueprint(flask_smorest.Blueprint):
         conflicts: transactions.Conflicts = NO_CONFLICTS,
         headers: dict | None = None,
         links: dict[str, dict] | None = None,
+        callbacks: dict[str, dict] | None = None,
     ) -> Callable:
         """A request that changes something, committed once it answered `status`; a
         constraint its writes break refuses it with the one of its `conflicts` named for it.
@@ -102,8 +103,7 @@ class Blueprint(flask_smorest.Blueprint):
         parsed body, query and cookies by name too, as `body`, `query` and `cookies`; a
         `streamed` body is spooled instead, for the view to read (web.bodies.spooled_body).
         `idempotent` is the scope of the request's Idempotency-Key; `tagged` answers carry
-        ETags and take If-Match.
-
+        ETags and take If-Match. `callbacks` documents the requests the API sends (webhooks).
         `emits` is the event a success records in the same transaction (web/events.py),
         which every write names: None only for writes that change no store or what is in it.
         """
@@ -111,7 +111,7 @@ class Blueprint(flask_smorest.Blueprint):
             status, schema, emits=emits, token=token, fresh=fresh, admin=admin, tagged=tagged,
             body=body, streamed=streamed, query=query, cookies=cookies, owner=owner,
             current=current, idempotent=idempotent, errors=errors, conflicts=conflicts,
-            headers=headers, links=links, changes=True,
+            headers=headers, links=links, callbacks=callbacks, changes=True,
         )  # fmt: skip
 
     def compose(
@@ -136,6 +136,7 @@ class Blueprint(flask_smorest.Blueprint):
         current: Callable[[Any], Response] | None = None,
         headers: dict | None = None,
         links: dict[str, dict] | None = None,
+        callbacks: dict[str, dict] | None = None,
         content: dict | None = None,
         emits: Emits | None = None,
     ) -> Callable:
@@ -198,9 +199,9 @@ class Blueprint(flask_smorest.Blueprint):
             # Every other answer documented by one doc(): each documenting decorator of
             # Flask-Smorest's wraps the view, a call more on every request.
             documented = {"responses": {**said.documented(), **(content or {})}}
-            if links:
-                # OpenAPI links from the 201 to what a client does next, for clients and fuzzers.
-                documented["responses"][201] = {"links": links}
+            # OpenAPI links from the 201 to what a client does next, for clients and fuzzers.
+            documented["responses"] |= {201: {"links": links}} if links else {}
+            documented |= {"callbacks": callbacks} if callbacks else {}
             if token:
                 documented["security"] = [{BEARER_AUTH: []}]
             if streamed:
@@ -270,9 +271,8 @@ def logged_in(view: Callable, token: Token, *, fresh: bool, admin: bool) -> Call
             require_admin()
         return view(*args, **kwargs)
 
-    return jwt_required(fresh=fresh, refresh=token == "refresh", verify_type=token != "any")(
-        allowed
-    )
+    required = jwt_required(fresh=fresh, refresh=token == "refresh", verify_type=token != "any")
+    return required(allowed)
 
 
 def owned(

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import and_, func, or_, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from config.settings import current_settings
 from db import db
@@ -210,7 +210,11 @@ def record(webhook_id: int, url: str, event_id: int, position: int, attempt: Att
         else:
             webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
     goes_on = attempt.delivered and webhook.url == url
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the webhook deleted meanwhile, its attempts with it
+        db.session.rollback()
+        return False
     return goes_on
 
 

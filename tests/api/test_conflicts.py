@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import text
-from support.api import assert_error, link, new_item, new_store, new_tag, signed_in
+from support.api import assert_error, created, link, new_item, new_store, new_tag, signed_in
 
 from web.transactions import constraints
 
@@ -29,6 +29,13 @@ UNREACHABLE = {
     "pk_erasures": "recorded with INSERT ... ON CONFLICT DO NOTHING",
     "uq_events_position": "positions are given past the head, by one assigner at a time",
     "pk_event_feed": "the feed's one row is only updated",
+    **dict.fromkeys(
+        ("pk_webhooks", "pk_webhook_deliveries", "pk_webhook_resends"),
+        "ids are drawn from sequences (SQLite: AUTOINCREMENT)",
+    ),
+    "fk_webhook_deliveries_webhook_id_webhooks": "written by the worker alone, whose turn ends "
+    "when its webhook is deleted meanwhile (webhooks/delivering.py)",
+    "fk_webhook_resends_webhook_id_webhooks": "a resend locks its webhook until it commits",
 }
 
 
@@ -143,6 +150,25 @@ def import_by_vanishing_user(client, engine, new_user, bearer, app, **_):
         yield send(caller, store), 401, "account was deleted"
 
 
+HOOK = "https://hooks.example.com/"
+
+
+def webhook_of_vanishing_user(client, engine, new_user, bearer, app, **_):
+    caller = signed_in(app, bearer(new_user("carol", role="admin")))
+    with vanishing(engine, "webhooks", "owner_id", "users"):
+        yield caller.post("/webhooks", json={"url": HOOK}), 401, "account was deleted"
+
+
+def webhook_of_vanishing_store(client, engine, **_):
+    store = new_store(client)
+    hook = created(client.post("/webhooks", json={"url": HOOK}))
+    with vanishing(engine, "webhooks", "store_id", "stores"):
+        gone = f"Store {store['id']} not found"
+        yield client.post("/webhooks", json={"url": HOOK, "store_id": store["id"]}), 404, gone
+        patched = client.patch(f"/webhooks/{hook['id']}", json={"store_id": store["id"]})
+        yield patched, 404, gone
+
+
 def send(client, store):
     return client.post(
         f"/store/{store['id']}/item/import", data=b'{"name": "A", "price": 1}\n',
@@ -180,6 +206,8 @@ SCENARIOS = {
         "deleted_by", lambda caller, store: caller.post(f"/store/{store['id']}/purge")
     ),
     "fk_item_imports_user_id_users": import_by_vanishing_user,
+    "fk_webhooks_owner_id_users": webhook_of_vanishing_user,
+    "fk_webhooks_store_id_stores": webhook_of_vanishing_store,
 }
 
 

@@ -14,6 +14,7 @@ from support.api import assert_error, change_settings, created, new_item, new_st
 from tools.webhook_receiver import no_content, webhook_receiver
 from webhooks.delivering import start_pump
 
+
 def failing(handler) -> None:
     handler.send_response(500)
     handler.end_headers()

@@ -19,6 +19,8 @@ READ_ELSEWHERE = {
     "BACKUP_DIFF_EVERY_HOURS": "deploy/backup/backup.sh",
     "BACKUP_INCR_EVERY_HOURS": "deploy/backup/backup.sh",
     "BACKUP_VERIFY_EVERY_HOURS": "deploy/backup/backup.sh",
+    "SYNCHRONOUS_WAL_RECEIVER": "docker compose",
+    "WAL_RECEIVER_KEEP_HOURS": "deploy/walreceiver/receive.sh",
     "TEST_DATABASE_URL": "tests/conftest.py",
     "TEST_POSTGRES_DRIVERS": "tests/conftest.py",
 }
