@@ -83,11 +83,16 @@ def backups_of(info: list[dict]) -> Backups:
 
 
 def read_status(path: Path) -> Backups:
-    """The status file the backup service writes (deploy/backup/backup.sh)."""
+    """The status file the backup service writes (deploy/backup/backup.sh); BackupInfoError for
+    a file that is not pgBackRest's account of one stanza, whatever else it holds."""
     try:
-        return backups_of(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as unread:
-        raise BackupInfoError(f"{path}: {unread}") from unread
+        backups = backups_of(json.loads(path.read_text()))
+        for stop in backups.stops:
+            epoch(stop)  # a time, not another number or some other thing
+        return backups
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError,
+            RecursionError) as unread:  # fmt: skip
+        raise BackupInfoError(f"{path}: {type(unread).__name__}: {unread}") from unread
 
 
 def pgbackrest(*arguments: str) -> bytes:
