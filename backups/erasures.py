@@ -58,17 +58,20 @@ class Erasure:
             store_id = fields["store_id"]
             if type(store_id) is not int or not 1 <= store_id <= MAX_ID:
                 raise ValueError(f"no store id: {store_id!r}")
-            return cls(
-                store_id,
-                datetime.fromisoformat(fields["store_created_at"]).astimezone(UTC),
-                datetime.fromisoformat(fields["requested_at"]).astimezone(UTC),
-            )
-        except (KeyError, TypeError, OverflowError) as unreadable:
+            return cls(store_id, utc(fields["store_created_at"]), utc(fields["requested_at"]))
+        except (KeyError, TypeError, OverflowError, RecursionError) as unreadable:
             raise ValueError(str(unreadable)) from unreadable
 
     @property
     def key(self) -> tuple[int, datetime]:
         return self.store_id, self.store_created_at
+
+
+def utc(text: str) -> datetime:
+    """A time of the log, in UTC; one written without a zone (by hand) is UTC, as the log's
+    own are, whatever the machine's zone."""
+    time = datetime.fromisoformat(text)
+    return time.replace(tzinfo=UTC) if time.tzinfo is None else time.astimezone(UTC)
 
 
 def log_path() -> Path:

@@ -147,6 +147,7 @@ def test_a_log_that_cannot_be_written_refuses_the_erasure_whole_and_the_retry_do
         '"requested_at": "2026-01-01T00:00:00+00:00"}',
         '{"store_id": 1, "store_created_at": "0001-01-01T00:00:00+01:00", '
         '"requested_at": "2026-01-01T00:00:00+00:00"}',
+        "[" * 100_000 + "]" * 100_000,  # deeper than Python's recursion
     ],
 )
 def test_a_line_no_store_could_have_is_skipped_not_fatal(app, log, line):
