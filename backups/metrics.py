@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-from backups.window import BackupInfoError, Backups, read_status
+from backups.window import SEGMENT, BackupInfoError, Backups, read_status, segment_number
 from config.settings import Settings
 
 ARCHIVER_READ_EVERY = 10.0
@@ -34,7 +34,8 @@ ARCHIVER_WAIT = 0.25
 ARCHIVER_STUCK = 5.0
 ARCHIVER = text(
     "SELECT archived_count, failed_count, coalesce(extract(epoch FROM last_archived_time), 0),"
-    " coalesce(extract(epoch FROM last_failed_time), 0) FROM pg_stat_archiver"
+    " coalesce(extract(epoch FROM last_failed_time), 0), last_archived_wal,"
+    " pg_walfile_name(pg_current_wal_lsn()) FROM pg_stat_archiver"
 )
 
 
@@ -117,7 +118,7 @@ class Archiver(Collector):
         )  # fmt: skip
         if self.figures is None:
             return
-        archived, failed, last_archived, last_failed = self.figures
+        archived, failed, last_archived, last_failed, archived_wal, current_wal = self.figures
         yield CounterMetricFamily(
             "postgres_archiver_archived", "WAL segments archived (pg_stat_archiver, since its "
             "statistics were last reset)", value=archived,
@@ -142,6 +143,20 @@ class Archiver(Collector):
             "time; 0: never). Later than the last archived: failing now",
             float(last_failed),
         )  # fmt: skip
+        yield gauge(
+            "postgres_archiver_segments_waiting", "WAL segments complete but not archived yet "
+            "(the one being written not counted): above 1 or 2 for long, archiving is stuck "
+            "(a command that hangs fails nothing) or cannot keep up",
+            segments_waiting(archived_wal, current_wal),
+        )  # fmt: skip
+
+
+def segments_waiting(archived: str | None, current: str) -> int:
+    """How many segments lie between the last archived (a segment's name, or a .partial or
+    .history file's after a promotion) and the one being written, whatever the timelines."""
+    if archived is None or not SEGMENT.match(archived[:24]):
+        return segment_number(current)[1]  # none archived yet: every one before
+    return max(0, segment_number(current)[1] - segment_number(archived[:24])[1] - 1)
 
 
 def backup_collectors(settings: Settings, url: str, options: dict) -> CollectorRegistry:

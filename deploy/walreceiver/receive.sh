@@ -7,8 +7,8 @@
 # here. The slot keeps on the primary whatever the receiver has not yet had, across its
 # restarts.
 # Complete segments older than WAL_RECEIVER_KEEP_HOURS are deleted: archiving (archive_timeout,
-# 60 s) has put them in pgBackRest's repository long before, and an archiving failure alerts
-# within minutes (deploy/prometheus).
+# 60 s) has put them in pgBackRest's repository long before, and archiving that fails or
+# hangs alerts within minutes (deploy/prometheus: ArchivingFailing, ArchivingStuck).
 # Its primary: PRIMARY_HOST, PRIMARY_PORT, as the replication role, REPLICATION_PASSWORD.
 set -eu
 

@@ -158,6 +158,33 @@ def test_metrics_show_the_last_backup_the_window_and_archiving_failures(
     assert used <= set(scraped(app)), used - set(scraped(app))
 
 
+def test_archiving_that_hangs_shows_as_segments_waiting(archiving, often, tmp_path):
+    """archive-push hanging (a repository mount that does not answer) fails nothing: the
+    segments it leaves waiting tell (ArchivingStuck)."""
+    cluster, backups = archiving
+    settings = Settings(database_url=cluster.url(), jwt_secret_key=JWT_SECRET)
+    app = create_app(settings, TESTING=True)
+    backups.check()
+    scraped_until(app, lambda seen: seen.get("postgres_archiver_segments_waiting") == 0,
+                  "archiving keeping up")  # fmt: skip
+    hang = "sleep 3599.25"  # one of its own, to end it after
+    archive_command(cluster, hang)
+    try:
+        with connect(cluster) as db:
+            for n in range(4):
+                db.execute(f"CREATE TABLE written_{n} (id int)")
+                db.execute("SELECT pg_switch_wal()")
+        stuck = scraped_until(
+            app, lambda seen: seen["postgres_archiver_segments_waiting"] >= 3, "segments waiting"
+        )
+        assert stuck["postgres_archiver_failed_total"] == 0
+    finally:
+        archive_command(cluster, backups.archive_command())
+        subprocess.run(["pkill", "-f", hang])
+    scraped_until(app, lambda seen: seen["postgres_archiver_segments_waiting"] == 0,
+                  "archiving caught up")  # fmt: skip
+
+
 @contextmanager
 def frozen(cluster: ThrowawayPostgres) -> Iterator[None]:
     """Every process of the server stopped (SIGSTOP): it accepts connections and answers
@@ -215,7 +242,16 @@ tests:
         values: '1000x19 3000x20'
       - series: 'postgres_archiver_last_failed_timestamp_seconds{{job="api", instance="a"}}'
         values: '0x9 2000x30'
+      # Segments left waiting from minute 5 (archive-push hanging).
+      - series: 'postgres_archiver_segments_waiting{{job="api", instance="a"}}'
+        values: '0x4 5x35'
     alert_rule_test:
+      - {{eval_time: 14m, alertname: ArchivingStuck, exp_alerts: []}}
+      - eval_time: 16m
+        alertname: ArchivingStuck
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: api}}
+            exp_annotations: {stuck}
       - {{eval_time: 9m, alertname: ArchivingFailing, exp_alerts: []}}
       - {{eval_time: 11m, alertname: ArchivingFailing, exp_alerts: []}}
       - eval_time: 15m
@@ -260,7 +296,9 @@ def test_the_alert_rules_are_valid_and_fire_on_an_old_backup_and_failing_archivi
     def expected(alert: str, **values: str) -> str:
         """The alert's annotations as promtool renders them, in YAML's flow style."""
         rendered = {
-            name: re.sub(r"\{\{ \$value \| humanizeDuration \}\}", values.get("age", ""), text)
+            name: re.sub(
+                r"\{\{ \$value \| humanizeDuration \}\}", values.get("age", ""), text
+            ).replace("{{ $value }}", values.get("value", ""))
             for name, text in annotations[alert].items()
         }
         return yaml.safe_dump(rendered, default_flow_style=True, width=10_000).strip()
@@ -273,6 +311,7 @@ def test_the_alert_rules_are_valid_and_fire_on_an_old_backup_and_failing_archivi
             # 93000 + 17 * 60 s
             old=expected("BackupTooOld", age="1d 2h 7m 0s"),
             unknown=expected("BackupStatusUnknown"),
+            stuck=expected("ArchivingStuck", value="5"),
         )
     )
     run = subprocess.run(["promtool", "test", "rules", tests], capture_output=True, text=True)
