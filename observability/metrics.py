@@ -202,7 +202,7 @@ def metrics() -> Response:
     # The app's own figures after them: read when scraped, the same in every process.
     read_now = current_app.extensions["metrics_read_now"]
     return Response(
-        generate_latest(registry) + generate_latest(read_now), mimetype=CONTENT_TYPE_LATEST
+        generate_latest(registry) + generate_latest(read_now), content_type=CONTENT_TYPE_LATEST
     )
 
 

@@ -115,6 +115,8 @@ def test_the_metrics_name_routes_by_their_template(client):
     exposed = client.get("/metrics")
     assert exposed.status_code == 200
     assert exposed.mimetype == "text/plain"
+    # Prometheus's own, once: its version and one charset.
+    assert exposed.headers["Content-Type"].count("charset") == 1
     text = exposed.get_data(as_text=True)
     assert 'route="/store/{store_id}",status="404"' in text
     assert 'route="unmatched"' in text
