@@ -1,5 +1,4 @@
 from datetime import UTC, datetime
-from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from flask import url_for
@@ -27,7 +26,7 @@ from web.idempotency import user_scope
 from web.openapi import LOCATION_HEADER
 from web.pagination import page_of
 from web.transactions import ACCOUNT_DELETED, Conflict, flush
-from webhooks.addresses import refusal
+from webhooks.addresses import literal_address, refusal
 from webhooks.signing import new_secret
 
 blp = Blueprint(
@@ -103,13 +102,17 @@ def check_target(changes: dict) -> None:
     that is not public (a name's address is checked at each delivery, when it is
     resolved), and a store the caller may not read events of."""
     if "url" in changes:
-        host = urlsplit(changes["url"]).hostname or ""
+        parts = urlsplit(changes["url"])
         try:
-            why = refusal(ip_address(host), current_settings().webhook_allowed_network_list)
+            port = parts.port
         except ValueError:
-            why = None  # a name
+            port = 0
+        if port == 0:
+            abort(422, errors={"json": {"url": ["The port is not one of 1-65535."]}})
+        address = literal_address(parts.hostname or "")
+        why = address and refusal(address, current_settings().webhook_allowed_network_list)
         if why:
-            message = f"{host} is {why}: events go to public addresses only."
+            message = f"{parts.hostname} is {address}, {why}: events go to public addresses only."
             abort(422, errors={"json": {"url": [message]}})
     if changes.get("store_id") is not None:
         require_owner(get_live_one(StoreModel, changes["store_id"]))
@@ -162,8 +165,10 @@ class Webhook(MethodView):
         """Change a webhook: its URL, event types or store; or turn it on again"""
         webhook = own_webhook(webhook_id)
         check_target(body)
-        if body.pop("enabled", False):
+        if body.pop("enabled", False) and not webhook.enabled:
+            # On again, from the event that failed, with a new schedule of retries.
             webhook.disabled_at = webhook.disabled_reason = None
+            webhook.failing_since = webhook.next_attempt_at = None
         for name, value in body.items():
             setattr(webhook, name, value)
         return webhook

@@ -8,6 +8,7 @@ The decision is made on the address the delivery connects to, resolved at delive
 to something else tomorrow.
 """
 
+import socket
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
@@ -22,8 +23,12 @@ CLOUD_METADATA = {
     ip_address("fd00:ec2::254"),  # AWS over IPv6
     ip_address("100.100.100.200"),  # Alibaba Cloud
 }
-# IPv6 addresses that carry an IPv4 address a gateway or the host delivers to.
-NAT64 = ip_network("64:ff9b::/96")
+# IPv6 addresses that carry an IPv4 address in their last 32 bits, which a gateway or the
+# host delivers to: NAT64's well-known and local-use prefixes, IPv4-compatible (deprecated)
+# and IPv4-translated addresses.
+CARRYING_IPV4 = [
+    ip_network(prefix) for prefix in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96")
+]
 
 
 def refusal(address: Address, allowed: Iterable[Network] = ()) -> str | None:
@@ -52,10 +57,21 @@ def refusal(address: Address, allowed: Iterable[Network] = ()) -> str | None:
 
 def embedded_ipv4(address: Address) -> list[IPv4Address]:
     """The IPv4 addresses an IPv6 one leads to: mapped (::ffff:a.b.c.d, which the host's own
-    stack delivers to a.b.c.d), NAT64, 6to4 and Teredo."""
-    if isinstance(address, IPv4Address):
-        return []
+    stack delivers to a.b.c.d), NAT64, compatible, translated, 6to4 and Teredo."""
+    if isinstance(address, IPv4Address) or address.is_loopback or address.is_unspecified:
+        return []  # (::1 and :: are IPv4-compatible in form only)
     found = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
-    if address in NAT64:
+    if any(address in prefix for prefix in CARRYING_IPV4):
         found.append(IPv4Address(int(address) & 0xFFFFFFFF))
     return [each for each in found if each is not None]
+
+
+def literal_address(host: str) -> Address | None:
+    """The address a URL's host names without a name lookup, in any form the resolver takes
+    as one (2130706433, 0x7f000001, 127.1, full-width dots), or None for a name."""
+    try:
+        host = host.encode("idna").decode("ascii")
+        found = socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)
+    except (UnicodeError, socket.gaierror):
+        return None
+    return ip_address(found[0][4][0])

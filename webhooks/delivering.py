@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
@@ -48,6 +49,8 @@ GIVE_UP_AFTER = timedelta(days=3)
 # Events sent to one endpoint in a turn, before the others get theirs.
 EVENTS_PER_TURN = 100
 SENDERS = 8
+# Senders one owner's endpoints may hold at once.
+OWNERS_SHARE = 2
 # How often the pump looks for new events: the wait a delivery adds to its event's commit.
 POLL_SECONDS = 0.1
 logger = logging.getLogger("stores.webhooks")
@@ -59,9 +62,9 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def due_webhooks() -> list[int]:
-    """The endpoints with something to send now: a resend asked for; or turned on, behind
-    the feed's head, and not waiting to retry."""
+def due_webhooks() -> list[tuple[int, int]]:
+    """The endpoints with something to send now, with their owners: a resend asked for; or
+    turned on, behind the feed's head, and not waiting to retry."""
     head, _ = feed_bounds()
     behind = and_(
         WebhookModel.disabled_at.is_(None),
@@ -69,7 +72,8 @@ def due_webhooks() -> list[int]:
         or_(WebhookModel.next_attempt_at.is_(None), WebhookModel.next_attempt_at <= now()),
     )
     resend = select(WebhookResendModel.id).where(WebhookResendModel.webhook_id == WebhookModel.id)
-    return list(db.session.scalars(select(WebhookModel.id).where(or_(behind, resend.exists()))))
+    due = select(WebhookModel.id, WebhookModel.owner_id).where(or_(behind, resend.exists()))
+    return [(row.id, row.owner_id) for row in db.session.execute(due)]
 
 
 def payload(event: EventModel) -> bytes:
@@ -111,20 +115,49 @@ def deliver_to(webhook_id: int) -> int:
         webhook = db.session.get(WebhookModel, webhook_id)
         if webhook is None or not webhook.enabled:
             return 0
-        url, secret = webhook.url, webhook.secret
+        head, _ = feed_bounds()
+        terms = Terms.of(webhook)
         waiting = [
             (event.id, event.position, payload(event))
             for event in next_events(webhook, EVENTS_PER_TURN)
         ]
         db.session.rollback()  # no transaction held while the receiver answers
         delivered = 0
-        with Sender(url, current_settings().webhook_allowed_network_list) as sender:
-            for event_id, position, body in waiting:
-                headers = signed_headers(secret, f"evt_{event_id}", body, now())
-                if not record(webhook_id, url, event_id, position, sender.send(body, headers)):
-                    break
-                delivered += 1
+        if waiting:
+            with Sender(terms.url, current_settings().webhook_allowed_network_list) as sender:
+                for event_id, position, body in waiting:
+                    headers = signed_headers(terms.secret, f"evt_{event_id}", body, now())
+                    if not record(
+                        webhook_id, terms, event_id, position, sender.send(body, headers)
+                    ):
+                        return delivered
+                    delivered += 1
+        if len(waiting) < EVENTS_PER_TURN:
+            # Every event up to the head that is its own was sent: the others are none of
+            # its business, and it is not due again until the feed grows.
+            caught_up(webhook_id, terms, head)
         return delivered
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a turn sends, where and how: an endpoint changed meanwhile ends the turn."""
+
+    url: str
+    secret: str
+    store_id: int | None
+    event_types: tuple[str, ...]
+
+    @classmethod
+    def of(cls, webhook: WebhookModel) -> "Terms":
+        return cls(webhook.url, webhook.secret, webhook.store_id, tuple(webhook.event_types))
+
+
+def caught_up(webhook_id: int, terms: Terms, head: int) -> None:
+    webhook = db.session.get(WebhookModel, webhook_id)
+    if webhook is not None and Terms.of(webhook) == terms and webhook.delivered_through < head:
+        webhook.delivered_through = head
+    db.session.commit()
 
 
 def resend_asked(webhook_id: int) -> None:
@@ -183,17 +216,22 @@ def keep(webhook_id: int, event_id: int, attempt: Attempt, tried: int | None = N
             attempted_at=now(),
             status=attempt.status,
             seconds=attempt.seconds,
-            error=attempt.error,
-            answer=attempt.answer.decode("utf-8", "replace") or None,
+            error=text_column(attempt.error),
+            answer=text_column(attempt.answer.decode("utf-8", "replace")),
         )
     )
     return tried
 
 
-def record(webhook_id: int, url: str, event_id: int, position: int, attempt: Attempt) -> bool:
-    """Keep the attempt at the event, sent to `url`, and move the endpoint past the event
-    (delivered) or set its next attempt (failed), in one transaction; whether its turn goes
-    on: delivered, to the URL it still has."""
+def text_column(said: str | None) -> str | None:
+    """What a receiver said, as a text column holds it: PostgreSQL's hold no NUL."""
+    return said.replace("\x00", "\ufffd") if said else None
+
+
+def record(webhook_id: int, terms: Terms, event_id: int, position: int, attempt: Attempt) -> bool:
+    """Keep the attempt at the event, and move the endpoint past the event (delivered) or set
+    its next attempt (failed), in one transaction; whether its turn goes on: delivered, and
+    the endpoint's terms unchanged."""
     webhook = db.session.get(WebhookModel, webhook_id)
     if webhook is None:
         db.session.rollback()
@@ -209,7 +247,7 @@ def record(webhook_id: int, url: str, event_id: int, position: int, attempt: Att
             webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
         else:
             webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
-    goes_on = attempt.delivered and webhook.url == url
+    goes_on = attempt.delivered and Terms.of(webhook) == terms
     try:
         db.session.commit()
     except IntegrityError:  # the webhook deleted meanwhile, its attempts with it
@@ -220,9 +258,11 @@ def record(webhook_id: int, url: str, event_id: int, position: int, attempt: Att
 
 def pump(flask_app: Callable[[], Flask], stop: threading.Event) -> None:
     """Deliver events as they are committed, until `stop` is set: the worker's thread. A
-    database that cannot answer pauses it, as long as it lasts."""
+    database that cannot answer pauses it, as long as it lasts. An owner's endpoints take
+    OWNERS_SHARE of the senders at most, so that one user's slow receivers leave the others
+    theirs."""
     with flask_app().app_context(), ThreadPoolExecutor(SENDERS) as senders:
-        running: dict[int, Future] = {}
+        running: dict[int, tuple[int, Future]] = {}
         while not stop.is_set():
             try:
                 place_events()
@@ -232,9 +272,12 @@ def pump(flask_app: Callable[[], Flask], stop: threading.Event) -> None:
                 due = []
             finally:
                 db.session.remove()
-            for webhook_id in due:
-                if webhook_id not in running or running[webhook_id].done():
-                    running[webhook_id] = senders.submit(in_context, flask_app, webhook_id)
+            running = {key: each for key, each in running.items() if not each[1].done()}
+            for webhook_id, owner_id in due:
+                owners = [owner for owner, _ in running.values()]
+                if webhook_id not in running and owners.count(owner_id) < OWNERS_SHARE:
+                    future = senders.submit(in_context, flask_app, webhook_id)
+                    running[webhook_id] = (owner_id, future)
             stop.wait(POLL_SECONDS)
 
 
@@ -247,6 +290,16 @@ def in_context(flask_app: Callable[[], Flask], webhook_id: int) -> int:
             logger.warning(
                 "webhooks: endpoint %s waits for the database", webhook_id, exc_info=True
             )
+            return 0
+        except Exception:
+            # A bug, not the receiver's doing: said, and the endpoint left alone a while
+            # rather than tried again at once, forever.
+            logger.exception("webhooks: endpoint %s failed; tried again in a minute", webhook_id)
+            db.session.rollback()
+            webhook = db.session.get(WebhookModel, webhook_id)
+            if webhook is not None:
+                webhook.next_attempt_at = now() + timedelta(minutes=1)
+                db.session.commit()
             return 0
         finally:
             db.session.remove()

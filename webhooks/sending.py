@@ -7,15 +7,18 @@ the API's own network, and cannot hold a worker for long.
   rebinding) gains nothing. TLS still verifies the certificate against the name (SNI).
 - Redirects are not followed: a 3xx is the receiver's answer, and a failure.
 - No proxy from the environment: a proxy would resolve the name itself.
-- Each wait (connecting, sending, the answer's next bytes) ends after `timeout` seconds, and
-  an attempt stops reading once `timeout` has passed since it began: at most twice that
-  for a receiver that answers a byte at a time. Of the answer's body, ANSWER_LIMIT bytes at
-  most are read, and kept for the endpoint's owner to see.
+- An attempt ends `timeout` seconds after it began, whatever the receiver does: each wait
+  (connecting, sending, the answer's next bytes) is bounded by it, and a receiver that
+  answers a byte at a time has its connection shut when the time is up (a connection per
+  attempt: none kept, so each is watched from its start). Of the answer's body,
+  ANSWER_LIMIT bytes at most are read, and kept for the endpoint's owner to see.
 """
 
 import socket
+import threading
 import time
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from ipaddress import ip_address
 from types import TracebackType
@@ -57,11 +60,15 @@ class Sender:
         self, url: str, allowed: Iterable[Network] = (), timeout: float = TIMEOUT_SECONDS
     ) -> None:
         self.timeout = timeout
-        self.client = httpx.Client(trust_env=False, timeout=timeout)
+        self.client = httpx.Client(
+            trust_env=False, timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0)
+        )
         try:
             self.target = httpx.URL(url)
             if self.target.scheme not in ("http", "https") or not self.target.host:
                 raise RefusedError(f"{url!r} is not an http:// or https:// URL")
+            if self.target.port is not None and not 1 <= self.target.port <= 65535:
+                raise RefusedError(f"{self.target.port} is no TCP port")
             self.addresses = checked_addresses(self.target.host, self.target.port, list(allowed))
             self.refused = None
         except (RefusedError, httpx.InvalidURL) as refused:
@@ -99,19 +106,46 @@ class Sender:
 
     def answered(self, address: Address, body: bytes, headers: dict, ended, started) -> Attempt:
         """The attempt at `address`, once the receiver answered: delivered on a 2xx."""
-        with self.client.stream(
-            "POST",
-            self.target.copy_with(host=str(address)),
-            content=body,
-            # The name, as the URL gave it: the receiver's virtual host, and its certificate's.
-            headers={**headers, "Host": self.target.netloc.decode("ascii")},
-            extensions={"sni_hostname": self.target.host},
-        ) as response:
-            answer = read_until(response, ANSWER_LIMIT, started + self.timeout)
+        deadline = started + self.timeout
+        watchdogs: list[threading.Timer] = []
+
+        def watched(event: str, info: dict) -> None:
+            # The connection's socket, shut when the attempt's time is up: a read blocked on
+            # a receiver that dribbles its answer returns at once.
+            if event == "connection.connect_tcp.complete":
+                connection = info["return_value"].get_extra_info("socket")
+                watchdog = threading.Timer(
+                    max(0.0, deadline - time.monotonic()), shut, [connection]
+                )
+                watchdog.start()
+                watchdogs.append(watchdog)
+
+        try:
+            with self.client.stream(
+                "POST",
+                self.target.copy_with(host=str(address)),
+                content=body,
+                # The name, as the URL gave it: the receiver's virtual host, its certificate's.
+                headers={**headers, "Host": self.target.netloc.decode("ascii")},
+                extensions={"sni_hostname": self.target.host, "trace": watched},
+            ) as response:
+                answer = read_until(response, ANSWER_LIMIT, deadline)
+        except (httpx.HTTPError, OSError):
+            if time.monotonic() >= deadline:
+                raise httpx.TimeoutException("the attempt's time is up") from None
+            raise
+        finally:
+            for watchdog in watchdogs:
+                watchdog.cancel()
         if not response.is_success:
             status = response.status_code
             return ended(status, f"The receiver answered {status}.", answer)
         return ended(response.status_code, None, answer)
+
+
+def shut(connection: socket.socket) -> None:
+    with suppress(OSError):  # closed already: the attempt ended
+        connection.shutdown(socket.SHUT_RDWR)
 
 
 def send(

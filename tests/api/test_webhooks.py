@@ -34,6 +34,10 @@ def test_a_webhook_is_made_with_a_secret_shown_once(client):
         ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
         ("http://user:secret@10.0.0.5/hook", "private"),
         ("http://[::ffff:c0a8:101]/hook", "private"),
+        ("http://2130706433/hook", "loopback"),
+        ("http://0x7f000001/hook", "loopback"),
+        ("http://127\u30020\u30020\u30021/hook", "loopback"),
+        ("http://[64:ff9b:1::a9fe:a9fe]/", "cloud metadata"),
     ],
 )
 def test_a_url_naming_an_address_events_may_not_go_to_is_refused(client, url, why):
@@ -52,6 +56,8 @@ def test_a_url_naming_an_address_events_may_not_go_to_is_refused(client, url, wh
         {"url": URL, "event_types": ["store.exploded"]},
         {"url": "https://hooks.example.com/" + "a" * 2048},
         {"url": URL, "store_id": 0},
+        {"url": "https://hooks.example.com:99999/"},
+        {"url": "https://hooks.example.com:0/"},
     ],
 )
 def test_what_is_not_a_webhook_is_refused_saying_what_to_fix(client, body):

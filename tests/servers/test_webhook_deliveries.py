@@ -109,7 +109,7 @@ def attempts_of(client, hook_id: int, count: int) -> list[dict]:
 @pytest.mark.one_driver
 @pytest.mark.usefixtures("loopback_allowed", "pump")
 def test_a_failing_endpoint_is_retried_in_order_turned_off_after_3_days_and_on_again(
-    client, engine
+    client, engine, sql
 ):
     with webhook_receiver(failing) as (arrived, url):
         hook = new_webhook(client, url)
@@ -136,6 +136,8 @@ def test_a_failing_endpoint_is_retried_in_order_turned_off_after_3_days_and_on_a
 
         arrived.answer = no_content
         assert client.patch(path, json={"enabled": True}).get_json()["enabled"] is True
+        # On again with a new schedule: its first failure would not turn it off at once.
+        assert sql(f"SELECT failing_since FROM webhooks WHERE id = {hook['id']}") == [(None,)]
         delivered = arrived.wait_for(5)[3:]
     assert [json.loads(each.body)["store_id"] for each in delivered] == [first["id"], second["id"]]
 
@@ -207,3 +209,42 @@ def test_a_delivery_is_sent_again_when_its_owner_asks(client, receiver, engine):
     assert_error(client.post(f"/webhooks/{other['id']}/deliveries/{delivery['id']}/resend"), 404)
     run_sql(engine, "DELETE FROM events")  # pruned
     assert_error(client.post(path), 410, "no longer kept")
+
+
+def nul_answer(handler) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Length", "3")
+    handler.end_headers()
+    handler.wfile.write(b"o\x00k")
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_an_answer_with_a_nul_is_kept_and_its_event_sent_once(client):
+    with webhook_receiver(nul_answer) as (arrived, url):
+        hook = new_webhook(client, url)
+        new_store(client)
+        arrived.wait_for(1)
+        [attempt] = attempts_of(client, hook["id"], 1)
+        threading.Event().wait(0.5)
+        assert len(arrived.received) == 1
+    assert attempt["answer"] == "o\ufffdk"
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_a_webhook_with_no_events_of_its_own_is_not_due_again_until_the_feed_grows(
+    app, client, new_user, bearer, sql, receiver
+):
+    _, url = receiver
+    alice = signed_in(app, bearer(new_user("alice")))
+    hook = new_webhook(alice, url)  # alice has no store: none of these events is hers
+    for n in range(3):
+        new_store(client, f"Admin's {n}")
+    query = "SELECT delivered_through, (SELECT head FROM event_feed) FROM webhooks WHERE id = "
+    for _ in range(50):
+        [(through, head)] = sql(query + str(hook["id"]))
+        if through == head >= 3:
+            break
+        threading.Event().wait(0.1)
+    assert through == head >= 3

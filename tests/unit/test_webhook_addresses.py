@@ -38,6 +38,9 @@ REFUSED = {
     "64:ff9b::a9fe:a9fe": "cloud metadata",  # NAT64
     "2002:7f00:1::": "loopback",  # 6to4
     "2002:a00:1::": "private",
+    "64:ff9b:1::a9fe:a9fe": "cloud metadata",  # NAT64, local use
+    "::7f00:1": "loopback",  # IPv4-compatible
+    "::ffff:0:7f00:1": "loopback",  # IPv4-translated
 }
 PUBLIC = [
     "8.8.8.8",
