@@ -1,9 +1,11 @@
-"""gunicorn's sync worker (gunicorn.conf.py), with the answers gunicorn writes itself, to a
+"""gunicorn's sync worker (gunicorn.conf.py), and its threaded worker (the event streams'
+process, docker-compose.yml's stream service), with the answers gunicorn writes itself, to a
 request it could not read (a malformed line, header or chunk; a line or header past its
 limits), in the API's one error shape instead of gunicorn's HTML page."""
 
 import json
 
+from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
 MESSAGES = {
@@ -16,10 +18,18 @@ MESSAGES = {
 }
 
 
-class JsonErrorsWorker(SyncWorker):
+class JsonErrors:
     def handle_error(self, req, client, addr, exc) -> None:
         # gunicorn's handler chooses the status and logs; only the page it writes changes.
         super().handle_error(req, ErrorPageAsJson(client, exc), addr, exc)
+
+
+class JsonErrorsWorker(JsonErrors, SyncWorker):
+    pass
+
+
+class JsonErrorsThreadWorker(JsonErrors, ThreadWorker):
+    pass
 
 
 class ErrorPageAsJson:
