@@ -141,7 +141,9 @@ class EventHub:
             first = self.positions[0] if self.positions else self.position + 1
             if position >= first - 1:
                 start = bisect.bisect_right(self.positions, position)
-                return [each for each in self.kept[start:] if matches(each)], self.position
+                # A stream may start past the reader (at a head it has not read yet).
+                going_on = max(position, self.position)
+                return [each for each in self.kept[start:] if matches(each)], going_on
             # Every event up to here was committed, and placed, before read_own's read.
             reached = self.position
         events = read_own(position, PAGE)
