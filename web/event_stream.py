@@ -79,6 +79,7 @@ class EventHub:
         self.positions: list[int] = []  # of kept, for bisect
         self.position = 0  # the reader has read every event up to here
         self.reading = False
+        self.stopped = False  # the server stops: streams end
 
     def open_stream(self, user_id: int, limit: int) -> Callable[[], None]:
         """Count a stream of the user's (TooManyStreamsError past `limit`) and make sure the
@@ -100,6 +101,13 @@ class EventHub:
                     del self.open[user_id]
 
         return close
+
+    def stop(self) -> None:
+        """End every stream (the server stops): their clients connect again, elsewhere or
+        once it is back, from their Last-Event-ID."""
+        with self.changed:
+            self.stopped = True
+            self.changed.notify_all()
 
     def read(self) -> None:
         """The reader: while any stream is open, read the feed past what it has, keep it,
@@ -136,7 +144,7 @@ class EventHub:
         the stream's own events from the database (as_sent), for a stream behind what is
         kept."""
         with self.changed:
-            if position >= self.position:
+            if position >= self.position and not self.stopped:
                 self.changed.wait(timeout)
             first = self.positions[0] if self.positions else self.position + 1
             if position >= first - 1:
@@ -156,11 +164,11 @@ def stream(
     hub: EventHub, position: int, matches: Matches, heartbeat: float, read_own: Callable
 ) -> Iterator[bytes]:
     """The text/event-stream of the events past `position` that `matches` lets through, as
-    they come; a comment line after `heartbeat` seconds without one, which also finds a
-    client gone (its write fails, and the server closes the stream)."""
+    they come, until the hub stops; a comment line after `heartbeat` seconds without one,
+    which also finds a client gone (its write fails, and the server closes the stream)."""
     yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
     quiet_until = time.monotonic() + heartbeat
-    while True:
+    while not hub.stopped:
         events, position = hub.events_past(
             position, matches, max(0.0, quiet_until - time.monotonic()), read_own
         )

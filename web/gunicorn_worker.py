@@ -4,9 +4,12 @@ request it could not read (a malformed line, header or chunk; a line or header p
 limits), in the API's one error shape instead of gunicorn's HTML page."""
 
 import json
+import threading
 
 from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
+
+from web.event_stream import EVENT_HUB
 
 MESSAGES = {
     400: "The request is malformed",
@@ -29,7 +32,14 @@ class JsonErrorsWorker(JsonErrors, SyncWorker):
 
 
 class JsonErrorsThreadWorker(JsonErrors, ThreadWorker):
-    pass
+    def handle_exit(self, sig, frame) -> None:
+        # SIGTERM: the open event streams, which never end by themselves, end now (their
+        # clients connect again with Last-Event-ID), rather than hold the stop for
+        # graceful_timeout. From a thread: a signal handler must not wait for their lock.
+        super().handle_exit(sig, frame)
+        hub = getattr(self.wsgi, "extensions", {}).get(EVENT_HUB)
+        if hub is not None:
+            threading.Thread(target=hub.stop).start()
 
 
 class ErrorPageAsJson:

@@ -6,6 +6,7 @@ streams, each user their own stores' events only."""
 import http.client
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from sqlalchemy import text
 from support.api import new_item, new_store, signed_in
 from support.http import server_env
 
-from tools.gunicorn_server import API, gunicorn, serving_as_written
+from tools.gunicorn_server import API, Server, gunicorn, serving_as_written
 from tools.throwaway_nginx import throwaway_nginx
 
 HEARTBEAT = 0.5
@@ -26,7 +27,7 @@ PER_USER = 2
 
 
 @pytest.fixture
-def stream_server(database_url: str) -> Iterator[str]:
+def stream_server(database_url: str) -> Iterator[Server]:
     """The stream process as docker-compose.yml runs it, with short heartbeats."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -37,8 +38,8 @@ def stream_server(database_url: str) -> Iterator[str]:
             TRUSTED_PROXIES="1",
         ),
     }
-    with serving_as_written(["sh", "deploy/stream.sh"], env) as (url, _process):
-        yield url
+    with serving_as_written(["sh", "deploy/stream.sh"], env) as (url, process):
+        yield Server(url, process.pid)
 
 
 class Stream:
@@ -51,12 +52,15 @@ class Stream:
         self.response = self.connection.getresponse()
 
     def message(self) -> dict[str, str]:
-        """The next message: its fields, comments under ":"."""
+        """The next message: its fields, comments under ":"; none once the stream ended."""
         fields: dict[str, str] = {}
-        while (line := self.response.readline().decode().rstrip("\n")) or not fields:
-            if line:
-                name, _, value = line.partition(":")
-                fields[name] = fields.get(name, "") + value.removeprefix(" ")
+        while line := self.response.readline():
+            if line == b"\n":
+                if fields:
+                    return fields
+                continue
+            name, _, value = line.decode().rstrip("\n").partition(":")
+            fields[name] = fields.get(name, "") + value.removeprefix(" ")
         return fields
 
     def events(self, count: int) -> list[dict]:
@@ -101,7 +105,7 @@ def test_events_come_as_they_commit_in_feed_order_and_resume_without_gaps_or_rep
     alice, bob = bearer(new_user("alice")), bearer(new_user("bob"))
     as_alice, as_bob = signed_in(app, alice), signed_in(app, bob)
     books, tools = new_store(as_alice, "Books")["id"], new_store(as_bob, "Tools")["id"]
-    with streaming(stream_server, alice) as stream:
+    with streaming(stream_server.url, alice) as stream:
         assert stream.response.status == 200
         assert stream.response.getheader("Content-Type").startswith("text/event-stream")
         assert stream.response.getheader("X-Accel-Buffering") == "no"
@@ -122,20 +126,20 @@ def test_events_come_as_they_commit_in_feed_order_and_resume_without_gaps_or_rep
     for n in range(3, 5):
         new_item(as_alice, books, f"Novel {n}")
     resumed = {**alice, "Last-Event-ID": live[-1]["id"]}
-    with streaming(stream_server, resumed, f"?after={live[0]['id']}") as stream:
+    with streaming(stream_server.url, resumed, f"?after={live[0]['id']}") as stream:
         assert [each["data"]["name"] for each in stream.events(2)] == ["Novel 3", "Novel 4"]
         assert stream.message() == {"": "heartbeat"}
 
     # An admin's stream: everybody's, and the filters of GET /events.
     admin = bearer(new_user("root", role="admin"))
     query = f"?after={feed[0]['cursor']}&store_id={tools}&type=item.created"
-    with streaming(stream_server, admin, query) as stream:
+    with streaming(stream_server.url, admin, query) as stream:
         assert [each["data"]["name"] for each in stream.events(3)] == ["Saw 0", "Saw 1", "Saw 2"]
         assert stream.message() == {"": "heartbeat"}
 
 
 @pytest.mark.one_driver
-def test_a_stale_cursor_is_gone_past_the_limit_429_and_a_closed_stream_frees_its_place(
+def test_stale_cursor_410_past_the_limit_429_a_closed_stream_frees_its_place_a_stop_ends_all(
     app, engine, new_user, bearer, stream_server
 ):
     alice = bearer(new_user("alice"))
@@ -145,30 +149,37 @@ def test_a_stale_cursor_is_gone_past_the_limit_429_and_a_closed_stream_frees_its
     assert len(signed_in(app, alice).get("/events").get_json()) == 2
     with engine.begin() as connection:  # both pruned: the cursor of the first is too old
         connection.execute(text("UPDATE event_feed SET pruned_through = 2"))
-    with streaming(stream_server, alice, f"?after={cursor}") as stale:
+    with streaming(stream_server.url, alice, f"?after={cursor}") as stale:
         assert "list the resources again" in stream_error(stale, 410)["message"]
-    with streaming(stream_server, {**alice, "Last-Event-ID": "nonsense"}) as refused:
+    with streaming(stream_server.url, {**alice, "Last-Event-ID": "nonsense"}) as refused:
         assert "Last-Event-ID" in stream_error(refused, 422)["errors"]["headers"]
 
     with ExitStack() as open_streams:
-        first = open_streams.enter_context(streaming(stream_server, alice))
-        open_streams.enter_context(streaming(stream_server, alice))
-        with streaming(stream_server, alice) as third:
+        first = open_streams.enter_context(streaming(stream_server.url, alice))
+        second = open_streams.enter_context(streaming(stream_server.url, alice))
+        with streaming(stream_server.url, alice) as third:
             assert third.response.getheader("Retry-After") == "5"
             assert "EVENT_STREAMS_PER_USER" in stream_error(third, 429)["message"]
         # Another user's streams are counted apart.
-        with streaming(stream_server, bearer(new_user("bob"))) as bobs:
+        with streaming(stream_server.url, bearer(new_user("bob"))) as bobs:
             assert bobs.response.status == 200
         # A client gone: its stream ends at the next heartbeat, and frees its place.
         first.close()
         deadline = time.monotonic() + 10 * HEARTBEAT
         while True:
-            with streaming(stream_server, alice) as again:
+            with streaming(stream_server.url, alice) as again:
                 if again.response.status == 200:
                     break
                 assert again.response.status == 429
             assert time.monotonic() < deadline, "the closed stream kept its place"
             time.sleep(HEARTBEAT / 2)
+
+        # The server stops: its streams end at once (their clients connect again).
+        stopping = time.monotonic()
+        os.kill(stream_server.pid, signal.SIGTERM)
+        while second.message():
+            pass
+        assert time.monotonic() - stopping < 5 * HEARTBEAT
 
 
 @pytest.mark.one_driver
@@ -180,7 +191,7 @@ def test_through_the_shipped_nginx_each_event_goes_on_as_it_comes(
     with (
         gunicorn(API, server_env(database_url, TRUSTED_PROXIES="1"), "--workers", "1") as api,
         throwaway_nginx(
-            int(api.url.rsplit(":", 1)[1]), stream_port=int(stream_server.rsplit(":", 1)[1])
+            int(api.url.rsplit(":", 1)[1]), stream_port=int(stream_server.url.rsplit(":", 1)[1])
         ) as proxy,
         streaming(proxy, {**alice, "Host": "localhost"}) as stream,
     ):
