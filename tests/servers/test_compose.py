@@ -592,8 +592,6 @@ def streamed_live(
 ) -> bool:
     """The stream service's command, as written, passes its healthcheck and streams a store's
     creation through the API as it commits."""
-    # A closed stream ends at its next heartbeat, and the server's stop waits for it.
-    env = {**env, "EVENT_STREAM_HEARTBEAT_SECONDS": "1"}
     with serving_as_written(command, env, cwd=app) as (url, stream):
         _kind, *check = healthcheck
         check = [part.replace(":8000/", f":{urlsplit(url).port}/") for part in check]
