@@ -184,12 +184,16 @@ def test_stale_cursor_410_past_the_limit_429_a_closed_stream_frees_its_place_a_s
 
 @pytest.mark.one_driver
 def test_through_the_shipped_nginx_each_event_goes_on_as_it_comes(
-    app, database_url, new_user, bearer, stream_server
+    app, database_url, new_user, bearer, stream_server, tmp_path
 ):
     alice = bearer(new_user("alice"))
     books = new_store(signed_in(app, alice), "Books")["id"]
+    api_log = tmp_path / "api.log"
     with (
-        gunicorn(API, server_env(database_url, TRUSTED_PROXIES="1"), "--workers", "1") as api,
+        api_log.open("w") as log,
+        gunicorn(
+            API, server_env(database_url, TRUSTED_PROXIES="1"), "--workers", "1", stderr=log
+        ) as api,
         throwaway_nginx(
             int(api.url.rsplit(":", 1)[1]), stream_port=int(stream_server.url.rsplit(":", 1)[1])
         ) as proxy,
@@ -201,3 +205,5 @@ def test_through_the_shipped_nginx_each_event_goes_on_as_it_comes(
         new_item(signed_in(app, alice), books, "Lamp")
         assert stream.events(1)[0]["data"]["name"] == "Lamp"
         assert time.monotonic() - committed < 1.0
+    # The stream process served it, none of the API's sync workers.
+    assert "/events/stream" not in api_log.read_text()
