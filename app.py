@@ -55,6 +55,7 @@ from web.errors import (
     missing,
     unexpected_database_error,
 )
+from web.event_stream import EVENT_HUB, EventHub
 from web.headers import init_headers
 from web.openapi import BEARER_AUTH
 
@@ -105,6 +106,8 @@ def create_app(settings: Settings | None = None, **config: Any) -> Flask:
     settings = settings or load_settings()
     app = App(__name__)
     app.extensions["settings"] = settings
+    # The process's one reader of the feed for its live streams (web/event_stream.py).
+    app.extensions[EVENT_HUB] = EventHub(app)
     url = settings.database_url or f"sqlite:///{Path(app.instance_path) / 'data.db'}"
     options = engine_options(
         url, settings.database_connect_timeout, settings.database_statement_timeout_ms

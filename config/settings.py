@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     idempotency_key_hours: Annotated[float, Field(gt=0)] = 24.0
     # How long the event feed keeps events (GET /events): a cursor older is answered 410.
     events_retention_days: Annotated[float, Field(gt=0)] = 7.0
+    # Live streams (GET /events/stream) a user may hold open at once, per stream process; a
+    # comment line is sent on each after this many quiet seconds (below nginx's read timeout
+    # for the path, 75 s, and the idle timeouts of load balancers, 60 s at AWS).
+    event_streams_per_user: Positive = 5
+    event_stream_heartbeat_seconds: Annotated[float, Field(gt=0, le=60)] = 15.0
     require_if_match: bool = False
     # Networks a webhook may be delivered to although they are not public (webhooks/
     # addresses.py): comma-separated addresses or CIDR blocks, e.g. 10.0.5.0/24 for a

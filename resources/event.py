@@ -1,15 +1,19 @@
 """The event feed: every change to the stores a caller may see, in commit order, page by page
 after a cursor (models/event.py says why no event is skipped)."""
 
-from flask import Response, after_this_request
+from flask import Response, after_this_request, current_app, request
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from flask_smorest import abort
+from marshmallow import ValidationError
 
+from config.settings import current_settings
 from models.event import EventModel, events_after, feed_bounds, place_events
-from schemas.events import EventArgsSchema, EventSchema
-from schemas.field_types import cursor_of
+from schemas.events import EventArgsSchema, EventSchema, EventStreamArgsSchema
+from schemas.field_types import Cursor, cursor_of
 from web.blueprint import Blueprint
+from web.event_stream import EVENT_HUB, Sent, TooManyStreamsError, as_sent, stream
+from web.openapi import RETRY_AFTER
 from web.pagination import Page
 
 blp = Blueprint("events", __name__, description="The feed of changes, for clients that sync")
@@ -45,11 +49,15 @@ def feed_page(
     head, pruned_through = feed_bounds()
     if after is None:
         after = pruned_through
-    elif not pruned_through <= after <= head:
-        abort(410, message=f"{GONE}.")
+    refuse_unless_kept(after, pruned_through, head)
     events = events_after(after, page_size, owner_id=owner_id, store_id=store_id, types=types)
     # An empty page goes on from where it was asked: newer events come past it.
     return events, events[-1].position if events else after, head
+
+
+def refuse_unless_kept(after: int, pruned_through: int, head: int) -> None:
+    if not pruned_through <= after <= head:
+        abort(410, message=f"{GONE}.")
 
 
 @blp.route("/events")
@@ -83,3 +91,91 @@ class Events(MethodView):
                 return response
 
         return events, cursor_of(position)
+
+
+STREAM_CONTENT = {
+    200: {
+        "description": "The events past the cursor, then each as it is committed, as "
+        "Server-Sent Events: `id:` the event's cursor, `event:` its type, `data:` the event "
+        "as GET /events lists it; a comment line (`: heartbeat`) after "
+        "EVENT_STREAM_HEARTBEAT_SECONDS without one. It never ends by itself.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+LAST_EVENT_ID = "Last-Event-ID"
+# Seconds a refused stream is told to wait: a stream of the user's that closes frees a place.
+STREAM_RETRY_AFTER = 5
+
+
+@blp.route("/events/stream")
+class EventStream(MethodView):
+    @blp.read(
+        None, token="access", tagged=False, query=EventStreamArgsSchema, content=STREAM_CONTENT,
+        errors={
+            410: GONE,
+            422: "A query parameter or Last-Event-ID is not valid: a cursor not of this feed, "
+            "an unknown type",
+            429: ("You have EVENT_STREAMS_PER_USER streams open already: close one, or wait "
+                  "Retry-After seconds", RETRY_AFTER),
+        },
+    )  # fmt: skip
+    def get(self, query: dict) -> Response:
+        """Follow the feed live: your stores' events (an admin's: all) as Server-Sent Events,
+        in feed order, each once. Starts after the cursor in the Last-Event-ID header (a
+        browser's EventSource sends it when it connects again) or in after, else at the
+        newest event (new events only). The same filters as GET /events."""
+        settings = current_settings()
+        after = last_event_id() or query.get("after")
+        owner_id = None if current_user.is_admin else current_user.id
+        store_id, types = query.get("store_id"), query.get("type")
+        types = set(types.split(",")) if types else None
+        place_events()
+        head, pruned_through = feed_bounds()
+        if after is not None:
+            refuse_unless_kept(after, pruned_through, head)
+        hub = current_app.extensions[EVENT_HUB]
+        try:
+            close = hub.open_stream(current_user.id, settings.event_streams_per_user)
+        except TooManyStreamsError:
+            abort(
+                429, headers={"Retry-After": str(STREAM_RETRY_AFTER)},
+                message=f"You have {settings.event_streams_per_user} streams open already "
+                "(EVENT_STREAMS_PER_USER): close one, or try again later.",
+            )  # fmt: skip
+
+        def matches(event: Sent) -> bool:
+            return (
+                owner_id in (None, event.owner_id)
+                and store_id in (None, event.store_id)
+                and (types is None or event.type in types)
+            )
+
+        def read_own(position: int, page: int) -> list[Sent]:
+            with hub.app.app_context():
+                events = events_after(
+                    position, page, owner_id=owner_id, store_id=store_id,
+                    types=list(types) if types else None,
+                )  # fmt: skip
+                return as_sent(events)
+
+        events = stream(
+            hub, head if after is None else after, matches,
+            settings.event_stream_heartbeat_seconds, read_own,
+        )  # fmt: skip
+        response = Response(events, mimetype="text/event-stream")
+        # nginx sends each line on as it comes (deploy/nginx/nginx.conf); no cache keeps it.
+        response.headers["X-Accel-Buffering"] = "no"
+        response.headers["Cache-Control"] = "no-store"
+        response.call_on_close(close)
+        return response
+
+
+def last_event_id() -> int | None:
+    """The cursor in Last-Event-ID, if sent (422 if it is none of this feed's)."""
+    value = request.headers.get(LAST_EVENT_ID)
+    if not value:
+        return None
+    try:
+        return Cursor().deserialize(value)
+    except ValidationError as error:
+        abort(422, errors={"headers": {LAST_EVENT_ID: error.messages}})

@@ -98,7 +98,17 @@ def event_types(value: str) -> None:
         raise ValidationError(f"Unknown event types {unknown}: pick from {', '.join(EVENT_TYPES)}.")
 
 
-class EventArgsSchema(Schema):
+class EventFilterSchema(Schema):
+    store_id = Id(strict=False, metadata={"description": "Only the events of this store."})
+    type = fields.String(
+        validate=event_types,
+        metadata={"description": "Only events of these types, comma-separated "
+                  "(item.created,item.updated).", "example": "item.created",
+                  "pattern": f"^({ONE_TYPE})(,({ONE_TYPE}))*$"},
+    )  # fmt: skip
+
+
+class EventArgsSchema(EventFilterSchema):
     page_size = fields.Integer(
         load_default=100, validate=validate.Range(min=1, max=1000), metadata={"example": 100}
     )
@@ -107,10 +117,11 @@ class EventArgsSchema(Schema):
                   "header's next page): the page starts after it. Without it, the page starts "
                   "at the oldest event kept, and the Feed-Head header tells the newest cursor."},
     )  # fmt: skip
-    store_id = Id(strict=False, metadata={"description": "Only the events of this store."})
-    type = fields.String(
-        validate=event_types,
-        metadata={"description": "Only events of these types, comma-separated "
-                  "(item.created,item.updated).", "example": "item.created",
-                  "pattern": f"^({ONE_TYPE})(,({ONE_TYPE}))*$"},
+
+
+class EventStreamArgsSchema(EventFilterSchema):
+    after = Cursor(
+        metadata={"description": "The cursor of the last event you have (Feed-Head, after a "
+                  "listing): the stream starts after it. Last-Event-ID, if sent, wins. Without "
+                  "either, the stream starts at the newest event."},
     )  # fmt: skip

@@ -15,11 +15,15 @@ NGINX_CONF = Path(__file__).resolve().parent.parent / "deploy" / "nginx" / "ngin
 
 @contextmanager
 def throwaway_nginx(
-    upstream_port: int, config_file: Path = NGINX_CONF, **replacements: str
+    upstream_port: int,
+    config_file: Path = NGINX_CONF,
+    stream_port: int | None = None,
+    **replacements: str,
 ) -> Iterator[str]:
-    """nginx proxying to 127.0.0.1:`upstream_port` with `config_file` (by default, the
-    shipped one); yields its base URL. `replacements` swap whole lines of the configuration,
-    e.g. a shorter timeout."""
+    """nginx proxying to 127.0.0.1:`upstream_port`, and GET /events/stream to
+    `stream_port` (by default the same), with `config_file` (by default, the shipped one);
+    yields its base URL. `replacements` swap whole lines of the configuration, e.g. a
+    shorter timeout."""
     root = Path(tempfile.mkdtemp(prefix="throwaway-nginx-"))
 
     def start_on(port: int) -> subprocess.Popen:
@@ -27,6 +31,8 @@ def throwaway_nginx(
         for old, new in {
             "set $api http://api:8000;": f"set $api http://127.0.0.1:{upstream_port};",
             "listen 8080;": f"listen 127.0.0.1:{port};",
+            "set $stream http://stream:8000;": "set $stream "
+            f"http://127.0.0.1:{stream_port or upstream_port};",
             **replacements,
         }.items():
             assert old in config, old

@@ -48,10 +48,12 @@ class Blueprint(flask_smorest.Blueprint):
         tagged: bool = True,
         errors: Errors = NO_ERRORS,
         content: dict | None = None,
+        query: type[Schema] | None = None,
     ) -> Callable:
         """A GET of one resource, answered as `schema` (`tagged`: with its ETag); with no
         schema, as the Response the view makes, which `content` documents."""
-        return self.compose(200, schema, token=token, tagged=tagged, errors=errors, content=content)
+        return self.compose(200, schema, token=token, tagged=tagged, errors=errors,
+                            content=content, query=query)  # fmt: skip
 
     def listing(
         self,
@@ -212,9 +214,8 @@ class Blueprint(flask_smorest.Blueprint):
             if query or page_arguments:
                 # A page's arguments come one by one (page_size, after, ...).
                 named = {"as_kwargs": True} if many else {"arg_name": "query"}
-                composed = self.arguments(query or page_arguments, location="query", **named)(
-                    composed
-                )
+                arguments = query or page_arguments
+                composed = self.arguments(arguments, location="query", **named)(composed)
             if body:
                 required = not getattr(body, "BODY_OPTIONAL", False)
                 composed = self.arguments(body, required=required, arg_name="body")(composed)

@@ -1,10 +1,15 @@
-"""gunicorn's sync worker (gunicorn.conf.py), with the answers gunicorn writes itself, to a
+"""gunicorn's sync worker (gunicorn.conf.py), and its threaded worker (the event streams'
+process, docker-compose.yml's stream service), with the answers gunicorn writes itself, to a
 request it could not read (a malformed line, header or chunk; a line or header past its
 limits), in the API's one error shape instead of gunicorn's HTML page."""
 
 import json
+import threading
 
+from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
+
+from web.event_stream import EVENT_HUB
 
 MESSAGES = {
     400: "The request is malformed",
@@ -16,10 +21,25 @@ MESSAGES = {
 }
 
 
-class JsonErrorsWorker(SyncWorker):
+class JsonErrors:
     def handle_error(self, req, client, addr, exc) -> None:
         # gunicorn's handler chooses the status and logs; only the page it writes changes.
         super().handle_error(req, ErrorPageAsJson(client, exc), addr, exc)
+
+
+class JsonErrorsWorker(JsonErrors, SyncWorker):
+    pass
+
+
+class JsonErrorsThreadWorker(JsonErrors, ThreadWorker):
+    def handle_exit(self, sig, frame) -> None:
+        # SIGTERM: the open event streams, which never end by themselves, end now (their
+        # clients connect again with Last-Event-ID), rather than hold the stop for
+        # graceful_timeout. From a thread: a signal handler must not wait for their lock.
+        super().handle_exit(sig, frame)
+        hub = getattr(self.wsgi, "extensions", {}).get(EVENT_HUB)
+        if hub is not None:
+            threading.Thread(target=hub.stop).start()
 
 
 class ErrorPageAsJson:

@@ -11,6 +11,7 @@ from support.catalogue import imported, json_lines
 
 from db import db
 from models.event import prune_events
+from web.event_stream import EVENT_HUB
 
 
 def feed(client, **query) -> tuple[list[dict], str]:
@@ -223,3 +224,18 @@ def test_an_import_is_one_event_with_its_counts(app, client):
     ]
     # No event an item: the import is the one.
     assert len(everything(client)) == 3
+
+
+@pytest.mark.one_driver
+def test_a_stream_that_starts_past_its_reader_never_goes_back(app, client):
+    """A stream may start at a head its process's reader has not read yet: waiting for the
+    reader, it keeps its place, and gets none of the events before it."""
+    hub = app.extensions[EVENT_HUB]
+    with app.app_context():
+        close = hub.open_stream(1, limit=1)
+    try:
+        ahead = hub.position + 5
+        events, position = hub.events_past(ahead, lambda _event: True, 0, None)
+        assert (events, position) == ([], ahead)
+    finally:
+        close()

@@ -117,7 +117,8 @@ def test_the_spec_says_which_operations_need_which_token(spec):
     }
     public = {"POST /register", "POST /login"}
     private_reads = {
-        "GET /user/me", "GET /store/deleted", "GET /import/{import_id}", "GET /events"
+        "GET /user/me", "GET /store/deleted", "GET /import/{import_id}", "GET /events",
+        "GET /events/stream",
     } | {
         f"GET {path}"
         for path in ("/webhooks", "/webhooks/{webhook_id}", "/webhooks/{webhook_id}/deliveries")

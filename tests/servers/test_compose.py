@@ -582,6 +582,29 @@ ERASURE = {
 }
 
 
+def streamed_live(
+    app: Path,
+    command: list[str],
+    env: dict[str, str],
+    healthcheck: list[str],
+    api: str,
+    user: list[str],
+) -> bool:
+    """The stream service's command, as written, passes its healthcheck and streams a store's
+    creation through the API as it commits."""
+    with serving_as_written(command, env, cwd=app) as (url, stream):
+        _kind, *check = healthcheck
+        check = [part.replace(":8000/", f":{urlsplit(url).port}/") for part in check]
+        subprocess.run([*user, *check], cwd=app, env=env, check=True, timeout=30)
+        headers = sign_up(api, "streamer")
+        with requests.get(f"{url}/events/stream", headers=headers, stream=True, timeout=30) as live:
+            lines = live.iter_lines()
+            assert next(lines) == b"retry: 3000"
+            requests.post(f"{api}/store", json={"name": "Live"}, headers=headers, timeout=30)
+            assert b"event: store.created" in lines
+    return stream.returncode == 0  # a clean shutdown, with the stream closed
+
+
 def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_database):
     """Each command compose runs in our image, as written, from a copy of what the image holds
     and as its unprivileged user: the API's (the Dockerfile's CMD) migrates straight to
@@ -595,7 +618,9 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
         if service.get("build", {}).get("context") == str(tmp_path)
     }  # fmt: skip
     # The restore service's (its own stage of the image): test_the_restore_service_...
-    assert set(ours) == {"api", "worker", "restore"}, "a new service of our image: run it here"
+    assert set(ours) == {"api", "worker", "stream", "restore"}, (
+        "a new service of our image: run it here"
+    )
     image = dockerfile()
     user = as_a_user_of_its_own(image)
     servers = {
@@ -624,6 +649,8 @@ def test_the_image_commands_serve_as_compose_runs_them(tmp_path, backends, new_d
         assert kind == "CMD"
         healthcheck = [part.replace(":8000/", f":{urlsplit(url).port}/") for part in healthcheck]
         subprocess.run([*user, *healthcheck], cwd=app, env=api_env, check=True, timeout=30)
+        assert streamed_live(app, command("stream"), environment(image, ours["stream"], servers),
+                             ours["stream"]["healthcheck"]["test"], url, user)  # fmt: skip
 
         log = tmp_path / "worker.log"
         # The tests' receiver is on loopback: allowed to the worker here alone.

@@ -1,0 +1,209 @@
+"""GET /events/stream served as deployed (deploy/stream.sh: the stream process, gunicorn's
+threaded worker), on its own and behind the shipped nginx: events as they commit, in feed
+order, resumed without gaps or repeats, heartbeats, 410 for a stale cursor, 429 past a user's
+streams, each user their own stores' events only."""
+
+import http.client
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import text
+from support.api import new_item, new_store, signed_in
+from support.http import server_env
+
+from tools.gunicorn_server import API, Server, gunicorn, serving_as_written
+from tools.throwaway_nginx import throwaway_nginx
+
+HEARTBEAT = 0.5
+PER_USER = 2
+
+
+@pytest.fixture
+def stream_server(database_url: str) -> Iterator[Server]:
+    """The stream process as docker-compose.yml runs it, with short heartbeats."""
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        **server_env(
+            database_url,
+            EVENT_STREAM_HEARTBEAT_SECONDS=str(HEARTBEAT),
+            EVENT_STREAMS_PER_USER=str(PER_USER),
+            TRUSTED_PROXIES="1",
+        ),
+    }
+    with serving_as_written(["sh", "deploy/stream.sh"], env) as (url, process):
+        yield Server(url, process.pid)
+
+
+class Stream:
+    """A client of one event stream, reading it message by message."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], query: str = "") -> None:
+        address = urlsplit(base_url)
+        self.connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        self.connection.request("GET", f"/events/stream{query}", headers=headers)
+        self.response = self.connection.getresponse()
+
+    def message(self) -> dict[str, str]:
+        """The next message: its fields, comments under ":"; none once the stream ended."""
+        fields: dict[str, str] = {}
+        while line := self.response.readline():
+            if line == b"\n":
+                if fields:
+                    return fields
+                continue
+            name, _, value = line.decode().rstrip("\n").partition(":")
+            fields[name] = fields.get(name, "") + value.removeprefix(" ")
+        return fields
+
+    def events(self, count: int) -> list[dict]:
+        """The next `count` events, as GET /events lists them, each with its `id:`."""
+        events = []
+        while len(events) < count:
+            message = self.message()
+            if "data" in message:
+                assert message["event"] == json.loads(message["data"])["type"]
+                events.append({**json.loads(message["data"]), "id": message["id"]})
+        return events
+
+    def close(self) -> None:
+        # The answer holds the socket too (the server's answer says Connection: close).
+        self.response.close()
+        self.connection.close()
+
+
+@contextmanager
+def streaming(base_url: str, headers: dict[str, str], query: str = "") -> Iterator[Stream]:
+    stream = Stream(base_url, headers, query)
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
+def stream_error(stream: Stream, status: int) -> dict:
+    """The one error shape, in JSON, before any stream starts."""
+    assert stream.response.status == status
+    assert stream.response.getheader("Content-Type") == "application/json"
+    body = json.loads(stream.response.read())
+    assert body["code"] == status
+    assert set(body) <= {"code", "status", "message", "errors"}
+    return body
+
+
+@pytest.mark.pgbouncer_too
+def test_events_come_as_they_commit_in_feed_order_and_resume_without_gaps_or_repeats(
+    app, new_user, bearer, stream_server
+):
+    alice, bob = bearer(new_user("alice")), bearer(new_user("bob"))
+    as_alice, as_bob = signed_in(app, alice), signed_in(app, bob)
+    books, tools = new_store(as_alice, "Books")["id"], new_store(as_bob, "Tools")["id"]
+    with streaming(stream_server.url, alice) as stream:
+        assert stream.response.status == 200
+        assert stream.response.getheader("Content-Type").startswith("text/event-stream")
+        assert stream.response.getheader("X-Accel-Buffering") == "no"
+        assert stream.message() == {"retry": "3000"}
+        for n in range(3):
+            new_item(as_alice, books, f"Novel {n}")
+            new_item(as_bob, tools, f"Saw {n}")  # not alice's to see
+        live = stream.events(3)
+        # Nothing more for alice: a heartbeat next.
+        started = time.monotonic()
+        assert stream.message() == {"": "heartbeat"}
+        assert time.monotonic() - started < 2 * HEARTBEAT + 0.5
+    feed = signed_in(app, alice).get("/events").get_json()
+    assert [{**each, "id": each["cursor"]} for each in feed[1:]] == live  # past store.created
+
+    # Two more while alice was away: from the Last-Event-ID on, those two only, though
+    # `after` names an older cursor (the URL an EventSource keeps).
+    for n in range(3, 5):
+        new_item(as_alice, books, f"Novel {n}")
+    resumed = {**alice, "Last-Event-ID": live[-1]["id"]}
+    with streaming(stream_server.url, resumed, f"?after={live[0]['id']}") as stream:
+        assert [each["data"]["name"] for each in stream.events(2)] == ["Novel 3", "Novel 4"]
+        assert stream.message() == {"": "heartbeat"}
+
+    # An admin's stream: everybody's, and the filters of GET /events.
+    admin = bearer(new_user("root", role="admin"))
+    query = f"?after={feed[0]['cursor']}&store_id={tools}&type=item.created"
+    with streaming(stream_server.url, admin, query) as stream:
+        assert [each["data"]["name"] for each in stream.events(3)] == ["Saw 0", "Saw 1", "Saw 2"]
+        assert stream.message() == {"": "heartbeat"}
+
+
+@pytest.mark.one_driver
+def test_stale_cursor_410_past_the_limit_429_a_closed_stream_frees_its_place_a_stop_ends_all(
+    app, engine, new_user, bearer, stream_server
+):
+    alice = bearer(new_user("alice"))
+    books = new_store(signed_in(app, alice), "Books")["id"]
+    cursor = signed_in(app, alice).get("/events").get_json()[0]["cursor"]
+    new_item(signed_in(app, alice), books)
+    assert len(signed_in(app, alice).get("/events").get_json()) == 2
+    with engine.begin() as connection:  # both pruned: the cursor of the first is too old
+        connection.execute(text("UPDATE event_feed SET pruned_through = 2"))
+    with streaming(stream_server.url, alice, f"?after={cursor}") as stale:
+        assert "list the resources again" in stream_error(stale, 410)["message"]
+    with streaming(stream_server.url, {**alice, "Last-Event-ID": "nonsense"}) as refused:
+        assert "Last-Event-ID" in stream_error(refused, 422)["errors"]["headers"]
+
+    with ExitStack() as open_streams:
+        first = open_streams.enter_context(streaming(stream_server.url, alice))
+        second = open_streams.enter_context(streaming(stream_server.url, alice))
+        with streaming(stream_server.url, alice) as third:
+            assert third.response.getheader("Retry-After") == "5"
+            assert "EVENT_STREAMS_PER_USER" in stream_error(third, 429)["message"]
+        # Another user's streams are counted apart.
+        with streaming(stream_server.url, bearer(new_user("bob"))) as bobs:
+            assert bobs.response.status == 200
+        # A client gone: its stream ends at the next heartbeat, and frees its place.
+        first.close()
+        deadline = time.monotonic() + 10 * HEARTBEAT
+        while True:
+            with streaming(stream_server.url, alice) as again:
+                if again.response.status == 200:
+                    break
+                assert again.response.status == 429
+            assert time.monotonic() < deadline, "the closed stream kept its place"
+            time.sleep(HEARTBEAT / 2)
+
+        # The server stops: its streams end at once (their clients connect again).
+        stopping = time.monotonic()
+        os.kill(stream_server.pid, signal.SIGTERM)
+        while second.message():
+            pass
+        assert time.monotonic() - stopping < 5 * HEARTBEAT
+
+
+@pytest.mark.one_driver
+def test_through_the_shipped_nginx_each_event_goes_on_as_it_comes(
+    app, database_url, new_user, bearer, stream_server, tmp_path
+):
+    alice = bearer(new_user("alice"))
+    books = new_store(signed_in(app, alice), "Books")["id"]
+    api_log = tmp_path / "api.log"
+    with (
+        api_log.open("w") as log,
+        gunicorn(
+            API, server_env(database_url, TRUSTED_PROXIES="1"), "--workers", "1", stderr=log
+        ) as api,
+        throwaway_nginx(
+            int(api.url.rsplit(":", 1)[1]), stream_port=int(stream_server.url.rsplit(":", 1)[1])
+        ) as proxy,
+        streaming(proxy, {**alice, "Host": "localhost"}) as stream,
+    ):
+        assert stream.message() == {"retry": "3000"}
+        assert stream.message() == {"": "heartbeat"}  # small, and not held back
+        committed = time.monotonic()
+        new_item(signed_in(app, alice), books, "Lamp")
+        assert stream.events(1)[0]["data"]["name"] == "Lamp"
+        assert time.monotonic() - committed < 1.0
+    # The stream process served it, none of the API's sync workers.
+    assert "/events/stream" not in api_log.read_text()
