@@ -150,7 +150,9 @@ def test_metrics_show_the_last_backup_the_window_and_archiving_failures(
         "archiving working again",
     )
 
-    # Every name the alert rules use is one /metrics shows.
+    # Every name the alert rules use is one /metrics shows (the verify's, once the backup
+    # service has verified: the compose test's loop writes it).
+    status.with_name("info.json.verify").write_text("ok\n")
     expressions = [rule["expr"] for group in yaml.safe_load(ALERTS.read_text())["groups"]
                    for rule in group["rules"]]  # fmt: skip
     used = set(re.findall(r"\b(?:backup|postgres_archiver)_\w+", " ".join(expressions)))
@@ -231,6 +233,19 @@ tests:
           - exp_labels: {{severity: critical, job: api}}
             exp_annotations: {old}
       - {{eval_time: 40m, alertname: BackupStatusUnknown, exp_alerts: []}}
+      - {{eval_time: 40m, alertname: BackupRepositoryDamaged, exp_alerts: []}}
+  - interval: 1m
+    input_series:
+      # The last verify found the repository whole, then, from minute 5, damaged.
+      - series: 'backup_repository_verified{{job="api", instance="a"}}'
+        values: '1x4 0x10'
+    alert_rule_test:
+      - {{eval_time: 4m, alertname: BackupRepositoryDamaged, exp_alerts: []}}
+      - eval_time: 5m
+        alertname: BackupRepositoryDamaged
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: api}}
+            exp_annotations: {damaged}
   - interval: 1m
     input_series:
       # The status unreadable from minute 5.
@@ -273,6 +288,7 @@ def test_the_alert_rules_are_valid_and_fire_on_an_old_backup_and_failing_archivi
             # 93000 + 17 * 60 s
             old=expected("BackupTooOld", age="1d 2h 7m 0s"),
             unknown=expected("BackupStatusUnknown"),
+            damaged=expected("BackupRepositoryDamaged"),
         )
     )
     run = subprocess.run(["promtool", "test", "rules", tests], capture_output=True, text=True)
