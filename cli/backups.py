@@ -59,21 +59,33 @@ def store_name(_ctx, _param, value: str | None) -> str | None:
         raise click.BadParameter(" ".join(invalid.messages)) from None
 
 
-@contextmanager
-def cleaned_up_on_signals() -> Iterator[None]:
+class Signals:
     """SIGTERM (docker stop) and SIGHUP (a closed terminal) end the block as Ctrl-C does,
     through its cleanup: by default Python dies at once, leaving the restored server running
-    with a whole copy of the database."""
+    with a whole copy of the database. Once `finishing()`, the work is done (committed) and
+    one of them only waits for the cleanup and the report: `received`."""
 
-    def end(number: int, _frame) -> None:
-        raise SystemExit(128 + number)
+    def __init__(self) -> None:
+        self.finishing_now = False
+        self.received: int | None = None
 
-    previous = {number: signal.signal(number, end) for number in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+    def finishing(self) -> None:
+        self.finishing_now = True
+
+    def end(self, number: int, _frame) -> None:
+        if not self.finishing_now:
+            raise SystemExit(128 + number)
+        self.received = number
+
+    @contextmanager
+    def handled(self) -> Iterator["Signals"]:
+        numbers = (signal.SIGTERM, signal.SIGHUP)
+        previous = {number: signal.signal(number, self.end) for number in numbers}
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 @click.command("restore-store")
@@ -101,12 +113,15 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
     login = {key: value for key, value in login.items() if value}
     logged = read_log(log_path()).erasures
     started = time.monotonic()
+    signals = Signals()
     try:
-        with cleaned_up_on_signals(), restored(at, login) as server:
+        with signals.handled(), restored(at, login) as server:
             replayed = time.monotonic() - started
             with connect(server, login) as source, connect_live(live) as target:
                 progress = Progress("Copied", "rows")
                 copied = copy_store(source, target, store_id, name, progress.add, logged)
+                # Committed: what remains is the restored server's removal and the report.
+                signals.finishing()
                 progress.done()
     except RestoreFailedError as failed:
         raise click.ClickException(f"pgBackRest could not restore to {at}: {failed}") from None
@@ -132,6 +147,8 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
             click.echo(f"{table} {old} -> {new} (its id was taken)")
     if copied.owner_dropped:
         click.echo("Its owner is no longer a user: it has none.")
+    if signals.received is not None:
+        click.echo(f"{signal.Signals(signals.received).name} came after the copy: finished first.")
 
 
 def connect_live(url) -> psycopg.Connection:
