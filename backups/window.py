@@ -23,6 +23,9 @@ COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UT
 # The archive's segments looked at, newest first, for a commit: an idle database's last ones
 # may hold none (a switch, a checkpoint).
 SEGMENTS_SEARCHED = 8
+# The stanza's status codes of `pgbackrest info` under which its backups were read: ok, and
+# "no valid backups".
+STANZA_READ = {0, 2}
 # How pgBackRest compresses what it archives (compress-type; deploy/backup/backup.sh: zst),
 # by the file's extension: undone by the tool of that name.
 DECOMPRESS = {
@@ -72,6 +75,18 @@ def backups_of(info: list[dict]) -> Backups:
     if len(info) != 1:
         raise BackupInfoError(f"one stanza expected, the repository has {len(info)}")
     (stanza,) = info
+    # pgBackRest's word on the stanza: a wrong stanza, a wrong or missing key show as one
+    # without backups, with what is wrong said in its status, or for "other" in its
+    # repository's ("missing stanza path", "[CryptoError] ...").
+    if stanza.get("status", {}).get("code", 0) not in STANZA_READ:
+        statuses = [repo["status"] for repo in stanza.get("repo", [])] or [stanza["status"]]
+        said = "; ".join(
+            status["message"] for status in statuses if status["code"] not in STANZA_READ
+        )
+        said = said or stanza["status"]["message"]
+        # Undecryptable bytes quoted as they are: no control character reaches a terminal.
+        said = "".join(each if each.isprintable() or each == "\n" else "?" for each in said)
+        raise BackupInfoError(f"stanza {stanza['name']!r}: {said}")
     backups = stanza.get("backup", [])
     stops = sorted(backup["timestamp"]["stop"] for backup in backups if not backup.get("error"))
     # One entry per PostgreSQL version and system the stanza archived; the last is the current.
@@ -82,10 +97,16 @@ def backups_of(info: list[dict]) -> Backups:
     return Backups(stops, stanza["name"], archive["id"], archive["min"], archive["max"])
 
 
+def parsed_info(raw: bytes) -> list[dict]:
+    """`pgbackrest info --output=json`'s output. Its messages quote what it could not decrypt
+    or read as it is: bytes that may be no UTF-8, control characters."""
+    return json.loads(raw.decode(errors="replace"), strict=False)
+
+
 def read_status(path: Path) -> Backups:
     """The status file the backup service writes (deploy/backup/backup.sh)."""
     try:
-        return backups_of(json.loads(path.read_text()))
+        return backups_of(parsed_info(path.read_bytes()))
     except (OSError, ValueError, KeyError, TypeError) as unread:
         raise BackupInfoError(f"{path}: {unread}") from unread
 
@@ -101,7 +122,7 @@ def pgbackrest(*arguments: str) -> bytes:
 
 
 def repository_backups() -> Backups:
-    return backups_of(json.loads(pgbackrest("--output=json", "info")))
+    return backups_of(parsed_info(pgbackrest("--output=json", "info")))
 
 
 def segment_number(name: str) -> tuple[int, int]:
