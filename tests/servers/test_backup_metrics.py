@@ -248,9 +248,11 @@ tests:
             exp_annotations: {damaged}
   - interval: 1m
     input_series:
-      # The status unreadable from minute 5.
+      # The status unreadable from minute 5: the age unknown, +Inf.
       - series: 'backup_status_readable{{job="api", instance="a"}}'
         values: '1x4 0x30'
+      - series: 'backup_last_good_age_seconds{{job="api", instance="a"}}'
+        values: '600x4 {infinite}'
       - series: 'postgres_archiver_up{{job="api", instance="a"}}'
         values: '1x40'
     alert_rule_test:
@@ -260,10 +262,30 @@ tests:
         exp_alerts:
           - exp_labels: {{severity: warning, job: api}}
             exp_annotations: {unknown}
+      - {{eval_time: 30m, alertname: BackupTooOld, exp_alerts: []}}
+      - {{eval_time: 30m, alertname: BackupNone, exp_alerts: []}}
+  - interval: 1m
+    input_series:
+      # A new deployment: the status read, no backup in it for 28 hours.
+      - series: 'backup_status_readable{{job="api", instance="a"}}'
+        values: '1x1680'
+      - series: 'backup_last_good_age_seconds{{job="api", instance="a"}}'
+        values: '{infinite}'
+    alert_rule_test:
+      - {{eval_time: 5h, alertname: BackupTooOld, exp_alerts: []}}
+      - {{eval_time: 25h, alertname: BackupNone, exp_alerts: []}}
+      - eval_time: 27h
+        alertname: BackupNone
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: api}}
+            exp_annotations: {none}
+      - {{eval_time: 27h, alertname: BackupTooOld, exp_alerts: []}}
 """
 
 
 def test_the_alert_rules_are_valid_and_fire_on_an_old_backup_and_failing_archiving(tmp_path):
+    """And not BackupTooOld when the status is unreadable (BackupStatusUnknown's case) or
+    lists no backup yet (BackupNone's, after as long)."""
     checked = subprocess.run(["promtool", "check", "rules", ALERTS], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     annotations = {
@@ -289,6 +311,9 @@ def test_the_alert_rules_are_valid_and_fire_on_an_old_backup_and_failing_archivi
             old=expected("BackupTooOld", age="1d 2h 7m 0s"),
             unknown=expected("BackupStatusUnknown"),
             damaged=expected("BackupRepositoryDamaged"),
+            none=expected("BackupNone"),
+            # 28 hours of samples (promtool's "x1680" takes no Inf).
+            infinite=" ".join(["+Inf"] * 1681),
         )
     )
     run = subprocess.run(["promtool", "test", "rules", tests], capture_output=True, text=True)
