@@ -353,3 +353,25 @@ def test_backup_window_shows_what_a_restore_reaches(archiving):
         present = {row for (row,) in db.execute("SELECT id FROM rows")}
     assert present == {row for row, at in committed.items() if at <= latest}
     assert present
+
+
+def test_backup_window_finds_the_last_commit_behind_many_segments_without_one(archiving):
+    """Each check (and backup) switches to a new segment: an idle database's newest segments
+    hold no commit, and the search goes further back, to the commit."""
+    cluster, backups = archiving
+    backups.backup("full")
+    (stopped,) = [backup["timestamp"]["stop"] for backup in backups.info()[0]["backup"]]
+    time.sleep(max(0, stopped + 1 - time.time()))  # the window's start
+    with connect(cluster) as db:
+        db.execute("CREATE TABLE rows (id serial PRIMARY KEY)")
+        (row,) = db.execute("INSERT INTO rows DEFAULT VALUES RETURNING xmin").fetchone()
+        (committed,) = db.execute("SELECT pg_xact_commit_timestamp(%s)", (row,)).fetchone()
+    for _ in range(12):
+        backups.check()
+
+    app = create_app(Settings(jwt_secret_key=JWT_SECRET), TESTING=True)
+    environment = {"PGBACKREST_CONFIG": str(backups.config), "PGBACKREST_STANZA": "main"}
+    result = app.test_cli_runner().invoke(args=["backup-window"], env=environment)
+    assert result.exit_code == 0, result.output
+    (latest,) = re.findall(r"^latest: +(\S+)", result.output, re.M)
+    assert datetime.fromisoformat(latest) == committed - timedelta(microseconds=1)
