@@ -55,6 +55,25 @@ hours() { awk -v hours="$1" 'BEGIN { printf "%d", hours * 3600 }'; }
 
 say() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) backup: $*"; }
 
+# The schedule's settings checked before the loop starts: awk reads a word as 0 hours, which
+# would make a loop without pause.
+check_schedule() {
+  for name in BACKUP_INCR_EVERY_HOURS BACKUP_DIFF_EVERY_HOURS BACKUP_FULL_EVERY_HOURS \
+    BACKUP_VERIFY_EVERY_HOURS; do
+    eval "value=\${$name:-}"
+    case $value in
+    *[!0-9.]* | *.*.* | .)
+      say "$name=$value is no number of hours (e.g. 24 or 0.5): not started" >&2
+      exit 2
+      ;;
+    esac
+  done
+  if [ "$(hours "${BACKUP_INCR_EVERY_HOURS:-1}")" -lt 1 ]; then
+    say "BACKUP_INCR_EVERY_HOURS=$BACKUP_INCR_EVERY_HOURS is under a second: not started" >&2
+    exit 2
+  fi
+}
+
 # Run a pgbackrest command and log one line: what, and whether it worked.
 step() {
   started=$(date +%s)
@@ -166,6 +185,7 @@ configure)
   exec "$@"
   ;;
 run)
+  check_schedule
   configure
   interval=$(hours "${BACKUP_INCR_EVERY_HOURS:-1}")
   verified=0

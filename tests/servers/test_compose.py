@@ -14,12 +14,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 import yaml
 from alembic.script import ScriptDirectory
@@ -502,6 +503,38 @@ def test_the_backup_service_says_a_damaged_repository_failed_its_verify(tmp_path
         assert re.search(r"^\S+Z backup: verify FAILED \(exit 3\), \d+ s$", text, re.M), text
         assert "checksum invalid" in text  # the report, above it
         assert "backup_repository_verified 0.0" in app.test_client().get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("BACKUP_INCR_EVERY_HOURS", "one", "is no number of hours"),
+        ("BACKUP_DIFF_EVERY_HOURS", "24h", "is no number of hours"),
+        ("BACKUP_FULL_EVERY_HOURS", "1.6.8", "is no number of hours"),
+        ("BACKUP_VERIFY_EVERY_HOURS", "-1", "is no number of hours"),
+        ("BACKUP_INCR_EVERY_HOURS", "0", "is under a second"),
+    ],
+)
+def test_the_backup_service_refuses_to_start_on_a_schedule_it_cannot_read(name, value, said):
+    """Not a loop without pause (awk reads a word as 0 hours): it says which setting."""
+    root = owned_temp_dir("backup-schedule-")
+    try:
+        script = shutil.copy(ROOT / "deploy" / "backup" / "backup.sh", root)
+        env = {**os.environ, "PGBACKREST_CONFIG": str(root / "pgbackrest.conf"), name: value}
+        loop = subprocess.Popen(
+            [*AS_POSTGRES, script, "run"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            stdout, stderr = loop.communicate(timeout=10)
+        finally:
+            with suppress(ProcessLookupError):  # a loop started: what the test finds wrong
+                os.killpg(loop.pid, signal.SIGKILL)
+        assert loop.returncode == 2, stdout + stderr
+        assert f"backup: {name}={value} {said}" in stderr
+        assert "not started" in stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_the_backup_configuration_keeps_the_retention_and_encrypts_only_with_a_key(tmp_path):
