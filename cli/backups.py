@@ -6,10 +6,11 @@ deleted again (backups/erasures.py); `flask backup-window`: the times a restore 
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import psycopg
@@ -36,6 +37,8 @@ from config.settings import current_settings
 from connections.options import libpq_conninfo
 from db import db
 from schemas.field_types import Name
+
+Done = TypeVar("Done")
 
 
 class Time(click.ParamType):
@@ -111,7 +114,7 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
     # The restored copy has the live database's roles: its login is the live one's.
     login = {"user": live.username, "password": live.password, "dbname": live.database}
     login = {key: value for key, value in login.items() if value}
-    logged = read_log(log_path()).erasures
+    logged = erasure_log(read_log).erasures
     started = time.monotonic()
     signals = Signals()
     try:
@@ -151,6 +154,26 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
         click.echo(f"{signal.Signals(signals.received).name} came after the copy: finished first.")
 
 
+def erasure_log(use: Callable[[Path], Done]) -> Done:
+    """`use(the erasure log's path)`, a log that cannot be read said so in a line (not a
+    traceback), a missing one warned of: right for a deployment that never erased a store,
+    and the mistake of one whose ERASURE_LOG_PATH is wrong."""
+    path = log_path()
+    if not path.exists():
+        click.echo(
+            f"Warning: no erasure log at {path} (ERASURE_LOG_PATH): only the database's own"
+            " erasures count. Right if no store was ever erased (POST /store/<id>/purge);"
+            " otherwise point ERASURE_LOG_PATH at the log.",
+            err=True,
+        )
+    try:
+        return use(path)
+    except OSError as failed:  # a directory, no permission, a disk's error
+        raise click.ClickException(
+            f"The erasure log {path} (ERASURE_LOG_PATH) cannot be used: {failed.strerror}."
+        ) from None
+
+
 def connect_live(url) -> psycopg.Connection:
     """The live database, straight (psycopg 3 copies; the app may use psycopg2)."""
     conninfo = libpq_conninfo(
@@ -167,7 +190,7 @@ def apply_erasures_command() -> None:
     The erasure log (ERASURE_LOG_PATH) and the erasures table are first made to hold the
     same erasures; a store is erased when its id and created_at both match one."""
     path = log_path()
-    applied = apply_erasures(path)
+    applied = erasure_log(apply_erasures)
     if applied.torn:
         click.echo(f"Skipped {applied.torn} torn line(s) of {path}.")
     click.echo(

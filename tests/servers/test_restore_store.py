@@ -139,9 +139,28 @@ def test_an_erased_store_is_refused_as_the_database_or_the_log_says(
     for result in (by_the_table, by_the_log):
         assert result.exit_code == 1, result.output
         assert refused in result.output
+    # No log there: said, in case ERASURE_LOG_PATH is wrong.
+    assert f"Warning: no erasure log at {tmp_path / 'none.jsonl'}" in by_the_table.stderr
+    assert "Warning" not in by_the_log.stderr
     with connect(cluster) as live:
         assert live.execute("SELECT count(*) FROM stores WHERE id = %s OR name = %s",
                             (store["id"], "Another name")).fetchone() == (0,)  # fmt: skip
+
+
+def test_an_erasure_log_path_that_is_a_directory_is_refused_saying_so(
+    backed_up, monkeypatch, tmp_path
+):
+    app, _cluster, backups, store_id = backed_up
+    change_settings(monkeypatch, app, erasure_log_path=str(tmp_path))
+    restored = restore_store(app, backups, str(store_id), "--at", moment().isoformat())
+    applied = app.test_cli_runner().invoke(args=["apply-erasures"])
+    for result in (restored, applied):
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert (
+            f"Error: The erasure log {tmp_path} (ERASURE_LOG_PATH) cannot be used: Is a directory."
+            in result.output
+        )
 
 
 def test_a_whole_restore_then_apply_erasures_erases_again_and_only_that(backed_up, admin):
