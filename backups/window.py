@@ -51,7 +51,7 @@ class Backups:
     oldest_segment: str | None
     newest_segment: str | None
     # The WAL segment the oldest good backup started in: no restore needs one before.
-    oldest_backup_start: str | None = None
+    oldest_backup_start: str | None
 
     @property
     def last_good(self) -> datetime | None:
