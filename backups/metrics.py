@@ -2,7 +2,8 @@
 
 - from the status file the backup service writes (BACKUP_STATUS_PATH: `pgbackrest info
   --output=json`, replaced whole after each tick of deploy/backup/backup.sh; the API has no
-  pgBackRest), the last good backup's age and the recoverable window's start;
+  pgBackRest), the last good backup's age and the recoverable window's start, and beside it
+  (BACKUP_STATUS_PATH.verify) whether the last `pgbackrest verify` found the repository whole;
 - from the primary's pg_stat_archiver, archiving: segments archived and failed, when each
   last happened (the window's end: every commit before the last archived segment's switch).
 
@@ -59,6 +60,14 @@ class BackupStatus(Collector):
         except (OSError, BackupInfoError):
             return None
 
+    def verified(self) -> bool | None:
+        """What the backup service's last verify found (BACKUP_STATUS_PATH.verify: ok or
+        failed); None before any."""
+        try:
+            return Path(f"{self.path}.verify").read_text().strip() == "ok"
+        except OSError:
+            return None
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         backups = self.backups()
         yield gauge(
@@ -66,6 +75,14 @@ class BackupStatus(Collector):
             "of the repository, could be read; 0: the figures below are unknown",
             backups is not None,
         )  # fmt: skip
+        verified = self.verified()
+        if verified is not None:
+            yield gauge(
+                "backup_repository_verified", "1 if the backup service's last `pgbackrest "
+                "verify` found every backup and WAL file whole; 0: one damaged or missing, "
+                "or the verify failed. Absent before the first",
+                verified,
+            )  # fmt: skip
         last = backups.stops[-1] if backups and backups.stops else None
         yield gauge(
             "backup_last_good_age_seconds", "Seconds since the last good backup (full, "

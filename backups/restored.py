@@ -8,6 +8,8 @@ pgBackRest finds the repository as it always does, by its configuration file
 unless `options` name them.
 """
 
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -46,10 +48,9 @@ def restored(
                   "--target-action=promote"]  # fmt: skip
 
     def restore_into(data: Path) -> None:
-        run = subprocess.run(
+        run = run_as_a_group(
             [*AS_POSTGRES, "pgbackrest", *options, "restore", f"--pg1-path={data}",
              "--archive-mode=off", *target],
-            capture_output=True, text=True, errors="replace",
         )  # fmt: skip
         if run.returncode:
             raise RestoreFailedError(run.stderr.strip() or run.stdout.strip())
@@ -68,6 +69,40 @@ def restored(
         yield server
     finally:
         server.remove()
+
+
+def run_as_a_group(command: list[str]) -> subprocess.CompletedProcess:
+    """`command` run to its end in a process group of its own, its output captured; ended
+    early (a signal, Ctrl-C), the whole group is killed and gone before this returns: killing
+    the command alone (subprocess.run's way) leaves runuser's child, pgBackRest, and its
+    `restore:local` processes writing into a directory about to be removed."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        stdout, stderr = process.communicate()
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        # Its children, reparented, may outlive it for a moment (as zombies, done, where
+        # nothing reaps them: a container's first process may not).
+        while any(state != "Z" for state in states_of_group(process.pid)):
+            time.sleep(0.01)
+        raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def states_of_group(group: int) -> Iterator[str]:
+    """The state (R, S, Z...) of each process of process group `group` (Linux's /proc)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # After the command's name, in parentheses: state, parent, group...
+            state, _parent, pgrp, *_ = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(pgrp) == group:
+            yield state
 
 
 def with_streamed_wal(pg_wal: Path, streamed_wal: Path) -> None:

@@ -20,9 +20,9 @@ from tools.throwaway_postgres import AS_POSTGRES
 SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$")
 # pg_waldump's line of a commit record: "desc: COMMIT 2026-12-04 05:12:13.123456 UTC".
 COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
-# The archive's segments looked at, newest first, for a commit: an idle database's last ones
-# may hold none (a switch, a checkpoint).
-SEGMENTS_SEARCHED = 8
+# The stanza's status codes of `pgbackrest info` under which its backups were read: ok, and
+# "no valid backups".
+STANZA_READ = {0, 2}
 # How pgBackRest compresses what it archives (compress-type; deploy/backup/backup.sh: zst),
 # by the file's extension: undone by the tool of that name.
 DECOMPRESS = {
@@ -50,6 +50,8 @@ class Backups:
     archive_id: str | None
     oldest_segment: str | None
     newest_segment: str | None
+    # The WAL segment the oldest good backup started in: no restore needs one before.
+    oldest_backup_start: str | None
 
     @property
     def last_good(self) -> datetime | None:
@@ -72,21 +74,44 @@ def backups_of(info: list[dict]) -> Backups:
     if len(info) != 1:
         raise BackupInfoError(f"one stanza expected, the repository has {len(info)}")
     (stanza,) = info
+    # pgBackRest's word on the stanza: a wrong stanza, a wrong or missing key show as one
+    # without backups, with what is wrong said in its status, or for "other" in its
+    # repository's ("missing stanza path", "[CryptoError] ...").
+    if stanza.get("status", {}).get("code", 0) not in STANZA_READ:
+        statuses = [repo["status"] for repo in stanza.get("repo", [])] or [stanza["status"]]
+        said = "; ".join(
+            status["message"] for status in statuses if status["code"] not in STANZA_READ
+        )
+        said = said or stanza["status"]["message"]
+        # Undecryptable bytes quoted as they are: no control character reaches a terminal.
+        said = "".join(each if each.isprintable() or each == "\n" else "?" for each in said)
+        raise BackupInfoError(f"stanza {stanza['name']!r}: {said}")
     backups = stanza.get("backup", [])
-    stops = sorted(backup["timestamp"]["stop"] for backup in backups if not backup.get("error"))
+    good = sorted(
+        (backup for backup in backups if not backup.get("error")),
+        key=lambda backup: backup["timestamp"]["stop"],
+    )
+    stops = [backup["timestamp"]["stop"] for backup in good]
+    start = good[0]["archive"]["start"] if good else None
     # One entry per PostgreSQL version and system the stanza archived; the last is the current.
     archives = [archive for archive in stanza.get("archive", []) if archive.get("max")]
     if not archives:
-        return Backups(stops, stanza["name"], None, None, None)
+        return Backups(stops, stanza["name"], None, None, None, start)
     archive = archives[-1]
-    return Backups(stops, stanza["name"], archive["id"], archive["min"], archive["max"])
+    return Backups(stops, stanza["name"], archive["id"], archive["min"], archive["max"], start)
+
+
+def parsed_info(raw: bytes) -> list[dict]:
+    """`pgbackrest info --output=json`'s output. Its messages quote what it could not decrypt
+    or read as it is: bytes that may be no UTF-8, control characters."""
+    return json.loads(raw.decode(errors="replace"), strict=False)
 
 
 def read_status(path: Path) -> Backups:
     """The status file the backup service writes (deploy/backup/backup.sh); BackupInfoError for
     a file that is not pgBackRest's account of one stanza, whatever else it holds."""
     try:
-        backups = backups_of(json.loads(path.read_text()))
+        backups = backups_of(parsed_info(path.read_bytes()))
         for stop in backups.stops:
             epoch(stop)  # a time, not another number or some other thing
         return backups
@@ -106,7 +131,7 @@ def pgbackrest(*arguments: str) -> bytes:
 
 
 def repository_backups() -> Backups:
-    return backups_of(json.loads(pgbackrest("--output=json", "info")))
+    return backups_of(parsed_info(pgbackrest("--output=json", "info")))
 
 
 def segment_number(name: str) -> tuple[int, int]:
@@ -134,12 +159,16 @@ def archived_segment(backups: Backups, name: str) -> bytes | None:
 
 
 def last_archived_commit(backups: Backups, bindir: Path) -> datetime | None:
-    """The time of the last commit the archive holds, from its newest segments on the newest
-    timeline, read by pg_waldump; None when they hold none. A restore to a time needs a
-    commit after it, so this bounds the window."""
+    """The time of the last commit the archive holds, read by pg_waldump from its segments on
+    the newest timeline, newest first, back to the oldest backup's start at most (an idle
+    database's last segments may hold none: each check and backup switches to a new one);
+    None when they hold none. A restore to a time needs a commit after it, so this bounds
+    the window."""
     timeline, newest = segment_number(backups.newest_segment)
-    oldest_timeline, oldest = segment_number(backups.oldest_segment)
-    first = max(newest - SEGMENTS_SEARCHED + 1, oldest if oldest_timeline == timeline else 0)
+    first = 0
+    for bound in (backups.oldest_segment, backups.oldest_backup_start):
+        if bound is not None and segment_number(bound)[0] == timeline:
+            first = max(first, segment_number(bound)[1])
     with tempfile.TemporaryDirectory(prefix="backup-window-") as directory:
         for each in range(newest, first - 1, -1):
             name = f"{timeline:08X}{each // 0x100:08X}{each % 0x100:08X}"

@@ -6,10 +6,11 @@ deleted again (backups/erasures.py); `flask backup-window`: the times a restore 
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import psycopg
@@ -37,6 +38,8 @@ from connections.options import libpq_conninfo
 from db import db
 from schemas.field_types import Name
 
+Done = TypeVar("Done")
+
 
 class Time(click.ParamType):
     name = "time"
@@ -59,21 +62,33 @@ def store_name(_ctx, _param, value: str | None) -> str | None:
         raise click.BadParameter(" ".join(invalid.messages)) from None
 
 
-@contextmanager
-def cleaned_up_on_signals() -> Iterator[None]:
+class Signals:
     """SIGTERM (docker stop) and SIGHUP (a closed terminal) end the block as Ctrl-C does,
     through its cleanup: by default Python dies at once, leaving the restored server running
-    with a whole copy of the database."""
+    with a whole copy of the database. Once `finishing()`, the work is done (committed) and
+    one of them only waits for the cleanup and the report: `received`."""
 
-    def end(number: int, _frame) -> None:
-        raise SystemExit(128 + number)
+    def __init__(self) -> None:
+        self.finishing_now = False
+        self.received: int | None = None
 
-    previous = {number: signal.signal(number, end) for number in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+    def finishing(self) -> None:
+        self.finishing_now = True
+
+    def end(self, number: int, _frame) -> None:
+        if not self.finishing_now:
+            raise SystemExit(128 + number)
+        self.received = number
+
+    @contextmanager
+    def handled(self) -> Iterator["Signals"]:
+        numbers = (signal.SIGTERM, signal.SIGHUP)
+        previous = {number: signal.signal(number, self.end) for number in numbers}
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 @click.command("restore-store")
@@ -99,14 +114,17 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
     # The restored copy has the live database's roles: its login is the live one's.
     login = {"user": live.username, "password": live.password, "dbname": live.database}
     login = {key: value for key, value in login.items() if value}
-    logged = read_log(log_path()).erasures
+    logged = erasure_log(read_log).erasures
     started = time.monotonic()
+    signals = Signals()
     try:
-        with cleaned_up_on_signals(), restored(at, login) as server:
+        with signals.handled(), restored(at, login) as server:
             replayed = time.monotonic() - started
             with connect(server, login) as source, connect_live(live) as target:
                 progress = Progress("Copied", "rows")
                 copied = copy_store(source, target, store_id, name, progress.add, logged)
+                # Committed: what remains is the restored server's removal and the report.
+                signals.finishing()
                 progress.done()
     except RestoreFailedError as failed:
         raise click.ClickException(f"pgBackRest could not restore to {at}: {failed}") from None
@@ -132,6 +150,28 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
             click.echo(f"{table} {old} -> {new} (its id was taken)")
     if copied.owner_dropped:
         click.echo("Its owner is no longer a user: it has none.")
+    if signals.received is not None:
+        click.echo(f"{signal.Signals(signals.received).name} came after the copy: finished first.")
+
+
+def erasure_log(use: Callable[[Path], Done]) -> Done:
+    """`use(the erasure log's path)`, a log that cannot be read said so in a line (not a
+    traceback), a missing one warned of: right for a deployment that never erased a store,
+    and the mistake of one whose ERASURE_LOG_PATH is wrong."""
+    path = log_path()
+    if not path.exists():
+        click.echo(
+            f"Warning: no erasure log at {path} (ERASURE_LOG_PATH): only the database's own"
+            " erasures count. Right if no store was ever erased (POST /store/<id>/purge);"
+            " otherwise point ERASURE_LOG_PATH at the log.",
+            err=True,
+        )
+    try:
+        return use(path)
+    except OSError as failed:  # a directory, no permission, a disk's error
+        raise click.ClickException(
+            f"The erasure log {path} (ERASURE_LOG_PATH) cannot be used: {failed.strerror}."
+        ) from None
 
 
 def connect_live(url) -> psycopg.Connection:
@@ -150,7 +190,7 @@ def apply_erasures_command() -> None:
     The erasure log (ERASURE_LOG_PATH) and the erasures table are first made to hold the
     same erasures; a store is erased when its id and created_at both match one."""
     path = log_path()
-    applied = apply_erasures(path)
+    applied = erasure_log(apply_erasures)
     if applied.torn:
         click.echo(f"Skipped {applied.torn} torn line(s) of {path}.")
     click.echo(

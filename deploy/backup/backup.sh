@@ -10,7 +10,8 @@
 #                                checks archiving and verifies the repository. Each step logs
 #                                one line; a failure is logged with its exit status and the
 #                                loop goes on. After each tick it writes `pgbackrest info` as
-#                                JSON to BACKUP_STATUS_PATH, if set, for the API's /metrics.
+#                                JSON to BACKUP_STATUS_PATH, if set, for the API's /metrics,
+#                                and after each verify what it found to BACKUP_STATUS_PATH.verify.
 # Its PostgreSQL: PGDATA (the data directory, the same path as the server's), PGHOST (its
 # socket directory) and PGPORT, as POSTGRES_USER. A standby's loop takes no backup: under
 # Patroni each node has one, and the primary's backs up.
@@ -54,15 +55,58 @@ hours() { awk -v hours="$1" 'BEGIN { printf "%d", hours * 3600 }'; }
 
 say() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) backup: $*"; }
 
+# The schedule's settings checked before the loop starts: awk reads a word as 0 hours, which
+# would make a loop without pause.
+check_schedule() {
+  for name in BACKUP_INCR_EVERY_HOURS BACKUP_DIFF_EVERY_HOURS BACKUP_FULL_EVERY_HOURS \
+    BACKUP_VERIFY_EVERY_HOURS; do
+    eval "value=\${$name:-}"
+    case $value in
+    *[!0-9.]* | *.*.* | .)
+      say "$name=$value is no number of hours (e.g. 24 or 0.5): not started" >&2
+      exit 2
+      ;;
+    esac
+  done
+  if [ "$(hours "${BACKUP_INCR_EVERY_HOURS:-1}")" -lt 1 ]; then
+    say "BACKUP_INCR_EVERY_HOURS=$BACKUP_INCR_EVERY_HOURS is under a second: not started" >&2
+    exit 2
+  fi
+}
+
 # Run a pgbackrest command and log one line: what, and whether it worked.
 step() {
   started=$(date +%s)
-  if pgbackrest --stanza="$STANZA" "$@"; then
+  if pgbackrest_checked "$@"; then
     say "$* ok, $(($(date +%s) - started)) s"
   else
     say "$* FAILED (exit $?), $(($(date +%s) - started)) s"
     return 1
   fi
+}
+
+# pgbackrest --stanza=stores COMMAND...; verify's success is its report's: pgBackRest 2.45's
+# verify exits with 0 on a damaged repository and says so only in its text report (a
+# `status:` other than ok), which is printed then, and the command fails with 3.
+pgbackrest_checked() {
+  if [ "$1" != verify ]; then
+    pgbackrest --stanza="$STANZA" "$@"
+    return
+  fi
+  report=$(pgbackrest --stanza="$STANZA" --output=text --verbose "$@") || return
+  echo "$report" | awk '/^ *status: / { seen = 1; if ($2 != "ok") bad = 1 }
+    END { exit seen && !bad ? 0 : 3 }' || {
+    echo "$report" >&2
+    return 3
+  }
+}
+
+# What the last verify found (ok or failed), for /metrics beside the status: a damaged
+# repository is seen by more than the log.
+write_verified() {
+  [ -n "${BACKUP_STATUS_PATH:-}" ] || return 0
+  echo "$1" >"$BACKUP_STATUS_PATH.verify.new" && chmod 644 "$BACKUP_STATUS_PATH.verify.new" &&
+    mv "$BACKUP_STATUS_PATH.verify.new" "$BACKUP_STATUS_PATH.verify"
 }
 
 # When the last full and the last differential backup started (epoch seconds, 0: none), from
@@ -121,7 +165,15 @@ tick() {
   step backup --type="$type" || status=1
   if [ $((now - verified)) -ge $(($(hours "${BACKUP_VERIFY_EVERY_HOURS:-24}") - slack)) ]; then
     # check: WAL reaches the repository now; verify: what it holds is whole.
-    if step check && step verify; then verified=$now; else status=1; fi
+    if ! step check; then
+      status=1
+    elif step verify; then
+      verified=$now
+      write_verified ok
+    else
+      status=1
+      write_verified failed
+    fi
   fi
   return $status
 }
@@ -133,6 +185,7 @@ configure)
   exec "$@"
   ;;
 run)
+  check_schedule
   configure
   interval=$(hours "${BACKUP_INCR_EVERY_HOURS:-1}")
   verified=0

@@ -150,7 +150,9 @@ def test_metrics_show_the_last_backup_the_window_and_archiving_failures(
         "archiving working again",
     )
 
-    # Every name the alert rules use is one /metrics shows.
+    # Every name the alert rules use is one /metrics shows (the verify's, once the backup
+    # service has verified: the compose test's loop writes it).
+    status.with_name("info.json.verify").write_text("ok\n")
     expressions = [rule["expr"] for group in yaml.safe_load(ALERTS.read_text())["groups"]
                    for rule in group["rules"]]  # fmt: skip
     used = set(re.findall(r"\b(?:backup|postgres_archiver)_\w+", " ".join(expressions)))
@@ -267,11 +269,26 @@ tests:
           - exp_labels: {{severity: critical, job: api}}
             exp_annotations: {old}
       - {{eval_time: 40m, alertname: BackupStatusUnknown, exp_alerts: []}}
+      - {{eval_time: 40m, alertname: BackupRepositoryDamaged, exp_alerts: []}}
   - interval: 1m
     input_series:
-      # The status unreadable from minute 5.
+      # The last verify found the repository whole, then, from minute 5, damaged.
+      - series: 'backup_repository_verified{{job="api", instance="a"}}'
+        values: '1x4 0x10'
+    alert_rule_test:
+      - {{eval_time: 4m, alertname: BackupRepositoryDamaged, exp_alerts: []}}
+      - eval_time: 5m
+        alertname: BackupRepositoryDamaged
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: api}}
+            exp_annotations: {damaged}
+  - interval: 1m
+    input_series:
+      # The status unreadable from minute 5: the age unknown, +Inf.
       - series: 'backup_status_readable{{job="api", instance="a"}}'
         values: '1x4 0x30'
+      - series: 'backup_last_good_age_seconds{{job="api", instance="a"}}'
+        values: '600x4 {infinite}'
       - series: 'postgres_archiver_up{{job="api", instance="a"}}'
         values: '1x40'
     alert_rule_test:
@@ -281,10 +298,30 @@ tests:
         exp_alerts:
           - exp_labels: {{severity: warning, job: api}}
             exp_annotations: {unknown}
+      - {{eval_time: 30m, alertname: BackupTooOld, exp_alerts: []}}
+      - {{eval_time: 30m, alertname: BackupNone, exp_alerts: []}}
+  - interval: 1m
+    input_series:
+      # A new deployment: the status read, no backup in it for 28 hours.
+      - series: 'backup_status_readable{{job="api", instance="a"}}'
+        values: '1x1680'
+      - series: 'backup_last_good_age_seconds{{job="api", instance="a"}}'
+        values: '{infinite}'
+    alert_rule_test:
+      - {{eval_time: 5h, alertname: BackupTooOld, exp_alerts: []}}
+      - {{eval_time: 25h, alertname: BackupNone, exp_alerts: []}}
+      - eval_time: 27h
+        alertname: BackupNone
+        exp_alerts:
+          - exp_labels: {{severity: critical, job: api}}
+            exp_annotations: {none}
+      - {{eval_time: 27h, alertname: BackupTooOld, exp_alerts: []}}
 """
 
 
 def test_the_alert_rules_are_valid_and_fire_on_an_old_backup_and_failing_archiving(tmp_path):
+    """And not BackupTooOld when the status is unreadable (BackupStatusUnknown's case) or
+    lists no backup yet (BackupNone's, after as long)."""
     checked = subprocess.run(["promtool", "check", "rules", ALERTS], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     annotations = {
@@ -312,6 +349,10 @@ def test_the_alert_rules_are_valid_and_fire_on_an_old_backup_and_failing_archivi
             old=expected("BackupTooOld", age="1d 2h 7m 0s"),
             unknown=expected("BackupStatusUnknown"),
             stuck=expected("ArchivingStuck", value="5"),
+            damaged=expected("BackupRepositoryDamaged"),
+            none=expected("BackupNone"),
+            # 28 hours of samples (promtool's "x1680" takes no Inf).
+            infinite=" ".join(["+Inf"] * 1681),
         )
     )
     run = subprocess.run(["promtool", "test", "rules", tests], capture_output=True, text=True)
@@ -351,3 +392,25 @@ def test_backup_window_shows_what_a_restore_reaches(archiving):
         present = {row for (row,) in db.execute("SELECT id FROM rows")}
     assert present == {row for row, at in committed.items() if at <= latest}
     assert present
+
+
+def test_backup_window_finds_the_last_commit_behind_many_segments_without_one(archiving):
+    """Each check (and backup) switches to a new segment: an idle database's newest segments
+    hold no commit, and the search goes further back, to the commit."""
+    cluster, backups = archiving
+    backups.backup("full")
+    (stopped,) = [backup["timestamp"]["stop"] for backup in backups.info()[0]["backup"]]
+    time.sleep(max(0, stopped + 1 - time.time()))  # the window's start
+    with connect(cluster) as db:
+        db.execute("CREATE TABLE rows (id serial PRIMARY KEY)")
+        (row,) = db.execute("INSERT INTO rows DEFAULT VALUES RETURNING xmin").fetchone()
+        (committed,) = db.execute("SELECT pg_xact_commit_timestamp(%s)", (row,)).fetchone()
+    for _ in range(12):
+        backups.check()
+
+    app = create_app(Settings(jwt_secret_key=JWT_SECRET), TESTING=True)
+    environment = {"PGBACKREST_CONFIG": str(backups.config), "PGBACKREST_STANZA": "main"}
+    result = app.test_cli_runner().invoke(args=["backup-window"], env=environment)
+    assert result.exit_code == 0, result.output
+    (latest,) = re.findall(r"^latest: +(\S+)", result.output, re.M)
+    assert datetime.fromisoformat(latest) == committed - timedelta(microseconds=1)

@@ -3,6 +3,7 @@ directory, archiving a real cluster's WAL; restores into new clusters of their o
 
 import itertools
 import random
+import re
 import subprocess
 import threading
 import time
@@ -10,7 +11,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
+from support import JWT_SECRET
 
+from app import create_app
+from config.settings import Settings
 from tools.throwaway_backups import (
     AS_POSTGRES,
     InvalidRepositoryError,
@@ -147,3 +151,32 @@ def test_verification_passes_on_the_repository_and_fails_on_a_damaged_copy(archi
             backups.verify(f"--repo1-path={copy}")
     finally:
         subprocess.run([*AS_POSTGRES, "rm", "-rf", copy.parent], check=True)
+
+
+@pytest.mark.parametrize(
+    ("environment", "said"),
+    [
+        ({"PGBACKREST_STANZA": "another"}, r"stanza 'another': missing stanza path"),
+        # Decrypted with a wrong key, its info file fails its padding's check, or (rarely)
+        # passes it and is no info file.
+        (
+            {"PGBACKREST_REPO1_CIPHER_PASS": "a wrong key"},
+            r"stanza 'main': \[(CryptoError|FormatError)\] ",
+        ),
+        (
+            {"PGBACKREST_REPO1_CIPHER_TYPE": "none"},
+            r"stanza 'main': \[FormatError\] unable to load info file",
+        ),
+    ],
+)
+def test_backup_window_says_what_pgbackrest_says_of_a_wrong_stanza_or_key(
+    archived, environment, said
+):
+    """Not "no backup yet": pgBackRest's info lists none then, and says why in its status."""
+    _, backups = archived
+    app = create_app(Settings(jwt_secret_key=JWT_SECRET), TESTING=True)
+    env = {"PGBACKREST_CONFIG": str(backups.config), "PGBACKREST_STANZA": "main", **environment}
+    result = app.test_cli_runner().invoke(args=["backup-window"], env=env)
+    assert result.exit_code == 1
+    assert re.search(f"^Error: pgBackRest could not say: {said}", result.output), result.output
+    assert all(each.isprintable() for each in result.output.replace("\n", "")), result.output

@@ -14,12 +14,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+import pytest
 import requests
 import yaml
 from alembic.script import ScriptDirectory
@@ -30,6 +31,8 @@ from support import JWT_SECRET
 from support.http import sign_up
 from support.worker import import_runs
 
+from app import create_app
+from config.settings import Settings
 from tools.gunicorn_server import serving_as_written
 from tools.throwaway_postgres import AS_POSTGRES, free_port, owned_temp_dir, throwaway_postgres
 from tools.webhook_receiver import webhook_receiver
@@ -384,12 +387,12 @@ def archive_as_db_does(server, database: dict, script: Path, env: dict[str, str]
     server.start()
 
 
-def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_path, monkeypatch):
-    """deploy/backup/backup.sh as compose runs it, as postgres, against a real server started
-    with compose's archive settings: db's entrypoint writes pgbackrest.conf, the server
-    archives with it, and the backup service's loop creates the stanza, takes a full backup,
-    checks archiving and verifies the repository, then an incremental backup on its next
-    tick; the repository is encrypted with BACKUP_ENCRYPTION_KEY."""
+@contextmanager
+def backup_loop(tmp_path: Path, monkeypatch, **settings: str) -> Iterator[tuple[dict, Path]]:
+    """deploy/backup/backup.sh's loop as compose runs it, as postgres, against a real server
+    started with compose's archive settings (db's entrypoint writes pgbackrest.conf, the server
+    archives with it), a tick every 7 s, its status in BACKUP_STATUS_PATH, into an encrypted
+    repository; its environment and its log."""
     result = compose_config(tmp_path, JWT_SECRET_KEY="x" * 64)
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
@@ -416,6 +419,7 @@ def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_
             "BACKUP_INCR_EVERY_HOURS": "0.002",
             # Its status for /metrics, where the api would read it.
             "BACKUP_STATUS_PATH": str(root / "info.json"),
+            **settings,
         }
         archive_as_db_does(server, database, script, env)
 
@@ -426,12 +430,23 @@ def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_
         )  # fmt: skip
         stack.callback(loop.wait, timeout=30)
         stack.callback(os.killpg, loop.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 120
-        while "backup --type=incr" not in log.read_text():
-            assert loop.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        yield env, log
 
+
+def logged_until(log: Path, line: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while line not in (text := log.read_text()):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    return text
+
+
+def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_path, monkeypatch):
+    """The backup service's loop creates the stanza, takes a full backup, checks archiving
+    and verifies the repository, then an incremental backup on its next tick; the repository
+    is encrypted with BACKUP_ENCRYPTION_KEY."""
+    with backup_loop(tmp_path, monkeypatch) as (env, log):
+        logged_until(log, "backup --type=incr")
         steps = re.findall(r"^\S+Z backup: (.+) (ok|FAILED \(exit \d+\)), \d+ s$",
                            log.read_text(), re.MULTILINE)  # fmt: skip
         assert steps == [
@@ -466,6 +481,60 @@ def test_the_backup_service_archives_and_backs_up_on_its_schedule_encrypted(tmp_
             env=env, capture_output=True,
         )  # fmt: skip
         assert b"unable to load info file" in unkeyed.stdout, unkeyed.stdout
+
+
+def test_the_backup_service_says_a_damaged_repository_failed_its_verify(tmp_path, monkeypatch):
+    """pgBackRest 2.45's verify exits with 0 on a damaged repository: the loop reads its
+    report, logs FAILED, and /metrics shows it (backup_repository_verified 0)."""
+    with backup_loop(tmp_path, monkeypatch, BACKUP_VERIFY_EVERY_HOURS="0.002") as (env, log):
+        app = create_app(
+            Settings(backup_status_path=env["BACKUP_STATUS_PATH"], jwt_secret_key=JWT_SECRET),
+            TESTING=True,
+        )
+        logged_until(log, "verify ok")
+        assert "backup_repository_verified 1.0" in app.test_client().get("/metrics").text
+
+        repository = Path(env["BACKUP_REPOSITORY"]) / "backup"
+        damaged = max(repository.rglob("*.zst"), key=lambda file: file.stat().st_size)
+        data = bytearray(damaged.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        damaged.write_bytes(bytes(data))
+        text = logged_until(log, "verify FAILED")
+        assert re.search(r"^\S+Z backup: verify FAILED \(exit 3\), \d+ s$", text, re.M), text
+        assert "checksum invalid" in text  # the report, above it
+        assert "backup_repository_verified 0.0" in app.test_client().get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("BACKUP_INCR_EVERY_HOURS", "one", "is no number of hours"),
+        ("BACKUP_DIFF_EVERY_HOURS", "24h", "is no number of hours"),
+        ("BACKUP_FULL_EVERY_HOURS", "1.6.8", "is no number of hours"),
+        ("BACKUP_VERIFY_EVERY_HOURS", "-1", "is no number of hours"),
+        ("BACKUP_INCR_EVERY_HOURS", "0", "is under a second"),
+    ],
+)
+def test_the_backup_service_refuses_to_start_on_a_schedule_it_cannot_read(name, value, said):
+    """Not a loop without pause (awk reads a word as 0 hours): it says which setting."""
+    root = owned_temp_dir("backup-schedule-")
+    try:
+        script = shutil.copy(ROOT / "deploy" / "backup" / "backup.sh", root)
+        env = {**os.environ, "PGBACKREST_CONFIG": str(root / "pgbackrest.conf"), name: value}
+        loop = subprocess.Popen(
+            [*AS_POSTGRES, script, "run"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            stdout, stderr = loop.communicate(timeout=10)
+        finally:
+            with suppress(ProcessLookupError):  # a loop started: what the test finds wrong
+                os.killpg(loop.pid, signal.SIGKILL)
+        assert loop.returncode == 2, stdout + stderr
+        assert f"backup: {name}={value} {said}" in stderr
+        assert "not started" in stderr
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_the_backup_configuration_keeps_the_retention_and_encrypts_only_with_a_key(tmp_path):

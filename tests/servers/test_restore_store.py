@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -138,9 +139,28 @@ def test_an_erased_store_is_refused_as_the_database_or_the_log_says(
     for result in (by_the_table, by_the_log):
         assert result.exit_code == 1, result.output
         assert refused in result.output
+    # No log there: said, in case ERASURE_LOG_PATH is wrong.
+    assert f"Warning: no erasure log at {tmp_path / 'none.jsonl'}" in by_the_table.stderr
+    assert "Warning" not in by_the_log.stderr
     with connect(cluster) as live:
         assert live.execute("SELECT count(*) FROM stores WHERE id = %s OR name = %s",
                             (store["id"], "Another name")).fetchone() == (0,)  # fmt: skip
+
+
+def test_an_erasure_log_path_that_is_a_directory_is_refused_saying_so(
+    backed_up, monkeypatch, tmp_path
+):
+    app, _cluster, backups, store_id = backed_up
+    change_settings(monkeypatch, app, erasure_log_path=str(tmp_path))
+    restored = restore_store(app, backups, str(store_id), "--at", moment().isoformat())
+    applied = app.test_cli_runner().invoke(args=["apply-erasures"])
+    for result in (restored, applied):
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert (
+            f"Error: The erasure log {tmp_path} (ERASURE_LOG_PATH) cannot be used: Is a directory."
+            in result.output
+        )
 
 
 def test_a_whole_restore_then_apply_erasures_erases_again_and_only_that(backed_up, admin):
@@ -187,6 +207,26 @@ def dispose(app: Flask) -> None:
             engine.dispose()
 
 
+def restore_store_started(cluster, backups: ThrowawayBackups, own_tmp, *args: str):
+    """`flask restore-store ARGS` in a process of its own, its restored server in `own_tmp`,
+    for a commit after now (so that the restore reaches it)."""
+    with connect(cluster) as db:
+        db.execute("SELECT txid_current()")
+    backups.check()
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "restore-store", *args],
+        env={**os.environ, "FLASK_APP": "app:create_app", "DATABASE_URL": cluster.url("psycopg2"),
+             "JWT_SECRET_KEY": "k" * 40, "PGBACKREST_CONFIG": str(backups.config),
+             "PGBACKREST_STANZA": "main", "TMPDIR": str(own_tmp)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def pids(*pgrep: str) -> list[int]:
+    found = subprocess.run(["pgrep", *pgrep], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGHUP])
 def test_a_restore_stopped_by_a_signal_leaves_no_server_and_no_copy(backed_up, signal_number):
     """`docker stop` (SIGTERM) or a closed terminal (SIGHUP) while the restored server runs:
@@ -194,17 +234,9 @@ def test_a_restore_stopped_by_a_signal_leaves_no_server_and_no_copy(backed_up, s
     _app, cluster, backups, store_id = backed_up
     own_tmp = owned_temp_dir("restore-store-tmp-")  # where the command's server goes
     at = moment()
-    with connect(cluster) as db:
-        db.execute("SELECT txid_current()")  # a commit after `at`: the restore reaches it
-    backups.check()
-    command = subprocess.Popen(
-        [sys.executable, "-m", "flask", "restore-store", str(store_id), "--at", at.isoformat(),
-         "--as", "Stopped"],
-        env={**os.environ, "FLASK_APP": "app:create_app", "DATABASE_URL": cluster.url("psycopg2"),
-             "JWT_SECRET_KEY": "k" * 40, "PGBACKREST_CONFIG": str(backups.config),
-             "PGBACKREST_STANZA": "main", "TMPDIR": str(own_tmp)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    command = restore_store_started(
+        cluster, backups, own_tmp, str(store_id), "--at", at.isoformat(), "--as", "Stopped"
+    )
     try:
         wait_for(lambda: any(own_tmp.glob("*/data/postmaster.pid")), "the restored server", 60)
         command.send_signal(signal_number)
@@ -212,4 +244,71 @@ def test_a_restore_stopped_by_a_signal_leaves_no_server_and_no_copy(backed_up, s
         assert list(own_tmp.iterdir()) == []  # its server stopped, its directory gone
     finally:
         command.kill()
+        subprocess.run([*AS_POSTGRES, "rm", "-rf", own_tmp], check=True)
+
+
+def test_a_signal_during_pgbackrests_restore_ends_all_of_it_and_leaves_no_directory(backed_up):
+    """SIGTERM while pgBackRest restores (held there: its processes stopped): it and its
+    `restore:local` processes are killed, not left behind, and its directory removed."""
+    _app, cluster, backups, store_id = backed_up
+    own_tmp = owned_temp_dir("restore-store-tmp-")
+    pgbackrest = ["-f", f"^(\\S*/)?pgbackrest .*--pg1-path={own_tmp}"]
+    command = restore_store_started(
+        cluster, backups, own_tmp, str(store_id), "--at", moment().isoformat(), "--as", "Held"
+    )
+    held = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (held := pids(*pgbackrest)):
+            assert command.poll() is None, command.stdout.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        for pid in held:
+            os.kill(pid, signal.SIGSTOP)
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(timeout=60) == 128 + signal.SIGTERM, command.stdout.read()
+        assert pids(*pgbackrest) == []
+        assert list(own_tmp.iterdir()) == []
+    finally:
+        command.kill()
+        for pid in pids(*pgbackrest):  # left behind: what the test found wrong
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run([*AS_POSTGRES, "rm", "-rf", own_tmp], check=True)
+
+
+def test_a_signal_after_the_copy_committed_waits_for_the_cleanup_and_the_report(backed_up):
+    """SIGTERM once the store is written, while the restored server is being removed (held
+    there: its postmaster stopped): the command finishes, and says what it did."""
+    _app, cluster, backups, store_id = backed_up
+    own_tmp = owned_temp_dir("restore-store-tmp-")
+    command = restore_store_started(
+        cluster, backups, own_tmp, str(store_id), "--at", moment().isoformat(), "--as", "Late"
+    )
+    postmaster = None
+    try:
+
+        def written() -> bool:
+            with connect(cluster) as db:
+                return db.execute("SELECT 1 FROM stores WHERE name = 'Late'").fetchone()
+
+        while not written():
+            assert command.poll() is None, command.stdout.read()
+            if pid_files := list(own_tmp.glob("*/data/postmaster.pid")):
+                postmaster = int(pid_files[0].read_text().split()[0])
+            time.sleep(0.005)
+        os.kill(postmaster, signal.SIGSTOP)
+        command.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        os.kill(postmaster, signal.SIGCONT)
+        output = command.communicate(timeout=60)[0]
+        assert command.returncode == 0, output
+        assert f"Store {store_id} is back as store" in output
+        assert "SIGTERM came after the copy: finished first." in output
+        assert list(own_tmp.iterdir()) == []
+    finally:
+        command.kill()
+        if postmaster is not None:  # a server left behind: what the test found wrong
+            with suppress(ProcessLookupError):
+                os.kill(postmaster, signal.SIGCONT)
+                os.kill(postmaster, signal.SIGQUIT)
         subprocess.run([*AS_POSTGRES, "rm", "-rf", own_tmp], check=True)
