@@ -183,7 +183,6 @@ class Blueprint(flask_smorest.Blueprint):
             undocumented = {conflict.status for conflict in conflicts.values()} - set(said)
             if undocumented:
                 raise TypeError(f"{view.__qualname__}: errors do not say what {undocumented} mean")
-
             composed = view
             if changes:
                 composed = transactions.decided(composed, conflicts)

@@ -4,8 +4,8 @@
   (`delivered_through`); its next event is sent, and only once the receiver answered 2xx
   does its place move past it, with the attempt's record, in one transaction. A worker that
   dies between the two sends it again: receivers tell by `webhook-id` (the event's id).
-- **Retried with backoff** (RETRIES: 5 s, then up to 24 h apart) while the endpoint's
-  events wait behind the one that fails, for up to GIVE_UP_AFTER; then the endpoint is
+- **Retried with backoff** (webhooks/records.py: 5 s, then up to 24 h apart) while the
+  endpoint's events wait behind the one that fails, for up to 3 days; then the endpoint is
   turned off, and says why (`disabled_reason`: the last attempt's failure). PATCH
   {"enabled": true} turns it on again, from where it stopped.
 - **One sender per endpoint**, whatever the number of workers: a PostgreSQL advisory lock,
@@ -19,33 +19,21 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import Flask
-from sqlalchemy import and_, func, or_, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import and_, or_, select, text
+from sqlalchemy.exc import OperationalError
 
 from config.settings import current_settings
 from db import db
-from models import UserModel, WebhookDeliveryModel, WebhookModel, WebhookResendModel
+from models import UserModel, WebhookModel, WebhookResendModel
 from models.event import EventModel, events_after, feed_bounds, place_events
 from schemas.events import EventSchema
+from webhooks.records import Terms, caught_up, keep, now, record
 from webhooks.sending import Attempt, Sender, send
 from webhooks.signing import signed_headers
 
-# Waits between the attempts at one event, as Standard Webhooks' reference schedule spaces
-# them, then a day apart, until GIVE_UP_AFTER.
-RETRIES = [
-    timedelta(seconds=5),
-    timedelta(minutes=5),
-    timedelta(minutes=30),
-    timedelta(hours=2),
-    timedelta(hours=5),
-    timedelta(hours=10),
-    timedelta(hours=24),
-]
-GIVE_UP_AFTER = timedelta(days=3)
 # Events sent to one endpoint in a turn, before the others get theirs.
 EVENTS_PER_TURN = 100
 SENDERS = 8
@@ -56,10 +44,6 @@ POLL_SECONDS = 0.1
 logger = logging.getLogger("stores.webhooks")
 # The advisory locks' first key: these locks among any others of the database.
 LOCK_SPACE = 41_0005
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def due_webhooks() -> list[tuple[int, int]]:
@@ -139,27 +123,6 @@ def deliver_to(webhook_id: int) -> int:
         return delivered
 
 
-@dataclass(frozen=True)
-class Terms:
-    """What a turn sends, where and how: an endpoint changed meanwhile ends the turn."""
-
-    url: str
-    secret: str
-    store_id: int | None
-    event_types: tuple[str, ...]
-
-    @classmethod
-    def of(cls, webhook: WebhookModel) -> "Terms":
-        return cls(webhook.url, webhook.secret, webhook.store_id, tuple(webhook.event_types))
-
-
-def caught_up(webhook_id: int, terms: Terms, head: int) -> None:
-    webhook = db.session.get(WebhookModel, webhook_id)
-    if webhook is not None and Terms.of(webhook) == terms and webhook.delivered_through < head:
-        webhook.delivered_through = head
-    db.session.commit()
-
-
 def resend_asked(webhook_id: int) -> None:
     """Send again the events the endpoint's owner asked for, each once, whatever its state
     (a resend claimed by a worker that then died is not sent: ask again)."""
@@ -196,64 +159,6 @@ def next_events(webhook: WebhookModel, limit: int) -> list[EventModel]:
         store_id=webhook.store_id,
         types=webhook.event_types or None,
     )
-
-
-def keep(webhook_id: int, event_id: int, attempt: Attempt, tried: int | None = None) -> int:
-    """Add the attempt's record to the transaction; the number of attempts at the event before
-    it (`tried`, when the caller knows it)."""
-    if tried is None:
-        tried = db.session.scalar(
-            select(func.count()).where(
-                WebhookDeliveryModel.webhook_id == webhook_id,
-                WebhookDeliveryModel.event_id == event_id,
-            )
-        )
-    db.session.add(
-        WebhookDeliveryModel(
-            webhook_id=webhook_id,
-            event_id=event_id,
-            attempt=tried + 1,
-            attempted_at=now(),
-            status=attempt.status,
-            seconds=attempt.seconds,
-            error=text_column(attempt.error),
-            answer=text_column(attempt.answer.decode("utf-8", "replace")),
-        )
-    )
-    return tried
-
-
-def text_column(said: str | None) -> str | None:
-    """What a receiver said, as a text column holds it: PostgreSQL's hold no NUL."""
-    return said.replace("\x00", "\ufffd") if said else None
-
-
-def record(webhook_id: int, terms: Terms, event_id: int, position: int, attempt: Attempt) -> bool:
-    """Keep the attempt at the event, and move the endpoint past the event (delivered) or set
-    its next attempt (failed), in one transaction; whether its turn goes on: delivered, and
-    the endpoint's terms unchanged."""
-    webhook = db.session.get(WebhookModel, webhook_id)
-    if webhook is None:
-        db.session.rollback()
-        return False
-    # An event not tried before is the first attempt: no count needed (the common case).
-    tried = keep(webhook_id, event_id, attempt, None if webhook.failing_since else 0)
-    if attempt.delivered:
-        webhook.delivered_through = position
-        webhook.failing_since = webhook.next_attempt_at = None
-    else:
-        webhook.failing_since = webhook.failing_since or now()
-        if now() - webhook.failing_since >= GIVE_UP_AFTER:
-            webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
-        else:
-            webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
-    goes_on = attempt.delivered and Terms.of(webhook) == terms
-    try:
-        db.session.commit()
-    except IntegrityError:  # the webhook deleted meanwhile, its attempts with it
-        db.session.rollback()
-        return False
-    return goes_on
 
 
 def pump(flask_app: Callable[[], Flask], stop: threading.Event) -> None:

@@ -13,7 +13,16 @@ from backups.metrics import BackupStatus
 GOOD = [
     {
         "name": "stores",
-        "backup": [{"timestamp": {"start": 1796360000, "stop": 1796360005}}],
+        "status": {"code": 0, "message": "ok"},
+        "backup": [
+            {
+                "timestamp": {"start": 1796360000, "stop": 1796360005},
+                "archive": {
+                    "start": "000000010000000000000002",
+                    "stop": "000000010000000000000002",
+                },
+            }
+        ],
         "archive": [
             {"id": "15-1", "min": "000000010000000000000001", "max": "000000010000000000000004"}
         ],

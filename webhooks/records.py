@@ -1,0 +1,109 @@
+"""What a delivery attempt leaves behind (webhooks/delivering.py sends them): its record,
+and the endpoint's place in the feed moved past a delivered event, or its next attempt set
+after a failure, in one transaction."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from db import db
+from models import WebhookDeliveryModel, WebhookModel
+from webhooks.sending import Attempt
+
+# Waits between the attempts at one event, as Standard Webhooks' reference schedule spaces
+# them, then a day apart, until GIVE_UP_AFTER.
+RETRIES = [
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=24),
+]
+GIVE_UP_AFTER = timedelta(days=3)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a turn sends, where and how: an endpoint changed meanwhile ends the turn."""
+
+    url: str
+    secret: str
+    store_id: int | None
+    event_types: tuple[str, ...]
+
+    @classmethod
+    def of(cls, webhook: WebhookModel) -> "Terms":
+        return cls(webhook.url, webhook.secret, webhook.store_id, tuple(webhook.event_types))
+
+
+def caught_up(webhook_id: int, terms: Terms, head: int) -> None:
+    webhook = db.session.get(WebhookModel, webhook_id)
+    if webhook is not None and Terms.of(webhook) == terms and webhook.delivered_through < head:
+        webhook.delivered_through = head
+    db.session.commit()
+
+
+def keep(webhook_id: int, event_id: int, attempt: Attempt, tried: int | None = None) -> int:
+    """Add the attempt's record to the transaction; the number of attempts at the event before
+    it (`tried`, when the caller knows it)."""
+    if tried is None:
+        tried = db.session.scalar(
+            select(func.count()).where(
+                WebhookDeliveryModel.webhook_id == webhook_id,
+                WebhookDeliveryModel.event_id == event_id,
+            )
+        )
+    db.session.add(
+        WebhookDeliveryModel(
+            webhook_id=webhook_id,
+            event_id=event_id,
+            attempt=tried + 1,
+            attempted_at=now(),
+            status=attempt.status,
+            seconds=attempt.seconds,
+            error=text_column(attempt.error),
+            answer=text_column(attempt.answer.decode("utf-8", "replace")),
+        )
+    )
+    return tried
+
+
+def text_column(said: str | None) -> str | None:
+    """What a receiver said, as a text column holds it: PostgreSQL's hold no NUL."""
+    return said.replace("\x00", "\ufffd") if said else None
+
+
+def record(webhook_id: int, terms: Terms, event_id: int, position: int, attempt: Attempt) -> bool:
+    """Keep the attempt at the event, and move the endpoint past the event (delivered) or set
+    its next attempt (failed), in one transaction; whether its turn goes on: delivered, and
+    the endpoint's terms unchanged."""
+    webhook = db.session.get(WebhookModel, webhook_id)
+    if webhook is None:
+        db.session.rollback()
+        return False
+    # An event not tried before is the first attempt: no count needed (the common case).
+    tried = keep(webhook_id, event_id, attempt, None if webhook.failing_since else 0)
+    if attempt.delivered:
+        webhook.delivered_through = position
+        webhook.failing_since = webhook.next_attempt_at = None
+    else:
+        webhook.failing_since = webhook.failing_since or now()
+        if now() - webhook.failing_since >= GIVE_UP_AFTER:
+            webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
+        else:
+            webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
+    goes_on = attempt.delivered and Terms.of(webhook) == terms
+    try:
+        db.session.commit()
+    except IntegrityError:  # the webhook deleted meanwhile, its attempts with it
+        db.session.rollback()
+        return False
+    return goes_on
