@@ -21,6 +21,7 @@ import requests
 from support.http import server_env, sign_up
 from support.partition import answer
 from support.replication import children_of, migrate
+from support.threads import Clients
 
 from tools.gunicorn_server import API, gunicorn
 from tools.throwaway_backups import throwaway_backups, wal_receiver
@@ -38,15 +39,14 @@ WRITERS = 3
 LOAD_SECONDS = 2 * ARCHIVE_TIMEOUT + 1  # across two segment switches at least
 
 
-class Writers:
+class Writers(Clients):
     """WRITERS clients POSTing items one after another, each with its name as its
     Idempotency-Key, sent again until answered 2xx; what each was answered, and when."""
 
     def __init__(self, base_url: str, headers: dict, store_id: int) -> None:
         self.base_url, self.headers, self.store_id = base_url, headers, store_id
         self.answers: list[dict] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.write, args=(n,)) for n in range(WRITERS)]
+        super().__init__([threading.Thread(target=self.write, args=(n,)) for n in range(WRITERS)])
 
     def write(self, writer: int) -> None:
         for number in count():
@@ -74,16 +74,6 @@ class Writers:
 
     def attempted(self) -> set[str]:
         return {a["key"] for a in self.answers}
-
-    def __enter__(self) -> "Writers":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
 
 
 def destroyed(cluster: ThrowawayPostgres) -> float:

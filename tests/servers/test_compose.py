@@ -387,6 +387,21 @@ def archive_as_db_does(server, database: dict, script: Path, env: dict[str, str]
     server.start()
 
 
+def as_db_runs(service: dict, server, root: Path, **more: str) -> dict[str, str]:
+    """The environment of compose's `service` (db, backup), beside `server` as db and with
+    the repository under `root`."""
+    return {
+        **os.environ,
+        **service["environment"],
+        "BACKUP_REPOSITORY": str(root / "repository"),
+        "PGDATA": str(server.data),
+        "PGHOST": str(server.root),
+        "PGPORT": str(server.port),
+        "POSTGRES_USER": "postgres",
+        **more,
+    }
+
+
 @contextmanager
 def backup_loop(tmp_path: Path, monkeypatch, **settings: str) -> Iterator[tuple[dict, Path]]:
     """deploy/backup/backup.sh's loop as compose runs it, as postgres, against a real server
@@ -406,21 +421,14 @@ def backup_loop(tmp_path: Path, monkeypatch, **settings: str) -> Iterator[tuple[
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         server = stack.enter_context(throwaway_postgres())
-        env = {
-            **os.environ,
-            **backup["environment"],
-            "BACKUP_ENCRYPTION_KEY": "a key of the operator's",
-            "BACKUP_REPOSITORY": str(root / "repository"),
-            "PGDATA": str(server.data),
-            "PGHOST": str(server.root),
-            "PGPORT": str(server.port),
-            "POSTGRES_USER": "postgres",
-            # A tick every 7 s.
-            "BACKUP_INCR_EVERY_HOURS": "0.002",
+        env = as_db_runs(
+            backup, server, root,
+            BACKUP_ENCRYPTION_KEY="a key of the operator's",
+            BACKUP_INCR_EVERY_HOURS="0.002",  # a tick every 7 s
             # Its status for /metrics, where the api would read it.
-            "BACKUP_STATUS_PATH": str(root / "info.json"),
+            BACKUP_STATUS_PATH=str(root / "info.json"),
             **settings,
-        }
+        )  # fmt: skip
         archive_as_db_does(server, database, script, env)
 
         log = tmp_path / "backup.log"
@@ -790,15 +798,7 @@ def test_the_restore_service_brings_a_store_back_as_the_runbook_runs_it(tmp_path
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         server = stack.enter_context(throwaway_postgres())
         # db, archiving into the repository (as in the backup service's test).
-        env = {
-            **os.environ,
-            **database["environment"],
-            "BACKUP_REPOSITORY": str(root / "repository"),
-            "PGDATA": str(server.data),
-            "PGHOST": str(server.root),
-            "PGPORT": str(server.port),
-            "POSTGRES_USER": "postgres",
-        }
+        env = as_db_runs(database, server, root)
         archive_as_db_does(server, database, root / "backup", env)
         live = create_engine(server.url(), isolation_level="AUTOCOMMIT")
         migrated_app(server.url("psycopg2"))
@@ -873,16 +873,7 @@ def test_the_runbooks_whole_database_restore_brings_back_every_archived_write(
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         server = stack.enter_context(throwaway_postgres())
-        env = {
-            **os.environ,
-            **database["environment"],
-            "PATH": f"{root}:{os.environ['PATH']}",
-            "BACKUP_REPOSITORY": str(root / "repository"),
-            "PGDATA": str(server.data),
-            "PGHOST": str(server.root),
-            "PGPORT": str(server.port),
-            "POSTGRES_USER": "postgres",
-        }
+        env = as_db_runs(database, server, root, PATH=f"{root}:{os.environ['PATH']}")
         archive_as_db_does(server, database, root / "backup", env)
         live = create_engine(server.url(), isolation_level="AUTOCOMMIT")
         with live.connect() as connection:

@@ -22,6 +22,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, make_url
 from support.http import server_env, sign_up
+from support.threads import Clients
 from support.worker import import_runs, worker
 
 from app import create_app
@@ -58,7 +59,7 @@ def database_url(cluster: PatroniCluster, path: str):
             )
 
 
-class Load:
+class Load(Clients):
     """Two writers, each creating stores one after another with an Idempotency-Key per
     store and retrying it until acknowledged, and a reader; every answer recorded."""
 
@@ -66,9 +67,8 @@ class Load:
         self.base_url, self.headers, self.store_id = base_url, headers, store_id
         self.answers: list[tuple[str, float, int | str]] = []
         self.acknowledged: list[str] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.write, args=(n,)) for n in range(2)]
-        self.threads.append(threading.Thread(target=self.read))
+        writers = [threading.Thread(target=self.write, args=(n,)) for n in range(2)]
+        super().__init__([*writers, threading.Thread(target=self.read)])
 
     def answer(self, what: str, method: str, path: str, **kwargs) -> int | str:
         try:
@@ -106,16 +106,6 @@ class Load:
             what for what, at, status in self.answers if at > since and status in (200, 201)
         ]
         return answered.count("write") >= 6 and answered.count("read") >= 3
-
-    def __enter__(self) -> "Load":
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
 
 
 def names_counted(url: str) -> dict[str, int]:
