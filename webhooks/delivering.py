@@ -41,6 +41,8 @@ SENDERS = 8
 OWNERS_SHARE = 2
 # How often the pump looks for new events: the wait a delivery adds to its event's commit.
 POLL_SECONDS = 0.1
+# How often it looks again while the database does not answer.
+UNANSWERED_SECONDS = 1.0
 logger = logging.getLogger("stores.webhooks")
 # The advisory locks' first key: these locks among any others of the database.
 LOCK_SPACE = 41_0005
@@ -168,13 +170,22 @@ def pump(flask_app: Callable[[], Flask], stop: threading.Event) -> None:
     theirs."""
     with flask_app().app_context(), ThreadPoolExecutor(SENDERS) as senders:
         running: dict[int, tuple[int, Future]] = {}
+        unanswered = False
         while not stop.is_set():
             try:
                 place_events()
                 due = due_webhooks()
-            except OperationalError:
-                logger.warning("webhooks: the database cannot answer; trying again", exc_info=True)
-                due = []
+            except OperationalError as failed:
+                # Said once, not at every look: 10 tracebacks a second would fill the log
+                # (and a pipe nobody reads, which then blocks every thread that logs).
+                if not unanswered:
+                    logger.warning("webhooks: no answer from the database (%s)", failed.orig)
+                unanswered, due = True, []
+                stop.wait(UNANSWERED_SECONDS)
+            else:
+                if unanswered:
+                    logger.warning("webhooks: the database answers again")
+                unanswered = False
             finally:
                 db.session.remove()
             running = {key: each for key, each in running.items() if not each[1].done()}
