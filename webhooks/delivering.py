@@ -112,7 +112,7 @@ def deliver_to(webhook_id: int) -> int:
         if waiting:
             with Sender(terms.url, current_settings().webhook_allowed_network_list) as sender:
                 for event_id, position, body in waiting:
-                    headers = signed_headers(terms.secret, f"evt_{event_id}", body, now())
+                    headers = signed(terms.secret, event_id, body)
                     if not record(
                         webhook_id, terms, event_id, position, sender.send(body, headers)
                     ):
@@ -145,9 +145,15 @@ def sent_once(webhook: WebhookModel, event: EventModel) -> Attempt:
     """One attempt at sending `event` to the endpoint, with no transaction held while the
     receiver answers."""
     url, secret, body = webhook.url, webhook.secret, payload(event)
-    headers = signed_headers(secret, f"evt_{event.id}", body, now())
+    headers = signed(secret, event.id, body)
     db.session.rollback()
     return send(url, body, headers, current_settings().webhook_allowed_network_list)
+
+
+def signed(secret: str, event_id: int, body: bytes) -> dict[str, str]:
+    """A delivery's headers: its webhook-id is the event's, the same on every attempt and
+    every resend, so that a receiver can drop a duplicate."""
+    return signed_headers(secret, f"evt_{event_id}", body, now())
 
 
 def next_events(webhook: WebhookModel, limit: int) -> list[EventModel]:
