@@ -116,9 +116,14 @@ def with_streamed_wal(pg_wal: Path, streamed_wal: Path) -> None:
         )
 
 
-def why_it_stopped(server: ThrowawayPostgres) -> str:
-    """The restored server's last FATAL line of its log, where it says why it stopped."""
-    fatal = [line for line in server.log().splitlines() if "FATAL:" in line]
+def why_it_stopped(server: ThrowawayPostgres, timeout: float = 30) -> str:
+    """What the restored server's recovery (its startup process) said as it failed, once the
+    server is gone: until then it may still be writing it, and refusing our connections
+    meanwhile ("the database system is in recovery mode"), each refusal a FATAL line too."""
+    deadline = time.monotonic() + timeout
+    while not server.has_stopped() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    fatal = [line for line in server.log().splitlines() if "[startup] FATAL:" in line]
     return fatal[-1].partition("FATAL:")[2].strip() if fatal else "the restored server stopped"
 
 

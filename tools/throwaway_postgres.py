@@ -103,6 +103,9 @@ class ThrowawayPostgres:
             "listen_addresses=127.0.0.1",
             f"port={port}",
             f"unix_socket_directories={self.root}",
+            # Each line names its process's kind ("[startup]"): a restore's own last word is
+            # told from the refusals of connections made while it was ending.
+            "log_line_prefix='%m [%p] [%b] '",
         ]
         if not self.durable:
             # Nothing here outlives the run: durability only costs time.
@@ -118,6 +121,10 @@ class ThrowawayPostgres:
             self._start_on(self.port)
         else:
             self.port = on_a_free_port(self._start_on)
+
+    def has_stopped(self) -> bool:
+        """Whether the server is gone (it removes postmaster.pid as it exits)."""
+        return not (self.data / "postmaster.pid").exists()
 
     def promote(self) -> None:
         """Make this standby a primary, as a failover would."""

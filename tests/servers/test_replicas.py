@@ -67,7 +67,16 @@ def a_store_on_both(replicated, database: str, *app_options):
     client = app.test_client(use_cookies=False)
     store = client.post("/store", json={"name": "Lamps"}, headers=writer).get_json()
     replicated.wait_until_caught_up()
+    serving(app)
     return app, writer, client, store
+
+
+def serving(app) -> None:
+    """Until the app's own checks find its first standby serving: an app made by an earlier
+    test of this process may still hold it out (its rejoin point not yet replayed)."""
+    replicas = app.extensions["replication"].replicas
+    replicas.keep_checking()
+    wait_for(lambda: replicas.serves(replicas.all[0]), "the standby serving", 15)
 
 
 def test_reads_land_on_the_replica(replicated, database):
@@ -552,10 +561,8 @@ def test_the_lag_of_a_replica_far_behind_is_a_number(replicated, database):
     """Up, with its replay paused while the primary writes: its lag grows past the maximum,
     second by second, in the gauge too (+Inf says down)."""
     app = replicated.app(database, max_lag_seconds=2.0)
-    client = app.test_client(use_cookies=False)
-    client.get("/store")  # the checks start
+    serving(app)
     replica = app.extensions["replication"].replicas.all[0]
-    wait_for(lambda: replica.serves(2.0, time.monotonic()), "the standby serving", 15)
 
     shown = read_after_checks(app, lambda: REGISTRY.get_sample_value(
         "database_replica_lag_seconds", {"replica": "replica1"}))  # fmt: skip

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from conftest import migrated_app
@@ -18,12 +19,18 @@ from flask.testing import FlaskClient
 from support import bearer_of
 from support.api import change_settings, new_store, purge, signed_in
 
+from backups.restored import why_it_stopped
 from db import db
 from models import UserModel
 from security.tokens import issue_tokens
 from tools.throwaway_backups import ThrowawayBackups, connect, throwaway_backups
 from tools.throwaway_patroni import wait_for
-from tools.throwaway_postgres import AS_POSTGRES, owned_temp_dir, throwaway_postgres
+from tools.throwaway_postgres import (
+    AS_POSTGRES,
+    ThrowawayPostgres,
+    owned_temp_dir,
+    throwaway_postgres,
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +119,26 @@ def test_a_time_the_archive_does_not_reach_yet_is_refused_saying_why(backed_up):
     refused = restore_store(app, backups, str(store_id), "--at", later.isoformat())
     assert refused.exit_code == 1, refused.output
     assert "recovery ended before configured recovery target was reached" in refused.output
+
+
+def test_the_refusal_is_the_recoverys_own_word_not_a_refused_connections():
+    """Ending, the server refuses the connections that wait for its promotion, each refusal
+    a FATAL line of its log too, and some come after recovery's own (seen in a CI run)."""
+    server = ThrowawayPostgres(data_from=Path.mkdir)
+    try:
+        server.log_path.write_text(
+            "2026-12-04 11:00:00.100 UTC [71] [startup] FATAL:  recovery ended before"
+            " configured recovery target was reached\n"
+            "2026-12-04 11:00:00.150 UTC [72] [client backend] FATAL:  the database system is"
+            " in recovery mode\n"
+            "2026-12-04 11:00:00.200 UTC [70] [postmaster] LOG:  database system is shut down\n"
+        )
+        assert server.has_stopped()
+        assert why_it_stopped(server) == (
+            "recovery ended before configured recovery target was reached"
+        )
+    finally:
+        server.remove()
 
 
 def test_an_erased_store_is_refused_as_the_database_or_the_log_says(
