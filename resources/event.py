@@ -1,16 +1,20 @@
 """The event feed: every change to the stores a caller may see, in commit order, page by page
 after a cursor (models/event.py says why no event is skipped)."""
 
-from flask import Response, after_this_request, current_app, request
+from flask import Response, after_this_request, current_app
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from flask_smorest import abort
-from marshmallow import ValidationError
 
 from config.settings import current_settings
 from models.event import EventModel, events_after, feed_bounds, place_events
-from schemas.events import EventArgsSchema, EventSchema, EventStreamArgsSchema
-from schemas.field_types import Cursor, cursor_of
+from schemas.events import (
+    EventArgsSchema,
+    EventSchema,
+    EventStreamArgsSchema,
+    EventStreamHeadersSchema,
+)
+from schemas.field_types import cursor_of
 from web.blueprint import Blueprint
 from web.event_stream import EVENT_HUB, Sent, TooManyStreamsError, as_sent, stream
 from web.openapi import RETRY_AFTER
@@ -102,7 +106,6 @@ STREAM_CONTENT = {
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
-LAST_EVENT_ID = "Last-Event-ID"
 # Seconds a refused stream is told to wait: a stream of the user's that closes frees a place.
 STREAM_RETRY_AFTER = 5
 
@@ -112,20 +115,21 @@ class EventStream(MethodView):
     @blp.read(
         None, token="access", tagged=False, query=EventStreamArgsSchema, content=STREAM_CONTENT,
         errors={
+            400: "Last-Event-ID is not a cursor of this feed",
             410: GONE,
-            422: "A query parameter or Last-Event-ID is not valid: a cursor not of this feed, "
-            "an unknown type",
+            422: "A query parameter is not valid: a cursor not of this feed, an unknown type",
             429: ("You have EVENT_STREAMS_PER_USER streams open already: close one, or wait "
                   "Retry-After seconds", RETRY_AFTER),
         },
     )  # fmt: skip
-    def get(self, query: dict) -> Response:
+    @blp.arguments(EventStreamHeadersSchema, location="headers", arg_name="headers")
+    def get(self, query: dict, headers: dict) -> Response:
         """Follow the feed live: your stores' events (an admin's: all) as Server-Sent Events,
         in feed order, each once. Starts after the cursor in the Last-Event-ID header (a
         browser's EventSource sends it when it connects again) or in after, else at the
         newest event (new events only). The same filters as GET /events."""
         settings = current_settings()
-        after = last_event_id() or query.get("after")
+        after = headers.get("last_event_id", query.get("after"))
         owner_id = None if current_user.is_admin else current_user.id
         store_id, types = query.get("store_id"), query.get("type")
         types = set(types.split(",")) if types else None
@@ -168,14 +172,3 @@ class EventStream(MethodView):
         response.headers["Cache-Control"] = "no-store"
         response.call_on_close(close)
         return response
-
-
-def last_event_id() -> int | None:
-    """The cursor in Last-Event-ID, if sent (422 if it is none of this feed's)."""
-    value = request.headers.get(LAST_EVENT_ID)
-    if not value:
-        return None
-    try:
-        return Cursor().deserialize(value)
-    except ValidationError as error:
-        abort(422, errors={"headers": {LAST_EVENT_ID: error.messages}})

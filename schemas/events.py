@@ -125,3 +125,12 @@ class EventStreamArgsSchema(EventFilterSchema):
                   "listing): the stream starts after it. Last-Event-ID, if sent, wins. Without "
                   "either, the stream starts at the newest event."},
     )  # fmt: skip
+
+
+class EventStreamHeadersSchema(Schema):
+    last_event_id = Cursor(
+        data_key="Last-Event-ID",
+        metadata={"description": "The id of the last event you got: the stream starts after "
+                  "it, whatever after says. A browser's EventSource sends it when it connects "
+                  "again."},
+    )  # fmt: skip

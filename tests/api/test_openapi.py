@@ -239,3 +239,12 @@ def test_the_webhooks_deliveries_are_documented_as_callbacks(spec):
     assert schema == {"$ref": "#/components/schemas/Event"}
     headers = {each["name"] for each in delivery["parameters"] if each["in"] == "header"}
     assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+
+
+def test_the_stream_declares_the_header_it_resumes_from(spec):
+    """Last-Event-ID is how EventSource resumes: a client generated from the spec can send it."""
+    stream = spec["paths"]["/events/stream"]["get"]
+    (header,) = [param for param in stream["parameters"] if param["in"] == "header"]
+    assert header["name"] == "Last-Event-ID"
+    assert header["schema"]["pattern"]
+    assert "400" in stream["responses"]

@@ -152,7 +152,7 @@ def test_stale_cursor_410_past_the_limit_429_a_closed_stream_frees_its_place_a_s
     with streaming(stream_server.url, alice, f"?after={cursor}") as stale:
         assert "list the resources again" in stream_error(stale, 410)["message"]
     with streaming(stream_server.url, {**alice, "Last-Event-ID": "nonsense"}) as refused:
-        assert "Last-Event-ID" in stream_error(refused, 422)["errors"]["headers"]
+        assert "Last-Event-ID" in stream_error(refused, 400)["errors"]["headers"]
 
     with ExitStack() as open_streams:
         first = open_streams.enter_context(streaming(stream_server.url, alice))
