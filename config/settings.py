@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # addresses.py): comma-separated addresses or CIDR blocks, e.g. 10.0.5.0/24 for a
     # receiver of your own network. Empty: the public internet only.
     webhook_allowed_networks: str = ""
+    # Webhooks a user may have: each one is a query of the feed every turn of the worker's
+    # pump, whether it has events or not.
+    webhooks_per_user: Positive = 20
 
     @field_validator("database_url")
     @classmethod

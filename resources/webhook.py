@@ -5,11 +5,17 @@ from flask import url_for
 from flask.views import MethodView
 from flask_jwt_extended import current_user
 from flask_smorest import abort
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from config.settings import current_settings
 from db import db
-from models import StoreModel, WebhookDeliveryModel, WebhookModel, WebhookResendModel
+from models import (
+    StoreModel,
+    UserModel,
+    WebhookDeliveryModel,
+    WebhookModel,
+    WebhookResendModel,
+)
 from models.event import EventModel, feed_bounds
 from models.queries import NotFoundError, get_live_one
 from schemas import MessageSchema
@@ -45,6 +51,7 @@ BAD_TARGET = {
     404: "No store with this id",
     422: "The URL or the store is not one events can go to",
 }
+NOT_MADE = {**BAD_TARGET, 409: "You have WEBHOOKS_PER_USER webhooks already: delete one first"}
 
 
 def signature_header(name: str, description: str, example: str) -> dict:
@@ -118,6 +125,17 @@ def check_target(changes: dict) -> None:
         require_owner(get_live_one(StoreModel, changes["store_id"]))
 
 
+def refuse_past_the_limit() -> None:
+    """409 once the caller has WEBHOOKS_PER_USER webhooks. Their user row is locked first:
+    two POSTs at once count one after the other, not both below the limit."""
+    db.session.get(UserModel, current_user.id, with_for_update=True)
+    limit = current_settings().webhooks_per_user
+    count = select(func.count()).where(WebhookModel.owner_id == current_user.id)
+    if db.session.scalar(count) >= limit:
+        abort(409, message=f"You have {limit} webhooks already (WEBHOOKS_PER_USER): delete "
+              "one first.")  # fmt: skip
+
+
 @blp.route("/webhooks")
 class Webhooks(MethodView):
     @blp.listing(WebhookSchema, token="access")
@@ -130,12 +148,13 @@ class Webhooks(MethodView):
 
     @blp.write(
         201, WebhookCreatedSchema, emits=None, idempotent=user_scope, body=WebhookCreateSchema,
-        headers=LOCATION_HEADER, tagged=False, errors=BAD_TARGET, callbacks=DELIVERY,
+        headers=LOCATION_HEADER, tagged=False, errors=NOT_MADE, callbacks=DELIVERY,
         conflicts={"fk_webhooks_owner_id_users": ACCOUNT_DELETED, **STORE_VANISHED},
     )  # fmt: skip
     def post(self, body: dict) -> tuple[WebhookModel, dict[str, str]]:
         """Make a webhook; its signing secret is in this answer, and in no other"""
         check_target(body)
+        refuse_past_the_limit()
         webhook = WebhookModel(
             **body,
             owner_id=current_user.id,

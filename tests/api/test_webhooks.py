@@ -1,9 +1,12 @@
 """Webhook endpoints: made, read, changed and deleted by their owner alone; the secret shown
 once; a URL that names an address events may not go to refused when it is made."""
 
+from collections import Counter
+
 import pytest
 from sqlalchemy import text
-from support.api import assert_error, created, new_store, signed_in
+from support.api import assert_error, change_settings, created, new_store, signed_in
+from support.http import run_together
 
 URL = "https://hooks.example.com/stores"
 
@@ -113,3 +116,23 @@ def test_a_webhook_is_changed_and_deleted(client, engine):
     assert client.get(f"{path}/deliveries").get_json() == []
     assert client.delete(path).get_json() == {"message": f"Webhook {hook['id']} deleted."}
     assert_error(client.get(path), 404)
+
+
+@pytest.mark.sqlite_too
+def test_past_webhooks_per_user_a_new_one_is_refused_until_one_is_deleted(
+    app, client, admin_headers, monkeypatch
+):
+    change_settings(monkeypatch, app, webhooks_per_user=2)
+    first, _second = new_webhook(client), new_webhook(client)
+    assert_error(client.post("/webhooks", json={"url": URL}), 409, "WEBHOOKS_PER_USER")
+    assert client.delete(f"/webhooks/{first['id']}").status_code == 200
+    new_webhook(client)
+
+
+def test_webhooks_made_at_once_are_counted_one_after_the_other(app, admin_headers, monkeypatch):
+    change_settings(monkeypatch, app, webhooks_per_user=3)
+
+    def make(_number: int) -> int:
+        return signed_in(app, admin_headers).post("/webhooks", json={"url": URL}).status_code
+
+    assert Counter(run_together(8, make)) == {201: 3, 409: 5}
