@@ -58,11 +58,13 @@ def copy_store(
     name: str | None = None,
     progress: Callable[[int], None] = lambda _rows: None,
     logged: Collection[tuple[int, datetime]] = (),
+    committing: Callable[[], None] = lambda: None,
 ) -> CopiedStore:
     """Copy store `store_id` from `source` into `live` (neither in a transaction), committed
-    once all of it is in; `progress` is told of each batch of rows as they stream. A store
-    that an erasure of the live database's or of `logged` (the erasure log's (store id,
-    created_at)) names is refused, before anything is written."""
+    once all of it is in; `progress` is told of each batch of rows as they stream, and
+    `committing` of the COMMIT about to be sent. A store that an erasure of the live
+    database's or of `logged` (the erasure log's (store id, created_at)) names is refused,
+    before anything is written."""
     tables = ("stores", *ROWS_OF_STORE)
     with source.transaction(), live.transaction():
         source.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -95,6 +97,7 @@ def copy_store(
         for table in tables:
             keep_sequence_ahead(live, table)
         record_restored(live, values.get("owner_id"), copied)
+        committing()
     return copied
 
 

@@ -65,8 +65,9 @@ def store_name(_ctx, _param, value: str | None) -> str | None:
 class Signals:
     """SIGTERM (docker stop) and SIGHUP (a closed terminal) end the block as Ctrl-C does,
     through its cleanup: by default Python dies at once, leaving the restored server running
-    with a whole copy of the database. Once `finishing()`, the work is done (committed) and
-    one of them only waits for the cleanup and the report: `received`."""
+    with a whole copy of the database. Once `finishing()` (the COMMIT on its way: the work is
+    done, or fails and says so), one of them only waits for the cleanup and the report:
+    `received`."""
 
     def __init__(self) -> None:
         self.finishing_now = False
@@ -122,9 +123,12 @@ def restore_store(store_id: int, at: datetime, name: str | None) -> None:
             replayed = time.monotonic() - started
             with connect(server, login) as source, connect_live(live) as target:
                 progress = Progress("Copied", "rows")
-                copied = copy_store(source, target, store_id, name, progress.add, logged)
-                # Committed: what remains is the restored server's removal and the report.
-                signals.finishing()
+                # From the COMMIT on, what remains is the restored server's removal and the
+                # report: a signal then waits for them (once the store is visible, whoever
+                # sees it can count on being told so).
+                copied = copy_store(
+                    source, target, store_id, name, progress.add, logged, signals.finishing
+                )
                 progress.done()
     except RestoreFailedError as failed:
         raise click.ClickException(f"pgBackRest could not restore to {at}: {failed}") from None

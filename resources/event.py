@@ -114,6 +114,7 @@ STREAM_RETRY_AFTER = 5
 class EventStream(MethodView):
     @blp.read(
         None, token="access", tagged=False, query=EventStreamArgsSchema, content=STREAM_CONTENT,
+        request_headers=EventStreamHeadersSchema,
         errors={
             400: "Last-Event-ID is not a cursor of this feed",
             410: GONE,
@@ -122,7 +123,6 @@ class EventStream(MethodView):
                   "Retry-After seconds", RETRY_AFTER),
         },
     )  # fmt: skip
-    @blp.arguments(EventStreamHeadersSchema, location="headers", arg_name="headers")
     def get(self, query: dict, headers: dict) -> Response:
         """Follow the feed live: your stores' events (an admin's: all) as Server-Sent Events,
         in feed order, each once. Starts after the cursor in the Last-Event-ID header (a

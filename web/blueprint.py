@@ -4,8 +4,8 @@ changes something). A view declares what it needs once; the decorator applies th
 in the one right order and documents each of them:
 
     login (401 first) > conditional (428; ETag, 304) > transaction (commit once)
-      > Idempotency-Key > arguments (body, query, cookies) > response > owner (403, 412)
-      > the view
+      > Idempotency-Key > arguments (body, query, cookies, headers) > response
+      > owner (403, 412) > the view
 """
 
 import inspect
@@ -25,7 +25,7 @@ from security.ownership import NOT_THE_OWNER, Owned, require_admin, require_owne
 from web import conditional, idempotency, transactions
 from web.bodies import StreamedBody
 from web.events import Emits, emitting
-from web.openapi import BEARER_AUTH, ETAG_HEADER, RETRY_AFTER
+from web.openapi import BEARER_AUTH, ETAG_HEADER, RETRY_AFTER, Said
 from web.pagination import LINK_HEADER, linked
 from web.parsing import ArgumentsParser
 
@@ -49,11 +49,15 @@ class Blueprint(flask_smorest.Blueprint):
         errors: Errors = NO_ERRORS,
         content: dict | None = None,
         query: type[Schema] | None = None,
+        request_headers: type[Schema] | None = None,
     ) -> Callable:
         """A GET of one resource, answered as `schema` (`tagged`: with its ETag); with no
-        schema, as the Response the view makes, which `content` documents."""
-        return self.compose(200, schema, token=token, tagged=tagged, errors=errors,
-                            content=content, query=query)  # fmt: skip
+        schema, as the Response the view makes, which `content` documents. The view gets the
+        parsed query and `request_headers` as `query` and `headers`."""
+        return self.compose(
+            200, schema, token=token, tagged=tagged, errors=errors, content=content, query=query,
+            request_headers=request_headers,
+        )  # fmt: skip
 
     def listing(
         self,
@@ -133,6 +137,7 @@ class Blueprint(flask_smorest.Blueprint):
         streamed: StreamedBody | None = None,
         query: type[Schema] | None = None,
         cookies: type[Schema] | None = None,
+        request_headers: type[Schema] | None = None,
         page_arguments: type[Schema] | None = None,
         owner: Callable[..., Owned] | None = None,
         current: Callable[[Any], Response] | None = None,
@@ -208,8 +213,11 @@ class Blueprint(flask_smorest.Blueprint):
             if streamed:
                 documented["requestBody"] = streamed.openapi()
             composed = self.doc(**documented)(composed)
-            if cookies:
-                composed = self.arguments(cookies, location="cookies", arg_name="cookies")(composed)
+            for location, arguments in (("cookies", cookies), ("headers", request_headers)):
+                if arguments:
+                    composed = self.arguments(arguments, location=location, arg_name=location)(
+                        composed
+                    )
             if query or page_arguments:
                 # A page's arguments come one by one (page_size, after, ...).
                 named = {"as_kwargs": True} if many else {"arg_name": "query"}
@@ -234,32 +242,6 @@ class Blueprint(flask_smorest.Blueprint):
             return composed
 
         return decorator
-
-
-ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-
-
-class Said(dict):
-    """The error answers of one operation, by status, outermost piece first: one status with
-    several causes (a 409 for a taken name or a running request) says each."""
-
-    def __call__(self, status: int, description: str, headers: dict | None = None) -> None:
-        descriptions, merged = self.get(status, ("", {}))
-        self[status] = (
-            f"{descriptions}; or {description}" if descriptions else description,
-            {**merged, **(headers or {})},
-        )
-
-    def documented(self) -> dict[int, dict]:
-        """The answers as the spec says them: errors in the one error shape."""
-        return {
-            status: {
-                "description": description,
-                **({"headers": headers} if headers else {}),
-                **({"content": ERROR_CONTENT} if status >= 400 else {}),
-            }
-            for status, (description, headers) in self.items()
-        }
 
 
 def logged_in(view: Callable, token: Token, *, fresh: bool, admin: bool) -> Callable:

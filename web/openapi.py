@@ -1,5 +1,5 @@
 """What the OpenAPI spec says beyond what Flask-Smorest's decorators write: headers,
-conditional-request parameters, links between operations."""
+conditional-request parameters, links between operations, an operation's error answers."""
 
 from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin, resolver
@@ -77,3 +77,29 @@ def link(method: str, path: str, **parameters: str) -> dict:
         "operationRef": f"#/paths/{reference}/{method}",
         "parameters": {name: f"$response.body#/{field}" for name, field in parameters.items()},
     }
+
+
+ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+class Said(dict):
+    """The error answers of one operation, by status, outermost piece first: one status with
+    several causes (a 409 for a taken name or a running request) says each."""
+
+    def __call__(self, status: int, description: str, headers: dict | None = None) -> None:
+        descriptions, merged = self.get(status, ("", {}))
+        self[status] = (
+            f"{descriptions}; or {description}" if descriptions else description,
+            {**merged, **(headers or {})},
+        )
+
+    def documented(self) -> dict[int, dict]:
+        """The answers as the spec says them: errors in the one error shape."""
+        return {
+            status: {
+                "description": description,
+                **({"headers": headers} if headers else {}),
+                **({"content": ERROR_CONTENT} if status >= 400 else {}),
+            }
+            for status, (description, headers) in self.items()
+        }
