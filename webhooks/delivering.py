@@ -102,7 +102,7 @@ def deliver_to(webhook_id: int) -> int:
         if webhook is None or not webhook.enabled:
             return 0
         head, _ = feed_bounds()
-        terms = Terms.of(webhook)
+        terms, failing = Terms.of(webhook), webhook.failing_since is not None
         waiting = [
             (event.id, event.position, payload(event))
             for event in next_events(webhook, EVENTS_PER_TURN)
@@ -111,11 +111,11 @@ def deliver_to(webhook_id: int) -> int:
         delivered = 0
         if waiting:
             with Sender(terms.url, current_settings().webhook_allowed_network_list) as sender:
-                for event_id, position, body in waiting:
-                    headers = signed(terms.secret, event_id, body)
-                    if not record(
-                        webhook_id, terms, event_id, position, sender.send(body, headers)
-                    ):
+                for number, (event_id, position, body) in enumerate(waiting):
+                    attempt = sender.send(body, signed(terms.secret, event_id, body))
+                    # Only a turn's first event can have been tried: a failure ends a turn.
+                    tried = failing and number == 0
+                    if not record(webhook_id, terms, event_id, position, attempt, tried):
                         return delivered
                     delivered += 1
         if len(waiting) < EVENTS_PER_TURN:

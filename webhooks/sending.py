@@ -15,14 +15,17 @@ the API's own network, and cannot hold a worker for long.
 """
 
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import cache
 from ipaddress import ip_address
 from types import TracebackType
 
+import certifi
 import httpx
 
 from webhooks.addresses import Address, Network, refusal
@@ -53,16 +56,17 @@ class RefusedError(Exception):
 
 
 class Sender:
-    """Deliveries to one URL, for a turn: its name resolved and checked once, its
-    connections kept between attempts."""
+    """Deliveries to one URL, for a turn: its name resolved and checked once, a connection
+    per attempt."""
 
     def __init__(
         self, url: str, allowed: Iterable[Network] = (), timeout: float = TIMEOUT_SECONDS
     ) -> None:
         self.timeout = timeout
         self.client = httpx.Client(
-            trust_env=False, timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0)
-        )
+            trust_env=False, timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0),
+            verify=certificate_checks(),
+        )  # fmt: skip
         try:
             self.target = httpx.URL(url)
             if self.target.scheme not in ("http", "https") or not self.target.host:
@@ -141,6 +145,13 @@ class Sender:
             status = response.status_code
             return ended(status, f"The receiver answered {status}.", answer)
         return ended(response.status_code, None, answer)
+
+
+@cache
+def certificate_checks() -> ssl.SSLContext:
+    """The TLS settings of every delivery, made once: what httpx makes for each client by
+    default (certifi's authorities), which took 25 ms, for each turn of each endpoint."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def shut(connection: socket.socket) -> None:

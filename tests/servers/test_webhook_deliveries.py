@@ -248,3 +248,36 @@ def test_a_webhook_with_no_events_of_its_own_is_not_due_again_until_the_feed_gro
             break
         threading.Event().wait(0.1)
     assert through == head >= 3
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed")
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE webhooks SET event_types = CAST('[\"store.created\"]' AS JSON)",
+        "DELETE FROM webhooks",
+    ],
+)
+def test_a_webhook_changed_or_deleted_mid_turn_gets_no_more_of_that_turn(
+    app, client, engine, change
+):
+    """The turn read the four waiting events under the old terms: once the receiver's answer
+    to the first is recorded, the change ends the turn, and the next goes by the new terms."""
+
+    def changing_then_answering(handler) -> None:
+        run_sql(engine, change)
+        no_content(handler)
+
+    with webhook_receiver(changing_then_answering) as (arrived, url):
+        new_webhook(client, url)
+        store = new_store(client)
+        for number in range(3):
+            new_item(client, store["id"], f"Lamp {number}")
+        stop = start_pump(lambda: app)  # the four events wait for one turn
+        try:
+            arrived.wait_for(1)
+            threading.Event().wait(0.5)
+        finally:
+            stop.set()
+        assert [json.loads(each.body)["type"] for each in arrived.received] == ["store.created"]
