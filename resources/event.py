@@ -1,9 +1,9 @@
 """The event feed: every change to the stores a caller may see, in commit order, page by page
 after a cursor (models/event.py says why no event is skipped)."""
 
-from flask import Response, after_this_request, current_app
+from flask import Response, after_this_request, current_app, request
 from flask.views import MethodView
-from flask_jwt_extended import current_user
+from flask_jwt_extended import current_user, get_jwt
 from flask_smorest import abort
 
 from config.settings import current_settings
@@ -15,8 +15,17 @@ from schemas.events import (
     EventStreamHeadersSchema,
 )
 from schemas.field_types import cursor_of
+from security.tokens import still_good
 from web.blueprint import Blueprint
-from web.event_stream import EVENT_HUB, Sent, TooManyStreamsError, as_sent, stream
+from web.event_stream import (
+    EVENT_HUB,
+    PrunedError,
+    Sent,
+    TooManyStreamsError,
+    as_sent,
+    client_gone,
+    stream,
+)
 from web.openapi import RETRY_AFTER
 from web.pagination import Page
 
@@ -102,7 +111,8 @@ STREAM_CONTENT = {
         "description": "The events past the cursor, then each as it is committed, as "
         "Server-Sent Events: `id:` the event's cursor, `event:` its type, `data:` the event "
         "as GET /events lists it; a comment line (`: heartbeat`) after "
-        "EVENT_STREAM_HEARTBEAT_SECONDS without one. It never ends by itself.",
+        "EVENT_STREAM_HEARTBEAT_SECONDS without one. It ends once the token expires or is "
+        "revoked: connect again with a fresh one, from Last-Event-ID.",
         "content": {"text/event-stream": {"schema": {"type": "string"}}},
     }
 }
@@ -160,11 +170,21 @@ class EventStream(MethodView):
                     position, page, owner_id=owner_id, store_id=store_id,
                     types=list(types) if types else None,
                 )  # fmt: skip
+                # Checked after the read: a prune committed before it shows here.
+                if feed_bounds()[1] > position:
+                    raise PrunedError
                 return as_sent(events)
+
+        token, environ = get_jwt(), request.environ
+
+        def going_on() -> bool:
+            """The token still good (not expired, revoked or logged out), the client there."""
+            with hub.app.app_context():
+                return still_good(token) and not client_gone(environ)
 
         events = stream(
             hub, head if after is None else after, matches,
-            settings.event_stream_heartbeat_seconds, read_own,
+            settings.event_stream_heartbeat_seconds, read_own, going_on,
         )  # fmt: skip
         response = Response(events, mimetype="text/event-stream")
         # nginx sends each line on as it comes (deploy/nginx/nginx.conf); no cache keeps it.

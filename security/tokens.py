@@ -2,6 +2,7 @@
 web/errors.py)."""
 
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,6 +132,16 @@ def is_revoked(_header: dict, token: dict) -> bool:
     # A user who logged out everywhere raised token_version past the token's.
     g.token_user = user if user.token_version == token.get("ver") else None
     return revoked
+
+
+def still_good(token: dict) -> bool:
+    """Whether a token accepted earlier would be accepted now: not expired, its family not
+    revoked, its user there and not logged out everywhere since. For what outlives the
+    request that checked it (an event stream)."""
+    if time.time() >= token["exp"]:
+        return False
+    revoked = is_revoked({}, token)
+    return not revoked and g.pop("token_user", None) is not None
 
 
 @jwt.user_lookup_loader

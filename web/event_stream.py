@@ -13,6 +13,7 @@ the reader's position: a stream that follows them skips nothing, and sees each o
 
 import bisect
 import logging
+import socket
 import threading
 import time
 from collections import Counter
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 from flask import Flask
+from sqlalchemy.exc import OperationalError
 
 from models.event import events_after, feed_bounds, place_events
 from schemas.events import EventSchema
@@ -37,6 +39,8 @@ KEPT = 10_000
 EVENT_HUB = "event_hub"
 # Sent first: how long a browser's EventSource waits before it connects again (ms).
 RETRY_MILLISECONDS = 3000
+# How often a stream asks whether it may go on (its token still good, its client there).
+CHECK_SECONDS = 5.0
 
 
 class Sent(NamedTuple):
@@ -68,6 +72,27 @@ class TooManyStreamsError(Exception):
     pass
 
 
+class PrunedError(Exception):
+    """Events a stream had not sent yet were pruned (EVENTS_RETENTION_DAYS): it ends, and its
+    client, connecting again from its Last-Event-ID, is told 410."""
+
+
+def client_gone(environ: dict) -> bool:
+    """Whether the client closed its connection (nginx closes its own to the stream once its
+    client's is gone), seen without writing to it: a write to a closed connection succeeds
+    once, and only the next fails, two heartbeats later. False where the server lends no
+    socket (the tests' client)."""
+    connection = environ.get("gunicorn.socket")
+    if connection is None:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:  # nothing to read: still there
+        return False
+    except OSError:
+        return True
+
+
 class EventHub:
     """The one reader of a process, and the streams it feeds."""
 
@@ -80,6 +105,7 @@ class EventHub:
         self.position = 0  # the reader has read every event up to here
         self.reading = False
         self.stopped = False  # the server stops: streams end
+        self.unanswered = False  # the reader's last read failed
 
     def open_stream(self, user_id: int, limit: int) -> Callable[[], None]:
         """Count a stream of the user's (TooManyStreamsError past `limit`) and make sure the
@@ -123,10 +149,16 @@ class EventHub:
                 with self.app.app_context():
                     place_events()
                     read = as_sent(events_after(position, PAGE))
-            except Exception:
+            except OperationalError as failed:
                 # The database away for a while: the streams wait, and get their heartbeats.
-                log.exception("The event streams' reader could not read the feed")
+                # Said once, not four times a second for as long as it lasts.
+                if not self.unanswered:
+                    log.warning("The event streams' reader gets no answer (%s)", failed.orig)
+                self.unanswered = True
                 continue
+            if self.unanswered:
+                log.warning("The event streams' reader reads the feed again")
+                self.unanswered = False
             if read:
                 with self.changed:
                     self.kept.extend(read)
@@ -161,17 +193,31 @@ class EventHub:
 
 
 def stream(
-    hub: EventHub, position: int, matches: Matches, heartbeat: float, read_own: Callable
+    hub: EventHub,
+    position: int,
+    matches: Matches,
+    heartbeat: float,
+    read_own: Callable,
+    going_on: Callable[[], bool],
 ) -> Iterator[bytes]:
     """The text/event-stream of the events past `position` that `matches` lets through, as
-    they come, until the hub stops; a comment line after `heartbeat` seconds without one,
-    which also finds a client gone (its write fails, and the server closes the stream)."""
+    they come, until the hub stops, or `going_on()` (asked every CHECK_SECONDS) says no; a
+    comment line after `heartbeat` seconds without one. A stream whose events were pruned
+    before it sent them, or whose database does not answer, ends: its client connects again
+    from its Last-Event-ID, and is told why."""
     yield f"retry: {RETRY_MILLISECONDS}\n\n".encode()
     quiet_until = time.monotonic() + heartbeat
+    check_at = time.monotonic() + CHECK_SECONDS
     while not hub.stopped:
-        events, position = hub.events_past(
-            position, matches, max(0.0, quiet_until - time.monotonic()), read_own
-        )
+        if time.monotonic() >= check_at:
+            if not going_on():
+                return
+            check_at = time.monotonic() + CHECK_SECONDS
+        wait = max(0.0, min(quiet_until, check_at) - time.monotonic())
+        try:
+            events, position = hub.events_past(position, matches, wait, read_own)
+        except (PrunedError, OperationalError):
+            return
         if events:
             yield b"".join(each.message for each in events)
             quiet_until = time.monotonic() + heartbeat

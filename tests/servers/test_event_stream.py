@@ -7,33 +7,39 @@ import http.client
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from flask_jwt_extended import create_access_token, decode_token
 from sqlalchemy import text
 from support.api import new_item, new_store, signed_in
 from support.http import server_env
 
+from models.event import prune_events
+from schemas.field_types import cursor_of
 from tools.gunicorn_server import API, Server, gunicorn, serving_as_written
 from tools.throwaway_nginx import throwaway_nginx
+from web.event_stream import CHECK_SECONDS
 
 HEARTBEAT = 0.5
 PER_USER = 2
 
 
-@pytest.fixture
-def stream_server(database_url: str) -> Iterator[Server]:
-    """The stream process as docker-compose.yml runs it, with short heartbeats."""
+@contextmanager
+def stream_process(database_url: str, heartbeat: float) -> Iterator[Server]:
+    """The stream process as docker-compose.yml runs it."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         **server_env(
             database_url,
-            EVENT_STREAM_HEARTBEAT_SECONDS=str(HEARTBEAT),
+            EVENT_STREAM_HEARTBEAT_SECONDS=str(heartbeat),
             EVENT_STREAMS_PER_USER=str(PER_USER),
             TRUSTED_PROXIES="1",
         ),
@@ -42,12 +48,27 @@ def stream_server(database_url: str) -> Iterator[Server]:
         yield Server(url, process.pid)
 
 
-class Stream:
-    """A client of one event stream, reading it message by message."""
+@pytest.fixture
+def stream_server(database_url: str) -> Iterator[Server]:
+    """The stream process, with short heartbeats."""
+    with stream_process(database_url, HEARTBEAT) as server:
+        yield server
 
-    def __init__(self, base_url: str, headers: dict[str, str], query: str = "") -> None:
+
+class Stream:
+    """A client of one event stream, reading it message by message; `receive_buffer`: a
+    client that reads slowly, the server's writes soon blocked."""
+
+    def __init__(
+        self, base_url: str, headers: dict[str, str], query: str = "", receive_buffer: int = 0
+    ) -> None:
         address = urlsplit(base_url)
         self.connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+        if receive_buffer:
+            self.connection.sock = socket.socket()
+            self.connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            self.connection.sock.settimeout(10)
+            self.connection.sock.connect((address.hostname, address.port))
         self.connection.request("GET", f"/events/stream{query}", headers=headers)
         self.response = self.connection.getresponse()
 
@@ -80,8 +101,10 @@ class Stream:
 
 
 @contextmanager
-def streaming(base_url: str, headers: dict[str, str], query: str = "") -> Iterator[Stream]:
-    stream = Stream(base_url, headers, query)
+def streaming(
+    base_url: str, headers: dict[str, str], query: str = "", receive_buffer: int = 0
+) -> Iterator[Stream]:
+    stream = Stream(base_url, headers, query, receive_buffer)
     try:
         yield stream
     finally:
@@ -205,5 +228,122 @@ def test_through_the_shipped_nginx_each_event_goes_on_as_it_comes(
         new_item(signed_in(app, alice), books, "Lamp")
         assert stream.events(1)[0]["data"]["name"] == "Lamp"
         assert time.monotonic() - committed < 1.0
+
+        # A reload: the old workers end their streams (worker_shutdown_timeout) rather than
+        # stay, one set a reload, for as long as a stream is open. Their clients connect again.
+        reloaded = time.monotonic()
+        os.kill(child_named("nginx"), signal.SIGHUP)
+        while stream.message():
+            pass
+        assert time.monotonic() - reloaded < 10 + 5
     # The stream process served it, none of the API's sync workers.
     assert "/events/stream" not in api_log.read_text()
+
+
+def child_named(name: str) -> int:
+    """This process's child running `name` (nginx's master), from /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            line = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        command = line[line.index("(") + 1 : line.rindex(")")]
+        _state, parent, *_ = line[line.rindex(")") + 2 :].split()
+        if command == name and int(parent) == os.getpid():
+            return int(line.split()[0])
+    raise AssertionError(f"no child process {name}")
+
+
+def expiring_in(app, headers: dict[str, str], seconds: float) -> dict[str, str]:
+    """Headers of an access token of the same login as `headers`', ending in `seconds`."""
+    with app.app_context():
+        claims = decode_token(headers["Authorization"].removeprefix("Bearer "))
+        token = create_access_token(
+            claims["sub"], expires_delta=timedelta(seconds=seconds),
+            additional_claims={"ver": claims["ver"], "fam": claims["fam"]},
+        )  # fmt: skip
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.one_driver
+def test_a_stream_ends_once_its_token_is_no_good_and_frees_its_place_once_its_client_is_gone(
+    app, database_url, new_user, bearer
+):
+    """Heartbeats a minute apart: neither waits for one. A stream asks every CHECK_SECONDS
+    whether its token is still good and its client there."""
+    alice, bob, carol = (bearer(new_user(name)) for name in ("alice", "bob", "carol"))
+    within = CHECK_SECONDS + 3
+    with stream_process(database_url, 60) as server, ExitStack() as open_streams:
+        first = open_streams.enter_context(streaming(server.url, alice))
+        open_streams.enter_context(streaming(server.url, alice))
+        first.close()
+        deadline = time.monotonic() + within
+        while True:
+            with streaming(server.url, alice) as again:
+                if again.response.status == 200:
+                    break
+                assert again.response.status == 429
+            assert time.monotonic() < deadline, "the closed stream kept its place"
+            time.sleep(0.25)
+
+        # Revoked (every login of bob's ended), and expired: each stream ends.
+        with (
+            streaming(server.url, bob) as revoked,
+            streaming(server.url, expiring_in(app, carol, 2)) as expired,
+        ):
+            assert revoked.message() == expired.message() == {"retry": "3000"}
+            assert signed_in(app, bob).post("/logout?all=true").status_code == 200
+            ended = time.monotonic()
+            for stream in (revoked, expired):
+                while stream.message():
+                    pass
+            assert time.monotonic() - ended < within
+
+
+@pytest.mark.one_driver
+def test_a_stream_behind_events_pruned_before_it_sent_them_ends_and_is_told_410_again(
+    app, engine, new_user, bearer, stream_server
+):
+    alice = bearer(new_user("alice"))
+    books = new_store(signed_in(app, alice), "Books")["id"]
+    head = signed_in(app, alice).get("/events").headers["Feed-Head"]
+    with engine.begin() as connection:  # 3,000 events of 2 KB: more than a page behind
+        connection.execute(
+            text(
+                "INSERT INTO events (type, resource_id, store_id, owner_id, occurred_at, data)"
+                " SELECT 'item.created', n, :store, owner_id, now() - interval '30 days',"
+                " json_build_object('pad', repeat('x', 2000))"
+                " FROM stores, generate_series(1, 3000) n WHERE stores.id = :store"
+            ),
+            {"store": books},
+        )
+    signed_in(app, alice).get("/events")  # places them
+    with streaming(stream_server.url, alice, f"?after={head}", receive_buffer=4096) as behind:
+        assert behind.message() == {"retry": "3000"}
+        time.sleep(1)  # its first page read, the server's writes blocked on the client
+        with app.app_context():
+            while prune_events(datetime.now(UTC), 1000):
+                pass
+        new_item(signed_in(app, alice), books, "Live")
+        sent, deadline = [], time.monotonic() + 30
+        while message := behind.message():
+            if "data" in message:
+                sent.append(message["id"])
+            assert time.monotonic() < deadline, "the stream went on past the pruned events"
+    assert 0 < len(sent) < 3000  # the first page's, then the end: none skipped
+    resumed = {**alice, "Last-Event-ID": sent[-1]}
+    with streaming(stream_server.url, resumed) as again:
+        assert "list the resources again" in stream_error(again, 410)["message"]
+
+
+@pytest.mark.one_driver
+def test_a_last_event_id_of_the_feeds_start_is_a_cursor_like_any_other(
+    app, new_user, bearer, stream_server
+):
+    """On an empty feed, Feed-Head names position 0: a client resuming from it misses
+    nothing committed since."""
+    alice = bearer(new_user("alice"))
+    books = new_store(signed_in(app, alice), "Books")["id"]
+    new_item(signed_in(app, alice), books, "Novel")
+    with streaming(stream_server.url, {**alice, "Last-Event-ID": cursor_of(0)}) as stream:
+        assert [each["type"] for each in stream.events(2)] == ["store.created", "item.created"]
