@@ -209,12 +209,12 @@ def stream(
     quiet_until = time.monotonic() + heartbeat
     check_at = time.monotonic() + CHECK_SECONDS
     while not hub.stopped:
-        if time.monotonic() >= check_at:
-            if not going_on():
-                return
-            check_at = time.monotonic() + CHECK_SECONDS
-        wait = max(0.0, min(quiet_until, check_at) - time.monotonic())
         try:
+            if time.monotonic() >= check_at:
+                if not going_on():
+                    return
+                check_at = time.monotonic() + CHECK_SECONDS
+            wait = max(0.0, min(quiet_until, check_at) - time.monotonic())
             events, position = hub.events_past(position, matches, wait, read_own)
         except (PrunedError, OperationalError):
             return

@@ -17,15 +17,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from conftest import migrated_app
 from flask_jwt_extended import create_access_token, decode_token
 from sqlalchemy import text
 from support.api import new_item, new_store, signed_in
-from support.http import server_env
+from support.http import server_env, sign_up
 
 from models.event import prune_events
 from schemas.field_types import cursor_of
 from tools.gunicorn_server import API, Server, gunicorn, serving_as_written
 from tools.throwaway_nginx import throwaway_nginx
+from tools.throwaway_postgres import throwaway_postgres
 from web.event_stream import CHECK_SECONDS
 
 HEARTBEAT = 0.5
@@ -33,7 +35,7 @@ PER_USER = 2
 
 
 @contextmanager
-def stream_process(database_url: str, heartbeat: float) -> Iterator[Server]:
+def stream_process(database_url: str, heartbeat: float, **popen) -> Iterator[Server]:
     """The stream process as docker-compose.yml runs it."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -44,7 +46,7 @@ def stream_process(database_url: str, heartbeat: float) -> Iterator[Server]:
             TRUSTED_PROXIES="1",
         ),
     }
-    with serving_as_written(["sh", "deploy/stream.sh"], env) as (url, process):
+    with serving_as_written(["sh", "deploy/stream.sh"], env, **popen) as (url, process):
         yield Server(url, process.pid)
 
 
@@ -347,3 +349,29 @@ def test_a_last_event_id_of_the_feeds_start_is_a_cursor_like_any_other(
     new_item(signed_in(app, alice), books, "Novel")
     with streaming(stream_server.url, {**alice, "Last-Event-ID": cursor_of(0)}) as stream:
         assert [each["type"] for each in stream.events(2)] == ["store.created", "item.created"]
+
+
+def test_a_database_outage_ends_each_stream_cleanly_and_is_said_once(tmp_path):
+    """Streams of two users, then the database stops: each stream ends with its answer whole
+    (a cut chunked answer raises IncompleteRead here), no traceback in the log, and the
+    reader says once that it gets no answer."""
+    log = tmp_path / "stream.log"
+    with throwaway_postgres() as cluster:
+        url = cluster.url("psycopg2")
+        migrated_app(url)
+        with log.open("w") as stderr, stream_process(url, 60, stderr=stderr) as server:
+            users = [sign_up(server.url, name) for name in ("alice", "bob")]
+            with ExitStack() as open_streams:
+                streams = [
+                    open_streams.enter_context(streaming(server.url, each)) for each in users
+                ]
+                assert all(each.message() == {"retry": "3000"} for each in streams)
+                cluster.stop()
+                stopped = time.monotonic()
+                for stream in streams:
+                    while stream.message():
+                        pass
+                assert time.monotonic() - stopped < CHECK_SECONDS + 5
+    said = log.read_text()
+    assert "Traceback" not in said
+    assert said.count("gets no answer") == 1
