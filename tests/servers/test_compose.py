@@ -34,6 +34,7 @@ from support.worker import import_runs
 from app import create_app
 from config.settings import Settings
 from tools.gunicorn_server import serving_as_written
+from tools.throwaway_patroni import wait_for
 from tools.throwaway_postgres import AS_POSTGRES, free_port, owned_temp_dir, throwaway_postgres
 from tools.webhook_receiver import webhook_receiver
 
@@ -199,11 +200,17 @@ def test_the_replica_service_copies_the_primary_and_streams_from_it():
                     assert time.monotonic() < deadline
                     assert replica.poll() is None
                     time.sleep(0.2)
-            with engine.connect() as connection:
-                streaming = connection.exec_driver_sql(
-                    "SELECT usename, state FROM pg_stat_replication"
-                ).all()
-            assert ("replicator", "streaming") in [tuple(row) for row in streaming]
+
+            # Consistent from the base backup's WAL, the standby answers before its WAL
+            # receiver has connected: streaming comes a moment later.
+            def streaming() -> bool:
+                with engine.connect() as connection:
+                    senders = connection.exec_driver_sql(
+                        "SELECT usename, state FROM pg_stat_replication"
+                    ).all()
+                return ("replicator", "streaming") in [tuple(row) for row in senders]
+
+            wait_for(streaming, "the standby streaming from the primary", 30)
         finally:
             replica.terminate()
             replica.wait(timeout=30)
