@@ -113,6 +113,19 @@ def streaming(
         stream.close()
 
 
+def wait_for_a_place(base_url: str, headers: dict[str, str], within: float) -> None:
+    """Until a new stream of the user's is let in (429 meanwhile): a closed one freed its
+    place within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        with streaming(base_url, headers) as again:
+            if again.response.status == 200:
+                return
+            assert again.response.status == 429
+        assert time.monotonic() < deadline, "the closed stream kept its place"
+        time.sleep(within / 20)
+
+
 def stream_error(stream: Stream, status: int) -> dict:
     """The one error shape, in JSON, before any stream starts."""
     assert stream.response.status == status
@@ -190,14 +203,7 @@ def test_stale_cursor_410_past_the_limit_429_a_closed_stream_frees_its_place_a_s
             assert bobs.response.status == 200
         # A client gone: its stream ends at the next heartbeat, and frees its place.
         first.close()
-        deadline = time.monotonic() + 10 * HEARTBEAT
-        while True:
-            with streaming(stream_server.url, alice) as again:
-                if again.response.status == 200:
-                    break
-                assert again.response.status == 429
-            assert time.monotonic() < deadline, "the closed stream kept its place"
-            time.sleep(HEARTBEAT / 2)
+        wait_for_a_place(stream_server.url, alice, 10 * HEARTBEAT)
 
         # The server stops: its streams end at once (their clients connect again).
         stopping = time.monotonic()
@@ -279,14 +285,7 @@ def test_a_stream_ends_once_its_token_is_no_good_and_frees_its_place_once_its_cl
         first = open_streams.enter_context(streaming(server.url, alice))
         open_streams.enter_context(streaming(server.url, alice))
         first.close()
-        deadline = time.monotonic() + within
-        while True:
-            with streaming(server.url, alice) as again:
-                if again.response.status == 200:
-                    break
-                assert again.response.status == 429
-            assert time.monotonic() < deadline, "the closed stream kept its place"
-            time.sleep(0.25)
+        wait_for_a_place(server.url, alice, within)
 
         # Revoked (every login of bob's ended), and expired: each stream ends.
         with (
