@@ -156,6 +156,10 @@ class EventHub:
                     log.warning("The event streams' reader gets no answer (%s)", failed.orig)
                 self.unanswered = True
                 continue
+            except Exception:
+                # A bug, said in full: the reader goes on, or no stream would get an event.
+                log.exception("The event streams' reader could not read the feed")
+                continue
             if self.unanswered:
                 log.warning("The event streams' reader reads the feed again")
                 self.unanswered = False
