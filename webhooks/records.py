@@ -2,10 +2,10 @@
 and the endpoint's place in the feed moved past a delivered event, or its next attempt set
 after a failure, in one transaction."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from db import db
@@ -40,12 +40,12 @@ class Terms:
     event_types: tuple[str, ...]
 
     @classmethod
-    def of(cls, webhook: WebhookModel) -> "Terms":
+    def of(cls, webhook: WebhookModel | Row) -> "Terms":
+        """The terms of a webhook, or of a row of its TERMS_COLUMNS."""
         return cls(webhook.url, webhook.secret, webhook.store_id, tuple(webhook.event_types))
 
 
-TERMS_COLUMNS = (WebhookModel.url, WebhookModel.secret, WebhookModel.store_id,
-                 WebhookModel.event_types)  # fmt: skip
+TERMS_COLUMNS = tuple(getattr(WebhookModel, term.name) for term in fields(Terms))
 
 
 def caught_up(webhook_id: int, terms: Terms, head: int) -> None:
@@ -135,5 +135,4 @@ def delivered(
         return False
     keep(webhook_id, event_id, attempt, None if tried else 0)
     db.session.commit()
-    url, secret, store_id, event_types = now_terms
-    return Terms(url, secret, store_id, tuple(event_types)) == terms
+    return Terms.of(now_terms) == terms
