@@ -104,14 +104,15 @@ def record(
     if webhook is None:
         db.session.rollback()
         return False
-    # An event not tried before is the first attempt: no count needed (the common case).
-    tried = keep(webhook_id, event_id, attempt, None if webhook.failing_since else 0)
-    webhook.failing_since = webhook.failing_since or now()
-    if now() - webhook.failing_since >= GIVE_UP_AFTER:
-        webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
-    else:
-        webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
     try:
+        # An event not tried before is the first attempt: no count needed (the common case).
+        # Its INSERT checks the webhook's row at once: a deletion committed meanwhile fails it.
+        tried = keep(webhook_id, event_id, attempt, None if webhook.failing_since else 0)
+        webhook.failing_since = webhook.failing_since or now()
+        if now() - webhook.failing_since >= GIVE_UP_AFTER:
+            webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
+        else:
+            webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
         db.session.commit()
     except IntegrityError:  # the webhook deleted meanwhile, its attempts with it
         db.session.rollback()

@@ -3,6 +3,7 @@ receivers on 127.0.0.1: in feed order, signed, once each; retried, then turned o
 again; to their owner's stores' events only; never to an address the guard refuses."""
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -281,3 +282,28 @@ def test_a_webhook_changed_or_deleted_mid_turn_gets_no_more_of_that_turn(
         finally:
             stop.set()
         assert [json.loads(each.body)["type"] for each in arrived.received] == ["store.created"]
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_a_webhook_deleted_while_its_receiver_answers_a_failure_is_let_go_quietly(
+    client, engine, caplog
+):
+    """The deletion commits after the pump read the webhook, before it kept the attempt: the
+    attempt's foreign key fails, which is no bug of ours (break-it finding)."""
+    caplog.set_level(logging.WARNING, logger="stores.webhooks")
+    hook_ids = []
+
+    def deleting_then_failing(handler) -> None:
+        connection = engine.connect()
+        connection.execute(text("DELETE FROM webhooks WHERE id = :id"), {"id": hook_ids[0]})
+        threading.Timer(0.7, lambda: (connection.commit(), connection.close())).start()
+        failing(handler)
+
+    with webhook_receiver(deleting_then_failing) as (arrived, url):
+        hook_ids.append(new_webhook(client, url)["id"])
+        new_store(client)
+        arrived.wait_for(1)
+        threading.Event().wait(2)
+    assert caplog.records == []
+    assert client.get(f"/webhooks/{hook_ids[0]}").status_code == 404
