@@ -146,7 +146,13 @@ class PatroniNode:
         config["postgresql"]["bin_dir"] = subprocess.check_output(
             ["pg_config", "--bindir"], text=True
         ).strip()
-        config["postgresql"]["parameters"] = {"unix_socket_directories": str(self.root)}
+        # No fsync, as every throwaway cluster (tools/throwaway_postgres.py): what a killed
+        # node wrote stays in the page cache, and another test's disk load does not slow
+        # every commit (a failover's resumption is timed).
+        config["postgresql"]["parameters"] = {
+            "unix_socket_directories": str(self.root),
+            "fsync": "off",
+        }
         (self.root / "patroni.yml").write_text(yaml.safe_dump(config))
 
         def start_on(rest_port: int) -> None:

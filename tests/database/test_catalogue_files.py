@@ -4,6 +4,7 @@ runs, and two imports into one store at once."""
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import psycopg2
@@ -155,14 +156,16 @@ def test_a_store_deleted_while_its_import_runs_makes_it_fail_with_nothing_left(
         # Holds the import's last look at its store until the delete is in.
         blocker.exec_driver_sql("BEGIN")
         blocker.exec_driver_sql(f"SELECT 1 FROM stores WHERE id = {store['id']} FOR NO KEY UPDATE")
-        running = threading.Thread(target=lambda: run_in(app, import_id))
-        running.start()
-        wait_until(lambda: sql("SELECT lines_read FROM item_imports")[0][0] > 0)
-        blocker.exec_driver_sql(
-            f"UPDATE stores SET deleted_at = now(), expire_time = now() WHERE id = {store['id']}"
-        )
-        blocker.exec_driver_sql("COMMIT")
-        running.join(60)
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(run_in, app, import_id)
+            wait_until(lambda: sql("SELECT lines_read FROM item_imports")[0][0] > 0)
+            blocker.exec_driver_sql(
+                "UPDATE stores SET deleted_at = now(), expire_time = now()"
+                f" WHERE id = {store['id']}"
+            )
+            blocker.exec_driver_sql("COMMIT")
+            # Its error, if it failed; a generous bound, as a loaded machine imports slowly.
+            running.result(timeout=300)
 
     assert sql("SELECT state, message FROM item_imports") == [("failed", STORE_GONE)]
     assert sql("SELECT count(*) FROM items") == [(0,)]
