@@ -2,8 +2,9 @@
 
 - **In feed order per endpoint, at least once.** Each endpoint has its place in the feed
   (`delivered_through`); its next event is sent, and only once the receiver answered 2xx
-  does its place move past it, with the attempt's record, in one transaction. A worker that
-  dies between the two sends it again: receivers tell by `webhook-id` (the event's id).
+  does its place move past it, with the attempt's record, in one transaction (a few
+  events' at a time: Records). A worker that dies between the two sends them again:
+  receivers tell by `webhook-id` (the event's id).
 - **Retried with backoff** (webhooks/records.py: 5 s, then up to 24 h apart) while the
   endpoint's events wait behind the one that fails, for up to 3 days; then the endpoint is
   turned off, and says why (`disabled_reason`: the last attempt's failure). PATCH
@@ -16,6 +17,7 @@
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,12 +32,16 @@ from db import db
 from models import UserModel, WebhookModel, WebhookResendModel
 from models.event import EventModel, events_after, feed_bounds, place_events
 from schemas.events import EventSchema
-from webhooks.records import Terms, caught_up, keep, now, record
+from webhooks.records import Delivery, Terms, caught_up, delivered, failed, keep, now
 from webhooks.sending import Attempt, Sender, send
 from webhooks.signing import signed_headers
 
 # Events sent to one endpoint in a turn, before the others get theirs.
 EVENTS_PER_TURN = 100
+# A turn's delivered events are recorded together, this many at most, this long after the
+# last keeping at most (Records).
+KEEP_EVERY = 20
+KEEP_SECONDS = 0.1
 SENDERS = 8
 # Senders one owner's endpoints may hold at once.
 OWNERS_SHARE = 2
@@ -108,21 +114,55 @@ def deliver_to(webhook_id: int) -> int:
             for event in next_events(webhook, EVENTS_PER_TURN)
         ]
         db.session.rollback()  # no transaction held while the receiver answers
-        delivered = 0
+        records = Records(webhook_id, terms)
         if waiting:
             with Sender(terms.url, current_settings().webhook_allowed_network_list) as sender:
                 for number, (event_id, position, body) in enumerate(waiting):
                     attempt = sender.send(body, signed(terms.secret, event_id, body))
                     # Only a turn's first event can have been tried: a failure ends a turn.
                     tried = failing and number == 0
-                    if not record(webhook_id, terms, event_id, position, attempt, tried):
-                        return delivered
-                    delivered += 1
+                    if not attempt.delivered:
+                        records.kept()
+                        failed(webhook_id, event_id, attempt, tried)
+                        return records.delivered
+                    if not records.add(Delivery(event_id, position, attempt, tried)):
+                        return records.delivered
+            if not records.kept():
+                return records.delivered
         if len(waiting) < EVENTS_PER_TURN:
             # Every event up to the head that is its own was sent: the others are none of
             # its business, and it is not due again until the feed grows.
             caught_up(webhook_id, terms, head)
-        return delivered
+        return records.delivered
+
+
+class Records:
+    """A turn's delivered events, their records kept together (records.delivered) every
+    KEEP_EVERY events or KEEP_SECONDS, and before the turn ends: a transaction per event was
+    most of a delivery's cost, and one endpoint's deliveries are sent one after another. A
+    worker that dies sends the unkept ones again (receivers tell by webhook-id), and an
+    endpoint changed or deleted meanwhile is found at the next keeping, which ends the turn."""
+
+    def __init__(self, webhook_id: int, terms: Terms) -> None:
+        self.webhook_id, self.terms = webhook_id, terms
+        self.unkept: list[Delivery] = []
+        self.since = time.monotonic()
+        self.delivered = 0
+
+    def add(self, delivery: Delivery) -> bool:
+        """Note a delivered event; whether the turn goes on."""
+        self.unkept.append(delivery)
+        self.delivered += 1
+        if len(self.unkept) < KEEP_EVERY and time.monotonic() - self.since < KEEP_SECONDS:
+            return True
+        return self.kept()
+
+    def kept(self) -> bool:
+        """Keep the records noted; whether the turn goes on: the endpoint is there, its terms
+        unchanged."""
+        goes_on = not self.unkept or delivered(self.webhook_id, self.terms, self.unkept)
+        self.unkept, self.since = [], time.monotonic()
+        return goes_on
 
 
 def resend_asked(webhook_id: int) -> None:

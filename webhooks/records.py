@@ -1,6 +1,6 @@
-"""What a delivery attempt leaves behind (webhooks/delivering.py sends them): its record,
-and the endpoint's place in the feed moved past a delivered event, or its next attempt set
-after a failure, in one transaction."""
+"""What delivery attempts leave behind (webhooks/delivering.py sends them): their records,
+and the endpoint's place in the feed moved past the events delivered, or its next attempt
+set after a failure, in one transaction."""
 
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -59,27 +59,33 @@ def keep(webhook_id: int, event_id: int, attempt: Attempt, tried: int | None = N
     """Add the attempt's record to the transaction; the number of attempts at the event before
     it (`tried`, when the caller knows it)."""
     if tried is None:
-        tried = db.session.scalar(
-            select(func.count()).where(
-                WebhookDeliveryModel.webhook_id == webhook_id,
-                WebhookDeliveryModel.event_id == event_id,
-            )
-        )
-    # A Core INSERT: a delivery costs the pump two statements and a commit, none of the ORM's
-    # unit of work (measured: most of a delivery's time in the worker at 100 a second).
-    db.session.execute(
-        insert(WebhookDeliveryModel).values(
-            webhook_id=webhook_id,
-            event_id=event_id,
-            attempt=tried + 1,
-            attempted_at=now(),
-            status=attempt.status,
-            seconds=attempt.seconds,
-            error=text_column(attempt.error),
-            answer=text_column(attempt.answer.decode("utf-8", "replace")),
+        tried = attempts_at(webhook_id, event_id)
+    db.session.execute(insert(WebhookDeliveryModel), [row(webhook_id, event_id, attempt, tried)])
+    return tried
+
+
+def attempts_at(webhook_id: int, event_id: int) -> int:
+    """How many attempts at the event the endpoint's records hold."""
+    return db.session.scalar(
+        select(func.count()).where(
+            WebhookDeliveryModel.webhook_id == webhook_id,
+            WebhookDeliveryModel.event_id == event_id,
         )
     )
-    return tried
+
+
+def row(webhook_id: int, event_id: int, attempt: Attempt, tried: int) -> dict:
+    """An attempt's record, the attempt numbered after the `tried` ones before it."""
+    return {
+        "webhook_id": webhook_id,
+        "event_id": event_id,
+        "attempt": tried + 1,
+        "attempted_at": now(),
+        "status": attempt.status,
+        "seconds": attempt.seconds,
+        "error": text_column(attempt.error),
+        "answer": text_column(attempt.answer.decode("utf-8", "replace")),
+    }
 
 
 def text_column(said: str | None) -> str | None:
@@ -87,27 +93,28 @@ def text_column(said: str | None) -> str | None:
     return said.replace("\x00", "\ufffd") if said else None
 
 
-def record(
-    webhook_id: int,
-    terms: Terms,
-    event_id: int,
-    position: int,
-    attempt: Attempt,
-    tried_before: bool,
-) -> bool:
-    """Keep the attempt at the event, and move the endpoint past the event (delivered) or set
-    its next attempt (failed), in one transaction; whether its turn goes on: delivered, and
-    the endpoint's terms unchanged. `tried_before`: the event may have been attempted."""
-    if attempt.delivered:
-        return delivered(webhook_id, terms, event_id, position, attempt, tried_before)
+@dataclass(frozen=True)
+class Delivery:
+    """An event its receiver took (answered 2xx), its record not kept yet."""
+
+    event_id: int
+    position: int
+    attempt: Attempt
+    # Whether the event may have been attempted before (a failing endpoint's first).
+    tried_before: bool
+
+
+def failed(webhook_id: int, event_id: int, attempt: Attempt, tried_before: bool) -> None:
+    """Keep the failed attempt at the event and set the endpoint's next attempt (or turn it
+    off, after GIVE_UP_AFTER of failures), in one transaction."""
     webhook = db.session.get(WebhookModel, webhook_id)
     if webhook is None:
         db.session.rollback()
-        return False
+        return
     try:
         # An event not tried before is the first attempt: no count needed (the common case).
         # Its INSERT checks the webhook's row at once: a deletion committed meanwhile fails it.
-        tried = keep(webhook_id, event_id, attempt, None if webhook.failing_since else 0)
+        tried = keep(webhook_id, event_id, attempt, None if tried_before else 0)
         webhook.failing_since = webhook.failing_since or now()
         if now() - webhook.failing_since >= GIVE_UP_AFTER:
             webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
@@ -116,24 +123,28 @@ def record(
         db.session.commit()
     except IntegrityError:  # the webhook deleted meanwhile, its attempts with it
         db.session.rollback()
-    return False
 
 
-def delivered(
-    webhook_id: int, terms: Terms, event_id: int, position: int, attempt: Attempt, tried: bool
-) -> bool:
-    """The endpoint moved past a delivered event, its row locked by the UPDATE (a deletion
-    waits for the commit), the attempt kept; whether its terms are still the turn's."""
+def delivered(webhook_id: int, terms: Terms, deliveries: list[Delivery]) -> bool:
+    """The endpoint moved past its delivered events, its row locked by the UPDATE (a deletion
+    waits for the commit), and their attempts kept, in one transaction (two statements and a
+    commit, whatever their number: Core's, none of the ORM's unit of work, which was most of
+    a delivery's time in the worker at 100 a second); whether the endpoint's terms are still
+    the turn's."""
     now_terms = db.session.execute(
         update(WebhookModel)
         .where(WebhookModel.id == webhook_id)
-        .values(delivered_through=position, failing_since=None, next_attempt_at=None)
+        .values(delivered_through=deliveries[-1].position, failing_since=None, next_attempt_at=None)
         .returning(*TERMS_COLUMNS)
         .execution_options(synchronize_session=False)
     ).first()
     if now_terms is None:  # deleted meanwhile
         db.session.rollback()
         return False
-    keep(webhook_id, event_id, attempt, None if tried else 0)
+    rows = []
+    for each in deliveries:
+        tried = attempts_at(webhook_id, each.event_id) if each.tried_before else 0
+        rows.append(row(webhook_id, each.event_id, each.attempt, tried))
+    db.session.execute(insert(WebhookDeliveryModel), rows)
     db.session.commit()
     return Terms.of(now_terms) == terms
