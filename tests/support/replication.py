@@ -96,7 +96,9 @@ class Replication:
             app.extensions["replication"].notes.taken_at.clear()
         self.wait_until_caught_up()
 
-    def wait_until_caught_up(self, timeout: float = 10.0) -> None:
+    def wait_until_caught_up(self, timeout: float = 45.0) -> None:
+        # Past max_standby_streaming_delay (30 s by default): replay that conflicts with a
+        # standby's query waits that long at most, then cancels the query.
         target = self.on(self.primary, "SELECT pg_current_wal_insert_lsn()")[0][0]
         deadline = time.monotonic() + timeout
         for standby in self.standbys:
