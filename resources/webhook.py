@@ -185,9 +185,11 @@ class Webhook(MethodView):
         webhook = own_webhook(webhook_id)
         check_target(body)
         if body.pop("enabled", False) and not webhook.enabled:
-            # On again, from the event that failed, with a new schedule of retries.
-            webhook.disabled_at = webhook.disabled_reason = None
-            webhook.failing_since = webhook.next_attempt_at = None
+            # On again, from the event that failed, at once, with a new schedule of retries
+            # and 3 days to give up again: failing since now (its first attempt then counts
+            # the attempts at that event before it).
+            webhook.disabled_at = webhook.disabled_reason = webhook.next_attempt_at = None
+            webhook.failing_since = datetime.now(UTC)
         for name, value in body.items():
             setattr(webhook, name, value)
         return webhook

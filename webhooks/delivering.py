@@ -116,9 +116,13 @@ def deliver_to(webhook_id: int) -> int:
         db.session.rollback()  # no transaction held while the receiver answers
         records = Records(webhook_id, terms)
         if waiting:
-            with Sender(terms.url, current_settings().webhook_allowed_network_list) as sender:
+            with (
+                Sender(terms.url, current_settings().webhook_allowed_network_list) as sender,
+                ThreadPoolExecutor(1, "webhook-attempt") as attempts,
+            ):
                 for number, (event_id, position, body) in enumerate(waiting):
-                    attempt = sender.send(body, signed(terms.secret, event_id, body))
+                    headers = signed(terms.secret, event_id, body)
+                    attempt = records.awaiting(attempts.submit(sender.send, body, headers))
                     # Only a turn's first event can have been tried: a failure ends a turn.
                     tried = failing and number == 0
                     if not attempt.delivered:
@@ -137,32 +141,48 @@ def deliver_to(webhook_id: int) -> int:
 
 
 class Records:
-    """A turn's delivered events, their records kept together (records.delivered) every
-    KEEP_EVERY events or KEEP_SECONDS, and before the turn ends: a transaction per event was
-    most of a delivery's cost, and one endpoint's deliveries are sent one after another. A
-    worker that dies sends the unkept ones again (receivers tell by webhook-id), and an
-    endpoint changed or deleted meanwhile is found at the next keeping, which ends the turn."""
+    """A turn's delivered events, their records kept together (records.delivered): at
+    KEEP_EVERY events, once the oldest waited KEEP_SECONDS (while the next attempt runs, if it
+    takes that long), and before the turn ends. A transaction per event was most of a
+    delivery's cost, and one endpoint's deliveries are sent one after another. A worker that
+    dies sends the unkept ones again (receivers tell by webhook-id), and an endpoint changed
+    or deleted meanwhile is found at the next keeping, which ends the turn."""
 
     def __init__(self, webhook_id: int, terms: Terms) -> None:
         self.webhook_id, self.terms = webhook_id, terms
         self.unkept: list[Delivery] = []
-        self.since = time.monotonic()
+        self.oldest = 0.0
+        self.goes_on = True
         self.delivered = 0
+
+    def awaiting(self, attempt: Future[Attempt]) -> Attempt:
+        """The attempt's outcome, the records noted kept meanwhile once due: a slow receiver
+        holds back none of the events it took before."""
+        if self.unkept:
+            try:
+                return attempt.result(timeout=self.oldest + KEEP_SECONDS - time.monotonic())
+            except TimeoutError:
+                self.kept()
+        return attempt.result()
 
     def add(self, delivery: Delivery) -> bool:
         """Note a delivered event; whether the turn goes on."""
+        if not self.unkept:
+            self.oldest = time.monotonic()
         self.unkept.append(delivery)
         self.delivered += 1
-        if len(self.unkept) < KEEP_EVERY and time.monotonic() - self.since < KEEP_SECONDS:
-            return True
-        return self.kept()
+        due = len(self.unkept) >= KEEP_EVERY or time.monotonic() - self.oldest >= KEEP_SECONDS
+        if due or not self.goes_on:
+            self.kept()
+        return self.goes_on
 
     def kept(self) -> bool:
         """Keep the records noted; whether the turn goes on: the endpoint is there, its terms
         unchanged."""
-        goes_on = not self.unkept or delivered(self.webhook_id, self.terms, self.unkept)
-        self.unkept, self.since = [], time.monotonic()
-        return goes_on
+        if self.unkept:
+            self.goes_on = delivered(self.webhook_id, self.terms, self.unkept) and self.goes_on
+            self.unkept = []
+        return self.goes_on
 
 
 def resend_asked(webhook_id: int) -> None:

@@ -80,7 +80,7 @@ def row(webhook_id: int, event_id: int, attempt: Attempt, tried: int) -> dict:
         "webhook_id": webhook_id,
         "event_id": event_id,
         "attempt": tried + 1,
-        "attempted_at": now(),
+        "attempted_at": attempt.at,
         "status": attempt.status,
         "seconds": attempt.seconds,
         "error": text_column(attempt.error),

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from ipaddress import ip_address
 from types import TracebackType
@@ -40,6 +41,8 @@ class Attempt:
 
     # The receiver's HTTP status; None when there was no answer.
     status: int | None
+    # When it began, and how long it took.
+    at: datetime
     seconds: float
     # Why it failed, in words for the endpoint's owner; None when delivered.
     error: str | None = None
@@ -88,10 +91,10 @@ class Sender:
         """POST `body` with `headers`, to each address in turn, as a connection to a name
         tries them: one that refuses the connection (an IPv6 address of a receiver on IPv4
         alone) gives the next."""
-        started = time.monotonic()
+        started, began = time.monotonic(), datetime.now(UTC)
 
         def ended(status: int | None, error: str | None, answer: bytes = b"") -> Attempt:
-            return Attempt(status, time.monotonic() - started, error, answer)
+            return Attempt(status, began, time.monotonic() - started, error, answer)
 
         if self.refused is not None:
             return ended(None, f"Not sent: {self.refused}.")

@@ -5,7 +5,9 @@ again; to their owner's stores' events only; never to an address the guard refus
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 from sqlalchemy import text
@@ -137,10 +139,48 @@ def test_a_failing_endpoint_is_retried_in_order_turned_off_after_3_days_and_on_a
 
         arrived.answer = no_content
         assert client.patch(path, json={"enabled": True}).get_json()["enabled"] is True
-        # On again with a new schedule: its first failure would not turn it off at once.
-        assert sql(f"SELECT failing_since FROM webhooks WHERE id = {hook['id']}") == [(None,)]
+        # On again with a new schedule: its first failure would not turn it off at once
+        # (failing since now, or no longer, once delivered).
+        new_schedule = "SELECT coalesce(now() - failing_since < interval '1 minute', true)"
+        assert sql(f"{new_schedule} FROM webhooks WHERE id = {hook['id']}") == [(True,)]
         delivered = arrived.wait_for(5)[3:]
+        attempts = attempts_of(client, hook["id"], 5)
     assert [json.loads(each.body)["store_id"] for each in delivered] == [first["id"], second["id"]]
+    # The event that failed three times is delivered at its fourth attempt (a break-it
+    # finding: the count started again at 1), the one behind it at its first.
+    assert [(each["attempt"], each["status"]) for each in attempts] == [
+        (1, 204), (4, 204), (3, 500), (2, 500), (1, 500)
+    ]  # fmt: skip
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed")
+def test_a_delivered_event_is_recorded_while_the_next_attempt_is_slow(app, client):
+    """Kept together, a turn's records still show soon, stamped when each attempt began: a
+    receiver slow to answer the next event holds back none of them (a break-it finding:
+    the record waited for the next answer, and was stamped then)."""
+    answered = []
+
+    def slow_at_the_second(handler) -> None:
+        answered.append(True)
+        if len(answered) == 2:
+            threading.Event().wait(3)
+        no_content(handler)
+
+    with webhook_receiver(slow_at_the_second) as (arrived, url):
+        hook = new_webhook(client, url)
+        new_item(client, new_store(client)["id"])
+        stop = start_pump(lambda: app)  # the two events wait for one turn
+        try:
+            [first] = arrived.wait_for(1)
+            kept = attempts_of(client, hook["id"], 1)[-1]  # the oldest
+            shown_after = time.time() - first.at
+            attempts_of(client, hook["id"], 2)  # the turn over before the next test
+        finally:
+            stop.set()
+    assert (kept["attempt"], kept["status"]) == (1, 204)
+    assert shown_after < 2, shown_after
+    assert abs(datetime.fromisoformat(kept["attempted_at"]).timestamp() - first.at) < 1
 
 
 @pytest.mark.one_driver
