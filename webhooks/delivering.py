@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from flask import Flask
 from sqlalchemy import and_, or_, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from config.settings import current_settings
 from db import db
@@ -97,9 +97,9 @@ def sending_to(webhook_id: int) -> Iterator[bool]:
                 connection.commit()
 
 
-def deliver_to(webhook_id: int) -> int:
+def deliver_to(webhook_id: int, stop: threading.Event) -> int:
     """Send the resends asked for, then the endpoint's waiting events in order, until one
-    fails or EVENTS_PER_TURN are sent; how many events were delivered."""
+    fails, EVENTS_PER_TURN are sent, or the worker stops; how many events were delivered."""
     with sending_to(webhook_id) as mine:
         if not mine:
             return 0
@@ -115,29 +115,46 @@ def deliver_to(webhook_id: int) -> int:
         ]
         db.session.rollback()  # no transaction held while the receiver answers
         records = Records(webhook_id, terms)
-        if waiting:
-            with (
-                Sender(terms.url, current_settings().webhook_allowed_network_list) as sender,
-                ThreadPoolExecutor(1, "webhook-attempt") as attempts,
-            ):
-                for number, (event_id, position, body) in enumerate(waiting):
-                    headers = signed(terms.secret, event_id, body)
-                    attempt = records.awaiting(attempts.submit(sender.send, body, headers))
-                    # Only a turn's first event can have been tried: a failure ends a turn.
-                    tried = failing and number == 0
-                    if not attempt.delivered:
-                        records.kept()
-                        failed(webhook_id, event_id, attempt, tried)
-                        return records.delivered
-                    if not records.add(Delivery(event_id, position, attempt, tried)):
-                        return records.delivered
-            if not records.kept():
-                return records.delivered
-        if len(waiting) < EVENTS_PER_TURN:
+        sent_all = send_in_order(waiting, records, failing, stop)
+        if records.kept() and sent_all and len(waiting) < EVENTS_PER_TURN:
             # Every event up to the head that is its own was sent: the others are none of
             # its business, and it is not due again until the feed grows.
             caught_up(webhook_id, terms, head)
         return records.delivered
+
+
+def send_in_order(
+    waiting: list[tuple[int, int, bytes]], records: "Records", failing: bool, stop: threading.Event
+) -> bool:
+    """Send the events (id, position, body) one after the other, each delivered one noted in
+    `records`; whether all were: not when one failed (its attempt kept, its retry set), the
+    endpoint changed, or the worker stops."""
+    if not waiting:
+        return True
+    webhook_id, terms = records.webhook_id, records.terms
+    with (
+        Sender(terms.url, current_settings().webhook_allowed_network_list) as sender,
+        ThreadPoolExecutor(1, "webhook-attempt") as attempts,
+    ):
+        for number, (event_id, position, body) in enumerate(waiting):
+            if stop.is_set():
+                return False
+            try:
+                pending = attempts.submit(sender.send, body, signed(terms.secret, event_id, body))
+            except RuntimeError:
+                # The process exits (SIGTERM): concurrent.futures ended the attempt's thread.
+                # What was delivered is kept; the next worker sends the rest.
+                return False
+            attempt = records.awaiting(pending)
+            # Only a turn's first event can have been tried: a failure ends a turn.
+            tried = failing and number == 0
+            if not attempt.delivered:
+                records.kept()
+                failed(webhook_id, event_id, attempt, tried)
+                return False
+            if not records.add(Delivery(event_id, position, attempt, tried)):
+                return False
+    return True
 
 
 class Records:
@@ -197,8 +214,12 @@ def resend_asked(webhook_id: int) -> None:
             db.session.commit()
             continue
         db.session.commit()
-        keep(webhook_id, event.id, sent_once(webhook, event))
-        db.session.commit()
+        try:
+            keep(webhook_id, event.id, sent_once(webhook, event))
+            db.session.commit()
+        except IntegrityError:  # the webhook deleted while the receiver answered
+            db.session.rollback()
+            return
 
 
 def sent_once(webhook: WebhookModel, event: EventModel) -> Attempt:
@@ -258,15 +279,18 @@ def pump(flask_app: Callable[[], Flask], stop: threading.Event) -> None:
             for webhook_id, owner_id in due:
                 owners = [owner for owner, _ in running.values()]
                 if webhook_id not in running and owners.count(owner_id) < OWNERS_SHARE:
-                    future = senders.submit(in_context, flask_app, webhook_id)
+                    try:
+                        future = senders.submit(in_context, flask_app, webhook_id, stop)
+                    except RuntimeError:  # the process exits: concurrent.futures has ended
+                        return
                     running[webhook_id] = (owner_id, future)
             stop.wait(POLL_SECONDS)
 
 
-def in_context(flask_app: Callable[[], Flask], webhook_id: int) -> int:
+def in_context(flask_app: Callable[[], Flask], webhook_id: int, stop: threading.Event) -> int:
     with flask_app().app_context():
         try:
-            return deliver_to(webhook_id)
+            return deliver_to(webhook_id, stop)
         except OperationalError:
             # The event stays where it was: the next turn sends it.
             logger.warning(

@@ -49,9 +49,13 @@ TERMS_COLUMNS = tuple(getattr(WebhookModel, term.name) for term in fields(Terms)
 
 
 def caught_up(webhook_id: int, terms: Terms, head: int) -> None:
+    """The endpoint has sent every event of its own up to `head`: none of them fails either
+    (one that failed is no longer its business: pruned, or of a store or type it no longer
+    names), so its next failure begins a schedule of retries anew."""
     webhook = db.session.get(WebhookModel, webhook_id)
-    if webhook is not None and Terms.of(webhook) == terms and webhook.delivered_through < head:
-        webhook.delivered_through = head
+    if webhook is not None and Terms.of(webhook) == terms:
+        webhook.delivered_through = max(webhook.delivered_through, head)
+        webhook.failing_since = webhook.next_attempt_at = None
     db.session.commit()
 
 
@@ -64,14 +68,15 @@ def keep(webhook_id: int, event_id: int, attempt: Attempt, tried: int | None = N
     return tried
 
 
-def attempts_at(webhook_id: int, event_id: int) -> int:
-    """How many attempts at the event the endpoint's records hold."""
-    return db.session.scalar(
-        select(func.count()).where(
-            WebhookDeliveryModel.webhook_id == webhook_id,
-            WebhookDeliveryModel.event_id == event_id,
-        )
+def attempts_at(webhook_id: int, event_id: int, since: datetime | None = None) -> int:
+    """How many attempts at the event the endpoint's records hold (made `since`)."""
+    counted = select(func.count()).where(
+        WebhookDeliveryModel.webhook_id == webhook_id,
+        WebhookDeliveryModel.event_id == event_id,
     )
+    if since is not None:
+        counted = counted.where(WebhookDeliveryModel.attempted_at >= since)
+    return db.session.scalar(counted)
 
 
 def row(webhook_id: int, event_id: int, attempt: Attempt, tried: int) -> dict:
@@ -114,12 +119,18 @@ def failed(webhook_id: int, event_id: int, attempt: Attempt, tried_before: bool)
     try:
         # An event not tried before is the first attempt: no count needed (the common case).
         # Its INSERT checks the webhook's row at once: a deletion committed meanwhile fails it.
-        tried = keep(webhook_id, event_id, attempt, None if tried_before else 0)
-        webhook.failing_since = webhook.failing_since or now()
+        keep(webhook_id, event_id, attempt, None if tried_before else 0)
+        if webhook.failing_since is None:
+            webhook.failing_since, retried = attempt.at, 0
+        else:
+            # The schedule counts the attempts since the endpoint began failing: turned on
+            # again (failing since then), it is retried soon again. (Not below 0: the API's
+            # clock and the worker's may differ a little.)
+            retried = max(attempts_at(webhook_id, event_id, webhook.failing_since) - 1, 0)
         if now() - webhook.failing_since >= GIVE_UP_AFTER:
             webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
         else:
-            webhook.next_attempt_at = now() + RETRIES[min(tried, len(RETRIES) - 1)]
+            webhook.next_attempt_at = now() + RETRIES[min(retried, len(RETRIES) - 1)]
         db.session.commit()
     except IntegrityError:  # the webhook deleted meanwhile, its attempts with it
         db.session.rollback()

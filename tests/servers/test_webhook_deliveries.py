@@ -4,6 +4,7 @@ again; to their owner's stores' events only; never to an address the guard refus
 
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import text
 from standardwebhooks import Webhook
 from support.api import assert_error, change_settings, created, new_item, new_store, signed_in
+from support.worker import worker
 
 from tools.webhook_receiver import no_content, webhook_receiver
 from webhooks.delivering import KEEP_EVERY, start_pump
@@ -355,3 +357,132 @@ def test_a_webhook_deleted_while_its_receiver_answers_a_failure_is_let_go_quietl
         threading.Event().wait(2)
     assert caplog.records == []
     assert client.get(f"/webhooks/{hook_ids[0]}").status_code == 404
+
+
+def answering_slowly_from(slow_from: int, seconds: float):
+    """A receiver's answer: 204 at once, then `seconds` late from the `slow_from`th on."""
+    answered = []
+
+    def answer(handler) -> None:
+        answered.append(True)
+        if len(answered) >= slow_from:
+            threading.Event().wait(seconds)
+        no_content(handler)
+
+    return answer
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed")
+def test_a_pump_told_to_stop_ends_its_turn_after_the_attempt_under_way(app, client, sql):
+    """Not after the turn's last event (a break-it finding: 40 events waited, 35 s)."""
+    with webhook_receiver(answering_slowly_from(5, 0.5)) as (arrived, url):
+        hook = new_webhook(client, url)
+        store = new_store(client)
+        for number in range(39):
+            new_item(client, store["id"], f"Lamp {number}")
+        stop = start_pump(lambda: app)
+        try:
+            arrived.wait_for(6)
+        finally:
+            stop.set()
+        stopped = time.monotonic()
+        while any(each.name == "webhooks" for each in threading.enumerate()):
+            assert time.monotonic() - stopped < 5, "the pump still runs"
+            threading.Event().wait(0.05)
+        sent = len(arrived.received)
+    assert 6 <= sent <= 8, sent
+    # What arrived was kept; what did not waits for the next worker.
+    kept = sql(f"SELECT count(*) FROM webhook_deliveries WHERE webhook_id = {hook['id']}")
+    assert kept == [(sent,)]
+    assert sql(f"SELECT next_attempt_at FROM webhooks WHERE id = {hook['id']}") == [(None,)]
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed")
+def test_a_worker_ended_by_sigterm_mid_turn_leaves_no_error_and_no_wait(app, client, sql):
+    """The process exits between two attempts: concurrent.futures refuses new ones then,
+    which ended the turn as a bug, with a minute's wait (a break-it finding)."""
+    with webhook_receiver(answering_slowly_from(5, 0.5)) as (arrived, url):
+        hook = new_webhook(client, url)
+        store = new_store(client)
+        for number in range(39):
+            new_item(client, store["id"], f"Lamp {number}")
+        running = worker(
+            app.config["SQLALCHEMY_DATABASE_URI"], WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8"
+        )
+        try:
+            arrived.wait_for(6, timeout=30)
+        finally:
+            running.send_signal(signal.SIGTERM)
+            said = running.communicate(timeout=30)[1].decode()
+    assert "ERROR" not in said, said
+    assert "Traceback" not in said, said
+    assert sql(f"SELECT next_attempt_at FROM webhooks WHERE id = {hook['id']}") == [(None,)]
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_turned_on_again_and_failing_it_is_retried_soon_its_attempts_counting_on(
+    client, engine, sql
+):
+    with webhook_receiver(failing) as (_, url):
+        hook = new_webhook(client, url)
+        new_store(client)
+        attempts_of(client, hook["id"], 1)
+        run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '3 days', "
+                "next_attempt_at = now() WHERE id = :id", id=hook["id"])  # fmt: skip
+        attempts_of(client, hook["id"], 2)
+        assert client.patch(f"/webhooks/{hook['id']}", json={"enabled": True}).status_code == 200
+        attempts = attempts_of(client, hook["id"], 3)
+        threading.Event().wait(0.3)
+        [(enabled, retry_in)] = sql(
+            "SELECT disabled_at IS NULL, extract(epoch FROM next_attempt_at - now())"
+            f" FROM webhooks WHERE id = {hook['id']}"
+        )
+    assert [each["attempt"] for each in attempts] == [3, 2, 1]
+    # A new schedule (5 s first), not the 3rd step of the old one (30 min); not off at once.
+    assert enabled
+    assert 0 < retry_in <= 5, retry_in
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_turned_on_again_with_nothing_of_its_own_waiting_it_fails_no_more(client, engine, sql):
+    """Its failed event is no longer its business (another type named): its next failure,
+    days later, begins a schedule of retries, rather than turn it off at once."""
+    with webhook_receiver(failing) as (_, url):
+        hook = new_webhook(client, url, event_types=["store.created"])
+        store = new_store(client)
+        attempts_of(client, hook["id"], 1)
+        run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '3 days', "
+                "next_attempt_at = now() WHERE id = :id", id=hook["id"])  # fmt: skip
+        attempts_of(client, hook["id"], 2)
+        changed = {"enabled": True, "event_types": ["item.created"]}
+        assert client.patch(f"/webhooks/{hook['id']}", json=changed).status_code == 200
+        failing_since = f"SELECT failing_since FROM webhooks WHERE id = {hook['id']}"
+        for _ in range(50):
+            if sql(failing_since) == [(None,)]:
+                break
+            threading.Event().wait(0.1)
+        assert sql(failing_since) == [(None,)]
+        new_item(client, store["id"])
+        attempts_of(client, hook["id"], 3)
+        threading.Event().wait(0.3)
+        assert client.get(f"/webhooks/{hook['id']}").get_json()["enabled"] is True
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_a_webhook_deleted_while_a_resend_is_answered_is_let_go_quietly(client, caplog):
+    caplog.set_level(logging.WARNING, logger="stores.webhooks")
+    with webhook_receiver(answering_slowly_from(2, 1.5)) as (arrived, url):
+        hook = new_webhook(client, url)
+        new_store(client)
+        [delivery] = attempts_of(client, hook["id"], 1)
+        resend = f"/webhooks/{hook['id']}/deliveries/{delivery['id']}/resend"
+        assert client.post(resend).status_code == 202
+        arrived.wait_for(2)
+        assert client.delete(f"/webhooks/{hook['id']}").status_code == 200
+        threading.Event().wait(2)
+    assert caplog.records == []
