@@ -103,9 +103,10 @@ def deliver_to(webhook_id: int, stop: threading.Event) -> int:
     with sending_to(webhook_id) as mine:
         if not mine:
             return 0
-        resend_asked(webhook_id)
+        resend_asked(webhook_id, stop)
         webhook = db.session.get(WebhookModel, webhook_id)
-        if webhook is None or not webhook.enabled:
+        # Due for its resends alone: one waiting to retry keeps to its schedule.
+        if webhook is None or not webhook.enabled or waits_to_retry(webhook) or stop.is_set():
             return 0
         head, _ = feed_bounds()
         terms, failing = Terms.of(webhook), webhook.failing_since is not None
@@ -202,11 +203,19 @@ class Records:
         return self.goes_on
 
 
-def resend_asked(webhook_id: int) -> None:
-    """Send again the events the endpoint's owner asked for, each once, whatever its state
-    (a resend claimed by a worker that then died is not sent: ask again)."""
+def waits_to_retry(webhook: WebhookModel) -> bool:
+    return webhook.next_attempt_at is not None and webhook.next_attempt_at > now()
+
+
+def resend_asked(webhook_id: int, stop: threading.Event) -> None:
+    """Send again the events the endpoint's owner asked for, each once, whatever its state,
+    until the worker stops (a resend claimed by a worker that then died is not sent: ask
+    again; one not claimed yet waits for the next worker)."""
     asked = select(WebhookResendModel).where(WebhookResendModel.webhook_id == webhook_id)
     for resend in db.session.scalars(asked).all():
+        if stop.is_set():
+            db.session.rollback()
+            return
         db.session.delete(resend)
         webhook = db.session.get(WebhookModel, webhook_id)
         event = db.session.get(EventModel, resend.event_id)

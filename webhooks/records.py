@@ -127,10 +127,13 @@ def failed(webhook_id: int, event_id: int, attempt: Attempt, tried_before: bool)
             # again (failing since then), it is retried soon again. (Not below 0: the API's
             # clock and the worker's may differ a little.)
             retried = max(attempts_at(webhook_id, event_id, webhook.failing_since) - 1, 0)
-        if now() - webhook.failing_since >= GIVE_UP_AFTER:
+        giving_up_at = webhook.failing_since + GIVE_UP_AFTER
+        if now() >= giving_up_at:
             webhook.disabled_at, webhook.disabled_reason = now(), attempt.error
         else:
-            webhook.next_attempt_at = now() + RETRIES[min(retried, len(RETRIES) - 1)]
+            # The last retry at the end of the GIVE_UP_AFTER, not a day past it.
+            retry = now() + RETRIES[min(retried, len(RETRIES) - 1)]
+            webhook.next_attempt_at = min(retry, giving_up_at)
         db.session.commit()
     except IntegrityError:  # the webhook deleted meanwhile, its attempts with it
         db.session.rollback()

@@ -486,3 +486,71 @@ def test_a_webhook_deleted_while_a_resend_is_answered_is_let_go_quietly(client, 
         assert client.delete(f"/webhooks/{hook['id']}").status_code == 200
         threading.Event().wait(2)
     assert caplog.records == []
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_a_resend_asked_while_failing_is_sent_alone_the_retries_keeping_their_schedule(
+    client, engine, sql
+):
+    """A break-it finding: the failing event was retried with it, before its time."""
+    with webhook_receiver(failing) as (arrived, url):
+        hook = new_webhook(client, url)
+        new_store(client)
+        [first] = attempts_of(client, hook["id"], 1)
+        run_sql(engine, f"UPDATE webhooks SET next_attempt_at = now() WHERE id = {hook['id']}")
+        attempts_of(client, hook["id"], 2)
+        retry_in = "SELECT extract(epoch FROM next_attempt_at - now()) FROM webhooks WHERE id = "
+        retry_in += str(hook["id"])
+        [(before,)] = sql(retry_in)
+        resend = f"/webhooks/{hook['id']}/deliveries/{first['id']}/resend"
+        assert client.post(resend).status_code == 202
+        arrived.wait_for(3)
+        threading.Event().wait(1)
+        [(after,)] = sql(retry_in)
+    assert len(arrived.received) == 3
+    assert 200 < before <= 300, before  # the second retry: 5 min
+    assert before - 2 < after <= before, (before, after)
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed", "pump")
+def test_the_last_retry_is_when_3_days_of_failures_end_not_a_day_later(client, engine, sql):
+    with webhook_receiver(failing) as (_, url):
+        hook = new_webhook(client, url)
+        new_store(client)
+        attempts_of(client, hook["id"], 1)
+        # Its second retry would be 5 min later: 2 min are left.
+        run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '4318 minutes', "
+                "next_attempt_at = now() WHERE id = :id", id=hook["id"])  # fmt: skip
+        attempts_of(client, hook["id"], 2)
+        threading.Event().wait(0.3)
+        [(enabled, retry_at_the_end)] = sql(
+            "SELECT disabled_at IS NULL, next_attempt_at = failing_since + interval '3 days'"
+            f" FROM webhooks WHERE id = {hook['id']}"
+        )
+    assert enabled
+    assert retry_at_the_end
+
+
+@pytest.mark.one_driver
+@pytest.mark.usefixtures("loopback_allowed")
+def test_a_pump_told_to_stop_leaves_the_resends_not_begun_for_the_next(app, client, sql):
+    with webhook_receiver(answering_slowly_from(2, 1)) as (arrived, url):
+        hook = new_webhook(client, url)
+        new_store(client)
+        stop = start_pump(lambda: app)
+        try:
+            [delivery] = attempts_of(client, hook["id"], 1)
+            resend = f"/webhooks/{hook['id']}/deliveries/{delivery['id']}/resend"
+            for _ in range(3):
+                assert client.post(resend).status_code == 202
+            arrived.wait_for(2)
+        finally:
+            stop.set()
+        stopped = time.monotonic()
+        while any(each.name == "webhooks" for each in threading.enumerate()):
+            assert time.monotonic() - stopped < 3, "the pump still runs"
+            threading.Event().wait(0.05)
+    assert len(arrived.received) == 2
+    assert sql("SELECT count(*) FROM webhook_resends") == [(2,)]
