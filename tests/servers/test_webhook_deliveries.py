@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import pytest
@@ -16,7 +17,7 @@ from standardwebhooks import Webhook
 from support.api import assert_error, change_settings, created, new_item, new_store, signed_in
 from support.worker import worker
 
-from tools.webhook_receiver import no_content, webhook_receiver
+from tools.webhook_receiver import Receiver, no_content, webhook_receiver
 from webhooks.delivering import KEEP_EVERY, start_pump
 
 
@@ -111,6 +112,24 @@ def attempts_of(client, hook_id: int, count: int) -> list[dict]:
     raise AssertionError(f"{len(attempts)} of {count} attempts")
 
 
+@contextmanager
+def failing_webhook(client) -> Iterator[tuple[Receiver, dict, dict]]:
+    """A webhook whose receiver answers 500, once its first attempt failed (at a store's
+    creation): the receiver, the webhook and that attempt."""
+    with webhook_receiver(failing) as (arrived, url):
+        hook = new_webhook(client, url)
+        new_store(client)
+        [first] = attempts_of(client, hook["id"], 1)
+        yield arrived, hook, first
+
+
+def turned_off_after_3_days(client, engine, hook_id: int, attempts: int) -> None:
+    """Failing for 3 days, its retry due: once its `attempts`th attempt failed, it is off."""
+    run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '3 days', "
+            "next_attempt_at = now() WHERE id = :id", id=hook_id)  # fmt: skip
+    attempts_of(client, hook_id, attempts)
+
+
 @pytest.mark.one_driver
 @pytest.mark.usefixtures("loopback_allowed", "pump")
 def test_a_failing_endpoint_is_retried_in_order_turned_off_after_3_days_and_on_again(
@@ -130,9 +149,7 @@ def test_a_failing_endpoint_is_retried_in_order_turned_off_after_3_days_and_on_a
         run_sql(engine, retry_now)
         assert [each["attempt"] for each in attempts_of(client, hook["id"], 2)] == [2, 1]
 
-        run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '3 days', "
-                "next_attempt_at = now() WHERE id = :id", id=hook["id"])  # fmt: skip
-        attempts_of(client, hook["id"], 3)
+        turned_off_after_3_days(client, engine, hook["id"], attempts=3)
         threading.Event().wait(0.3)
         shown = client.get(path).get_json()
         assert shown["enabled"] is False
@@ -372,6 +389,15 @@ def answering_slowly_from(slow_from: int, seconds: float):
     return answer
 
 
+def stopped_within(stop: threading.Event, seconds: float) -> None:
+    """Stop the pump; AssertionError if its thread still runs `seconds` later."""
+    stop.set()
+    deadline = time.monotonic() + seconds
+    while any(each.name == "webhooks" for each in threading.enumerate()):
+        assert time.monotonic() < deadline, "the pump still runs"
+        threading.Event().wait(0.05)
+
+
 @pytest.mark.one_driver
 @pytest.mark.usefixtures("loopback_allowed")
 def test_a_pump_told_to_stop_ends_its_turn_after_the_attempt_under_way(app, client, sql):
@@ -385,11 +411,7 @@ def test_a_pump_told_to_stop_ends_its_turn_after_the_attempt_under_way(app, clie
         try:
             arrived.wait_for(6)
         finally:
-            stop.set()
-        stopped = time.monotonic()
-        while any(each.name == "webhooks" for each in threading.enumerate()):
-            assert time.monotonic() - stopped < 5, "the pump still runs"
-            threading.Event().wait(0.05)
+            stopped_within(stop, 5)
         sent = len(arrived.received)
     assert 6 <= sent <= 8, sent
     # What arrived was kept; what did not waits for the next worker.
@@ -426,13 +448,8 @@ def test_a_worker_ended_by_sigterm_mid_turn_leaves_no_error_and_no_wait(app, cli
 def test_turned_on_again_and_failing_it_is_retried_soon_its_attempts_counting_on(
     client, engine, sql
 ):
-    with webhook_receiver(failing) as (_, url):
-        hook = new_webhook(client, url)
-        new_store(client)
-        attempts_of(client, hook["id"], 1)
-        run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '3 days', "
-                "next_attempt_at = now() WHERE id = :id", id=hook["id"])  # fmt: skip
-        attempts_of(client, hook["id"], 2)
+    with failing_webhook(client) as (_, hook, _):
+        turned_off_after_3_days(client, engine, hook["id"], attempts=2)
         assert client.patch(f"/webhooks/{hook['id']}", json={"enabled": True}).status_code == 200
         attempts = attempts_of(client, hook["id"], 3)
         threading.Event().wait(0.3)
@@ -455,9 +472,7 @@ def test_turned_on_again_with_nothing_of_its_own_waiting_it_fails_no_more(client
         hook = new_webhook(client, url, event_types=["store.created"])
         store = new_store(client)
         attempts_of(client, hook["id"], 1)
-        run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '3 days', "
-                "next_attempt_at = now() WHERE id = :id", id=hook["id"])  # fmt: skip
-        attempts_of(client, hook["id"], 2)
+        turned_off_after_3_days(client, engine, hook["id"], attempts=2)
         changed = {"enabled": True, "event_types": ["item.created"]}
         assert client.patch(f"/webhooks/{hook['id']}", json=changed).status_code == 200
         failing_since = f"SELECT failing_since FROM webhooks WHERE id = {hook['id']}"
@@ -494,10 +509,7 @@ def test_a_resend_asked_while_failing_is_sent_alone_the_retries_keeping_their_sc
     client, engine, sql
 ):
     """A break-it finding: the failing event was retried with it, before its time."""
-    with webhook_receiver(failing) as (arrived, url):
-        hook = new_webhook(client, url)
-        new_store(client)
-        [first] = attempts_of(client, hook["id"], 1)
+    with failing_webhook(client) as (arrived, hook, first):
         run_sql(engine, f"UPDATE webhooks SET next_attempt_at = now() WHERE id = {hook['id']}")
         attempts_of(client, hook["id"], 2)
         retry_in = "SELECT extract(epoch FROM next_attempt_at - now()) FROM webhooks WHERE id = "
@@ -516,10 +528,7 @@ def test_a_resend_asked_while_failing_is_sent_alone_the_retries_keeping_their_sc
 @pytest.mark.one_driver
 @pytest.mark.usefixtures("loopback_allowed", "pump")
 def test_the_last_retry_is_when_3_days_of_failures_end_not_a_day_later(client, engine, sql):
-    with webhook_receiver(failing) as (_, url):
-        hook = new_webhook(client, url)
-        new_store(client)
-        attempts_of(client, hook["id"], 1)
+    with failing_webhook(client) as (_, hook, _):
         # Its second retry would be 5 min later: 2 min are left.
         run_sql(engine, "UPDATE webhooks SET failing_since = now() - interval '4318 minutes', "
                 "next_attempt_at = now() WHERE id = :id", id=hook["id"])  # fmt: skip
@@ -547,10 +556,6 @@ def test_a_pump_told_to_stop_leaves_the_resends_not_begun_for_the_next(app, clie
                 assert client.post(resend).status_code == 202
             arrived.wait_for(2)
         finally:
-            stop.set()
-        stopped = time.monotonic()
-        while any(each.name == "webhooks" for each in threading.enumerate()):
-            assert time.monotonic() - stopped < 3, "the pump still runs"
-            threading.Event().wait(0.05)
+            stopped_within(stop, 3)
     assert len(arrived.received) == 2
     assert sql("SELECT count(*) FROM webhook_resends") == [(2,)]
