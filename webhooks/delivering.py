@@ -17,7 +17,6 @@
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,16 +31,12 @@ from db import db
 from models import UserModel, WebhookModel, WebhookResendModel
 from models.event import EventModel, events_after, feed_bounds, place_events
 from schemas.events import EventSchema
-from webhooks.records import Delivery, Terms, caught_up, delivered, failed, keep, now
+from webhooks.records import Delivery, Records, Terms, caught_up, failed, keep, now
 from webhooks.sending import Attempt, Sender, send
 from webhooks.signing import signed_headers
 
 # Events sent to one endpoint in a turn, before the others get theirs.
 EVENTS_PER_TURN = 100
-# A turn's delivered events are recorded together, this many at most, this long after the
-# last keeping at most (Records).
-KEEP_EVERY = 20
-KEEP_SECONDS = 0.1
 SENDERS = 8
 # Senders one owner's endpoints may hold at once.
 OWNERS_SHARE = 2
@@ -125,7 +120,7 @@ def deliver_to(webhook_id: int, stop: threading.Event) -> int:
 
 
 def send_in_order(
-    waiting: list[tuple[int, int, bytes]], records: "Records", failing: bool, stop: threading.Event
+    waiting: list[tuple[int, int, bytes]], records: Records, failing: bool, stop: threading.Event
 ) -> bool:
     """Send the events (id, position, body) one after the other, each delivered one noted in
     `records`; whether all were: not when one failed (its attempt kept, its retry set), the
@@ -156,51 +151,6 @@ def send_in_order(
             if not records.add(Delivery(event_id, position, attempt, tried)):
                 return False
     return True
-
-
-class Records:
-    """A turn's delivered events, their records kept together (records.delivered): at
-    KEEP_EVERY events, once the oldest waited KEEP_SECONDS (while the next attempt runs, if it
-    takes that long), and before the turn ends. A transaction per event was most of a
-    delivery's cost, and one endpoint's deliveries are sent one after another. A worker that
-    dies sends the unkept ones again (receivers tell by webhook-id), and an endpoint changed
-    or deleted meanwhile is found at the next keeping, which ends the turn."""
-
-    def __init__(self, webhook_id: int, terms: Terms) -> None:
-        self.webhook_id, self.terms = webhook_id, terms
-        self.unkept: list[Delivery] = []
-        self.oldest = 0.0
-        self.goes_on = True
-        self.delivered = 0
-
-    def awaiting(self, attempt: Future[Attempt]) -> Attempt:
-        """The attempt's outcome, the records noted kept meanwhile once due: a slow receiver
-        holds back none of the events it took before."""
-        if self.unkept:
-            try:
-                return attempt.result(timeout=self.oldest + KEEP_SECONDS - time.monotonic())
-            except TimeoutError:
-                self.kept()
-        return attempt.result()
-
-    def add(self, delivery: Delivery) -> bool:
-        """Note a delivered event; whether the turn goes on."""
-        if not self.unkept:
-            self.oldest = time.monotonic()
-        self.unkept.append(delivery)
-        self.delivered += 1
-        due = len(self.unkept) >= KEEP_EVERY or time.monotonic() - self.oldest >= KEEP_SECONDS
-        if due or not self.goes_on:
-            self.kept()
-        return self.goes_on
-
-    def kept(self) -> bool:
-        """Keep the records noted; whether the turn goes on: the endpoint is there, its terms
-        unchanged."""
-        if self.unkept:
-            self.goes_on = delivered(self.webhook_id, self.terms, self.unkept) and self.goes_on
-            self.unkept = []
-        return self.goes_on
 
 
 def waits_to_retry(webhook: WebhookModel) -> bool:

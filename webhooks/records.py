@@ -1,7 +1,9 @@
 """What delivery attempts leave behind (webhooks/delivering.py sends them): their records,
 and the endpoint's place in the feed moved past the events delivered, or its next attempt
-set after a failure, in one transaction."""
+set after a failure, in one transaction; a turn's records kept together (Records)."""
 
+import time
+from concurrent.futures import Future
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
@@ -24,6 +26,10 @@ RETRIES = [
     timedelta(hours=24),
 ]
 GIVE_UP_AFTER = timedelta(days=3)
+# A turn's delivered events are recorded together, this many at most, the oldest this long
+# at most after its delivery (Records).
+KEEP_EVERY = 20
+KEEP_SECONDS = 0.1
 
 
 def now() -> datetime:
@@ -162,3 +168,48 @@ def delivered(webhook_id: int, terms: Terms, deliveries: list[Delivery]) -> bool
     db.session.execute(insert(WebhookDeliveryModel), rows)
     db.session.commit()
     return Terms.of(now_terms) == terms
+
+
+class Records:
+    """A turn's delivered events, their records kept together (records.delivered): at
+    KEEP_EVERY events, once the oldest waited KEEP_SECONDS (while the next attempt runs, if it
+    takes that long), and before the turn ends. A transaction per event was most of a
+    delivery's cost, and one endpoint's deliveries are sent one after another. A worker that
+    dies sends the unkept ones again (receivers tell by webhook-id), and an endpoint changed
+    or deleted meanwhile is found at the next keeping, which ends the turn."""
+
+    def __init__(self, webhook_id: int, terms: Terms) -> None:
+        self.webhook_id, self.terms = webhook_id, terms
+        self.unkept: list[Delivery] = []
+        self.oldest = 0.0
+        self.goes_on = True
+        self.delivered = 0
+
+    def awaiting(self, attempt: Future[Attempt]) -> Attempt:
+        """The attempt's outcome, the records noted kept meanwhile once due: a slow receiver
+        holds back none of the events it took before."""
+        if self.unkept:
+            try:
+                return attempt.result(timeout=self.oldest + KEEP_SECONDS - time.monotonic())
+            except TimeoutError:
+                self.kept()
+        return attempt.result()
+
+    def add(self, delivery: Delivery) -> bool:
+        """Note a delivered event; whether the turn goes on."""
+        if not self.unkept:
+            self.oldest = time.monotonic()
+        self.unkept.append(delivery)
+        self.delivered += 1
+        due = len(self.unkept) >= KEEP_EVERY or time.monotonic() - self.oldest >= KEEP_SECONDS
+        if due or not self.goes_on:
+            self.kept()
+        return self.goes_on
+
+    def kept(self) -> bool:
+        """Keep the records noted; whether the turn goes on: the endpoint is there, its terms
+        unchanged."""
+        if self.unkept:
+            self.goes_on = delivered(self.webhook_id, self.terms, self.unkept) and self.goes_on
+            self.unkept = []
+        return self.goes_on

@@ -18,7 +18,8 @@ from support.api import assert_error, change_settings, created, new_item, new_st
 from support.worker import worker
 
 from tools.webhook_receiver import Receiver, no_content, webhook_receiver
-from webhooks.delivering import KEEP_EVERY, start_pump
+from webhooks.delivering import start_pump
+from webhooks.records import KEEP_EVERY
 
 
 def failing(handler) -> None:
