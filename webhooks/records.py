@@ -65,13 +65,12 @@ def caught_up(webhook_id: int, terms: Terms, head: int) -> None:
     db.session.commit()
 
 
-def keep(webhook_id: int, event_id: int, attempt: Attempt, tried: int | None = None) -> int:
-    """Add the attempt's record to the transaction; the number of attempts at the event before
-    it (`tried`, when the caller knows it)."""
+def keep(webhook_id: int, event_id: int, attempt: Attempt, tried: int | None = None) -> None:
+    """Add the attempt's record to the transaction, numbered after the attempts at the event
+    before it (`tried`, when the caller knows how many)."""
     if tried is None:
         tried = attempts_at(webhook_id, event_id)
     db.session.execute(insert(WebhookDeliveryModel), [row(webhook_id, event_id, attempt, tried)])
-    return tried
 
 
 def attempts_at(webhook_id: int, event_id: int, since: datetime | None = None) -> int:
